@@ -1,0 +1,1 @@
+"""Promenade: the control plane that promotes integrations from environment to environment."""

@@ -1,0 +1,40 @@
+"""The typed request context that every resolver receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+from strawberry.types import Info as StrawberryInfo
+
+from app.crypto import SecretBox
+from app.graphql.loaders import Loaders
+from app.models import Role, User
+
+
+@dataclass
+class Context:
+    session: AsyncSession
+    viewer: User
+    box: SecretBox
+    loaders: Loaders
+    _roles: dict[str, Role] | None = field(default=None, repr=False)
+
+    async def role_in(self, organization_id: str) -> Role | None:
+        """The viewer's role in an organization (read once per request)."""
+        if self._roles is None:
+            memberships = await self.loaders.memberships_by_user.load(self.viewer.id)
+            self._roles = {m.organization_id: m.role for m in memberships}
+        return self._roles.get(organization_id)
+
+    async def can_read(self, organization_id: str) -> bool:
+        return await self.role_in(organization_id) is not None
+
+    def forget_roles(self) -> None:
+        """After a mutation that changes memberships."""
+        self._roles = None
+        self.loaders.memberships_by_user.clear(self.viewer.id)
+
+
+Info: TypeAlias = StrawberryInfo[Context, None]

@@ -1,0 +1,77 @@
+"""Deployments and their per-environment configuration."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+
+from app.graphql.context import Info
+from app.graphql.errors import (
+    ConflictError,
+    ForbiddenError,
+    MissingConfigurationError,
+    NotFoundError,
+    PromotionBlockedError,
+    ValidationError,
+    mutate_deployment,
+)
+from app.graphql.types import Deployment
+from app.services import configuration
+from app.services.errors import InvalidInput
+
+DeploymentResult = Annotated[
+    Deployment | ValidationError | NotFoundError | ForbiddenError | ConflictError
+    | MissingConfigurationError | PromotionBlockedError,
+    strawberry.union("DeploymentResult"),
+]
+
+
+@strawberry.input
+class ConfigEntryInput:
+    key: str
+    value: str | None = strawberry.field(
+        description="Null removes the key's value from this environment.")
+
+
+@strawberry.input
+class SetConfigurationInput:
+    integration_id: strawberry.ID
+    environment_id: strawberry.ID
+    entries: list[ConfigEntryInput]
+    restart: bool | None = strawberry.field(
+        default=False, description="Restart now so the change takes effect; otherwise it waits "
+        "for the next restart.")
+
+
+@strawberry.type
+class DeploymentQueries:
+    @strawberry.field
+    async def deployment(self, info: Info, id: strawberry.ID) -> Deployment | None:
+        row = await info.context.loaders.deployment.load(id)
+        if row is None or not await info.context.can_read(row.organization_id):
+            return None
+        return Deployment.from_model(row)
+
+
+@strawberry.type
+class DeploymentMutations:
+    @strawberry.mutation(description="DEVELOPER or ADMIN. Values are checked against the "
+                         "integration's config schema; secret values are stored encrypted and "
+                         "never returned.")
+    async def set_configuration(self, info: Info, input: SetConfigurationInput) -> DeploymentResult:
+        ctx = info.context
+        entries = [configuration.ConfigEntry(key=e.key, value=e.value) for e in input.entries]
+
+        async def change() -> Deployment:
+            if input.restart:
+                # Restarts are carried out by the workers of the promotion engine.
+                raise InvalidInput("restart is not available yet: set the values, they apply at "
+                                   "the next restart", field="restart")
+            deployment = await configuration.set_configuration(
+                ctx.session, actor=ctx.viewer, box=ctx.box, integration_id=input.integration_id,
+                environment_id=input.environment_id, entries=entries)
+            ctx.loaders.config_values_by_deployment.clear(deployment.id)
+            return Deployment.from_model(deployment)
+
+        return await mutate_deployment(info, change)

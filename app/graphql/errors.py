@@ -1,0 +1,127 @@
+"""The contract's error types, and how a mutation turns domain errors into them."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import strawberry
+from sqlalchemy.exc import IntegrityError
+
+from app.graphql.context import Info
+from app.graphql.types import Environment
+from app.services.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    MissingConfiguration,
+    NotFound,
+)
+
+log = logging.getLogger(__name__)
+
+
+@strawberry.enum
+class PromotionBlocker(enum.Enum):
+    SOURCE_NOT_ACTIVE = "SOURCE_NOT_ACTIVE"
+    NOT_NEXT_ENVIRONMENT = "NOT_NEXT_ENVIRONMENT"
+    ENVIRONMENT_NOT_IN_PIPELINE = "ENVIRONMENT_NOT_IN_PIPELINE"
+    TARGET_FROZEN = "TARGET_FROZEN"
+    MISSING_CONFIGURATION = "MISSING_CONFIGURATION"
+    REQUEST_ALREADY_PENDING = "REQUEST_ALREADY_PENDING"
+
+
+@strawberry.interface(name="Error")
+class Error:
+    code: str
+    message: str
+
+
+@strawberry.type(description="Input that breaks a rule: a bad name, a duplicate, a value of the "
+                             "wrong type.")
+class ValidationError(Error):
+    field: str | None
+
+
+@strawberry.type
+class NotFoundError(Error):
+    id: strawberry.ID | None
+
+
+@strawberry.type(description="Authenticated, but the role or the rule does not allow it "
+                             "(self-approval, say).")
+class ForbiddenError(Error):
+    pass
+
+
+@strawberry.type(description="The request clashes with the current state: an environment still "
+                             "in use, a name taken.")
+class ConflictError(Error):
+    pass
+
+
+@strawberry.type
+class MissingConfigurationError(Error):
+    environment: Environment
+    missing_keys: list[str]
+
+
+@strawberry.type
+class PromotionBlockedError(Error):
+    blockers: list[PromotionBlocker]
+
+
+CommonError = ValidationError | NotFoundError | ForbiddenError | ConflictError
+
+
+def _as_error(error: DomainError) -> CommonError:
+    if isinstance(error, InvalidInput):
+        return ValidationError(code=error.code, message=error.message, field=error.field)
+    if isinstance(error, NotFound):
+        return NotFoundError(code=error.code, message=error.message,
+                             id=strawberry.ID(error.id) if error.id else None)
+    if isinstance(error, Forbidden):
+        return ForbiddenError(code=error.code, message=error.message)
+    if isinstance(error, Conflict):
+        return ConflictError(code=error.code, message=error.message)
+    raise error
+
+
+T = TypeVar("T")
+
+
+async def mutate(info: Info, change: Callable[[], Awaitable[T]]) -> T | CommonError:
+    """Run one mutation as one transaction: committed when it succeeds; rolled back, and
+    answered with the contract's error type, when the domain refuses it."""
+    session = info.context.session
+    try:
+        result = await change()
+        await session.commit()
+    except DomainError as error:
+        await session.rollback()
+        return _as_error(error)
+    except IntegrityError:
+        # Two requests raced past the same uniqueness check; the database kept the rule.
+        await session.rollback()
+        log.info("unique constraint refused a concurrent change", exc_info=True)
+        return ConflictError(code=Conflict.code,
+                             message="a concurrent change took that name or slot; try again")
+    return result
+
+
+async def mutate_deployment(
+    info: Info, change: Callable[[], Awaitable[T]]
+) -> T | CommonError | MissingConfigurationError:
+    """``mutate`` for changes that can also find required configuration missing."""
+    try:
+        return await mutate(info, change)
+    except MissingConfiguration as error:
+        await info.context.session.rollback()
+        loaders = info.context.loaders
+        environment = await loaders.require(loaders.environment, error.environment_id)
+        return MissingConfigurationError(code=error.code, message=error.message,
+                                         environment=Environment.from_model(environment),
+                                         missing_keys=error.keys)

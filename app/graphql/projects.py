@@ -1,0 +1,118 @@
+"""Projects, integrations and builds."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+
+from app.graphql.context import Info
+from app.graphql.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError, mutate
+from app.graphql.types import Build, Integration, Project
+from app.services import projects
+from app.services.configuration import ConfigKey, ConfigType
+
+ProjectResult = Annotated[
+    Project | ValidationError | NotFoundError | ForbiddenError | ConflictError,
+    strawberry.union("ProjectResult"),
+]
+IntegrationResult = Annotated[
+    Integration | ValidationError | NotFoundError | ForbiddenError | ConflictError,
+    strawberry.union("IntegrationResult"),
+]
+BuildResult = Annotated[
+    Build | ValidationError | NotFoundError | ForbiddenError | ConflictError,
+    strawberry.union("BuildResult"),
+]
+
+
+@strawberry.input
+class CreateProjectInput:
+    organization_id: strawberry.ID
+    name: str
+    description: str | None = None
+    pipeline_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Defaults to the organization's default pipeline.")
+
+
+@strawberry.input
+class ConfigKeyInput:
+    key: str
+    type: ConfigType = ConfigType.STRING
+    required: bool = True
+    secret: bool = False
+    default_value: str | None = None
+    description: str | None = None
+
+
+@strawberry.input
+class CreateIntegrationInput:
+    project_id: strawberry.ID
+    name: str
+    description: str | None = None
+    config_schema: list[ConfigKeyInput] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class CreateBuildInput:
+    integration_id: strawberry.ID
+    version: str
+    artifact: str
+    commit: str | None = None
+
+
+@strawberry.type
+class ProjectQueries:
+    @strawberry.field
+    async def project(self, info: Info, id: strawberry.ID) -> Project | None:
+        row = await info.context.loaders.project.load(id)
+        if row is None or not await info.context.can_read(row.organization_id):
+            return None
+        return Project.from_model(row)
+
+    @strawberry.field
+    async def integration(self, info: Info, id: strawberry.ID) -> Integration | None:
+        row = await info.context.loaders.integration.load(id)
+        if row is None or not await info.context.can_read(row.organization_id):
+            return None
+        return Integration.from_model(row)
+
+
+@strawberry.type
+class ProjectMutations:
+    @strawberry.mutation(description="DEVELOPER or ADMIN. The slug is derived from the name.")
+    async def create_project(self, info: Info, input: CreateProjectInput) -> ProjectResult:
+        ctx = info.context
+
+        async def change() -> Project:
+            return Project.from_model(await projects.create_project(
+                ctx.session, actor=ctx.viewer, organization_id=input.organization_id,
+                name=input.name, description=input.description, pipeline_id=input.pipeline_id))
+
+        return await mutate(info, change)
+
+    @strawberry.mutation(description="DEVELOPER or ADMIN.")
+    async def create_integration(self, info: Info,
+                                 input: CreateIntegrationInput) -> IntegrationResult:
+        ctx = info.context
+        schema = [ConfigKey(key=k.key, type=k.type, required=k.required, secret=k.secret,
+                            default_value=k.default_value, description=k.description)
+                  for k in input.config_schema]
+
+        async def change() -> Integration:
+            return Integration.from_model(await projects.create_integration(
+                ctx.session, actor=ctx.viewer, project_id=input.project_id, name=input.name,
+                description=input.description, config_schema=schema))
+
+        return await mutate(info, change)
+
+    @strawberry.mutation(description="DEVELOPER or ADMIN. Versions are unique per integration.")
+    async def create_build(self, info: Info, input: CreateBuildInput) -> BuildResult:
+        ctx = info.context
+
+        async def change() -> Build:
+            return Build.from_model(await projects.create_build(
+                ctx.session, actor=ctx.viewer, integration_id=input.integration_id,
+                version=input.version, artifact=input.artifact, commit=input.commit))
+
+        return await mutate(info, change)

@@ -1,0 +1,64 @@
+"""The schema, composed from the per-domain pieces."""
+
+from __future__ import annotations
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+
+from app.graphql.deployments import DeploymentMutations, DeploymentQueries
+from app.graphql.environments import EnvironmentMutations, EnvironmentQueries
+from app.graphql.identity import IdentityMutations, IdentityQueries
+from app.graphql.nodes import NodeQueries
+from app.graphql.pipelines import PipelineMutations
+from app.graphql.projects import ProjectMutations, ProjectQueries
+from app.graphql.public_error import PublicError
+from app.graphql.types import (
+    ApiToken,
+    Build,
+    DataPlane,
+    Deployment,
+    DeploymentPipeline,
+    Environment,
+    Integration,
+    Organization,
+    Project,
+    User,
+)
+
+# Limits on what one request may ask for (the README lists them).
+MAX_QUERY_DEPTH = 12
+MAX_ALIASES = 30
+MAX_TOKENS = 3000
+
+
+@strawberry.type
+class Query(IdentityQueries, NodeQueries, EnvironmentQueries, ProjectQueries, DeploymentQueries):
+    pass
+
+
+@strawberry.type
+class Mutation(IdentityMutations, EnvironmentMutations, PipelineMutations, ProjectMutations,
+               DeploymentMutations):
+    pass
+
+
+def _should_mask(error: GraphQLError) -> bool:
+    """Mask what went wrong inside a resolver, unless it was meant for the client. Errors of
+    parsing and validation (no original error) say what is wrong with the query: keep them."""
+    original = error.original_error
+    return original is not None and not isinstance(original, PublicError | GraphQLError)
+
+
+schema = strawberry.Schema(
+    query=Query,
+    mutation=Mutation,
+    types=[User, ApiToken, Organization, DataPlane, Environment, DeploymentPipeline, Project,
+           Integration, Build, Deployment],
+    extensions=[
+        QueryDepthLimiter(max_depth=MAX_QUERY_DEPTH),
+        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        MaskErrors(should_mask_error=_should_mask),
+    ],
+)

@@ -1,0 +1,448 @@
+"""The object types of the contract. Each is a snapshot of a row plus resolvers that reach
+related rows through the request's DataLoaders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from sqlmodel import col, select
+
+from app import models
+from app.graphql.context import Info
+from app.graphql.pagination import Connection, PageKey, decode_cursor, page_size
+from app.models import DeploymentStatus, Role, RuntimeKind
+from app.services.configuration import ConfigKey as ConfigKeyRecord
+from app.services.configuration import ConfigType, missing_keys, schema_of
+
+for _enum in (Role, RuntimeKind, DeploymentStatus, ConfigType):
+    strawberry.enum(_enum)
+
+
+@strawberry.interface
+class Node:
+    id: strawberry.ID
+
+
+# ---- identity ---------------------------------------------------------------------------
+
+
+@strawberry.type
+class User(Node):
+    name: str
+    email: str
+
+    @classmethod
+    def from_model(cls, row: models.User) -> User:
+        return cls(id=strawberry.ID(row.id), name=row.name, email=row.email)
+
+
+@strawberry.type
+class ApiToken(Node):
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+    @classmethod
+    def from_model(cls, row: models.ApiToken) -> ApiToken:
+        return cls(id=strawberry.ID(row.id), name=row.name, created_at=row.created_at,
+                   last_used_at=row.last_used_at)
+
+
+@strawberry.type
+class NewApiToken:
+    token: str = strawberry.field(description="The secret bearer token. It is never shown again.")
+    api_token: ApiToken
+
+
+@strawberry.type
+class Membership:
+    role: Role
+    user_id: strawberry.Private[str]
+
+    @strawberry.field
+    async def user(self, info: Info) -> User:
+        return User.from_model(await info.context.loaders.require(info.context.loaders.user,
+                                                                  self.user_id))
+
+    @classmethod
+    def from_model(cls, row: models.Membership) -> Membership:
+        return cls(role=row.role, user_id=row.user_id)
+
+
+@strawberry.type
+class OrganizationMembership:
+    role: Role
+    organization_id: strawberry.Private[str]
+
+    @strawberry.field
+    async def organization(self, info: Info) -> Organization:
+        loaders = info.context.loaders
+        return Organization.from_model(await loaders.require(loaders.organization,
+                                                             self.organization_id))
+
+
+@strawberry.type
+class Viewer:
+    @strawberry.field
+    def user(self, info: Info) -> User:
+        return User.from_model(info.context.viewer)
+
+    @strawberry.field
+    async def memberships(self, info: Info) -> list[OrganizationMembership]:
+        rows = await info.context.loaders.memberships_by_user.load(info.context.viewer.id)
+        return [OrganizationMembership(role=m.role, organization_id=m.organization_id)
+                for m in rows]
+
+    @strawberry.field
+    async def api_tokens(self, info: Info) -> list[ApiToken]:
+        rows = (
+            await info.context.session.exec(
+                select(models.ApiToken).where(models.ApiToken.user_id == info.context.viewer.id)
+                .order_by(col(models.ApiToken.id))
+            )
+        ).all()
+        return [ApiToken.from_model(row) for row in rows]
+
+
+@strawberry.type
+class Organization(Node):
+    slug: str
+    name: str
+
+    @classmethod
+    def from_model(cls, row: models.Organization) -> Organization:
+        return cls(id=strawberry.ID(row.id), slug=row.slug, name=row.name)
+
+    @strawberry.field(description="All environments of the organization, in their display order "
+                                  "(position).")
+    async def environments(self, info: Info) -> list[Environment]:
+        rows = await info.context.loaders.environments_by_organization.load(self.id)
+        return [Environment.from_model(row) for row in rows]
+
+    @strawberry.field
+    async def data_planes(self, info: Info) -> list[DataPlane]:
+        rows = await info.context.loaders.data_planes_by_organization.load(self.id)
+        return [DataPlane.from_model(row) for row in rows]
+
+    @strawberry.field
+    async def pipelines(self, info: Info) -> list[DeploymentPipeline]:
+        rows = await info.context.loaders.pipelines_by_organization.load(self.id)
+        return [DeploymentPipeline.from_model(row) for row in rows]
+
+    @strawberry.field(description="Oldest first.")
+    async def projects(self, info: Info, first: int | None = 50,
+                       after: str | None = None) -> Connection[Project]:
+        page = await info.context.loaders.projects_page.load(
+            PageKey(self.id, page_size(first), decode_cursor(after)))
+        return page.connection(Project.from_model)
+
+    @strawberry.field
+    async def members(self, info: Info) -> list[Membership]:
+        rows = await info.context.loaders.memberships_by_organization.load(self.id)
+        return [Membership.from_model(row) for row in rows]
+
+
+# ---- environments -----------------------------------------------------------------------
+
+
+@strawberry.type
+class DataPlane(Node):
+    name: str
+    runtime: RuntimeKind
+
+    @classmethod
+    def from_model(cls, row: models.DataPlane) -> DataPlane:
+        return cls(id=strawberry.ID(row.id), name=row.name, runtime=row.runtime)
+
+    @strawberry.field
+    async def environments(self, info: Info) -> list[Environment]:
+        rows = await info.context.loaders.environments_by_data_plane.load(self.id)
+        return [Environment.from_model(row) for row in rows]
+
+
+@strawberry.type
+class Environment(Node):
+    name: str
+    description: str | None
+    dns_prefix: str = strawberry.field(
+        description="DNS label used to build endpoint URLs of integrations in this environment.")
+    critical: bool = strawberry.field(
+        description="A production environment. Several may exist (one per region, say).")
+    position: int
+    frozen: bool
+    freeze_reason: str | None
+    created_at: datetime
+    organization_id: strawberry.Private[str]
+    data_plane_id: strawberry.Private[str]
+
+    @classmethod
+    def from_model(cls, row: models.Environment) -> Environment:
+        return cls(id=strawberry.ID(row.id), name=row.name, description=row.description,
+                   dns_prefix=row.dns_prefix, critical=row.critical, position=row.position,
+                   frozen=row.frozen, freeze_reason=row.freeze_reason, created_at=row.created_at,
+                   organization_id=row.organization_id, data_plane_id=row.data_plane_id)
+
+    @strawberry.field
+    async def organization(self, info: Info) -> Organization:
+        loaders = info.context.loaders
+        return Organization.from_model(await loaders.require(loaders.organization,
+                                                             self.organization_id))
+
+    @strawberry.field
+    async def data_plane(self, info: Info) -> DataPlane:
+        loaders = info.context.loaders
+        return DataPlane.from_model(await loaders.require(loaders.data_plane, self.data_plane_id))
+
+    @strawberry.field(description="Deployments that run something here (NOT_DEPLOYED ones are "
+                                  "left out), oldest first.")
+    async def deployments(self, info: Info, first: int | None = 50,
+                          after: str | None = None) -> Connection[Deployment]:
+        page = await info.context.loaders.deployments_page.load(
+            PageKey(self.id, page_size(first), decode_cursor(after)))
+        return page.connection(Deployment.from_model)
+
+
+# ---- pipelines and projects ---------------------------------------------------------------
+
+
+@strawberry.type(name="DeploymentPipeline")
+class DeploymentPipeline(Node):
+    name: str
+    is_default: bool
+
+    @classmethod
+    def from_model(cls, row: models.Pipeline) -> DeploymentPipeline:
+        return cls(id=strawberry.ID(row.id), name=row.name, is_default=row.is_default)
+
+    @strawberry.field(description="The promotion hierarchy: environments in promotion order.")
+    async def environments(self, info: Info) -> list[Environment]:
+        loaders = info.context.loaders
+        stages = await loaders.stages_by_pipeline.load(self.id)
+        rows = await loaders.environment.load_many([s.environment_id for s in stages])
+        return [Environment.from_model(row) for row in rows if row is not None]
+
+    @strawberry.field
+    async def projects(self, info: Info) -> list[Project]:
+        rows = await info.context.loaders.projects_by_pipeline.load(self.id)
+        return [Project.from_model(row) for row in rows]
+
+
+@strawberry.type
+class Project(Node):
+    name: str
+    slug: str
+    description: str | None
+    created_at: datetime
+    organization_id: strawberry.Private[str]
+    pipeline_id: strawberry.Private[str]
+
+    @classmethod
+    def from_model(cls, row: models.Project) -> Project:
+        return cls(id=strawberry.ID(row.id), name=row.name, slug=row.slug,
+                   description=row.description, created_at=row.created_at,
+                   organization_id=row.organization_id, pipeline_id=row.pipeline_id)
+
+    @strawberry.field
+    async def organization(self, info: Info) -> Organization:
+        loaders = info.context.loaders
+        return Organization.from_model(await loaders.require(loaders.organization,
+                                                             self.organization_id))
+
+    @strawberry.field
+    async def pipeline(self, info: Info) -> DeploymentPipeline:
+        loaders = info.context.loaders
+        return DeploymentPipeline.from_model(await loaders.require(loaders.pipeline,
+                                                                   self.pipeline_id))
+
+    @strawberry.field(description="Oldest first.")
+    async def integrations(self, info: Info, first: int | None = 50,
+                           after: str | None = None) -> Connection[Integration]:
+        page = await info.context.loaders.integrations_page.load(
+            PageKey(self.id, page_size(first), decode_cursor(after)))
+        return page.connection(Integration.from_model)
+
+
+@strawberry.type(description="A configurable the integration declares: every environment must "
+                             "give it a value unless it has a default.")
+class ConfigKey:
+    key: str
+    type: ConfigType
+    required: bool
+    secret: bool
+    default_value: str | None
+    description: str | None
+
+    @classmethod
+    def from_record(cls, record: ConfigKeyRecord) -> ConfigKey:
+        return cls(key=record.key, type=record.type, required=record.required,
+                   secret=record.secret, default_value=record.default_value,
+                   description=record.description)
+
+
+@strawberry.type
+class Integration(Node):
+    name: str
+    slug: str
+    description: str | None
+    created_at: datetime
+    project_id: strawberry.Private[str]
+    organization_id: strawberry.Private[str]
+    schema: strawberry.Private[list[dict[str, Any]]]
+
+    @classmethod
+    def from_model(cls, row: models.Integration) -> Integration:
+        return cls(id=strawberry.ID(row.id), name=row.name, slug=row.slug,
+                   description=row.description, created_at=row.created_at,
+                   project_id=row.project_id, organization_id=row.organization_id,
+                   schema=row.config_schema)
+
+    @strawberry.field
+    async def project(self, info: Info) -> Project:
+        loaders = info.context.loaders
+        return Project.from_model(await loaders.require(loaders.project, self.project_id))
+
+    @strawberry.field
+    def config_schema(self) -> list[ConfigKey]:
+        return [ConfigKey.from_record(ConfigKeyRecord.from_json(entry)) for entry in self.schema]
+
+    @strawberry.field(description="Newest first.")
+    async def builds(self, info: Info, first: int | None = 20,
+                     after: str | None = None) -> Connection[Build]:
+        page = await info.context.loaders.builds_page.load(
+            PageKey(self.id, page_size(first, 20), decode_cursor(after)))
+        return page.connection(Build.from_model)
+
+    async def _pipeline_deployments(self, info: Info) -> list[models.Deployment]:
+        loaders = info.context.loaders
+        project = await loaders.require(loaders.project, self.project_id)
+        stages = await loaders.stages_by_pipeline.load(project.pipeline_id)
+        by_environment = {d.environment_id: d
+                          for d in await loaders.deployments_by_integration.load(self.id)}
+        return [by_environment[s.environment_id] for s in stages
+                if s.environment_id in by_environment]
+
+    @strawberry.field(description="One entry per environment of the project's pipeline, in "
+                                  "promotion order, NOT_DEPLOYED ones included.")
+    async def deployments(self, info: Info) -> list[Deployment]:
+        return [Deployment.from_model(row) for row in await self._pipeline_deployments(info)]
+
+    @strawberry.field
+    async def deployment(self, info: Info, environment_id: strawberry.ID) -> Deployment | None:
+        for row in await self._pipeline_deployments(info):
+            if row.environment_id == environment_id:
+                return Deployment.from_model(row)
+        return None
+
+
+@strawberry.type(description="An immutable, runnable artifact. The same build moves unchanged "
+                             "from environment to environment.")
+class Build(Node):
+    version: str
+    artifact: str = strawberry.field(description="What the runtime runs: a container image "
+                                                 "reference, or a command line for LOCAL_PROCESS.")
+    commit: str | None
+    created_at: datetime
+    integration_id: strawberry.Private[str]
+
+    @classmethod
+    def from_model(cls, row: models.Build) -> Build:
+        return cls(id=strawberry.ID(row.id), version=row.version, artifact=row.artifact,
+                   commit=row.commit, created_at=row.created_at,
+                   integration_id=row.integration_id)
+
+    @strawberry.field
+    async def integration(self, info: Info) -> Integration:
+        loaders = info.context.loaders
+        return Integration.from_model(await loaders.require(loaders.integration,
+                                                            self.integration_id))
+
+
+# ---- deployments and configuration ----------------------------------------------------------
+
+
+@strawberry.type
+class ConfigValue:
+    key: str
+    value: str | None = strawberry.field(description="Null for a secret: secrets are write-only.")
+    secret: bool
+    updated_at: datetime
+
+
+@strawberry.type
+class Deployment(Node):
+    status: DeploymentStatus
+    revision: int = strawberry.field(description="Increases by one with every applied change "
+                                                 "(new build, new configuration, rollback).")
+    endpoint_url: str | None = strawberry.field(description="Reachable URL of the integration in "
+                                                            "this environment; null while not "
+                                                            "ACTIVE.")
+    last_error: str | None = strawberry.field(description="Why the last change failed: "
+                                                          "health-check output, exit code, the "
+                                                          "runtime's message.")
+    restart_required: bool = strawberry.field(description="True when the configuration was changed "
+                                                          "after the last restart: it takes effect "
+                                                          "on the next restart.")
+    updated_at: datetime
+    integration_id: strawberry.Private[str]
+    environment_id: strawberry.Private[str]
+    build_id: strawberry.Private[str | None]
+
+    @classmethod
+    def from_model(cls, row: models.Deployment) -> Deployment:
+        return cls(
+            id=strawberry.ID(row.id), status=row.status, revision=row.revision,
+            endpoint_url=row.endpoint_url if row.status is DeploymentStatus.ACTIVE else None,
+            last_error=row.last_error,
+            restart_required=(row.status is not DeploymentStatus.NOT_DEPLOYED
+                              and row.config_version != row.applied_config_version),
+            updated_at=row.updated_at, integration_id=row.integration_id,
+            environment_id=row.environment_id, build_id=row.build_id,
+        )
+
+    @strawberry.field
+    async def integration(self, info: Info) -> Integration:
+        loaders = info.context.loaders
+        return Integration.from_model(await loaders.require(loaders.integration,
+                                                            self.integration_id))
+
+    @strawberry.field
+    async def environment(self, info: Info) -> Environment:
+        loaders = info.context.loaders
+        return Environment.from_model(await loaders.require(loaders.environment,
+                                                            self.environment_id))
+
+    @strawberry.field(description="The build running now; null while NOT_DEPLOYED.")
+    async def build(self, info: Info) -> Build | None:
+        if self.build_id is None:
+            return None
+        row = await info.context.loaders.build.load(self.build_id)
+        return Build.from_model(row) if row else None
+
+    @strawberry.field(description="The configuration set for this environment (what the next "
+                                  "restart applies).")
+    async def configuration(self, info: Info) -> list[ConfigValue]:
+        loaders = info.context.loaders
+        integration = await loaders.require(loaders.integration, self.integration_id)
+        order = {key: index for index, key in enumerate(schema_of(integration))}
+        values = await loaders.config_values_by_deployment.load(self.id)
+        return [
+            ConfigValue(key=v.key, value=None if v.secret else v.value, secret=v.secret,
+                        updated_at=v.updated_at)
+            for v in sorted(values, key=lambda v: order.get(v.key, len(order)))
+        ]
+
+    @strawberry.field(description="Required keys of the integration's configSchema that this "
+                                  "environment has no value for.")
+    async def missing_configuration(self, info: Info) -> list[str]:
+        loaders = info.context.loaders
+        integration = await loaders.require(loaders.integration, self.integration_id)
+        values = await loaders.config_values_by_deployment.load(self.id)
+        return missing_keys(schema_of(integration), values)
+
+
+@strawberry.type
+class Deleted:
+    id: strawberry.ID
+

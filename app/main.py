@@ -1,0 +1,43 @@
+"""The Starlette application: GraphQL at /graphql, health at /healthz."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from app.crypto import SecretBox
+from app.db import create_engine, create_session_factory
+from app.graphql.http import AuthenticatedGraphQL, PromenadeGraphQL
+from app.settings import Settings
+
+
+def create_app(settings: Settings) -> Starlette:
+    engine = create_engine(settings.resolved_database_url)
+    sessions = create_session_factory(engine)
+    box = SecretBox(settings.resolved_secret_key())
+    graphql = AuthenticatedGraphQL(PromenadeGraphQL(box=box, graphiql=not settings.production),
+                                   sessions)
+
+    async def healthz(_: Request) -> JSONResponse:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return JSONResponse({"status": "ok"})
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        await engine.dispose()
+
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/healthz", healthz),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,59 @@
+"""Data planes and the ordered environments that run on them."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from app.ids import new_id
+from app.models.base import enum_column, timestamp_column, utcnow
+
+
+class RuntimeKind(enum.StrEnum):
+    LOCAL_PROCESS = "LOCAL_PROCESS"
+    KUBERNETES = "KUBERNETES"
+
+
+def _org_fk() -> Any:
+    return sa.Column(sa.String(40), sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+                     nullable=False, index=True)
+
+
+class DataPlane(SQLModel, table=True):
+    __tablename__ = "data_planes"
+    __table_args__ = (sa.UniqueConstraint("organization_id", "name"),)
+
+    id: str = Field(default_factory=lambda: new_id("dp"), primary_key=True, max_length=40)
+    organization_id: str = Field(sa_column=_org_fk())
+    name: str = Field(max_length=63)
+    runtime: RuntimeKind = Field(sa_column=enum_column(RuntimeKind))
+    settings: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+
+
+class Environment(SQLModel, table=True):
+    __tablename__ = "environments"
+    __table_args__ = (
+        # Names are unique ignoring case: name_key holds the case-folded name.
+        sa.UniqueConstraint("organization_id", "name_key"),
+        sa.UniqueConstraint("organization_id", "dns_prefix"),
+    )
+
+    id: str = Field(default_factory=lambda: new_id("env"), primary_key=True, max_length=40)
+    organization_id: str = Field(sa_column=_org_fk())
+    data_plane_id: str = Field(
+        sa_column=sa.Column(sa.String(40), sa.ForeignKey("data_planes.id"), nullable=False, index=True)
+    )
+    name: str = Field(max_length=64)
+    name_key: str = Field(max_length=64)
+    description: str | None = Field(default=None, max_length=1000)
+    dns_prefix: str = Field(max_length=63)
+    critical: bool = False
+    position: int = 0
+    frozen: bool = False
+    freeze_reason: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())

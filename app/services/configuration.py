@@ -1,0 +1,206 @@
+"""Configuration: what an integration declares, and each environment's own values.
+
+Values belong to one environment; nothing is inherited. Secret values are sealed with the
+installation's key before they are stored and are never read back through the API.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.crypto import SecretBox
+from app.models import ConfigValue, Deployment, Environment, Integration, User
+from app.models.base import utcnow
+from app.services.auth import Permission, get_owned
+from app.services.errors import InvalidInput, NotFound
+
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+FILE_KEY = re.compile(r"^/?[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+MAX_VALUE_LENGTH = 65_536
+MAX_FILE_LENGTH = 1_048_576
+MAX_SCHEMA_KEYS = 200
+
+
+class ConfigType(enum.StrEnum):
+    STRING = "STRING"
+    INT = "INT"
+    FLOAT = "FLOAT"
+    BOOLEAN = "BOOLEAN"
+    FILE = "FILE"
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    key: str
+    type: ConfigType = ConfigType.STRING
+    required: bool = True
+    secret: bool = False
+    default_value: str | None = None
+    description: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "type": self.type.value, "required": self.required,
+                "secret": self.secret, "default_value": self.default_value,
+                "description": self.description}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ConfigKey:
+        return cls(key=data["key"], type=ConfigType(data["type"]), required=data["required"],
+                   secret=data["secret"], default_value=data.get("default_value"),
+                   description=data.get("description"))
+
+
+def parse_value(key: ConfigKey, value: str, *, field: str) -> str:
+    """The value in its normal form, if it parses as the key's type."""
+    limit = MAX_FILE_LENGTH if key.type is ConfigType.FILE else MAX_VALUE_LENGTH
+    if len(value) > limit:
+        raise InvalidInput(f"{key.key}: a value is at most {limit} characters", field=field)
+    if key.type is ConfigType.INT:
+        try:
+            return str(int(value.strip()))
+        except ValueError:
+            raise InvalidInput(f"{key.key} must be an integer", field=field) from None
+    if key.type is ConfigType.FLOAT:
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise InvalidInput(f"{key.key} must be a number", field=field) from None
+        if not math.isfinite(number):
+            raise InvalidInput(f"{key.key} must be a finite number", field=field)
+        return repr(number)
+    if key.type is ConfigType.BOOLEAN:
+        lowered = value.strip().lower()
+        if lowered not in ("true", "false"):
+            raise InvalidInput(f"{key.key} must be true or false", field=field)
+        return lowered
+    return value
+
+
+def validate_schema(keys: Sequence[ConfigKey]) -> list[ConfigKey]:
+    if len(keys) > MAX_SCHEMA_KEYS:
+        raise InvalidInput(f"a config schema has at most {MAX_SCHEMA_KEYS} keys",
+                           field="configSchema")
+    seen: set[str] = set()
+    result = []
+    for index, key in enumerate(keys):
+        field = f"configSchema[{index}]"
+        pattern = FILE_KEY if key.type is ConfigType.FILE else ENV_KEY
+        if not pattern.fullmatch(key.key) or ".." in key.key.split("/"):
+            shape = ("a file path of letters, digits, '.', '_', '-' and '/'"
+                     if key.type is ConfigType.FILE
+                     else "an environment variable name (letters, digits, '_')")
+            raise InvalidInput(f"the key {key.key!r} must be {shape}", field=f"{field}.key")
+        if key.key in seen:
+            raise InvalidInput(f"the key {key.key!r} is declared twice", field=f"{field}.key")
+        seen.add(key.key)
+        default = key.default_value
+        if default is not None:
+            if key.secret:
+                raise InvalidInput(f"{key.key}: a secret cannot have a default value (it would be "
+                                   "readable)", field=f"{field}.defaultValue")
+            default = parse_value(key, default, field=f"{field}.defaultValue")
+        description = key.description.strip() if key.description else None
+        if description is not None and len(description) > 1000:
+            raise InvalidInput("description must be at most 1000 characters",
+                               field=f"{field}.description")
+        result.append(ConfigKey(key=key.key, type=key.type, required=key.required,
+                                secret=key.secret, default_value=default,
+                                description=description or None))
+    return result
+
+
+def schema_of(integration: Integration) -> dict[str, ConfigKey]:
+    return {entry["key"]: ConfigKey.from_json(entry) for entry in integration.config_schema}
+
+
+def missing_keys(schema: dict[str, ConfigKey], values: Sequence[ConfigValue]) -> list[str]:
+    """Required keys with neither a value nor a default, in schema order."""
+    have = {value.key for value in values}
+    return [key.key for key in schema.values()
+            if key.required and key.default_value is None and key.key not in have]
+
+
+@dataclass(frozen=True)
+class ConfigEntry:
+    key: str
+    value: str | None  # None removes the environment's value
+
+
+async def deployment_for(
+    session: AsyncSession, *, integration: Integration, environment_id: str
+) -> Deployment:
+    """The integration's deployment in an environment of its organization's pipeline."""
+    deployment = (
+        await session.exec(
+            select(Deployment).where(Deployment.integration_id == integration.id,
+                                     Deployment.environment_id == environment_id)
+        )
+    ).first()
+    environment = await session.get(Environment, environment_id)
+    if environment is None or environment.organization_id != integration.organization_id:
+        raise NotFound(f"no environment with id {environment_id}", id=environment_id)
+    if deployment is None:
+        raise InvalidInput(f"{environment.name} is not in the pipeline of the integration's "
+                           "project", field="environmentId")
+    return deployment
+
+
+async def set_configuration(
+    session: AsyncSession, *, actor: User, box: SecretBox, integration_id: str,
+    environment_id: str, entries: Sequence[ConfigEntry],
+) -> Deployment:
+    """Set or remove values of one environment. They apply at the deployment's next restart."""
+    integration = await get_owned(session, Integration, integration_id, actor=actor,
+                                  permission=Permission.DEVELOP)
+    deployment = await deployment_for(session, integration=integration,
+                                      environment_id=environment_id)
+    schema = schema_of(integration)
+    if not entries:
+        raise InvalidInput("entries must not be empty", field="entries")
+    seen: set[str] = set()
+    normalized: list[tuple[ConfigKey, str | None]] = []
+    for index, entry in enumerate(entries):
+        field = f"entries[{index}]"
+        key = schema.get(entry.key)
+        if key is None:
+            raise InvalidInput(f"{entry.key!r} is not in the integration's config schema",
+                               field=f"{field}.key")
+        if entry.key in seen:
+            raise InvalidInput(f"{entry.key!r} is given twice", field=f"{field}.key")
+        seen.add(entry.key)
+        value = None if entry.value is None else parse_value(key, entry.value,
+                                                             field=f"{field}.value")
+        normalized.append((key, value))
+    current = {
+        value.key: value
+        for value in (
+            await session.exec(select(ConfigValue).where(ConfigValue.deployment_id == deployment.id))
+        ).all()
+    }
+    now = utcnow()
+    for key, value in normalized:
+        stored = current.get(key.key)
+        if value is None:
+            if stored is not None:
+                await session.delete(stored)
+            continue
+        sealed = box.seal(value) if key.secret else value
+        if stored is None:
+            stored = ConfigValue(deployment_id=deployment.id, key=key.key, value=sealed,
+                                 secret=key.secret, updated_at=now)
+        else:
+            stored.value, stored.secret, stored.updated_at = sealed, key.secret, now
+        session.add(stored)
+    deployment.config_version += 1
+    deployment.updated_at = now
+    session.add(deployment)
+    await session.flush()
+    return deployment

@@ -1,0 +1,154 @@
+"""Environments: an organization's ordered places to run integrations."""
+
+from __future__ import annotations
+
+from sqlmodel import col, delete, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.models import DataPlane, Deployment, Environment, Organization, Pipeline, PipelineStage, User
+from app.services.auth import Permission, get_owned
+from app.services.dataplanes import default_data_plane
+from app.services.deployments import deployed_in
+from app.services.errors import Conflict, InvalidInput, NotFound
+from app.services.names import clean_description, clean_name, dns_label, name_key
+from app.services.organizations import get_organization
+
+NAME_MAX = 64
+
+
+async def list_environments(session: AsyncSession, organization_id: str) -> list[Environment]:
+    return list(
+        (
+            await session.exec(
+                select(Environment).where(Environment.organization_id == organization_id)
+                .order_by(col(Environment.position), col(Environment.id))
+            )
+        ).all()
+    )
+
+
+async def _check_name_free(
+    session: AsyncSession, organization_id: str, name: str, *, except_id: str | None = None
+) -> None:
+    clash = (
+        await session.exec(
+            select(Environment).where(Environment.organization_id == organization_id,
+                                      Environment.name_key == name_key(name))
+        )
+    ).first()
+    if clash is not None and clash.id != except_id:
+        raise Conflict(f"an environment named {clash.name!r} exists already")
+
+
+async def create_environment(
+    session: AsyncSession, *, actor: User, organization_id: str, name: str, dns_prefix: str,
+    description: str | None = None, critical: bool = False, data_plane_id: str | None = None,
+    position: int | None = None,
+) -> Environment:
+    org: Organization = await get_organization(session, organization_id, actor=actor,
+                                               permission=Permission.ADMINISTER)
+    name = clean_name(name, field="name", max_length=NAME_MAX)
+    prefix = dns_label(dns_prefix.strip(), field="dnsPrefix")
+    description = clean_description(description)
+    if data_plane_id is None:
+        plane = await default_data_plane(session, org.id)
+    else:
+        found = await session.get(DataPlane, data_plane_id)
+        if found is None or found.organization_id != org.id:
+            raise NotFound(f"no data plane with id {data_plane_id}", id=data_plane_id)
+        plane = found
+    await _check_name_free(session, org.id, name)
+    prefix_clash = (
+        await session.exec(
+            select(Environment).where(Environment.organization_id == org.id,
+                                      Environment.dns_prefix == prefix)
+        )
+    ).first()
+    if prefix_clash is not None:
+        raise Conflict(f"the dnsPrefix {prefix!r} is used by {prefix_clash.name!r}")
+    ordered = await list_environments(session, org.id)
+    if position is None:
+        position = len(ordered)
+    if not 0 <= position <= len(ordered):
+        raise InvalidInput(f"position must be between 0 and {len(ordered)}", field="position")
+    environment = Environment(organization_id=org.id, data_plane_id=plane.id, name=name,
+                              name_key=name_key(name), dns_prefix=prefix,
+                              description=description, critical=critical, position=position)
+    ordered.insert(position, environment)
+    _renumber(ordered)
+    session.add_all(ordered)
+    await session.flush()
+    return environment
+
+
+async def update_environment(
+    session: AsyncSession, *, actor: User, environment_id: str, name: str | None = None,
+    description: str | None = None, critical: bool | None = None,
+) -> Environment:
+    environment = await get_owned(session, Environment, environment_id, actor=actor,
+                                  permission=Permission.ADMINISTER)
+    if name is not None:
+        name = clean_name(name, field="name", max_length=NAME_MAX)
+        await _check_name_free(session, environment.organization_id, name,
+                               except_id=environment.id)
+        environment.name = name
+        environment.name_key = name_key(name)
+    if description is not None:
+        environment.description = clean_description(description)
+    if critical is not None:
+        environment.critical = critical
+    session.add(environment)
+    await session.flush()
+    return environment
+
+
+async def reorder_environments(
+    session: AsyncSession, *, actor: User, organization_id: str, environment_ids: list[str]
+) -> Organization:
+    org = await get_organization(session, organization_id, actor=actor,
+                                 permission=Permission.ADMINISTER)
+    current = {env.id: env for env in await list_environments(session, org.id)}
+    if len(set(environment_ids)) != len(environment_ids):
+        raise InvalidInput("environmentIds lists an environment twice", field="environmentIds")
+    unknown = [env_id for env_id in environment_ids if env_id not in current]
+    if unknown:
+        raise NotFound(f"no environment with id {unknown[0]}", id=unknown[0])
+    if set(environment_ids) != set(current):
+        raise InvalidInput("environmentIds must list every environment of the organization once",
+                           field="environmentIds")
+    _renumber([current[env_id] for env_id in environment_ids])
+    session.add_all(current.values())
+    await session.flush()
+    return org
+
+
+async def delete_environment(
+    session: AsyncSession, *, actor: User, environment_id: str, confirm_name: str
+) -> Environment:
+    environment = await get_owned(session, Environment, environment_id, actor=actor,
+                                  permission=Permission.ADMINISTER)
+    if confirm_name != environment.name:
+        raise InvalidInput("confirmName must equal the environment's name", field="confirmName")
+    pipelines = (
+        await session.exec(
+            select(Pipeline.name).join(PipelineStage,
+                                       col(PipelineStage.pipeline_id) == col(Pipeline.id))
+            .where(PipelineStage.environment_id == environment.id)
+        )
+    ).all()
+    if pipelines:
+        raise Conflict(f"{environment.name} is in the pipelines {', '.join(sorted(pipelines))}")
+    if await deployed_in(session, environment_ids=[environment.id]):
+        raise Conflict(f"integrations are deployed in {environment.name}")
+    # What is left of it are NOT_DEPLOYED rows (and their configuration, by cascade).
+    await session.exec(delete(Deployment).where(col(Deployment.environment_id) == environment.id))
+    await session.delete(environment)
+    await session.flush()
+    _renumber(await list_environments(session, environment.organization_id))
+    await session.flush()
+    return environment
+
+
+def _renumber(environments: list[Environment]) -> None:
+    for position, environment in enumerate(environments):
+        environment.position = position

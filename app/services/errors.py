@@ -1,0 +1,52 @@
+"""Expected failures of the domain. The GraphQL layer maps each to the contract's error type."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class DomainError(Exception):
+    code = "ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(DomainError):
+    """Input that breaks a rule: a bad name, a value of the wrong type."""
+
+    code = "VALIDATION_ERROR"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(DomainError):
+    """Missing, or in an organization the caller does not belong to: the two look the same."""
+
+    code = "NOT_FOUND"
+
+    def __init__(self, message: str, *, id: str | None = None) -> None:
+        super().__init__(message)
+        self.id = id
+
+
+class Forbidden(DomainError):
+    code = "FORBIDDEN"
+
+
+class Conflict(DomainError):
+    code = "CONFLICT"
+
+
+class MissingConfiguration(DomainError):
+    code = "MISSING_CONFIGURATION"
+
+    def __init__(self, *, environment_id: str, environment_name: str, keys: Sequence[str]) -> None:
+        super().__init__(
+            f"{environment_name} has no value for required keys: {', '.join(keys)}"
+        )
+        self.environment_id = environment_id
+        self.keys = list(keys)

@@ -1,0 +1,110 @@
+"""The one settings object, read from ``PROMENADE_*`` environment variables once and passed down."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_KEY_FILE = "secret.key"
+
+
+class SettingsError(Exception):
+    """A setting is wrong; the message is one line a person can act on."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PROMENADE_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".promenade"), description="Where embedded mode keeps its files.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: a SQLite file in the data directory."
+    )
+    amqp_url: str | None = Field(
+        default=None, description="RabbitMQ URL; default: none, which means the in-process bus."
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="Fernet key that encrypts secret configuration values at rest.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    production: bool = Field(default=False, description="Turns GraphiQL off.")
+
+    @field_validator("secret_key")
+    @classmethod
+    def _fernet_key(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        try:
+            Fernet(value.encode())
+        except (ValueError, TypeError) as exc:
+            raise ValueError("must be a Fernet key (32 url-safe base64-encoded bytes)") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        return async_database_url(value)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'promenade.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    def resolved_secret_key(self) -> str:
+        """The Fernet key: the setting, or in embedded mode a key generated once into the data dir."""
+        if self.secret_key:
+            return self.secret_key
+        if not self.is_sqlite:
+            raise SettingsError(
+                "PROMENADE_SECRET_KEY is required when the database is PostgreSQL "
+                "(generate one with: promenade secret-key)"
+            )
+        path = self.data_dir / SECRET_KEY_FILE
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = Fernet.generate_key().decode()
+        # O_EXCL: two processes starting at once must not write two different keys.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+        return key
+
+
+def async_database_url(url: str) -> str:
+    """Accept the plain URLs people paste and pick the async driver for them."""
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        return url
+    raise ValueError("must be a postgresql:// or sqlite:// URL")
+
+
+def load_settings() -> Settings:
+    """Read the settings; a bad one becomes a single line that names the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "PROMENADE_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise SettingsError(f"{name}: {first['msg']}") from None
