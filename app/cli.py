@@ -42,8 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promenade", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    up = commands.add_parser("up", help="run everything in one process on embedded defaults "
-                             "(SQLite in the data directory, the in-process bus)")
+    up = commands.add_parser(
+        "up",
+        help="run everything in one process on embedded defaults "
+        "(SQLite in the data directory, the in-process bus)",
+    )
     up.set_defaults(run=_up)
     api = commands.add_parser("api", help="run the GraphQL API (scaled mode: migrate first)")
     api.set_defaults(run=_api)
@@ -54,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
 
     boot = commands.add_parser(
-        "bootstrap", help="create a user (and organization) if missing and print a new token")
+        "bootstrap", help="create a user (and organization) if missing and print a new token"
+    )
     boot.add_argument("--email", required=True)
     boot.add_argument("--name", help="the user's name when the user is new")
     boot.add_argument("--org", help="organization slug; created, with the user as ADMIN, if new")
@@ -78,8 +82,9 @@ async def _bootstrap(settings: Settings, args: argparse.Namespace) -> None:
     try:
         await _require_current_schema(engine, settings)
         async with session_scope(create_session_factory(engine)) as session:
-            result = await bootstrap(session, email=args.email, name=args.name,
-                                     organization_slug=args.org)
+            result = await bootstrap(
+                session, email=args.email, name=args.name, organization_slug=args.org
+            )
         _print_bootstrapped(result)
     finally:
         await engine.dispose()
@@ -93,8 +98,12 @@ async def _up(settings: Settings, args: argparse.Namespace) -> None:
         await migrate.upgrade(engine)
         async with session_scope(create_session_factory(engine)) as session:
             if await is_empty(session):
-                result = await bootstrap(session, email=EMBEDDED_ADMIN_EMAIL, name="Admin",
-                                         organization_slug=EMBEDDED_ORGANIZATION)
+                result = await bootstrap(
+                    session,
+                    email=EMBEDDED_ADMIN_EMAIL,
+                    name="Admin",
+                    organization_slug=EMBEDDED_ORGANIZATION,
+                )
                 _print_bootstrapped(result)
     finally:
         await engine.dispose()
@@ -113,8 +122,9 @@ async def _api(settings: Settings, args: argparse.Namespace) -> None:
 async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     host = args.host or settings.host
     port = args.port or settings.port
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="info",
-                            lifespan="on")
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, log_level="info", lifespan="on"
+    )
     print(f"Promenade GraphQL at http://{host}:{port}/graphql", file=sys.stderr)
     await uvicorn.Server(config).serve()
 
@@ -128,8 +138,10 @@ def _engine(settings: Settings) -> AsyncEngine:
 async def _require_current_schema(engine: AsyncEngine, settings: Settings) -> None:
     current = await migrate.current_revision(engine)
     if current != migrate.head_revision():
-        raise SettingsError(f"the database is at revision {current or 'none'}, not "
-                            f"{migrate.head_revision()}: run `promenade migrate` first")
+        raise SettingsError(
+            f"the database is at revision {current or 'none'}, not "
+            f"{migrate.head_revision()}: run `promenade migrate` first"
+        )
 
 
 def _print_bootstrapped(result: Bootstrapped) -> None:

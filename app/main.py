@@ -21,8 +21,9 @@ def create_app(settings: Settings) -> Starlette:
     engine = create_engine(settings.resolved_database_url)
     sessions = create_session_factory(engine)
     box = SecretBox(settings.resolved_secret_key())
-    graphql = AuthenticatedGraphQL(PromenadeGraphQL(box=box, graphiql=not settings.production),
-                                   sessions)
+    graphql = AuthenticatedGraphQL(
+        PromenadeGraphQL(box=box, graphiql=not settings.production), sessions
+    )
 
     async def healthz(_: Request) -> JSONResponse:
         async with engine.connect() as connection:

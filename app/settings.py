@@ -19,7 +19,9 @@ class SettingsError(Exception):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PROMENADE_", extra="ignore")
 
-    data_dir: Path = Field(default=Path(".promenade"), description="Where embedded mode keeps its files.")
+    data_dir: Path = Field(
+        default=Path(".promenade"), description="Where embedded mode keeps its files."
+    )
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default: a SQLite file in the data directory."
     )
@@ -63,7 +65,7 @@ class Settings(BaseSettings):
         return self.resolved_database_url.startswith("sqlite")
 
     def resolved_secret_key(self) -> str:
-        """The Fernet key: the setting, or in embedded mode a key generated once into the data dir."""
+        """The Fernet key: the setting, or in embedded mode one generated once into the data dir."""
         if self.secret_key:
             return self.secret_key
         if not self.is_sqlite:

@@ -21,8 +21,13 @@ from app.services import configuration
 from app.services.errors import InvalidInput
 
 DeploymentResult = Annotated[
-    Deployment | ValidationError | NotFoundError | ForbiddenError | ConflictError
-    | MissingConfigurationError | PromotionBlockedError,
+    Deployment
+    | ValidationError
+    | NotFoundError
+    | ForbiddenError
+    | ConflictError
+    | MissingConfigurationError
+    | PromotionBlockedError,
     strawberry.union("DeploymentResult"),
 ]
 
@@ -31,7 +36,8 @@ DeploymentResult = Annotated[
 class ConfigEntryInput:
     key: str
     value: str | None = strawberry.field(
-        description="Null removes the key's value from this environment.")
+        description="Null removes the key's value from this environment."
+    )
 
 
 @strawberry.input
@@ -40,8 +46,10 @@ class SetConfigurationInput:
     environment_id: strawberry.ID
     entries: list[ConfigEntryInput]
     restart: bool | None = strawberry.field(
-        default=False, description="Restart now so the change takes effect; otherwise it waits "
-        "for the next restart.")
+        default=False,
+        description="Restart now so the change takes effect; otherwise it waits "
+        "for the next restart.",
+    )
 
 
 @strawberry.type
@@ -56,9 +64,11 @@ class DeploymentQueries:
 
 @strawberry.type
 class DeploymentMutations:
-    @strawberry.mutation(description="DEVELOPER or ADMIN. Values are checked against the "
-                         "integration's config schema; secret values are stored encrypted and "
-                         "never returned.")
+    @strawberry.mutation(
+        description="DEVELOPER or ADMIN. Values are checked against the "
+        "integration's config schema; secret values are stored encrypted and "
+        "never returned."
+    )
     async def set_configuration(self, info: Info, input: SetConfigurationInput) -> DeploymentResult:
         ctx = info.context
         entries = [configuration.ConfigEntry(key=e.key, value=e.value) for e in input.entries]
@@ -66,11 +76,18 @@ class DeploymentMutations:
         async def change() -> Deployment:
             if input.restart:
                 # Restarts are carried out by the workers of the promotion engine.
-                raise InvalidInput("restart is not available yet: set the values, they apply at "
-                                   "the next restart", field="restart")
+                raise InvalidInput(
+                    "restart is not available yet: set the values, they apply at the next restart",
+                    field="restart",
+                )
             deployment = await configuration.set_configuration(
-                ctx.session, actor=ctx.viewer, box=ctx.box, integration_id=input.integration_id,
-                environment_id=input.environment_id, entries=entries)
+                ctx.session,
+                actor=ctx.viewer,
+                box=ctx.box,
+                integration_id=input.integration_id,
+                environment_id=input.environment_id,
+                entries=entries,
+            )
             ctx.loaders.config_values_by_deployment.clear(deployment.id)
             return Deployment.from_model(deployment)
 

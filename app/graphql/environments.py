@@ -31,8 +31,10 @@ class CreateDataPlaneInput:
     name: str
     runtime: RuntimeKind
     settings: JSON | None = strawberry.field(
-        default=None, description="Runtime settings: for KUBERNETES the context and namespace "
-        "prefix; for LOCAL_PROCESS the host that endpoint URLs use.")
+        default=None,
+        description="Runtime settings: for KUBERNETES the context and namespace "
+        "prefix; for LOCAL_PROCESS the host that endpoint URLs use.",
+    )
 
 
 @strawberry.input
@@ -43,7 +45,8 @@ class CreateEnvironmentInput:
     description: str | None = None
     critical: bool | None = False
     data_plane_id: strawberry.ID | None = strawberry.field(
-        default=None, description="Defaults to the organization's default data plane.")
+        default=None, description="Defaults to the organization's default data plane."
+    )
     position: int | None = strawberry.field(default=None, description="Defaults to last.")
 
 
@@ -77,61 +80,93 @@ class EnvironmentMutations:
 
         async def change() -> DataPlane:
             plane = await dataplanes.create_data_plane(
-                ctx.session, actor=ctx.viewer, organization_id=input.organization_id,
-                name=input.name, runtime=input.runtime, settings=input.settings)
+                ctx.session,
+                actor=ctx.viewer,
+                organization_id=input.organization_id,
+                name=input.name,
+                runtime=input.runtime,
+                settings=input.settings,
+            )
             return DataPlane.from_model(plane)
 
         return await mutate(info, change)
 
     @strawberry.mutation(description="ADMIN only.")
-    async def create_environment(self, info: Info,
-                                 input: CreateEnvironmentInput) -> EnvironmentResult:
+    async def create_environment(
+        self, info: Info, input: CreateEnvironmentInput
+    ) -> EnvironmentResult:
         ctx = info.context
 
         async def change() -> Environment:
-            return _environment(await environments.create_environment(
-                ctx.session, actor=ctx.viewer, organization_id=input.organization_id,
-                name=input.name, dns_prefix=input.dns_prefix, description=input.description,
-                critical=bool(input.critical), data_plane_id=input.data_plane_id,
-                position=input.position))
+            return _environment(
+                await environments.create_environment(
+                    ctx.session,
+                    actor=ctx.viewer,
+                    organization_id=input.organization_id,
+                    name=input.name,
+                    dns_prefix=input.dns_prefix,
+                    description=input.description,
+                    critical=bool(input.critical),
+                    data_plane_id=input.data_plane_id,
+                    position=input.position,
+                )
+            )
 
         return await mutate(info, change)
 
     @strawberry.mutation(description="ADMIN only.")
-    async def update_environment(self, info: Info,
-                                 input: UpdateEnvironmentInput) -> EnvironmentResult:
+    async def update_environment(
+        self, info: Info, input: UpdateEnvironmentInput
+    ) -> EnvironmentResult:
         ctx = info.context
 
         async def change() -> Environment:
-            return _environment(await environments.update_environment(
-                ctx.session, actor=ctx.viewer, environment_id=input.id, name=input.name,
-                description=input.description, critical=input.critical))
+            return _environment(
+                await environments.update_environment(
+                    ctx.session,
+                    actor=ctx.viewer,
+                    environment_id=input.id,
+                    name=input.name,
+                    description=input.description,
+                    critical=input.critical,
+                )
+            )
 
         return await mutate(info, change)
 
-    @strawberry.mutation(description="confirmName must equal the environment's name. Refused while "
-                         "any deployment is not NOT_DEPLOYED or a pipeline uses it.")
-    async def delete_environment(self, info: Info, id: strawberry.ID,
-                                 confirm_name: str) -> DeleteResult:
+    @strawberry.mutation(
+        description="confirmName must equal the environment's name. Refused while "
+        "any deployment is not NOT_DEPLOYED or a pipeline uses it."
+    )
+    async def delete_environment(
+        self, info: Info, id: strawberry.ID, confirm_name: str
+    ) -> DeleteResult:
         ctx = info.context
 
         async def change() -> Deleted:
-            await environments.delete_environment(ctx.session, actor=ctx.viewer,
-                                                  environment_id=id, confirm_name=confirm_name)
+            await environments.delete_environment(
+                ctx.session, actor=ctx.viewer, environment_id=id, confirm_name=confirm_name
+            )
             return Deleted(id=id)
 
         return await mutate(info, change)
 
-    @strawberry.mutation(description="environmentIds lists every environment of the organization "
-                                     "once, in the new order.")
-    async def reorder_environments(self, info: Info, organization_id: strawberry.ID,
-                                   environment_ids: list[strawberry.ID]) -> OrganizationResult:
+    @strawberry.mutation(
+        description="environmentIds lists every environment of the organization "
+        "once, in the new order."
+    )
+    async def reorder_environments(
+        self, info: Info, organization_id: strawberry.ID, environment_ids: list[strawberry.ID]
+    ) -> OrganizationResult:
         ctx = info.context
 
         async def change() -> Organization:
             org = await environments.reorder_environments(
-                ctx.session, actor=ctx.viewer, organization_id=organization_id,
-                environment_ids=[str(i) for i in environment_ids])
+                ctx.session,
+                actor=ctx.viewer,
+                organization_id=organization_id,
+                environment_ids=[str(i) for i in environment_ids],
+            )
             ctx.loaders.environments_by_organization.clear(org.id)
             return Organization.from_model(org)
 

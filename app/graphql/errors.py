@@ -40,8 +40,9 @@ class Error:
     message: str
 
 
-@strawberry.type(description="Input that breaks a rule: a bad name, a duplicate, a value of the "
-                             "wrong type.")
+@strawberry.type(
+    description="Input that breaks a rule: a bad name, a duplicate, a value of the wrong type."
+)
 class ValidationError(Error):
     field: str | None
 
@@ -51,14 +52,17 @@ class NotFoundError(Error):
     id: strawberry.ID | None
 
 
-@strawberry.type(description="Authenticated, but the role or the rule does not allow it "
-                             "(self-approval, say).")
+@strawberry.type(
+    description="Authenticated, but the role or the rule does not allow it (self-approval, say)."
+)
 class ForbiddenError(Error):
     pass
 
 
-@strawberry.type(description="The request clashes with the current state: an environment still "
-                             "in use, a name taken.")
+@strawberry.type(
+    description="The request clashes with the current state: an environment still "
+    "in use, a name taken."
+)
 class ConflictError(Error):
     pass
 
@@ -81,8 +85,9 @@ def _as_error(error: DomainError) -> CommonError:
     if isinstance(error, InvalidInput):
         return ValidationError(code=error.code, message=error.message, field=error.field)
     if isinstance(error, NotFound):
-        return NotFoundError(code=error.code, message=error.message,
-                             id=strawberry.ID(error.id) if error.id else None)
+        return NotFoundError(
+            code=error.code, message=error.message, id=strawberry.ID(error.id) if error.id else None
+        )
     if isinstance(error, Forbidden):
         return ForbiddenError(code=error.code, message=error.message)
     if isinstance(error, Conflict):
@@ -107,8 +112,9 @@ async def mutate(info: Info, change: Callable[[], Awaitable[T]]) -> T | CommonEr
         # Two requests raced past the same uniqueness check; the database kept the rule.
         await session.rollback()
         log.info("unique constraint refused a concurrent change", exc_info=True)
-        return ConflictError(code=Conflict.code,
-                             message="a concurrent change took that name or slot; try again")
+        return ConflictError(
+            code=Conflict.code, message="a concurrent change took that name or slot; try again"
+        )
     return result
 
 
@@ -122,6 +128,9 @@ async def mutate_deployment(
         await info.context.session.rollback()
         loaders = info.context.loaders
         environment = await loaders.require(loaders.environment, error.environment_id)
-        return MissingConfigurationError(code=error.code, message=error.message,
-                                         environment=Environment.from_model(environment),
-                                         missing_keys=error.keys)
+        return MissingConfigurationError(
+            code=error.code,
+            message=error.message,
+            environment=Environment.from_model(environment),
+            missing_keys=error.keys,
+        )

@@ -40,14 +40,16 @@ class PromenadeGraphQL(GraphQL[Context, None]):
     the request's state."""
 
     def __init__(self, *, box: SecretBox, graphiql: bool) -> None:
-        super().__init__(schema, graphql_ide="graphiql" if graphiql else None,
-                         allow_queries_via_get=False)
+        super().__init__(
+            schema, graphql_ide="graphiql" if graphiql else None, allow_queries_via_get=False
+        )
         self._box = box
 
     async def get_context(self, request: Any, response: Any) -> Context:
         session = request.state.session
-        return Context(session=session, viewer=request.state.viewer, box=self._box,
-                       loaders=Loaders(session))
+        return Context(
+            session=session, viewer=request.state.viewer, box=self._box, loaders=Loaders(session)
+        )
 
 
 class AuthenticatedGraphQL:
@@ -67,8 +69,9 @@ class AuthenticatedGraphQL:
             token = bearer_token(request.headers)
             viewer = await authenticate(session, token) if token else None
             if viewer is None:
-                response: Response = JSONResponse(UNAUTHENTICATED, status_code=401,
-                                                  headers={"WWW-Authenticate": "Bearer"})
+                response: Response = JSONResponse(
+                    UNAUTHENTICATED, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+                )
                 await response(scope, receive, send)
                 return
             # Detached, so that a rolled-back mutation does not expire the viewer.

@@ -41,7 +41,8 @@ class AddMemberInput:
     organization_id: strawberry.ID
     email: str
     name: str | None = strawberry.field(
-        default=None, description="Used when no user with this email exists yet.")
+        default=None, description="Used when no user with this email exists yet."
+    )
     role: Role
 
 
@@ -60,54 +61,66 @@ class IdentityQueries:
 
 @strawberry.type
 class IdentityMutations:
-    @strawberry.mutation(description="The caller becomes its ADMIN. A new organization starts with "
-                         "a LOCAL_PROCESS data plane, the environments Development and Production "
-                         "(critical), and a default pipeline Development -> Production.")
+    @strawberry.mutation(
+        description="The caller becomes its ADMIN. A new organization starts with "
+        "a LOCAL_PROCESS data plane, the environments Development and Production "
+        "(critical), and a default pipeline Development -> Production."
+    )
     async def create_organization(self, info: Info, slug: str, name: str) -> OrganizationResult:
         ctx = info.context
 
         async def change() -> Organization:
-            org = await organizations.create_organization(ctx.session, actor=ctx.viewer,
-                                                          slug=slug, name=name)
+            org = await organizations.create_organization(
+                ctx.session, actor=ctx.viewer, slug=slug, name=name
+            )
             ctx.forget_roles()
             return Organization.from_model(org)
 
         return await mutate(info, change)
 
-    @strawberry.mutation(description="ADMIN only. A new email creates the user; "
-                         "`promenade bootstrap --email` then gives them a token.")
+    @strawberry.mutation(
+        description="ADMIN only. A new email creates the user; "
+        "`promenade bootstrap --email` then gives them a token."
+    )
     async def add_member(self, info: Info, input: AddMemberInput) -> MembershipResult:
         ctx = info.context
 
         async def change() -> Membership:
             membership = await members.add_member(
-                ctx.session, actor=ctx.viewer, organization_id=input.organization_id,
-                email=input.email, name=input.name, role=input.role)
+                ctx.session,
+                actor=ctx.viewer,
+                organization_id=input.organization_id,
+                email=input.email,
+                name=input.name,
+                role=input.role,
+            )
             return Membership.from_model(membership)
 
         return await mutate(info, change)
 
     @strawberry.mutation(description="ADMIN only. The last ADMIN cannot be removed.")
-    async def remove_member(self, info: Info, organization_id: strawberry.ID,
-                            user_id: strawberry.ID) -> DeleteResult:
+    async def remove_member(
+        self, info: Info, organization_id: strawberry.ID, user_id: strawberry.ID
+    ) -> DeleteResult:
         ctx = info.context
 
         async def change() -> Deleted:
-            await members.remove_member(ctx.session, actor=ctx.viewer,
-                                        organization_id=organization_id, user_id=user_id)
+            await members.remove_member(
+                ctx.session, actor=ctx.viewer, organization_id=organization_id, user_id=user_id
+            )
             ctx.forget_roles()
             return Deleted(id=user_id)
 
         return await mutate(info, change)
 
-    @strawberry.mutation(description="The token is shown once, in this result; only its hash is "
-                                     "stored.")
+    @strawberry.mutation(
+        description="The token is shown once, in this result; only its hash is stored."
+    )
     async def create_api_token(self, info: Info, name: str) -> ApiTokenResult:
         ctx = info.context
 
         async def change() -> NewApiToken:
-            token, secret = await tokens.create_api_token(ctx.session, actor=ctx.viewer,
-                                                          name=name)
+            token, secret = await tokens.create_api_token(ctx.session, actor=ctx.viewer, name=name)
             return NewApiToken(token=secret, api_token=ApiToken.from_model(token))
 
         result = await mutate(info, change)

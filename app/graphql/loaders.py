@@ -44,9 +44,11 @@ class Loaders:
         self.deployment = self._by_id(Deployment)
 
         self.environments_by_organization = self._by_parent(
-            Environment, "organization_id", order=(col(Environment.position), col(Environment.id)))
+            Environment, "organization_id", order=(col(Environment.position), col(Environment.id))
+        )
         self.environments_by_data_plane = self._by_parent(
-            Environment, "data_plane_id", order=(col(Environment.position), col(Environment.id)))
+            Environment, "data_plane_id", order=(col(Environment.position), col(Environment.id))
+        )
         self.data_planes_by_organization = self._by_parent(DataPlane, "organization_id")
         self.pipelines_by_organization = self._by_parent(Pipeline, "organization_id")
         self.memberships_by_organization = self._by_parent(Membership, "organization_id")
@@ -55,14 +57,17 @@ class Loaders:
         self.deployments_by_integration = self._by_parent(Deployment, "integration_id")
         self.config_values_by_deployment = self._by_parent(ConfigValue, "deployment_id")
         self.stages_by_pipeline = self._by_parent(
-            PipelineStage, "pipeline_id", order=(col(PipelineStage.position),))
+            PipelineStage, "pipeline_id", order=(col(PipelineStage.position),)
+        )
 
         self.projects_page = self._pages(Project, "organization_id")
         self.integrations_page = self._pages(Integration, "project_id")
         self.builds_page = self._pages(Build, "integration_id", descending=True)
         self.deployments_page = self._pages(
-            Deployment, "environment_id",
-            where=(col(Deployment.status) != DeploymentStatus.NOT_DEPLOYED,))
+            Deployment,
+            "environment_id",
+            where=(col(Deployment.status) != DeploymentStatus.NOT_DEPLOYED,),
+        )
 
     def _by_id(self, model: type[M]) -> DataLoader[str, M | None]:
         async def load(ids: Sequence[str]) -> list[M | None]:
@@ -93,14 +98,19 @@ class Loaders:
         return DataLoader(load_fn=load)
 
     def _pages(
-        self, model: type[M], parent: str, *, descending: bool = False,
+        self,
+        model: type[M],
+        parent: str,
+        *,
+        descending: bool = False,
         where: Sequence[Any] = (),
     ) -> DataLoader[PageKey, Page[M]]:
         parent_column = col(getattr(model, parent))
 
         def load(keys: Sequence[PageKey]) -> Awaitable[list[Page[M]]]:
-            return load_pages(self._session, model, parent_column, keys, descending=descending,
-                              where=where)
+            return load_pages(
+                self._session, model, parent_column, keys, descending=descending, where=where
+            )
 
         loader: Callable[[Sequence[PageKey]], Awaitable[list[Page[M]]]] = load
         return DataLoader(load_fn=loader)

@@ -84,29 +84,40 @@ class Page(Generic[M]):
     total_count: int
 
     def connection(self, to_node: Callable[[M], T]) -> Connection[T]:
-        edges = [Edge(cursor=encode_cursor(str(getattr(row, "id"))), node=to_node(row))  # noqa: B009
-                 for row in self.rows]
+        edges = [
+            Edge(cursor=encode_cursor(str(getattr(row, "id"))), node=to_node(row))  # noqa: B009
+            for row in self.rows
+        ]
         return Connection(
             edges=edges,
-            page_info=PageInfo(has_next_page=self.has_next_page,
-                               end_cursor=edges[-1].cursor if edges else None),
+            page_info=PageInfo(
+                has_next_page=self.has_next_page, end_cursor=edges[-1].cursor if edges else None
+            ),
             total_count=self.total_count,
         )
 
 
 async def load_pages(
-    session: AsyncSession, model: type[M], parent_column: Any, keys: Sequence[PageKey], *,
-    descending: bool = False, where: Sequence[Any] = (),
+    session: AsyncSession,
+    model: type[M],
+    parent_column: Any,
+    keys: Sequence[PageKey],
+    *,
+    descending: bool = False,
+    where: Sequence[Any] = (),
 ) -> list[Page[M]]:
     """One page per key: rows of ``model`` whose ``parent_column`` is the key's parent, ordered
     by id, after the key's cursor. Two statements per distinct (first, after) pair."""
     id_column = col(getattr(model, "id"))  # noqa: B009
     parents = sorted({key.parent_id for key in keys})
     counts: dict[str, int] = dict(
-        (await session.exec(  # type: ignore[arg-type]
-            select(parent_column, func.count()).where(parent_column.in_(parents), *where)
-            .group_by(parent_column)
-        )).all()
+        (
+            await session.exec(
+                select(parent_column, func.count())
+                .where(parent_column.in_(parents), *where)
+                .group_by(parent_column)
+            )
+        ).all()
     )
     groups: dict[tuple[int, str | None], list[str]] = defaultdict(list)
     for key in keys:
@@ -129,6 +140,11 @@ async def load_pages(
     pages = []
     for key in keys:
         rows = rows_by[(key.parent_id, key.first, key.after)]
-        pages.append(Page(rows=rows[: key.first], has_next_page=len(rows) > key.first,
-                          total_count=counts.get(key.parent_id, 0)))
+        pages.append(
+            Page(
+                rows=rows[: key.first],
+                has_next_page=len(rows) > key.first,
+                total_count=counts.get(key.parent_id, 0),
+            )
+        )
     return pages

@@ -42,30 +42,44 @@ class PipelineMutations:
         ctx = info.context
 
         async def change() -> DeploymentPipeline:
-            return DeploymentPipeline.from_model(await pipelines.create_pipeline(
-                ctx.session, actor=ctx.viewer, organization_id=input.organization_id,
-                name=input.name, environment_ids=[str(i) for i in input.environment_ids],
-                is_default=bool(input.is_default)))
+            return DeploymentPipeline.from_model(
+                await pipelines.create_pipeline(
+                    ctx.session,
+                    actor=ctx.viewer,
+                    organization_id=input.organization_id,
+                    name=input.name,
+                    environment_ids=[str(i) for i in input.environment_ids],
+                    is_default=bool(input.is_default),
+                )
+            )
 
         return await mutate(info, change)
 
-    @strawberry.mutation(description="ADMIN only. An environment cannot leave the pipeline while "
-                                     "an integration of its projects is deployed there.")
+    @strawberry.mutation(
+        description="ADMIN only. An environment cannot leave the pipeline while "
+        "an integration of its projects is deployed there."
+    )
     async def update_pipeline(self, info: Info, input: UpdatePipelineInput) -> PipelineResult:
         ctx = info.context
         env_ids = None if input.environment_ids is None else [str(i) for i in input.environment_ids]
 
         async def change() -> DeploymentPipeline:
             pipeline = await pipelines.update_pipeline(
-                ctx.session, actor=ctx.viewer, pipeline_id=input.id, name=input.name,
-                environment_ids=env_ids, is_default=input.is_default)
+                ctx.session,
+                actor=ctx.viewer,
+                pipeline_id=input.id,
+                name=input.name,
+                environment_ids=env_ids,
+                is_default=input.is_default,
+            )
             ctx.loaders.stages_by_pipeline.clear(pipeline.id)
             return DeploymentPipeline.from_model(pipeline)
 
         return await mutate(info, change)
 
-    @strawberry.mutation(description="ADMIN only. Refused for the default pipeline and for one "
-                                     "that projects use.")
+    @strawberry.mutation(
+        description="ADMIN only. Refused for the default pipeline and for one that projects use."
+    )
     async def delete_pipeline(self, info: Info, id: strawberry.ID) -> DeleteResult:
         ctx = info.context
 
@@ -75,14 +89,20 @@ class PipelineMutations:
 
         return await mutate(info, change)
 
-    @strawberry.mutation(description="DEVELOPER or ADMIN. Configuration of the environments that "
-                                     "stay in the project's pipeline is kept.")
-    async def set_project_pipeline(self, info: Info, project_id: strawberry.ID,
-                                   pipeline_id: strawberry.ID) -> ProjectResult:
+    @strawberry.mutation(
+        description="DEVELOPER or ADMIN. Configuration of the environments that "
+        "stay in the project's pipeline is kept."
+    )
+    async def set_project_pipeline(
+        self, info: Info, project_id: strawberry.ID, pipeline_id: strawberry.ID
+    ) -> ProjectResult:
         ctx = info.context
 
         async def change() -> Project:
-            return Project.from_model(await pipelines.set_project_pipeline(
-                ctx.session, actor=ctx.viewer, project_id=project_id, pipeline_id=pipeline_id))
+            return Project.from_model(
+                await pipelines.set_project_pipeline(
+                    ctx.session, actor=ctx.viewer, project_id=project_id, pipeline_id=pipeline_id
+                )
+            )
 
         return await mutate(info, change)

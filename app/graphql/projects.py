@@ -32,7 +32,8 @@ class CreateProjectInput:
     name: str
     description: str | None = None
     pipeline_id: strawberry.ID | None = strawberry.field(
-        default=None, description="Defaults to the organization's default pipeline.")
+        default=None, description="Defaults to the organization's default pipeline."
+    )
 
 
 @strawberry.input
@@ -85,24 +86,47 @@ class ProjectMutations:
         ctx = info.context
 
         async def change() -> Project:
-            return Project.from_model(await projects.create_project(
-                ctx.session, actor=ctx.viewer, organization_id=input.organization_id,
-                name=input.name, description=input.description, pipeline_id=input.pipeline_id))
+            return Project.from_model(
+                await projects.create_project(
+                    ctx.session,
+                    actor=ctx.viewer,
+                    organization_id=input.organization_id,
+                    name=input.name,
+                    description=input.description,
+                    pipeline_id=input.pipeline_id,
+                )
+            )
 
         return await mutate(info, change)
 
     @strawberry.mutation(description="DEVELOPER or ADMIN.")
-    async def create_integration(self, info: Info,
-                                 input: CreateIntegrationInput) -> IntegrationResult:
+    async def create_integration(
+        self, info: Info, input: CreateIntegrationInput
+    ) -> IntegrationResult:
         ctx = info.context
-        schema = [ConfigKey(key=k.key, type=k.type, required=k.required, secret=k.secret,
-                            default_value=k.default_value, description=k.description)
-                  for k in input.config_schema]
+        schema = [
+            ConfigKey(
+                key=k.key,
+                type=k.type,
+                required=k.required,
+                secret=k.secret,
+                default_value=k.default_value,
+                description=k.description,
+            )
+            for k in input.config_schema
+        ]
 
         async def change() -> Integration:
-            return Integration.from_model(await projects.create_integration(
-                ctx.session, actor=ctx.viewer, project_id=input.project_id, name=input.name,
-                description=input.description, config_schema=schema))
+            return Integration.from_model(
+                await projects.create_integration(
+                    ctx.session,
+                    actor=ctx.viewer,
+                    project_id=input.project_id,
+                    name=input.name,
+                    description=input.description,
+                    config_schema=schema,
+                )
+            )
 
         return await mutate(info, change)
 
@@ -111,8 +135,15 @@ class ProjectMutations:
         ctx = info.context
 
         async def change() -> Build:
-            return Build.from_model(await projects.create_build(
-                ctx.session, actor=ctx.viewer, integration_id=input.integration_id,
-                version=input.version, artifact=input.artifact, commit=input.commit))
+            return Build.from_model(
+                await projects.create_build(
+                    ctx.session,
+                    actor=ctx.viewer,
+                    integration_id=input.integration_id,
+                    version=input.version,
+                    artifact=input.artifact,
+                    commit=input.commit,
+                )
+            )
 
         return await mutate(info, change)

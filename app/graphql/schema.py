@@ -38,8 +38,13 @@ class Query(IdentityQueries, NodeQueries, EnvironmentQueries, ProjectQueries, De
 
 
 @strawberry.type
-class Mutation(IdentityMutations, EnvironmentMutations, PipelineMutations, ProjectMutations,
-               DeploymentMutations):
+class Mutation(
+    IdentityMutations,
+    EnvironmentMutations,
+    PipelineMutations,
+    ProjectMutations,
+    DeploymentMutations,
+):
     pass
 
 
@@ -53,12 +58,22 @@ def _should_mask(error: GraphQLError) -> bool:
 schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
-    types=[User, ApiToken, Organization, DataPlane, Environment, DeploymentPipeline, Project,
-           Integration, Build, Deployment],
+    types=[
+        User,
+        ApiToken,
+        Organization,
+        DataPlane,
+        Environment,
+        DeploymentPipeline,
+        Project,
+        Integration,
+        Build,
+        Deployment,
+    ],
     extensions=[
-        QueryDepthLimiter(max_depth=MAX_QUERY_DEPTH),
-        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        MaskErrors(should_mask_error=_should_mask),
+        lambda: QueryDepthLimiter(max_depth=MAX_QUERY_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: MaskErrors(should_mask_error=_should_mask),
     ],
 )

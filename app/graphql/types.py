@@ -46,8 +46,12 @@ class ApiToken(Node):
 
     @classmethod
     def from_model(cls, row: models.ApiToken) -> ApiToken:
-        return cls(id=strawberry.ID(row.id), name=row.name, created_at=row.created_at,
-                   last_used_at=row.last_used_at)
+        return cls(
+            id=strawberry.ID(row.id),
+            name=row.name,
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+        )
 
 
 @strawberry.type
@@ -63,8 +67,9 @@ class Membership:
 
     @strawberry.field
     async def user(self, info: Info) -> User:
-        return User.from_model(await info.context.loaders.require(info.context.loaders.user,
-                                                                  self.user_id))
+        return User.from_model(
+            await info.context.loaders.require(info.context.loaders.user, self.user_id)
+        )
 
     @classmethod
     def from_model(cls, row: models.Membership) -> Membership:
@@ -79,8 +84,9 @@ class OrganizationMembership:
     @strawberry.field
     async def organization(self, info: Info) -> Organization:
         loaders = info.context.loaders
-        return Organization.from_model(await loaders.require(loaders.organization,
-                                                             self.organization_id))
+        return Organization.from_model(
+            await loaders.require(loaders.organization, self.organization_id)
+        )
 
 
 @strawberry.type
@@ -92,14 +98,16 @@ class Viewer:
     @strawberry.field
     async def memberships(self, info: Info) -> list[OrganizationMembership]:
         rows = await info.context.loaders.memberships_by_user.load(info.context.viewer.id)
-        return [OrganizationMembership(role=m.role, organization_id=m.organization_id)
-                for m in rows]
+        return [
+            OrganizationMembership(role=m.role, organization_id=m.organization_id) for m in rows
+        ]
 
     @strawberry.field
     async def api_tokens(self, info: Info) -> list[ApiToken]:
         rows = (
             await info.context.session.exec(
-                select(models.ApiToken).where(models.ApiToken.user_id == info.context.viewer.id)
+                select(models.ApiToken)
+                .where(models.ApiToken.user_id == info.context.viewer.id)
                 .order_by(col(models.ApiToken.id))
             )
         ).all()
@@ -115,8 +123,9 @@ class Organization(Node):
     def from_model(cls, row: models.Organization) -> Organization:
         return cls(id=strawberry.ID(row.id), slug=row.slug, name=row.name)
 
-    @strawberry.field(description="All environments of the organization, in their display order "
-                                  "(position).")
+    @strawberry.field(
+        description="All environments of the organization, in their display order (position)."
+    )
     async def environments(self, info: Info) -> list[Environment]:
         rows = await info.context.loaders.environments_by_organization.load(self.id)
         return [Environment.from_model(row) for row in rows]
@@ -132,10 +141,12 @@ class Organization(Node):
         return [DeploymentPipeline.from_model(row) for row in rows]
 
     @strawberry.field(description="Oldest first.")
-    async def projects(self, info: Info, first: int | None = 50,
-                       after: str | None = None) -> Connection[Project]:
+    async def projects(
+        self, info: Info, first: int | None = 50, after: str | None = None
+    ) -> Connection[Project]:
         page = await info.context.loaders.projects_page.load(
-            PageKey(self.id, page_size(first), decode_cursor(after)))
+            PageKey(self.id, page_size(first), decode_cursor(after))
+        )
         return page.connection(Project.from_model)
 
     @strawberry.field
@@ -167,9 +178,11 @@ class Environment(Node):
     name: str
     description: str | None
     dns_prefix: str = strawberry.field(
-        description="DNS label used to build endpoint URLs of integrations in this environment.")
+        description="DNS label used to build endpoint URLs of integrations in this environment."
+    )
     critical: bool = strawberry.field(
-        description="A production environment. Several may exist (one per region, say).")
+        description="A production environment. Several may exist (one per region, say)."
+    )
     position: int
     frozen: bool
     freeze_reason: str | None
@@ -179,28 +192,42 @@ class Environment(Node):
 
     @classmethod
     def from_model(cls, row: models.Environment) -> Environment:
-        return cls(id=strawberry.ID(row.id), name=row.name, description=row.description,
-                   dns_prefix=row.dns_prefix, critical=row.critical, position=row.position,
-                   frozen=row.frozen, freeze_reason=row.freeze_reason, created_at=row.created_at,
-                   organization_id=row.organization_id, data_plane_id=row.data_plane_id)
+        return cls(
+            id=strawberry.ID(row.id),
+            name=row.name,
+            description=row.description,
+            dns_prefix=row.dns_prefix,
+            critical=row.critical,
+            position=row.position,
+            frozen=row.frozen,
+            freeze_reason=row.freeze_reason,
+            created_at=row.created_at,
+            organization_id=row.organization_id,
+            data_plane_id=row.data_plane_id,
+        )
 
     @strawberry.field
     async def organization(self, info: Info) -> Organization:
         loaders = info.context.loaders
-        return Organization.from_model(await loaders.require(loaders.organization,
-                                                             self.organization_id))
+        return Organization.from_model(
+            await loaders.require(loaders.organization, self.organization_id)
+        )
 
     @strawberry.field
     async def data_plane(self, info: Info) -> DataPlane:
         loaders = info.context.loaders
         return DataPlane.from_model(await loaders.require(loaders.data_plane, self.data_plane_id))
 
-    @strawberry.field(description="Deployments that run something here (NOT_DEPLOYED ones are "
-                                  "left out), oldest first.")
-    async def deployments(self, info: Info, first: int | None = 50,
-                          after: str | None = None) -> Connection[Deployment]:
+    @strawberry.field(
+        description="Deployments that run something here (NOT_DEPLOYED ones are "
+        "left out), oldest first."
+    )
+    async def deployments(
+        self, info: Info, first: int | None = 50, after: str | None = None
+    ) -> Connection[Deployment]:
         page = await info.context.loaders.deployments_page.load(
-            PageKey(self.id, page_size(first), decode_cursor(after)))
+            PageKey(self.id, page_size(first), decode_cursor(after))
+        )
         return page.connection(Deployment.from_model)
 
 
@@ -240,32 +267,44 @@ class Project(Node):
 
     @classmethod
     def from_model(cls, row: models.Project) -> Project:
-        return cls(id=strawberry.ID(row.id), name=row.name, slug=row.slug,
-                   description=row.description, created_at=row.created_at,
-                   organization_id=row.organization_id, pipeline_id=row.pipeline_id)
+        return cls(
+            id=strawberry.ID(row.id),
+            name=row.name,
+            slug=row.slug,
+            description=row.description,
+            created_at=row.created_at,
+            organization_id=row.organization_id,
+            pipeline_id=row.pipeline_id,
+        )
 
     @strawberry.field
     async def organization(self, info: Info) -> Organization:
         loaders = info.context.loaders
-        return Organization.from_model(await loaders.require(loaders.organization,
-                                                             self.organization_id))
+        return Organization.from_model(
+            await loaders.require(loaders.organization, self.organization_id)
+        )
 
     @strawberry.field
     async def pipeline(self, info: Info) -> DeploymentPipeline:
         loaders = info.context.loaders
-        return DeploymentPipeline.from_model(await loaders.require(loaders.pipeline,
-                                                                   self.pipeline_id))
+        return DeploymentPipeline.from_model(
+            await loaders.require(loaders.pipeline, self.pipeline_id)
+        )
 
     @strawberry.field(description="Oldest first.")
-    async def integrations(self, info: Info, first: int | None = 50,
-                           after: str | None = None) -> Connection[Integration]:
+    async def integrations(
+        self, info: Info, first: int | None = 50, after: str | None = None
+    ) -> Connection[Integration]:
         page = await info.context.loaders.integrations_page.load(
-            PageKey(self.id, page_size(first), decode_cursor(after)))
+            PageKey(self.id, page_size(first), decode_cursor(after))
+        )
         return page.connection(Integration.from_model)
 
 
-@strawberry.type(description="A configurable the integration declares: every environment must "
-                             "give it a value unless it has a default.")
+@strawberry.type(
+    description="A configurable the integration declares: every environment must "
+    "give it a value unless it has a default."
+)
 class ConfigKey:
     key: str
     type: ConfigType
@@ -276,9 +315,14 @@ class ConfigKey:
 
     @classmethod
     def from_record(cls, record: ConfigKeyRecord) -> ConfigKey:
-        return cls(key=record.key, type=record.type, required=record.required,
-                   secret=record.secret, default_value=record.default_value,
-                   description=record.description)
+        return cls(
+            key=record.key,
+            type=record.type,
+            required=record.required,
+            secret=record.secret,
+            default_value=record.default_value,
+            description=record.description,
+        )
 
 
 @strawberry.type
@@ -293,10 +337,16 @@ class Integration(Node):
 
     @classmethod
     def from_model(cls, row: models.Integration) -> Integration:
-        return cls(id=strawberry.ID(row.id), name=row.name, slug=row.slug,
-                   description=row.description, created_at=row.created_at,
-                   project_id=row.project_id, organization_id=row.organization_id,
-                   schema=row.config_schema)
+        return cls(
+            id=strawberry.ID(row.id),
+            name=row.name,
+            slug=row.slug,
+            description=row.description,
+            created_at=row.created_at,
+            project_id=row.project_id,
+            organization_id=row.organization_id,
+            schema=row.config_schema,
+        )
 
     @strawberry.field
     async def project(self, info: Info) -> Project:
@@ -308,23 +358,29 @@ class Integration(Node):
         return [ConfigKey.from_record(ConfigKeyRecord.from_json(entry)) for entry in self.schema]
 
     @strawberry.field(description="Newest first.")
-    async def builds(self, info: Info, first: int | None = 20,
-                     after: str | None = None) -> Connection[Build]:
+    async def builds(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> Connection[Build]:
         page = await info.context.loaders.builds_page.load(
-            PageKey(self.id, page_size(first, 20), decode_cursor(after)))
+            PageKey(self.id, page_size(first, 20), decode_cursor(after))
+        )
         return page.connection(Build.from_model)
 
     async def _pipeline_deployments(self, info: Info) -> list[models.Deployment]:
         loaders = info.context.loaders
         project = await loaders.require(loaders.project, self.project_id)
         stages = await loaders.stages_by_pipeline.load(project.pipeline_id)
-        by_environment = {d.environment_id: d
-                          for d in await loaders.deployments_by_integration.load(self.id)}
-        return [by_environment[s.environment_id] for s in stages
-                if s.environment_id in by_environment]
+        by_environment = {
+            d.environment_id: d for d in await loaders.deployments_by_integration.load(self.id)
+        }
+        return [
+            by_environment[s.environment_id] for s in stages if s.environment_id in by_environment
+        ]
 
-    @strawberry.field(description="One entry per environment of the project's pipeline, in "
-                                  "promotion order, NOT_DEPLOYED ones included.")
+    @strawberry.field(
+        description="One entry per environment of the project's pipeline, in "
+        "promotion order, NOT_DEPLOYED ones included."
+    )
     async def deployments(self, info: Info) -> list[Deployment]:
         return [Deployment.from_model(row) for row in await self._pipeline_deployments(info)]
 
@@ -336,27 +392,37 @@ class Integration(Node):
         return None
 
 
-@strawberry.type(description="An immutable, runnable artifact. The same build moves unchanged "
-                             "from environment to environment.")
+@strawberry.type(
+    description="An immutable, runnable artifact. The same build moves unchanged "
+    "from environment to environment."
+)
 class Build(Node):
     version: str
-    artifact: str = strawberry.field(description="What the runtime runs: a container image "
-                                                 "reference, or a command line for LOCAL_PROCESS.")
+    artifact: str = strawberry.field(
+        description="What the runtime runs: a container image "
+        "reference, or a command line for LOCAL_PROCESS."
+    )
     commit: str | None
     created_at: datetime
     integration_id: strawberry.Private[str]
 
     @classmethod
     def from_model(cls, row: models.Build) -> Build:
-        return cls(id=strawberry.ID(row.id), version=row.version, artifact=row.artifact,
-                   commit=row.commit, created_at=row.created_at,
-                   integration_id=row.integration_id)
+        return cls(
+            id=strawberry.ID(row.id),
+            version=row.version,
+            artifact=row.artifact,
+            commit=row.commit,
+            created_at=row.created_at,
+            integration_id=row.integration_id,
+        )
 
     @strawberry.field
     async def integration(self, info: Info) -> Integration:
         loaders = info.context.loaders
-        return Integration.from_model(await loaders.require(loaders.integration,
-                                                            self.integration_id))
+        return Integration.from_model(
+            await loaders.require(loaders.integration, self.integration_id)
+        )
 
 
 # ---- deployments and configuration ----------------------------------------------------------
@@ -373,17 +439,23 @@ class ConfigValue:
 @strawberry.type
 class Deployment(Node):
     status: DeploymentStatus
-    revision: int = strawberry.field(description="Increases by one with every applied change "
-                                                 "(new build, new configuration, rollback).")
-    endpoint_url: str | None = strawberry.field(description="Reachable URL of the integration in "
-                                                            "this environment; null while not "
-                                                            "ACTIVE.")
-    last_error: str | None = strawberry.field(description="Why the last change failed: "
-                                                          "health-check output, exit code, the "
-                                                          "runtime's message.")
-    restart_required: bool = strawberry.field(description="True when the configuration was changed "
-                                                          "after the last restart: it takes effect "
-                                                          "on the next restart.")
+    revision: int = strawberry.field(
+        description="Increases by one with every applied change "
+        "(new build, new configuration, rollback)."
+    )
+    endpoint_url: str | None = strawberry.field(
+        description="Reachable URL of the integration in this environment; null while not ACTIVE."
+    )
+    last_error: str | None = strawberry.field(
+        description="Why the last change failed: "
+        "health-check output, exit code, the "
+        "runtime's message."
+    )
+    restart_required: bool = strawberry.field(
+        description="True when the configuration was changed "
+        "after the last restart: it takes effect "
+        "on the next restart."
+    )
     updated_at: datetime
     integration_id: strawberry.Private[str]
     environment_id: strawberry.Private[str]
@@ -392,26 +464,34 @@ class Deployment(Node):
     @classmethod
     def from_model(cls, row: models.Deployment) -> Deployment:
         return cls(
-            id=strawberry.ID(row.id), status=row.status, revision=row.revision,
+            id=strawberry.ID(row.id),
+            status=row.status,
+            revision=row.revision,
             endpoint_url=row.endpoint_url if row.status is DeploymentStatus.ACTIVE else None,
             last_error=row.last_error,
-            restart_required=(row.status is not DeploymentStatus.NOT_DEPLOYED
-                              and row.config_version != row.applied_config_version),
-            updated_at=row.updated_at, integration_id=row.integration_id,
-            environment_id=row.environment_id, build_id=row.build_id,
+            restart_required=(
+                row.status is not DeploymentStatus.NOT_DEPLOYED
+                and row.config_version != row.applied_config_version
+            ),
+            updated_at=row.updated_at,
+            integration_id=row.integration_id,
+            environment_id=row.environment_id,
+            build_id=row.build_id,
         )
 
     @strawberry.field
     async def integration(self, info: Info) -> Integration:
         loaders = info.context.loaders
-        return Integration.from_model(await loaders.require(loaders.integration,
-                                                            self.integration_id))
+        return Integration.from_model(
+            await loaders.require(loaders.integration, self.integration_id)
+        )
 
     @strawberry.field
     async def environment(self, info: Info) -> Environment:
         loaders = info.context.loaders
-        return Environment.from_model(await loaders.require(loaders.environment,
-                                                            self.environment_id))
+        return Environment.from_model(
+            await loaders.require(loaders.environment, self.environment_id)
+        )
 
     @strawberry.field(description="The build running now; null while NOT_DEPLOYED.")
     async def build(self, info: Info) -> Build | None:
@@ -420,21 +500,28 @@ class Deployment(Node):
         row = await info.context.loaders.build.load(self.build_id)
         return Build.from_model(row) if row else None
 
-    @strawberry.field(description="The configuration set for this environment (what the next "
-                                  "restart applies).")
+    @strawberry.field(
+        description="The configuration set for this environment (what the next restart applies)."
+    )
     async def configuration(self, info: Info) -> list[ConfigValue]:
         loaders = info.context.loaders
         integration = await loaders.require(loaders.integration, self.integration_id)
         order = {key: index for index, key in enumerate(schema_of(integration))}
         values = await loaders.config_values_by_deployment.load(self.id)
         return [
-            ConfigValue(key=v.key, value=None if v.secret else v.value, secret=v.secret,
-                        updated_at=v.updated_at)
+            ConfigValue(
+                key=v.key,
+                value=None if v.secret else v.value,
+                secret=v.secret,
+                updated_at=v.updated_at,
+            )
             for v in sorted(values, key=lambda v: order.get(v.key, len(order)))
         ]
 
-    @strawberry.field(description="Required keys of the integration's configSchema that this "
-                                  "environment has no value for.")
+    @strawberry.field(
+        description="Required keys of the integration's configSchema that this "
+        "environment has no value for."
+    )
     async def missing_configuration(self, info: Info) -> list[str]:
         loaders = info.context.loaders
         integration = await loaders.require(loaders.integration, self.integration_id)
@@ -445,4 +532,3 @@ class Deployment(Node):
 @strawberry.type
 class Deleted:
     id: strawberry.ID
-

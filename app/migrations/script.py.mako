@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 
 import app.models.base  # noqa: F401  (custom column types)
 from alembic import op

@@ -49,8 +49,9 @@ def timestamp_column(*, nullable: bool = False) -> Any:
 
 def enum_column(enum_type: type[enum.StrEnum], *, nullable: bool = False) -> Any:
     """Enums are stored as their string value: portable, and migrations stay plain."""
-    return sa.Column(sa.Enum(enum_type, native_enum=False, length=32, values_callable=_values),
-                     nullable=nullable)
+    return sa.Column(
+        sa.Enum(enum_type, native_enum=False, length=32, values_callable=_values), nullable=nullable
+    )
 
 
 def _values(enum_type: type[enum.StrEnum]) -> list[str]:

@@ -29,16 +29,28 @@ class Deployment(SQLModel, table=True):
 
     id: str = Field(default_factory=lambda: new_id("dep"), primary_key=True, max_length=40)
     organization_id: str = Field(
-        sa_column=sa.Column(sa.String(40), sa.ForeignKey("organizations.id", ondelete="CASCADE"),
-                            nullable=False, index=True)
+        sa_column=sa.Column(
+            sa.String(40),
+            sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
     )
     integration_id: str = Field(
-        sa_column=sa.Column(sa.String(40), sa.ForeignKey("integrations.id", ondelete="CASCADE"),
-                            nullable=False, index=True)
+        sa_column=sa.Column(
+            sa.String(40),
+            sa.ForeignKey("integrations.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
     )
     environment_id: str = Field(
-        sa_column=sa.Column(sa.String(40), sa.ForeignKey("environments.id", ondelete="CASCADE"),
-                            nullable=False, index=True)
+        sa_column=sa.Column(
+            sa.String(40),
+            sa.ForeignKey("environments.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
     )
     status: DeploymentStatus = Field(
         default=DeploymentStatus.NOT_DEPLOYED, sa_column=enum_column(DeploymentStatus)
@@ -66,8 +78,12 @@ class ConfigValue(SQLModel, table=True):
 
     id: str = Field(default_factory=lambda: new_id("cfg"), primary_key=True, max_length=40)
     deployment_id: str = Field(
-        sa_column=sa.Column(sa.String(40), sa.ForeignKey("deployments.id", ondelete="CASCADE"),
-                            nullable=False, index=True)
+        sa_column=sa.Column(
+            sa.String(40),
+            sa.ForeignKey("deployments.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
     )
     key: str = Field(max_length=255)
     value: str = Field(sa_column=sa.Column(sa.Text, nullable=False))

@@ -19,8 +19,12 @@ class RuntimeKind(enum.StrEnum):
 
 
 def _org_fk() -> Any:
-    return sa.Column(sa.String(40), sa.ForeignKey("organizations.id", ondelete="CASCADE"),
-                     nullable=False, index=True)
+    return sa.Column(
+        sa.String(40),
+        sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    )
 
 
 class DataPlane(SQLModel, table=True):
@@ -31,7 +35,9 @@ class DataPlane(SQLModel, table=True):
     organization_id: str = Field(sa_column=_org_fk())
     name: str = Field(max_length=63)
     runtime: RuntimeKind = Field(sa_column=enum_column(RuntimeKind))
-    settings: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+    settings: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
 
 
@@ -46,7 +52,9 @@ class Environment(SQLModel, table=True):
     id: str = Field(default_factory=lambda: new_id("env"), primary_key=True, max_length=40)
     organization_id: str = Field(sa_column=_org_fk())
     data_plane_id: str = Field(
-        sa_column=sa.Column(sa.String(40), sa.ForeignKey("data_planes.id"), nullable=False, index=True)
+        sa_column=sa.Column(
+            sa.String(40), sa.ForeignKey("data_planes.id"), nullable=False, index=True
+        )
     )
     name: str = Field(max_length=64)
     name_key: str = Field(max_length=64)

@@ -17,8 +17,12 @@ class Pipeline(SQLModel, table=True):
 
     id: str = Field(default_factory=lambda: new_id("pl"), primary_key=True, max_length=40)
     organization_id: str = Field(
-        sa_column=sa.Column(sa.String(40), sa.ForeignKey("organizations.id", ondelete="CASCADE"),
-                            nullable=False, index=True)
+        sa_column=sa.Column(
+            sa.String(40),
+            sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
     )
     name: str = Field(max_length=100)
     name_key: str = Field(max_length=100)
@@ -32,11 +36,13 @@ class PipelineStage(SQLModel, table=True):
     __tablename__ = "pipeline_stages"
 
     pipeline_id: str = Field(
-        sa_column=sa.Column(sa.String(40), sa.ForeignKey("pipelines.id", ondelete="CASCADE"),
-                            primary_key=True)
+        sa_column=sa.Column(
+            sa.String(40), sa.ForeignKey("pipelines.id", ondelete="CASCADE"), primary_key=True
+        )
     )
     environment_id: str = Field(
-        sa_column=sa.Column(sa.String(40), sa.ForeignKey("environments.id"), primary_key=True,
-                            index=True)
+        sa_column=sa.Column(
+            sa.String(40), sa.ForeignKey("environments.id"), primary_key=True, index=True
+        )
     )
     position: int

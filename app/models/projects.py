@@ -18,11 +18,17 @@ class Project(SQLModel, table=True):
 
     id: str = Field(default_factory=lambda: new_id("prj"), primary_key=True, max_length=40)
     organization_id: str = Field(
-        sa_column=sa.Column(sa.String(40), sa.ForeignKey("organizations.id", ondelete="CASCADE"),
-                            nullable=False, index=True)
+        sa_column=sa.Column(
+            sa.String(40),
+            sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
     )
     pipeline_id: str = Field(
-        sa_column=sa.Column(sa.String(40), sa.ForeignKey("pipelines.id"), nullable=False, index=True)
+        sa_column=sa.Column(
+            sa.String(40), sa.ForeignKey("pipelines.id"), nullable=False, index=True
+        )
     )
     name: str = Field(max_length=100)
     slug: str = Field(max_length=63)
@@ -36,12 +42,20 @@ class Integration(SQLModel, table=True):
 
     id: str = Field(default_factory=lambda: new_id("int"), primary_key=True, max_length=40)
     organization_id: str = Field(
-        sa_column=sa.Column(sa.String(40), sa.ForeignKey("organizations.id", ondelete="CASCADE"),
-                            nullable=False, index=True)
+        sa_column=sa.Column(
+            sa.String(40),
+            sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
     )
     project_id: str = Field(
-        sa_column=sa.Column(sa.String(40), sa.ForeignKey("projects.id", ondelete="CASCADE"),
-                            nullable=False, index=True)
+        sa_column=sa.Column(
+            sa.String(40),
+            sa.ForeignKey("projects.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
     )
     name: str = Field(max_length=100)
     slug: str = Field(max_length=63)
@@ -59,8 +73,12 @@ class Build(SQLModel, table=True):
 
     id: str = Field(default_factory=lambda: new_id("bld"), primary_key=True, max_length=40)
     integration_id: str = Field(
-        sa_column=sa.Column(sa.String(40), sa.ForeignKey("integrations.id", ondelete="CASCADE"),
-                            nullable=False, index=True)
+        sa_column=sa.Column(
+            sa.String(40),
+            sa.ForeignKey("integrations.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
     )
     version: str = Field(max_length=100)
     artifact: str = Field(max_length=4000)

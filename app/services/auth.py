@@ -88,7 +88,11 @@ Owned = TypeVar("Owned", bound=OrganizationOwned)
 
 
 async def authorize(
-    session: AsyncSession, *, actor: User, organization_id: str, permission: Permission,
+    session: AsyncSession,
+    *,
+    actor: User,
+    organization_id: str,
+    permission: Permission,
     subject_id: str | None = None,
 ) -> Role:
     """The actor's role, if it grants the permission.
@@ -105,7 +109,11 @@ async def authorize(
 
 
 async def get_owned(
-    session: AsyncSession, model: type[Owned], object_id: str, *, actor: User,
+    session: AsyncSession,
+    model: type[Owned],
+    object_id: str,
+    *,
+    actor: User,
     permission: Permission = Permission.READ,
 ) -> Owned:
     """Load an object of an organization the actor may act on, else NotFound/Forbidden."""
@@ -113,8 +121,13 @@ async def get_owned(
     if obj is None:
         raise NotFound(f"no {model.__name__.lower()} with id {object_id}", id=object_id)
     try:
-        await authorize(session, actor=actor, organization_id=obj.organization_id,
-                        permission=permission, subject_id=object_id)
+        await authorize(
+            session,
+            actor=actor,
+            organization_id=obj.organization_id,
+            permission=permission,
+            subject_id=object_id,
+        )
     except NotFound:
         raise NotFound(f"no {model.__name__.lower()} with id {object_id}", id=object_id) from None
     return obj

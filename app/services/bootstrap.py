@@ -35,11 +35,20 @@ async def bootstrap(
             await session.exec(select(Organization).where(Organization.slug == organization_slug))
         ).first()
         if org is None:
-            org = await create_organization(session, actor=user, slug=organization_slug,
-                                            name=organization_slug.replace("-", " ").title())
+            org = await create_organization(
+                session,
+                actor=user,
+                slug=organization_slug,
+                name=organization_slug.replace("-", " ").title(),
+            )
         else:
-            member = (await session.exec(select(Membership).where(
-                Membership.organization_id == org.id, Membership.user_id == user.id))).first()
+            member = (
+                await session.exec(
+                    select(Membership).where(
+                        Membership.organization_id == org.id, Membership.user_id == user.id
+                    )
+                )
+            ).first()
             if member is None:
                 session.add(Membership(organization_id=org.id, user_id=user.id, role=Role.ADMIN))
     _, secret = await create_api_token(session, actor=user, name="bootstrap")

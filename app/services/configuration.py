@@ -47,15 +47,25 @@ class ConfigKey:
     description: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "type": self.type.value, "required": self.required,
-                "secret": self.secret, "default_value": self.default_value,
-                "description": self.description}
+        return {
+            "key": self.key,
+            "type": self.type.value,
+            "required": self.required,
+            "secret": self.secret,
+            "default_value": self.default_value,
+            "description": self.description,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ConfigKey:
-        return cls(key=data["key"], type=ConfigType(data["type"]), required=data["required"],
-                   secret=data["secret"], default_value=data.get("default_value"),
-                   description=data.get("description"))
+        return cls(
+            key=data["key"],
+            type=ConfigType(data["type"]),
+            required=data["required"],
+            secret=data["secret"],
+            default_value=data.get("default_value"),
+            description=data.get("description"),
+        )
 
 
 def parse_value(key: ConfigKey, value: str, *, field: str) -> str:
@@ -86,17 +96,20 @@ def parse_value(key: ConfigKey, value: str, *, field: str) -> str:
 
 def validate_schema(keys: Sequence[ConfigKey]) -> list[ConfigKey]:
     if len(keys) > MAX_SCHEMA_KEYS:
-        raise InvalidInput(f"a config schema has at most {MAX_SCHEMA_KEYS} keys",
-                           field="configSchema")
+        raise InvalidInput(
+            f"a config schema has at most {MAX_SCHEMA_KEYS} keys", field="configSchema"
+        )
     seen: set[str] = set()
     result = []
     for index, key in enumerate(keys):
         field = f"configSchema[{index}]"
         pattern = FILE_KEY if key.type is ConfigType.FILE else ENV_KEY
         if not pattern.fullmatch(key.key) or ".." in key.key.split("/"):
-            shape = ("a file path of letters, digits, '.', '_', '-' and '/'"
-                     if key.type is ConfigType.FILE
-                     else "an environment variable name (letters, digits, '_')")
+            shape = (
+                "a file path of letters, digits, '.', '_', '-' and '/'"
+                if key.type is ConfigType.FILE
+                else "an environment variable name (letters, digits, '_')"
+            )
             raise InvalidInput(f"the key {key.key!r} must be {shape}", field=f"{field}.key")
         if key.key in seen:
             raise InvalidInput(f"the key {key.key!r} is declared twice", field=f"{field}.key")
@@ -104,16 +117,26 @@ def validate_schema(keys: Sequence[ConfigKey]) -> list[ConfigKey]:
         default = key.default_value
         if default is not None:
             if key.secret:
-                raise InvalidInput(f"{key.key}: a secret cannot have a default value (it would be "
-                                   "readable)", field=f"{field}.defaultValue")
+                raise InvalidInput(
+                    f"{key.key}: a secret cannot have a default value (it would be readable)",
+                    field=f"{field}.defaultValue",
+                )
             default = parse_value(key, default, field=f"{field}.defaultValue")
         description = key.description.strip() if key.description else None
         if description is not None and len(description) > 1000:
-            raise InvalidInput("description must be at most 1000 characters",
-                               field=f"{field}.description")
-        result.append(ConfigKey(key=key.key, type=key.type, required=key.required,
-                                secret=key.secret, default_value=default,
-                                description=description or None))
+            raise InvalidInput(
+                "description must be at most 1000 characters", field=f"{field}.description"
+            )
+        result.append(
+            ConfigKey(
+                key=key.key,
+                type=key.type,
+                required=key.required,
+                secret=key.secret,
+                default_value=default,
+                description=description or None,
+            )
+        )
     return result
 
 
@@ -124,8 +147,11 @@ def schema_of(integration: Integration) -> dict[str, ConfigKey]:
 def missing_keys(schema: dict[str, ConfigKey], values: Sequence[ConfigValue]) -> list[str]:
     """Required keys with neither a value nor a default, in schema order."""
     have = {value.key for value in values}
-    return [key.key for key in schema.values()
-            if key.required and key.default_value is None and key.key not in have]
+    return [
+        key.key
+        for key in schema.values()
+        if key.required and key.default_value is None and key.key not in have
+    ]
 
 
 @dataclass(frozen=True)
@@ -140,28 +166,39 @@ async def deployment_for(
     """The integration's deployment in an environment of its organization's pipeline."""
     deployment = (
         await session.exec(
-            select(Deployment).where(Deployment.integration_id == integration.id,
-                                     Deployment.environment_id == environment_id)
+            select(Deployment).where(
+                Deployment.integration_id == integration.id,
+                Deployment.environment_id == environment_id,
+            )
         )
     ).first()
     environment = await session.get(Environment, environment_id)
     if environment is None or environment.organization_id != integration.organization_id:
         raise NotFound(f"no environment with id {environment_id}", id=environment_id)
     if deployment is None:
-        raise InvalidInput(f"{environment.name} is not in the pipeline of the integration's "
-                           "project", field="environmentId")
+        raise InvalidInput(
+            f"{environment.name} is not in the pipeline of the integration's project",
+            field="environmentId",
+        )
     return deployment
 
 
 async def set_configuration(
-    session: AsyncSession, *, actor: User, box: SecretBox, integration_id: str,
-    environment_id: str, entries: Sequence[ConfigEntry],
+    session: AsyncSession,
+    *,
+    actor: User,
+    box: SecretBox,
+    integration_id: str,
+    environment_id: str,
+    entries: Sequence[ConfigEntry],
 ) -> Deployment:
     """Set or remove values of one environment. They apply at the deployment's next restart."""
-    integration = await get_owned(session, Integration, integration_id, actor=actor,
-                                  permission=Permission.DEVELOP)
-    deployment = await deployment_for(session, integration=integration,
-                                      environment_id=environment_id)
+    integration = await get_owned(
+        session, Integration, integration_id, actor=actor, permission=Permission.DEVELOP
+    )
+    deployment = await deployment_for(
+        session, integration=integration, environment_id=environment_id
+    )
     schema = schema_of(integration)
     if not entries:
         raise InvalidInput("entries must not be empty", field="entries")
@@ -171,18 +208,22 @@ async def set_configuration(
         field = f"entries[{index}]"
         key = schema.get(entry.key)
         if key is None:
-            raise InvalidInput(f"{entry.key!r} is not in the integration's config schema",
-                               field=f"{field}.key")
+            raise InvalidInput(
+                f"{entry.key!r} is not in the integration's config schema", field=f"{field}.key"
+            )
         if entry.key in seen:
             raise InvalidInput(f"{entry.key!r} is given twice", field=f"{field}.key")
         seen.add(entry.key)
-        value = None if entry.value is None else parse_value(key, entry.value,
-                                                             field=f"{field}.value")
+        value = (
+            None if entry.value is None else parse_value(key, entry.value, field=f"{field}.value")
+        )
         normalized.append((key, value))
     current = {
         value.key: value
         for value in (
-            await session.exec(select(ConfigValue).where(ConfigValue.deployment_id == deployment.id))
+            await session.exec(
+                select(ConfigValue).where(ConfigValue.deployment_id == deployment.id)
+            )
         ).all()
     }
     now = utcnow()
@@ -194,8 +235,13 @@ async def set_configuration(
             continue
         sealed = box.seal(value) if key.secret else value
         if stored is None:
-            stored = ConfigValue(deployment_id=deployment.id, key=key.key, value=sealed,
-                                 secret=key.secret, updated_at=now)
+            stored = ConfigValue(
+                deployment_id=deployment.id,
+                key=key.key,
+                value=sealed,
+                secret=key.secret,
+                updated_at=now,
+            )
         else:
             stored.value, stored.secret, stored.updated_at = sealed, key.secret, now
         session.add(stored)

@@ -18,7 +18,12 @@ MAX_SETTINGS_BYTES = 16_384
 
 
 async def create_data_plane(
-    session: AsyncSession, *, actor: User, organization_id: str, name: str, runtime: RuntimeKind,
+    session: AsyncSession,
+    *,
+    actor: User,
+    organization_id: str,
+    name: str,
+    runtime: RuntimeKind,
     settings: Any = None,
 ) -> DataPlane:
     await get_organization(session, organization_id, actor=actor, permission=Permission.ADMINISTER)
@@ -31,14 +36,16 @@ async def create_data_plane(
         raise InvalidInput(f"settings must be at most {MAX_SETTINGS_BYTES} bytes", field="settings")
     taken = (
         await session.exec(
-            select(DataPlane).where(DataPlane.organization_id == organization_id,
-                                    DataPlane.name == name)
+            select(DataPlane).where(
+                DataPlane.organization_id == organization_id, DataPlane.name == name
+            )
         )
     ).first()
     if taken is not None:
         raise Conflict(f"a data plane named {name!r} exists already")
-    plane = DataPlane(organization_id=organization_id, name=name, runtime=runtime,
-                      settings=settings)
+    plane = DataPlane(
+        organization_id=organization_id, name=name, runtime=runtime, settings=settings
+    )
     session.add(plane)
     await session.flush()
     return plane
@@ -48,7 +55,9 @@ async def default_data_plane(session: AsyncSession, organization_id: str) -> Dat
     """The organization's first data plane (``local`` for every organization made here)."""
     return (
         await session.exec(
-            select(DataPlane).where(DataPlane.organization_id == organization_id)
-            .order_by(col(DataPlane.id)).limit(1)
+            select(DataPlane)
+            .where(DataPlane.organization_id == organization_id)
+            .order_by(col(DataPlane.id))
+            .limit(1)
         )
     ).one()

@@ -32,14 +32,20 @@ async def ensure_deployments(
         for env_id in env_ids:
             if (integration.id, env_id) not in existing:
                 session.add(
-                    Deployment(organization_id=integration.organization_id,
-                               integration_id=integration.id, environment_id=env_id)
+                    Deployment(
+                        organization_id=integration.organization_id,
+                        integration_id=integration.id,
+                        environment_id=env_id,
+                    )
                 )
     await session.flush()
 
 
 async def deployed_in(
-    session: AsyncSession, *, environment_ids: Iterable[str], project_ids: Iterable[str] | None = None
+    session: AsyncSession,
+    *,
+    environment_ids: Iterable[str],
+    project_ids: Iterable[str] | None = None,
 ) -> list[Deployment]:
     """Deployments that run something (anything but NOT_DEPLOYED) in these environments."""
     query = select(Deployment).where(
@@ -47,7 +53,7 @@ async def deployed_in(
         col(Deployment.status) != DeploymentStatus.NOT_DEPLOYED,
     )
     if project_ids is not None:
-        query = query.join(Integration, col(Integration.id) == col(Deployment.integration_id)).where(
-            col(Integration.project_id).in_(list(project_ids))
-        )
+        query = query.join(
+            Integration, col(Integration.id) == col(Deployment.integration_id)
+        ).where(col(Integration.project_id).in_(list(project_ids)))
     return list((await session.exec(query)).all())

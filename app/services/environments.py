@@ -5,7 +5,15 @@ from __future__ import annotations
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import DataPlane, Deployment, Environment, Organization, Pipeline, PipelineStage, User
+from app.models import (
+    DataPlane,
+    Deployment,
+    Environment,
+    Organization,
+    Pipeline,
+    PipelineStage,
+    User,
+)
 from app.services.auth import Permission, get_owned
 from app.services.dataplanes import default_data_plane
 from app.services.deployments import deployed_in
@@ -20,7 +28,8 @@ async def list_environments(session: AsyncSession, organization_id: str) -> list
     return list(
         (
             await session.exec(
-                select(Environment).where(Environment.organization_id == organization_id)
+                select(Environment)
+                .where(Environment.organization_id == organization_id)
                 .order_by(col(Environment.position), col(Environment.id))
             )
         ).all()
@@ -32,8 +41,10 @@ async def _check_name_free(
 ) -> None:
     clash = (
         await session.exec(
-            select(Environment).where(Environment.organization_id == organization_id,
-                                      Environment.name_key == name_key(name))
+            select(Environment).where(
+                Environment.organization_id == organization_id,
+                Environment.name_key == name_key(name),
+            )
         )
     ).first()
     if clash is not None and clash.id != except_id:
@@ -41,12 +52,20 @@ async def _check_name_free(
 
 
 async def create_environment(
-    session: AsyncSession, *, actor: User, organization_id: str, name: str, dns_prefix: str,
-    description: str | None = None, critical: bool = False, data_plane_id: str | None = None,
+    session: AsyncSession,
+    *,
+    actor: User,
+    organization_id: str,
+    name: str,
+    dns_prefix: str,
+    description: str | None = None,
+    critical: bool = False,
+    data_plane_id: str | None = None,
     position: int | None = None,
 ) -> Environment:
-    org: Organization = await get_organization(session, organization_id, actor=actor,
-                                               permission=Permission.ADMINISTER)
+    org: Organization = await get_organization(
+        session, organization_id, actor=actor, permission=Permission.ADMINISTER
+    )
     name = clean_name(name, field="name", max_length=NAME_MAX)
     prefix = dns_label(dns_prefix.strip(), field="dnsPrefix")
     description = clean_description(description)
@@ -60,8 +79,9 @@ async def create_environment(
     await _check_name_free(session, org.id, name)
     prefix_clash = (
         await session.exec(
-            select(Environment).where(Environment.organization_id == org.id,
-                                      Environment.dns_prefix == prefix)
+            select(Environment).where(
+                Environment.organization_id == org.id, Environment.dns_prefix == prefix
+            )
         )
     ).first()
     if prefix_clash is not None:
@@ -71,9 +91,16 @@ async def create_environment(
         position = len(ordered)
     if not 0 <= position <= len(ordered):
         raise InvalidInput(f"position must be between 0 and {len(ordered)}", field="position")
-    environment = Environment(organization_id=org.id, data_plane_id=plane.id, name=name,
-                              name_key=name_key(name), dns_prefix=prefix,
-                              description=description, critical=critical, position=position)
+    environment = Environment(
+        organization_id=org.id,
+        data_plane_id=plane.id,
+        name=name,
+        name_key=name_key(name),
+        dns_prefix=prefix,
+        description=description,
+        critical=critical,
+        position=position,
+    )
     ordered.insert(position, environment)
     _renumber(ordered)
     session.add_all(ordered)
@@ -82,15 +109,20 @@ async def create_environment(
 
 
 async def update_environment(
-    session: AsyncSession, *, actor: User, environment_id: str, name: str | None = None,
-    description: str | None = None, critical: bool | None = None,
+    session: AsyncSession,
+    *,
+    actor: User,
+    environment_id: str,
+    name: str | None = None,
+    description: str | None = None,
+    critical: bool | None = None,
 ) -> Environment:
-    environment = await get_owned(session, Environment, environment_id, actor=actor,
-                                  permission=Permission.ADMINISTER)
+    environment = await get_owned(
+        session, Environment, environment_id, actor=actor, permission=Permission.ADMINISTER
+    )
     if name is not None:
         name = clean_name(name, field="name", max_length=NAME_MAX)
-        await _check_name_free(session, environment.organization_id, name,
-                               except_id=environment.id)
+        await _check_name_free(session, environment.organization_id, name, except_id=environment.id)
         environment.name = name
         environment.name_key = name_key(name)
     if description is not None:
@@ -105,8 +137,9 @@ async def update_environment(
 async def reorder_environments(
     session: AsyncSession, *, actor: User, organization_id: str, environment_ids: list[str]
 ) -> Organization:
-    org = await get_organization(session, organization_id, actor=actor,
-                                 permission=Permission.ADMINISTER)
+    org = await get_organization(
+        session, organization_id, actor=actor, permission=Permission.ADMINISTER
+    )
     current = {env.id: env for env in await list_environments(session, org.id)}
     if len(set(environment_ids)) != len(environment_ids):
         raise InvalidInput("environmentIds lists an environment twice", field="environmentIds")
@@ -114,8 +147,10 @@ async def reorder_environments(
     if unknown:
         raise NotFound(f"no environment with id {unknown[0]}", id=unknown[0])
     if set(environment_ids) != set(current):
-        raise InvalidInput("environmentIds must list every environment of the organization once",
-                           field="environmentIds")
+        raise InvalidInput(
+            "environmentIds must list every environment of the organization once",
+            field="environmentIds",
+        )
     _renumber([current[env_id] for env_id in environment_ids])
     session.add_all(current.values())
     await session.flush()
@@ -125,14 +160,15 @@ async def reorder_environments(
 async def delete_environment(
     session: AsyncSession, *, actor: User, environment_id: str, confirm_name: str
 ) -> Environment:
-    environment = await get_owned(session, Environment, environment_id, actor=actor,
-                                  permission=Permission.ADMINISTER)
+    environment = await get_owned(
+        session, Environment, environment_id, actor=actor, permission=Permission.ADMINISTER
+    )
     if confirm_name != environment.name:
         raise InvalidInput("confirmName must equal the environment's name", field="confirmName")
     pipelines = (
         await session.exec(
-            select(Pipeline.name).join(PipelineStage,
-                                       col(PipelineStage.pipeline_id) == col(Pipeline.id))
+            select(Pipeline.name)
+            .join(PipelineStage, col(PipelineStage.pipeline_id) == col(Pipeline.id))
             .where(PipelineStage.environment_id == environment.id)
         )
     ).all()

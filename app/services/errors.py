@@ -45,8 +45,6 @@ class MissingConfiguration(DomainError):
     code = "MISSING_CONFIGURATION"
 
     def __init__(self, *, environment_id: str, environment_name: str, keys: Sequence[str]) -> None:
-        super().__init__(
-            f"{environment_name} has no value for required keys: {', '.join(keys)}"
-        )
+        super().__init__(f"{environment_name} has no value for required keys: {', '.join(keys)}")
         self.environment_id = environment_id
         self.keys = list(keys)

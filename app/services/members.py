@@ -19,15 +19,21 @@ async def find_or_create_user(session: AsyncSession, *, email: str, name: str | 
     user = (await session.exec(select(User).where(User.email == email))).first()
     if user is not None:
         return user
-    user = User(email=email, name=clean_name(name or email.split("@")[0], field="name",
-                                             max_length=200))
+    user = User(
+        email=email, name=clean_name(name or email.split("@")[0], field="name", max_length=200)
+    )
     session.add(user)
     await session.flush()
     return user
 
 
 async def add_member(
-    session: AsyncSession, *, actor: User, organization_id: str, email: str, name: str | None,
+    session: AsyncSession,
+    *,
+    actor: User,
+    organization_id: str,
+    email: str,
+    name: str | None,
     role: Role,
 ) -> Membership:
     await get_organization(session, organization_id, actor=actor, permission=Permission.ADMINISTER)
@@ -63,7 +69,9 @@ async def remove_member(
     if membership.role is Role.ADMIN:
         admins = (
             await session.exec(
-                select(func.count()).select_from(Membership).where(
+                select(func.count())
+                .select_from(Membership)
+                .where(
                     Membership.organization_id == organization_id,
                     col(Membership.role) == Role.ADMIN,
                 )

@@ -37,21 +37,32 @@ async def create_organization(
     session.add(org)
     await session.flush()
     session.add(Membership(organization_id=org.id, user_id=actor.id, role=Role.ADMIN))
-    plane = DataPlane(organization_id=org.id, name=DEFAULT_DATA_PLANE,
-                      runtime=RuntimeKind.LOCAL_PROCESS)
+    plane = DataPlane(
+        organization_id=org.id, name=DEFAULT_DATA_PLANE, runtime=RuntimeKind.LOCAL_PROCESS
+    )
     session.add(plane)
     await session.flush()
     environments = [
-        Environment(organization_id=org.id, data_plane_id=plane.id, name=env_name,
-                    name_key=name_key(env_name), dns_prefix=prefix, critical=critical,
-                    position=position)
+        Environment(
+            organization_id=org.id,
+            data_plane_id=plane.id,
+            name=env_name,
+            name_key=name_key(env_name),
+            dns_prefix=prefix,
+            critical=critical,
+            position=position,
+        )
         for position, (env_name, prefix, critical) in enumerate(
             [("Development", "dev", False), ("Production", "prod", True)]
         )
     ]
     session.add_all(environments)
-    pipeline = Pipeline(organization_id=org.id, name=DEFAULT_PIPELINE,
-                        name_key=name_key(DEFAULT_PIPELINE), is_default=True)
+    pipeline = Pipeline(
+        organization_id=org.id,
+        name=DEFAULT_PIPELINE,
+        name_key=name_key(DEFAULT_PIPELINE),
+        is_default=True,
+    )
     session.add(pipeline)
     await session.flush()
     session.add_all(
@@ -63,14 +74,22 @@ async def create_organization(
 
 
 async def get_organization(
-    session: AsyncSession, organization_id: str, *, actor: User,
+    session: AsyncSession,
+    organization_id: str,
+    *,
+    actor: User,
     permission: Permission = Permission.READ,
 ) -> Organization:
     org = await session.get(Organization, organization_id)
     if org is None:
         raise NotFound(f"no organization with id {organization_id}", id=organization_id)
-    await authorize(session, actor=actor, organization_id=org.id, permission=permission,
-                    subject_id=organization_id)
+    await authorize(
+        session,
+        actor=actor,
+        organization_id=org.id,
+        permission=permission,
+        subject_id=organization_id,
+    )
     return org
 
 

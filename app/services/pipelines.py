@@ -22,7 +22,8 @@ async def stage_environment_ids(session: AsyncSession, pipeline_id: str) -> list
     return list(
         (
             await session.exec(
-                select(PipelineStage.environment_id).where(PipelineStage.pipeline_id == pipeline_id)
+                select(PipelineStage.environment_id)
+                .where(PipelineStage.pipeline_id == pipeline_id)
                 .order_by(col(PipelineStage.position))
             )
         ).all()
@@ -57,8 +58,9 @@ async def _check_name_free(
 ) -> None:
     clash = (
         await session.exec(
-            select(Pipeline).where(Pipeline.organization_id == organization_id,
-                                   Pipeline.name_key == name_key(name))
+            select(Pipeline).where(
+                Pipeline.organization_id == organization_id, Pipeline.name_key == name_key(name)
+            )
         )
     ).first()
     if clash is not None and clash.id != except_id:
@@ -68,14 +70,18 @@ async def _check_name_free(
 async def _make_default(session: AsyncSession, pipeline: Pipeline) -> None:
     await session.exec(
         update(Pipeline)
-        .where(col(Pipeline.organization_id) == pipeline.organization_id,
-               col(Pipeline.id) != pipeline.id)
+        .where(
+            col(Pipeline.organization_id) == pipeline.organization_id,
+            col(Pipeline.id) != pipeline.id,
+        )
         .values(is_default=False)
     )
     pipeline.is_default = True
 
 
-async def _set_stages(session: AsyncSession, pipeline: Pipeline, environment_ids: list[str]) -> None:
+async def _set_stages(
+    session: AsyncSession, pipeline: Pipeline, environment_ids: list[str]
+) -> None:
     for stage in (
         await session.exec(select(PipelineStage).where(PipelineStage.pipeline_id == pipeline.id))
     ).all():
@@ -89,11 +95,17 @@ async def _set_stages(session: AsyncSession, pipeline: Pipeline, environment_ids
 
 
 async def create_pipeline(
-    session: AsyncSession, *, actor: User, organization_id: str, name: str,
-    environment_ids: Sequence[str], is_default: bool = False,
+    session: AsyncSession,
+    *,
+    actor: User,
+    organization_id: str,
+    name: str,
+    environment_ids: Sequence[str],
+    is_default: bool = False,
 ) -> Pipeline:
-    org = await get_organization(session, organization_id, actor=actor,
-                                 permission=Permission.ADMINISTER)
+    org = await get_organization(
+        session, organization_id, actor=actor, permission=Permission.ADMINISTER
+    )
     name = clean_name(name, field="name", max_length=NAME_MAX)
     env_ids = await _validated_environment_ids(session, org.id, environment_ids)
     await _check_name_free(session, org.id, name)
@@ -107,40 +119,52 @@ async def create_pipeline(
 
 
 async def update_pipeline(
-    session: AsyncSession, *, actor: User, pipeline_id: str, name: str | None = None,
-    environment_ids: Sequence[str] | None = None, is_default: bool | None = None,
+    session: AsyncSession,
+    *,
+    actor: User,
+    pipeline_id: str,
+    name: str | None = None,
+    environment_ids: Sequence[str] | None = None,
+    is_default: bool | None = None,
 ) -> Pipeline:
-    pipeline = await get_owned(session, Pipeline, pipeline_id, actor=actor,
-                               permission=Permission.ADMINISTER)
+    pipeline = await get_owned(
+        session, Pipeline, pipeline_id, actor=actor, permission=Permission.ADMINISTER
+    )
     if name is not None:
         name = clean_name(name, field="name", max_length=NAME_MAX)
         await _check_name_free(session, pipeline.organization_id, name, except_id=pipeline.id)
         pipeline.name = name
         pipeline.name_key = name_key(name)
     if is_default is False and pipeline.is_default:
-        raise InvalidInput("an organization always has a default pipeline: make another one the "
-                           "default instead", field="isDefault")
+        raise InvalidInput(
+            "an organization always has a default pipeline: make another one the default instead",
+            field="isDefault",
+        )
     if is_default:
         await _make_default(session, pipeline)
     if environment_ids is not None:
-        env_ids = await _validated_environment_ids(session, pipeline.organization_id,
-                                                   environment_ids)
+        env_ids = await _validated_environment_ids(
+            session, pipeline.organization_id, environment_ids
+        )
         projects = list(
             (await session.exec(select(Project).where(Project.pipeline_id == pipeline.id))).all()
         )
-        await _check_can_leave(session, projects, await stage_environment_ids(session, pipeline.id),
-                               env_ids)
+        await _check_can_leave(
+            session, projects, await stage_environment_ids(session, pipeline.id), env_ids
+        )
         await _set_stages(session, pipeline, env_ids)
-        await ensure_deployments(session, integrations=await _integrations_of(session, projects),
-                                 environment_ids=env_ids)
+        await ensure_deployments(
+            session, integrations=await _integrations_of(session, projects), environment_ids=env_ids
+        )
     session.add(pipeline)
     await session.flush()
     return pipeline
 
 
 async def delete_pipeline(session: AsyncSession, *, actor: User, pipeline_id: str) -> Pipeline:
-    pipeline = await get_owned(session, Pipeline, pipeline_id, actor=actor,
-                               permission=Permission.ADMINISTER)
+    pipeline = await get_owned(
+        session, Pipeline, pipeline_id, actor=actor, permission=Permission.ADMINISTER
+    )
     if pipeline.is_default:
         raise Conflict("the default pipeline cannot be deleted: make another one the default first")
     users = (
@@ -166,15 +190,18 @@ async def _integrations_of(session: AsyncSession, projects: Sequence[Project]) -
 
 
 async def _check_can_leave(
-    session: AsyncSession, projects: Sequence[Project], before: Sequence[str],
+    session: AsyncSession,
+    projects: Sequence[Project],
+    before: Sequence[str],
     after: Sequence[str],
 ) -> None:
     """An environment may leave a project's pipeline only when nothing of the project runs there."""
     leaving = [env_id for env_id in before if env_id not in set(after)]
     if not leaving or not projects:
         return
-    running = await deployed_in(session, environment_ids=leaving,
-                                project_ids=[p.id for p in projects])
+    running = await deployed_in(
+        session, environment_ids=leaving, project_ids=[p.id for p in projects]
+    )
     if running:
         env = await session.get(Environment, running[0].environment_id)
         where = env.name if env else running[0].environment_id
@@ -184,8 +211,9 @@ async def _check_can_leave(
 async def default_pipeline(session: AsyncSession, organization_id: str) -> Pipeline:
     return (
         await session.exec(
-            select(Pipeline).where(Pipeline.organization_id == organization_id,
-                                   col(Pipeline.is_default).is_(True))
+            select(Pipeline).where(
+                Pipeline.organization_id == organization_id, col(Pipeline.is_default).is_(True)
+            )
         )
     ).one()
 
@@ -194,17 +222,22 @@ async def set_project_pipeline(
     session: AsyncSession, *, actor: User, project_id: str, pipeline_id: str
 ) -> Project:
     """Switch the project's pipeline. Configuration of the environments that stay is kept."""
-    project = await get_owned(session, Project, project_id, actor=actor,
-                              permission=Permission.DEVELOP)
+    project = await get_owned(
+        session, Project, project_id, actor=actor, permission=Permission.DEVELOP
+    )
     pipeline = await session.get(Pipeline, pipeline_id)
     if pipeline is None or pipeline.organization_id != project.organization_id:
         raise NotFound(f"no pipeline with id {pipeline_id}", id=pipeline_id)
     new_env_ids = await stage_environment_ids(session, pipeline.id)
-    await _check_can_leave(session, [project],
-                           await stage_environment_ids(session, project.pipeline_id), new_env_ids)
+    await _check_can_leave(
+        session, [project], await stage_environment_ids(session, project.pipeline_id), new_env_ids
+    )
     project.pipeline_id = pipeline.id
     session.add(project)
-    await ensure_deployments(session, integrations=await _integrations_of(session, [project]),
-                             environment_ids=new_env_ids)
+    await ensure_deployments(
+        session,
+        integrations=await _integrations_of(session, [project]),
+        environment_ids=new_env_ids,
+    )
     await session.flush()
     return project

@@ -20,11 +20,17 @@ NAME_MAX = 100
 
 
 async def create_project(
-    session: AsyncSession, *, actor: User, organization_id: str, name: str,
-    description: str | None = None, pipeline_id: str | None = None,
+    session: AsyncSession,
+    *,
+    actor: User,
+    organization_id: str,
+    name: str,
+    description: str | None = None,
+    pipeline_id: str | None = None,
 ) -> Project:
-    org = await get_organization(session, organization_id, actor=actor,
-                                 permission=Permission.DEVELOP)
+    org = await get_organization(
+        session, organization_id, actor=actor, permission=Permission.DEVELOP
+    )
     name = clean_name(name, field="name", max_length=NAME_MAX)
     if pipeline_id is None:
         pipeline = await default_pipeline(session, org.id)
@@ -36,19 +42,30 @@ async def create_project(
     taken = set(
         (await session.exec(select(Project.slug).where(Project.organization_id == org.id))).all()
     )
-    project = Project(organization_id=org.id, pipeline_id=pipeline.id, name=name,
-                      slug=unique_slug(name, taken), description=clean_description(description))
+    project = Project(
+        organization_id=org.id,
+        pipeline_id=pipeline.id,
+        name=name,
+        slug=unique_slug(name, taken),
+        description=clean_description(description),
+    )
     session.add(project)
     await session.flush()
     return project
 
 
 async def create_integration(
-    session: AsyncSession, *, actor: User, project_id: str, name: str,
-    description: str | None = None, config_schema: Sequence[ConfigKey] = (),
+    session: AsyncSession,
+    *,
+    actor: User,
+    project_id: str,
+    name: str,
+    description: str | None = None,
+    config_schema: Sequence[ConfigKey] = (),
 ) -> Integration:
-    project = await get_owned(session, Project, project_id, actor=actor,
-                              permission=Permission.DEVELOP)
+    project = await get_owned(
+        session, Project, project_id, actor=actor, permission=Permission.DEVELOP
+    )
     name = clean_name(name, field="name", max_length=NAME_MAX)
     schema = validate_schema(config_schema)
     taken = set(
@@ -57,24 +74,35 @@ async def create_integration(
         ).all()
     )
     integration = Integration(
-        organization_id=project.organization_id, project_id=project.id, name=name,
-        slug=unique_slug(name, taken), description=clean_description(description),
+        organization_id=project.organization_id,
+        project_id=project.id,
+        name=name,
+        slug=unique_slug(name, taken),
+        description=clean_description(description),
         config_schema=[key.to_json() for key in schema],
     )
     session.add(integration)
     await session.flush()
-    await ensure_deployments(session, integrations=[integration],
-                             environment_ids=await stage_environment_ids(session,
-                                                                         project.pipeline_id))
+    await ensure_deployments(
+        session,
+        integrations=[integration],
+        environment_ids=await stage_environment_ids(session, project.pipeline_id),
+    )
     return integration
 
 
 async def create_build(
-    session: AsyncSession, *, actor: User, integration_id: str, version: str, artifact: str,
+    session: AsyncSession,
+    *,
+    actor: User,
+    integration_id: str,
+    version: str,
+    artifact: str,
     commit: str | None = None,
 ) -> Build:
-    integration = await get_owned(session, Integration, integration_id, actor=actor,
-                                  permission=Permission.DEVELOP)
+    integration = await get_owned(
+        session, Integration, integration_id, actor=actor, permission=Permission.DEVELOP
+    )
     version = clean_name(version, field="version", max_length=100)
     artifact = artifact.strip()
     if not artifact:
@@ -90,8 +118,7 @@ async def create_build(
     ).first()
     if clash is not None:
         raise Conflict(f"{integration.name} has a build {version} already")
-    build = Build(integration_id=integration.id, version=version, artifact=artifact,
-                  commit=commit)
+    build = Build(integration_id=integration.id, version=version, artifact=artifact, commit=commit)
     session.add(build)
     await session.flush()
     return build

@@ -15,8 +15,11 @@ async def create_api_token(
 ) -> tuple[ApiToken, str]:
     """The stored token and its secret, which is not kept anywhere."""
     secret = new_token_secret()
-    token = ApiToken(user_id=actor.id, name=clean_name(name, field="name", max_length=200),
-                     token_hash=hash_token(secret))
+    token = ApiToken(
+        user_id=actor.id,
+        name=clean_name(name, field="name", max_length=200),
+        token_hash=hash_token(secret),
+    )
     session.add(token)
     await session.flush()
     return token, secret
