@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -17,8 +18,11 @@ from app.graphql.http import AuthenticatedGraphQL, PromenadeGraphQL
 from app.settings import Settings
 
 
-def create_app(settings: Settings) -> Starlette:
-    engine = create_engine(settings.resolved_database_url)
+def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Starlette:
+    """The application; it disposes of the engine it made itself when it shuts down."""
+    owns_engine = engine is None
+    if engine is None:
+        engine = create_engine(settings.resolved_database_url)
     sessions = create_session_factory(engine)
     box = SecretBox(settings.resolved_secret_key())
     graphql = AuthenticatedGraphQL(
@@ -33,7 +37,8 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
-        await engine.dispose()
+        if owns_engine:
+            await engine.dispose()
 
     return Starlette(
         routes=[
