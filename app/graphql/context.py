@@ -9,7 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from strawberry.types import Info as StrawberryInfo
 
 from app.crypto import SecretBox
-from app.graphql.loaders import Loaders
+from app.graphql.loaders import Loaders, forget
 from app.models import Role, User
 
 
@@ -34,7 +34,7 @@ class Context:
     def forget_roles(self) -> None:
         """After a mutation that changes memberships."""
         self._roles = None
-        self.loaders.memberships_by_user.clear(self.viewer.id)
+        forget(self.loaders.memberships_by_user, self.viewer.id)
 
 
 Info: TypeAlias = StrawberryInfo[Context, None]

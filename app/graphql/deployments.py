@@ -16,6 +16,7 @@ from app.graphql.errors import (
     ValidationError,
     mutate_deployment,
 )
+from app.graphql.loaders import forget
 from app.graphql.types import Deployment
 from app.services import configuration
 from app.services.errors import InvalidInput
@@ -88,7 +89,7 @@ class DeploymentMutations:
                 environment_id=input.environment_id,
                 entries=entries,
             )
-            ctx.loaders.config_values_by_deployment.clear(deployment.id)
+            forget(ctx.loaders.config_values_by_deployment, deployment.id)
             return Deployment.from_model(deployment)
 
         return await mutate_deployment(info, change)

@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 from app.graphql.context import Info
 from app.graphql.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError, mutate
 from app.graphql.identity import DeleteResult, OrganizationResult
+from app.graphql.loaders import forget
 from app.graphql.types import DataPlane, Deleted, Environment, Organization
 from app.models import Environment as EnvironmentRow
 from app.models import RuntimeKind
@@ -167,7 +168,7 @@ class EnvironmentMutations:
                 organization_id=organization_id,
                 environment_ids=[str(i) for i in environment_ids],
             )
-            ctx.loaders.environments_by_organization.clear(org.id)
+            forget(ctx.loaders.environments_by_organization, org.id)
             return Organization.from_model(org)
 
         return await mutate(info, change)

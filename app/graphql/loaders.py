@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -28,6 +29,15 @@ from app.models import (
 )
 
 M = TypeVar("M", bound=SQLModel)
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def forget(loader: DataLoader[K, V], key: K) -> None:
+    """Drop a cached value after a mutation changed it (DataLoader.clear raises KeyError for a
+    key it never loaded)."""
+    with contextlib.suppress(KeyError):
+        loader.clear(key)
 
 
 class Loaders:

@@ -9,6 +9,7 @@ import strawberry
 from app.graphql.context import Info
 from app.graphql.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError, mutate
 from app.graphql.identity import DeleteResult
+from app.graphql.loaders import forget
 from app.graphql.projects import ProjectResult
 from app.graphql.types import Deleted, DeploymentPipeline, Project
 from app.services import pipelines
@@ -72,7 +73,7 @@ class PipelineMutations:
                 environment_ids=env_ids,
                 is_default=input.is_default,
             )
-            ctx.loaders.stages_by_pipeline.clear(pipeline.id)
+            forget(ctx.loaders.stages_by_pipeline, pipeline.id)
             return DeploymentPipeline.from_model(pipeline)
 
         return await mutate(info, change)
