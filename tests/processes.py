@@ -50,33 +50,37 @@ def running_promenade(
     """``promenade <command>`` on a free port, until /healthz answers; stopped afterwards."""
     port = free_port()
     env = promenade_env(data_dir, {"PROMENADE_PORT": str(port), **(extra_env or {})})
-    process = subprocess.Popen(
-        [PROMENADE, command],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=data_dir,
-    )
+    log_path = data_dir / f"promenade-{command}-{port}.log"
+    # The log goes to a file: a pipe nobody reads would block the server once it fills.
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [PROMENADE, command],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            cwd=data_dir,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, process)
-        yield RunningPromenade(url=url, process=process)
+        _wait_healthy(url, process, log_path)
+        yield RunningPromenade(url=url, process=process, log_path=log_path)
     finally:
         process.terminate()
         try:
-            process.wait(timeout=10)
+            process.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait()
+            process.communicate()
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[str]) -> None:
+def _wait_healthy(url: str, process: subprocess.Popen[str], log_path: Path) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            _, stderr = process.communicate()
-            raise AssertionError(f"promenade exited with {process.returncode}: {stderr}")
+            raise AssertionError(
+                f"promenade exited with {process.returncode}: {log_path.read_text()}"
+            )
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return
