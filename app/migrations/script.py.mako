@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+from alembic import op
 
 import app.models.base  # noqa: F401  (custom column types)
-from alembic import op
 ${imports if imports else ""}
 
 revision: str = ${repr(up_revision)}

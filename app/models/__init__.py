@@ -5,21 +5,41 @@ from app.models.environments import DataPlane, Environment, RuntimeKind
 from app.models.identity import ApiToken, Membership, Organization, Role, User
 from app.models.pipelines import Pipeline, PipelineStage
 from app.models.projects import Build, Integration, Project
+from app.models.promotions import (
+    ChangeKind,
+    ChangeStatus,
+    DeploymentChange,
+    DeploymentRevision,
+    OutboxMessage,
+    Promotion,
+    PromotionEvent,
+    PromotionStatus,
+    RevisionCause,
+)
 
 __all__ = [
     "ApiToken",
     "Build",
+    "ChangeKind",
+    "ChangeStatus",
     "ConfigValue",
     "DataPlane",
     "Deployment",
+    "DeploymentChange",
+    "DeploymentRevision",
     "DeploymentStatus",
     "Environment",
     "Integration",
     "Membership",
     "Organization",
+    "OutboxMessage",
     "Pipeline",
     "PipelineStage",
     "Project",
+    "Promotion",
+    "PromotionEvent",
+    "PromotionStatus",
+    "RevisionCause",
     "Role",
     "RuntimeKind",
     "User",

@@ -66,6 +66,11 @@ class Deployment(SQLModel, table=True):
     # restartRequired is the difference, so it needs no digest of secret values.
     config_version: int = 0
     applied_config_version: int = 0
+    # One change at a time: the worker that holds the lease until lease_expires_at.
+    lease_owner: str | None = Field(default=None, max_length=100)
+    lease_expires_at: datetime | None = Field(
+        default=None, sa_column=timestamp_column(nullable=True)
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
 

@@ -1,0 +1,183 @@
+"""Promotions, the changes that workers apply to deployments, and what each change left behind."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from app.ids import new_id
+from app.models.base import enum_column, timestamp_column, utcnow
+
+
+class PromotionStatus(enum.StrEnum):
+    PENDING_APPROVAL = "PENDING_APPROVAL"
+    QUEUED = "QUEUED"
+    APPLYING_CONFIGURATION = "APPLYING_CONFIGURATION"
+    RESTARTING = "RESTARTING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_PROMOTION_STATUSES
+
+
+FINAL_PROMOTION_STATUSES = frozenset(
+    {
+        PromotionStatus.SUCCEEDED,
+        PromotionStatus.FAILED,
+        PromotionStatus.REJECTED,
+        PromotionStatus.CANCELLED,
+        PromotionStatus.EXPIRED,
+    }
+)
+
+
+class ChangeKind(enum.StrEnum):
+    """What a change does to a deployment. The revision cause is the kind, but for the three
+    that only start, stop or resume the same revision."""
+
+    DEPLOY = "DEPLOY"
+    PROMOTION = "PROMOTION"
+    CONFIG_CHANGE = "CONFIG_CHANGE"
+    RESTART = "RESTART"
+    ROLLBACK = "ROLLBACK"
+    SUSPEND = "SUSPEND"
+    RESUME = "RESUME"
+
+
+class RevisionCause(enum.StrEnum):
+    DEPLOY = "DEPLOY"
+    PROMOTION = "PROMOTION"
+    CONFIG_CHANGE = "CONFIG_CHANGE"
+    RESTART = "RESTART"
+    ROLLBACK = "ROLLBACK"
+
+
+def _fk(target: str, *, nullable: bool = False, ondelete: str | None = None) -> Any:
+    return sa.Column(
+        sa.String(40), sa.ForeignKey(target, ondelete=ondelete), nullable=nullable, index=True
+    )
+
+
+class Promotion(SQLModel, table=True):
+    __tablename__ = "promotions"
+    __table_args__ = (
+        # A retried request with the same key returns the first promotion.
+        sa.UniqueConstraint("requested_by_id", "idempotency_key"),
+    )
+
+    id: str = Field(default_factory=lambda: new_id("pro"), primary_key=True, max_length=40)
+    organization_id: str = Field(sa_column=_fk("organizations.id", ondelete="CASCADE"))
+    integration_id: str = Field(sa_column=_fk("integrations.id", ondelete="CASCADE"))
+    build_id: str = Field(sa_column=_fk("builds.id"))
+    source_environment_id: str = Field(sa_column=_fk("environments.id"))
+    target_environment_id: str = Field(sa_column=_fk("environments.id"))
+    deployment_id: str = Field(sa_column=_fk("deployments.id", ondelete="CASCADE"))
+    status: PromotionStatus = Field(sa_column=enum_column(PromotionStatus))
+    message: str | None = Field(default=None, max_length=2000)
+    requested_by_id: str = Field(sa_column=_fk("users.id"))
+    requested_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+    # The request's overrides: a Fernet token of a JSON list of {key, value, secret}.
+    overrides_sealed: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    copy_source_configuration: bool = False
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    required_approvals: int = 0
+    error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    finished_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+
+
+class PromotionEvent(SQLModel, table=True):
+    """Every status change of a promotion, oldest first."""
+
+    __tablename__ = "promotion_events"
+
+    id: str = Field(default_factory=lambda: new_id("pev"), primary_key=True, max_length=40)
+    promotion_id: str = Field(sa_column=_fk("promotions.id", ondelete="CASCADE"))
+    status: PromotionStatus = Field(sa_column=enum_column(PromotionStatus))
+    detail: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+
+
+class ChangeStatus(enum.StrEnum):
+    QUEUED = "QUEUED"
+    APPLYING_CONFIGURATION = "APPLYING_CONFIGURATION"
+    RESTARTING = "RESTARTING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (ChangeStatus.SUCCEEDED, ChangeStatus.FAILED, ChangeStatus.CANCELLED)
+
+
+class DeploymentChange(SQLModel, table=True):
+    """One unit of work on one deployment. A deployment's changes run one at a time, in the
+    order of their ids; the worker that holds the deployment's lease runs them."""
+
+    __tablename__ = "deployment_changes"
+
+    id: str = Field(default_factory=lambda: new_id("chg"), primary_key=True, max_length=40)
+    organization_id: str = Field(sa_column=_fk("organizations.id", ondelete="CASCADE"))
+    deployment_id: str = Field(sa_column=_fk("deployments.id", ondelete="CASCADE"))
+    kind: ChangeKind = Field(sa_column=enum_column(ChangeKind))
+    status: ChangeStatus = Field(default=ChangeStatus.QUEUED, sa_column=enum_column(ChangeStatus))
+    promotion_id: str | None = Field(
+        default=None, sa_column=_fk("promotions.id", nullable=True, ondelete="CASCADE")
+    )
+    # The build to run; null: the build running now (restart, config change, resume).
+    build_id: str | None = Field(default=None, sa_column=_fk("builds.id", nullable=True))
+    # For a rollback: the revision whose build and configuration snapshot are re-applied.
+    rollback_to_revision: int | None = None
+    # The configuration applied, frozen at APPLYING_CONFIGURATION: a Fernet token of JSON.
+    snapshot_sealed: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    snapshot_digest: str | None = Field(default=None, max_length=64)
+    # The configuration version that the snapshot reflects (for restartRequired).
+    snapshot_config_version: int | None = None
+    actor_id: str | None = Field(default=None, sa_column=_fk("users.id", nullable=True))
+    error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+    finished_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+
+
+class DeploymentRevision(SQLModel, table=True):
+    __tablename__ = "deployment_revisions"
+    # One row per revision number: the database refuses a change applied twice.
+    __table_args__ = (sa.UniqueConstraint("deployment_id", "revision"),)
+
+    id: str = Field(default_factory=lambda: new_id("rev"), primary_key=True, max_length=40)
+    deployment_id: str = Field(sa_column=_fk("deployments.id", ondelete="CASCADE"))
+    revision: int
+    build_id: str = Field(sa_column=_fk("builds.id"))
+    configuration_digest: str = Field(max_length=64)
+    # The configuration applied: a Fernet token of JSON, so a rollback can re-apply it.
+    snapshot_sealed: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    cause: RevisionCause = Field(sa_column=enum_column(RevisionCause))
+    change_id: str = Field(sa_column=_fk("deployment_changes.id"))
+    promotion_id: str | None = Field(default=None, sa_column=_fk("promotions.id", nullable=True))
+    actor_id: str | None = Field(default=None, sa_column=_fk("users.id", nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A message written in the same transaction as the change it announces; the relay
+    publishes it after the commit, so a broker that is down delays it but never loses it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_unpublished", "published_at", "id"),)
+
+    id: str = Field(default_factory=lambda: new_id("msg"), primary_key=True, max_length=40)
+    # "command" (to promenade.commands) or "event" (to promenade.events).
+    exchange: str = Field(max_length=16)
+    routing_key: str = Field(max_length=255)
+    body: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+    published_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
