@@ -1,0 +1,1 @@
+"""Runtime drivers: how a data plane starts, routes to and stops integration instances."""
