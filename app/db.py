@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -36,9 +37,58 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_session_factory(engine: AsyncEngine) -> SessionFactory:
+class RequestSession(AsyncSession):
+    """The session of one GraphQL request, shared by resolvers that Strawberry runs
+    concurrently (sibling fields, DataLoader batches). A session has one connection, which
+    runs one statement at a time (asyncpg refuses overlapping ones): each call here waits
+    for the one before it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._turn = asyncio.Lock()
+
+    async def exec(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._turn:
+            return await super().exec(*args, **kwargs)
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._turn:
+            return await super().execute(*args, **kwargs)
+
+    async def scalar(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._turn:
+            return await super().scalar(*args, **kwargs)
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._turn:
+            return await super().get(*args, **kwargs)
+
+    async def refresh(self, *args: Any, **kwargs: Any) -> None:
+        async with self._turn:
+            await super().refresh(*args, **kwargs)
+
+    async def delete(self, instance: object) -> None:
+        async with self._turn:
+            await super().delete(instance)
+
+    async def flush(self, *args: Any, **kwargs: Any) -> None:
+        async with self._turn:
+            await super().flush(*args, **kwargs)
+
+    async def commit(self) -> None:
+        async with self._turn:
+            await super().commit()
+
+    async def rollback(self) -> None:
+        async with self._turn:
+            await super().rollback()
+
+
+def create_session_factory(
+    engine: AsyncEngine, *, class_: type[AsyncSession] = AsyncSession
+) -> SessionFactory:
     # expire_on_commit off: objects stay readable after the commit that ends a mutation.
-    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+    return async_sessionmaker(engine, class_=class_, expire_on_commit=False)
 
 
 @asynccontextmanager

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app.crypto import SecretBox
-from app.db import create_engine, create_session_factory
+from app.db import RequestSession, create_engine, create_session_factory
 from app.graphql.http import AuthenticatedGraphQL, PromenadeGraphQL
 from app.settings import Settings
 
@@ -23,7 +23,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Star
     owns_engine = engine is None
     if engine is None:
         engine = create_engine(settings.resolved_database_url)
-    sessions = create_session_factory(engine)
+    sessions = create_session_factory(engine, class_=RequestSession)
     box = SecretBox(settings.resolved_secret_key())
     graphql = AuthenticatedGraphQL(
         PromenadeGraphQL(box=box, graphiql=not settings.production), sessions

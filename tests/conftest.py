@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -56,26 +57,47 @@ def _postgres_url() -> Iterator[str]:
         container.stop()
 
 
-async def _reset_to_head(url: str) -> None:
+async def _create_database(server_url: str) -> str:
+    """A new, empty database on the server, migrated to head: each test session has its own, so
+    that sessions running at the same time (several developers, CI) do not collide."""
+    name = f"promenade_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await admin.dispose()
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
     engine = create_engine(url)
     try:
-        async with engine.begin() as connection:
-            await connection.run_sync(SQLModel.metadata.drop_all)
-            await connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
         await migrate.upgrade(engine)
     finally:
         await engine.dispose()
+    return url
+
+
+async def _drop_database(server_url: str, url: str) -> None:
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            name = make_url(url).database
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A PostgreSQL database migrated to head, once per test session."""
-    for url in _postgres_url():
+    """A PostgreSQL database of this test session, migrated to head."""
+    for server_url in _postgres_url():
         try:
-            asyncio.run(_reset_to_head(url))
+            url = asyncio.run(_create_database(server_url))
         except OSError as exc:
             pytest.fail(f"{POSTGRES_HELP} (cannot connect: {exc})", pytrace=False)
-        yield url
+        try:
+            yield url
+        finally:
+            asyncio.run(_drop_database(server_url, url))
 
 
 @pytest.fixture(scope="session")
@@ -171,22 +193,28 @@ class GraphQLClient:
         return data
 
     async def raw(
-        self, query: str, variables: dict[str, Any] | None = None, *, as_user: User | None = None,
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        as_user: User | None = None,
         token: str | None = None,
     ) -> dict[str, Any]:
         if as_user is not None:
             token = await self.token_for(as_user)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        response = await self.http.post("/graphql", json={"query": query, "variables": variables},
-                                        headers=headers)
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=headers
+        )
         body: dict[str, Any] = response.json()
         body["status_code"] = response.status_code
         return body
 
 
 @pytest.fixture
-async def api(engine: AsyncEngine, session: AsyncSession, secret_key: str,
-              tmp_path: Path) -> AsyncIterator[GraphQLClient]:
+async def api(
+    engine: AsyncEngine, session: AsyncSession, secret_key: str, tmp_path: Path
+) -> AsyncIterator[GraphQLClient]:
     settings = Settings(data_dir=tmp_path, secret_key=secret_key)
     app = create_app(settings, engine=engine)
     transport = httpx.ASGITransport(app=app)

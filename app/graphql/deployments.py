@@ -14,12 +14,11 @@ from app.graphql.errors import (
     NotFoundError,
     PromotionBlockedError,
     ValidationError,
-    mutate_deployment,
+    mutate_change,
 )
 from app.graphql.loaders import forget
 from app.graphql.types import Deployment
-from app.services import configuration
-from app.services.errors import InvalidInput
+from app.services import changes, configuration
 
 DeploymentResult = Annotated[
     Deployment
@@ -75,12 +74,6 @@ class DeploymentMutations:
         entries = [configuration.ConfigEntry(key=e.key, value=e.value) for e in input.entries]
 
         async def change() -> Deployment:
-            if input.restart:
-                # Restarts are carried out by the workers of the promotion engine.
-                raise InvalidInput(
-                    "restart is not available yet: set the values, they apply at the next restart",
-                    field="restart",
-                )
             deployment = await configuration.set_configuration(
                 ctx.session,
                 actor=ctx.viewer,
@@ -89,7 +82,11 @@ class DeploymentMutations:
                 environment_id=input.environment_id,
                 entries=entries,
             )
+            if input.restart:
+                await changes.restart_for_configuration(
+                    ctx.session, actor=ctx.viewer, deployment=deployment
+                )
             forget(ctx.loaders.config_values_by_deployment, deployment.id)
             return Deployment.from_model(deployment)
 
-        return await mutate_deployment(info, change)
+        return await mutate_change(info, change)

@@ -19,6 +19,7 @@ from app.services.errors import (
     InvalidInput,
     MissingConfiguration,
     NotFound,
+    PromotionBlocked,
 )
 
 log = logging.getLogger(__name__)
@@ -118,12 +119,19 @@ async def mutate(info: Info, change: Callable[[], Awaitable[T]]) -> T | CommonEr
     return result
 
 
-async def mutate_deployment(
+async def mutate_change(
     info: Info, change: Callable[[], Awaitable[T]]
-) -> T | CommonError | MissingConfigurationError:
-    """``mutate`` for changes that can also find required configuration missing."""
+) -> T | CommonError | MissingConfigurationError | PromotionBlockedError:
+    """``mutate`` for changes to what runs, which can also be blocked or miss configuration."""
     try:
         return await mutate(info, change)
+    except PromotionBlocked as error:
+        await info.context.session.rollback()
+        return PromotionBlockedError(
+            code=error.code,
+            message=error.message,
+            blockers=[PromotionBlocker(b) for b in error.blockers],
+        )
     except MissingConfiguration as error:
         await info.context.session.rollback()
         loaders = info.context.loaders

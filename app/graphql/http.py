@@ -35,6 +35,16 @@ def bearer_token(headers: Headers) -> str | None:
     return token.strip()
 
 
+def _wants_ide(request: Request) -> bool:
+    """A browser asking for the GraphiQL page (strawberry's own test)."""
+    accept = request.headers.get("accept", "")
+    return (
+        request.method == "GET"
+        and "query" not in request.query_params
+        and ("text/html" in accept or "*/*" in accept)
+    )
+
+
 class PromenadeGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI app, with the context built from what ``AuthenticatedGraphQL`` put in
     the request's state."""
@@ -54,17 +64,22 @@ class PromenadeGraphQL(GraphQL[Context, None]):
 
 class AuthenticatedGraphQL:
     """Opens the request's session, authenticates the bearer token, and answers 401 with a
-    GraphQL error when there is no valid one. GET (the GraphiQL page) needs no token."""
+    GraphQL error when there is no valid one. The GraphiQL page needs no token."""
 
     def __init__(self, graphql: PromenadeGraphQL, sessions: SessionFactory) -> None:
         self._graphql = graphql
         self._sessions = sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if scope["type"] != "http":
             await self._graphql(scope, receive, send)
             return
         request = Request(scope)
+        if self._graphql.graphql_ide and _wants_ide(request):
+            # Strawberry builds the context before it renders the page: answer it here.
+            page = await self._graphql.render_graphql_ide(request)
+            await page(scope, receive, send)
+            return
         async with self._sessions() as session:
             token = bearer_token(request.headers)
             viewer = await authenticate(session, token) if token else None

@@ -17,6 +17,7 @@ from app.models import (
     ConfigValue,
     DataPlane,
     Deployment,
+    DeploymentRevision,
     DeploymentStatus,
     Environment,
     Integration,
@@ -25,6 +26,8 @@ from app.models import (
     Pipeline,
     PipelineStage,
     Project,
+    Promotion,
+    PromotionEvent,
     User,
 )
 
@@ -73,6 +76,12 @@ class Loaders:
         self.projects_page = self._pages(Project, "organization_id")
         self.integrations_page = self._pages(Integration, "project_id")
         self.builds_page = self._pages(Build, "integration_id", descending=True)
+        self.promotion = self._by_id(Promotion)
+        self.promotion_events_by_promotion = self._by_parent(PromotionEvent, "promotion_id")
+        self.promotions_page = self._pages(
+            Promotion, "integration_id", descending=True, filter_column=col(Promotion.status)
+        )
+        self.revisions_page = self._pages(DeploymentRevision, "deployment_id", descending=True)
         self.deployments_page = self._pages(
             Deployment,
             "environment_id",
@@ -114,12 +123,19 @@ class Loaders:
         *,
         descending: bool = False,
         where: Sequence[Any] = (),
+        filter_column: Any = None,
     ) -> DataLoader[PageKey, Page[M]]:
         parent_column = col(getattr(model, parent))
 
         def load(keys: Sequence[PageKey]) -> Awaitable[list[Page[M]]]:
             return load_pages(
-                self._session, model, parent_column, keys, descending=descending, where=where
+                self._session,
+                model,
+                parent_column,
+                keys,
+                descending=descending,
+                where=where,
+                filter_column=filter_column,
             )
 
         loader: Callable[[Sequence[PageKey]], Awaitable[list[Page[M]]]] = load

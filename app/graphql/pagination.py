@@ -75,6 +75,8 @@ class PageKey:
     parent_id: str
     first: int
     after: str | None
+    # Values the loader's filter column must take; empty: no filter.
+    only: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,27 +107,33 @@ async def load_pages(
     *,
     descending: bool = False,
     where: Sequence[Any] = (),
+    filter_column: Any = None,
 ) -> list[Page[M]]:
-    """One page per key: rows of ``model`` whose ``parent_column`` is the key's parent, ordered
-    by id, after the key's cursor. Two statements per distinct (first, after) pair."""
+    """One page per key: rows of ``model`` whose ``parent_column`` is the key's parent (and whose
+    ``filter_column`` is among the key's ``only`` values, if any), ordered by id, after the key's
+    cursor. One count statement per filter, one page statement per (first, after, only)."""
     id_column = col(getattr(model, "id"))  # noqa: B009
-    parents = sorted({key.parent_id for key in keys})
-    counts: dict[str, int] = dict(
-        (
+    groups: dict[tuple[int, str | None, tuple[str, ...]], list[str]] = defaultdict(list)
+    for key in keys:
+        groups[(key.first, key.after, key.only)].append(key.parent_id)
+    counts: dict[tuple[str, tuple[str, ...]], int] = {}
+    for only in {key.only for key in keys}:
+        filters = [filter_column.in_(only)] if only else []
+        parents = sorted({key.parent_id for key in keys if key.only == only})
+        for parent, count in (
             await session.exec(
                 select(parent_column, func.count())
-                .where(parent_column.in_(parents), *where)
+                .where(parent_column.in_(parents), *where, *filters)
                 .group_by(parent_column)
             )
-        ).all()
-    )
-    groups: dict[tuple[int, str | None], list[str]] = defaultdict(list)
-    for key in keys:
-        groups[(key.first, key.after)].append(key.parent_id)
-    rows_by: dict[tuple[str, int, str | None], list[M]] = {}
-    for (first, after), group_parents in groups.items():
+        ).all():
+            counts[(str(parent), only)] = count
+    rows_by: dict[tuple[str, int, str | None, tuple[str, ...]], list[M]] = {}
+    for (first, after, only), group_parents in groups.items():
         order = id_column.desc() if descending else id_column.asc()
         conditions = [parent_column.in_(group_parents), *where]
+        if only:
+            conditions.append(filter_column.in_(only))
         if after is not None:
             conditions.append(id_column < after if descending else id_column > after)
         number = func.row_number().over(partition_by=parent_column, order_by=order).label("rn")
@@ -136,15 +144,15 @@ async def load_pages(
         for row in (await session.exec(statement)).all():
             fetched[str(getattr(row, parent_column.key))].append(row)
         for parent in group_parents:
-            rows_by[(parent, first, after)] = fetched.get(parent, [])
+            rows_by[(parent, first, after, only)] = fetched.get(parent, [])
     pages = []
     for key in keys:
-        rows = rows_by[(key.parent_id, key.first, key.after)]
+        rows = rows_by[(key.parent_id, key.first, key.after, key.only)]
         pages.append(
             Page(
                 rows=rows[: key.first],
                 has_next_page=len(rows) > key.first,
-                total_count=counts.get(key.parent_id, 0),
+                total_count=counts.get((key.parent_id, key.only), 0),
             )
         )
     return pages

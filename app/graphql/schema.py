@@ -12,6 +12,7 @@ from app.graphql.identity import IdentityMutations, IdentityQueries
 from app.graphql.nodes import NodeQueries
 from app.graphql.pipelines import PipelineMutations
 from app.graphql.projects import ProjectMutations, ProjectQueries
+from app.graphql.promotions import PromotionMutations, PromotionQueries
 from app.graphql.public_error import PublicError
 from app.graphql.types import (
     ApiToken,
@@ -33,7 +34,14 @@ MAX_TOKENS = 3000
 
 
 @strawberry.type
-class Query(IdentityQueries, NodeQueries, EnvironmentQueries, ProjectQueries, DeploymentQueries):
+class Query(
+    IdentityQueries,
+    NodeQueries,
+    EnvironmentQueries,
+    ProjectQueries,
+    DeploymentQueries,
+    PromotionQueries,
+):
     pass
 
 
@@ -44,6 +52,7 @@ class Mutation(
     PipelineMutations,
     ProjectMutations,
     DeploymentMutations,
+    PromotionMutations,
 ):
     pass
 

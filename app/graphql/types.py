@@ -3,6 +3,7 @@ related rows through the request's DataLoaders."""
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Any
 
@@ -12,12 +13,19 @@ from sqlmodel import col, select
 from app import models
 from app.graphql.context import Info
 from app.graphql.pagination import Connection, PageKey, decode_cursor, page_size
-from app.models import DeploymentStatus, Role, RuntimeKind
+from app.models import DeploymentStatus, PromotionStatus, RevisionCause, Role, RuntimeKind
 from app.services.configuration import ConfigKey as ConfigKeyRecord
 from app.services.configuration import ConfigType, missing_keys, schema_of
+from app.services.promotions import sealed_entries
 
-for _enum in (Role, RuntimeKind, DeploymentStatus, ConfigType):
+for _enum in (Role, RuntimeKind, DeploymentStatus, ConfigType, PromotionStatus, RevisionCause):
     strawberry.enum(_enum)
+
+
+@strawberry.enum
+class ReviewDecision(enum.Enum):
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
 
 
 @strawberry.interface
@@ -377,6 +385,20 @@ class Integration(Node):
             by_environment[s.environment_id] for s in stages if s.environment_id in by_environment
         ]
 
+    @strawberry.field(description="Newest first; optionally only those with these statuses.")
+    async def promotions(
+        self,
+        info: Info,
+        first: int | None = 20,
+        after: str | None = None,
+        status: list[PromotionStatus] | None = None,
+    ) -> Connection[Promotion]:
+        only = tuple(sorted(s.value for s in status)) if status else ()
+        page = await info.context.loaders.promotions_page.load(
+            PageKey(self.id, page_size(first, 20), decode_cursor(after), only)
+        )
+        return page.connection(Promotion.from_model)
+
     @strawberry.field(
         description="One entry per environment of the project's pipeline, in "
         "promotion order, NOT_DEPLOYED ones included."
@@ -518,6 +540,15 @@ class Deployment(Node):
             for v in sorted(values, key=lambda v: order.get(v.key, len(order)))
         ]
 
+    @strawberry.field(description="Applied revisions, newest first.")
+    async def history(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> Connection[DeploymentRevision]:
+        page = await info.context.loaders.revisions_page.load(
+            PageKey(self.id, page_size(first, 20), decode_cursor(after))
+        )
+        return page.connection(DeploymentRevision.from_model)
+
     @strawberry.field(
         description="Required keys of the integration's configSchema that this "
         "environment has no value for."
@@ -526,7 +557,159 @@ class Deployment(Node):
         loaders = info.context.loaders
         integration = await loaders.require(loaders.integration, self.integration_id)
         values = await loaders.config_values_by_deployment.load(self.id)
-        return missing_keys(schema_of(integration), values)
+        return missing_keys(schema_of(integration), (v.key for v in values))
+
+
+@strawberry.type
+class DeploymentRevision:
+    revision: int
+    configuration_digest: str = strawberry.field(
+        description="Hash of the configuration snapshot applied with this revision (values "
+        "themselves are not exposed)."
+    )
+    cause: RevisionCause
+    created_at: datetime
+    build_id: strawberry.Private[str]
+    promotion_id: strawberry.Private[str | None]
+    actor_id: strawberry.Private[str | None]
+
+    @classmethod
+    def from_model(cls, row: models.DeploymentRevision) -> DeploymentRevision:
+        return cls(
+            revision=row.revision,
+            configuration_digest=row.configuration_digest,
+            cause=row.cause,
+            created_at=row.created_at,
+            build_id=row.build_id,
+            promotion_id=row.promotion_id,
+            actor_id=row.actor_id,
+        )
+
+    @strawberry.field
+    async def build(self, info: Info) -> Build:
+        loaders = info.context.loaders
+        return Build.from_model(await loaders.require(loaders.build, self.build_id))
+
+    @strawberry.field
+    async def promotion(self, info: Info) -> Promotion | None:
+        if self.promotion_id is None:
+            return None
+        row = await info.context.loaders.promotion.load(self.promotion_id)
+        return Promotion.from_model(row) if row else None
+
+    @strawberry.field
+    async def actor(self, info: Info) -> User | None:
+        if self.actor_id is None:
+            return None
+        row = await info.context.loaders.user.load(self.actor_id)
+        return User.from_model(row) if row else None
+
+
+@strawberry.type
+class Review:
+    reviewer: User
+    decision: ReviewDecision
+    comment: str | None
+    created_at: datetime
+
+
+@strawberry.type
+class PromotionEvent:
+    promotion_id: strawberry.ID
+    status: PromotionStatus
+    detail: str | None
+    at: datetime
+
+    @classmethod
+    def from_model(cls, row: models.PromotionEvent) -> PromotionEvent:
+        return cls(
+            promotion_id=strawberry.ID(row.promotion_id),
+            status=row.status,
+            detail=row.detail,
+            at=row.at,
+        )
+
+
+@strawberry.type
+class Promotion(Node):
+    status: PromotionStatus
+    message: str | None
+    requested_at: datetime
+    required_approvals: int
+    error: str | None
+    finished_at: datetime | None
+    row: strawberry.Private[models.Promotion]
+
+    @classmethod
+    def from_model(cls, row: models.Promotion) -> Promotion:
+        return cls(
+            id=strawberry.ID(row.id),
+            status=row.status,
+            message=row.message,
+            requested_at=row.requested_at,
+            required_approvals=row.required_approvals,
+            error=row.error,
+            finished_at=row.finished_at,
+            row=row,
+        )
+
+    @strawberry.field
+    async def integration(self, info: Info) -> Integration:
+        loaders = info.context.loaders
+        return Integration.from_model(
+            await loaders.require(loaders.integration, self.row.integration_id)
+        )
+
+    @strawberry.field
+    async def build(self, info: Info) -> Build:
+        loaders = info.context.loaders
+        return Build.from_model(await loaders.require(loaders.build, self.row.build_id))
+
+    @strawberry.field
+    async def source_environment(self, info: Info) -> Environment:
+        loaders = info.context.loaders
+        return Environment.from_model(
+            await loaders.require(loaders.environment, self.row.source_environment_id)
+        )
+
+    @strawberry.field
+    async def target_environment(self, info: Info) -> Environment:
+        loaders = info.context.loaders
+        return Environment.from_model(
+            await loaders.require(loaders.environment, self.row.target_environment_id)
+        )
+
+    @strawberry.field
+    async def requested_by(self, info: Info) -> User:
+        loaders = info.context.loaders
+        return User.from_model(await loaders.require(loaders.user, self.row.requested_by_id))
+
+    @strawberry.field(
+        description="The overrides given with the request (secret values masked as null)."
+    )
+    async def overrides(self, info: Info) -> list[ConfigValue]:
+        loaders = info.context.loaders
+        integration = await loaders.require(loaders.integration, self.row.integration_id)
+        schema = schema_of(integration)
+        overrides, _ = sealed_entries(info.context.box, self.row)
+        return [
+            ConfigValue(
+                key=entry.key,
+                value=None if entry.key in schema and schema[entry.key].secret else entry.value,
+                secret=entry.key in schema and schema[entry.key].secret,
+                updated_at=self.row.requested_at,
+            )
+            for entry in overrides
+        ]
+
+    @strawberry.field
+    def reviews(self) -> list[Review]:
+        return []
+
+    @strawberry.field(description="Every status change, oldest first.")
+    async def events(self, info: Info) -> list[PromotionEvent]:
+        rows = await info.context.loaders.promotion_events_by_promotion.load(self.id)
+        return [PromotionEvent.from_model(row) for row in rows]
 
 
 @strawberry.type

@@ -124,6 +124,8 @@ class DeploymentChange(SQLModel, table=True):
     order of their ids; the worker that holds the deployment's lease runs them."""
 
     __tablename__ = "deployment_changes"
+    # A retried deploy with the same key returns the first one's deployment.
+    __table_args__ = (sa.UniqueConstraint("actor_id", "idempotency_key"),)
 
     id: str = Field(default_factory=lambda: new_id("chg"), primary_key=True, max_length=40)
     organization_id: str = Field(sa_column=_fk("organizations.id", ondelete="CASCADE"))
@@ -143,6 +145,8 @@ class DeploymentChange(SQLModel, table=True):
     # The configuration version that the snapshot reflects (for restartRequired).
     snapshot_config_version: int | None = None
     actor_id: str | None = Field(default=None, sa_column=_fk("users.id", nullable=True))
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    # The last error: of the final failure, or of an attempt that will be retried.
     error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
     finished_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,9 +144,9 @@ def schema_of(integration: Integration) -> dict[str, ConfigKey]:
     return {entry["key"]: ConfigKey.from_json(entry) for entry in integration.config_schema}
 
 
-def missing_keys(schema: dict[str, ConfigKey], values: Sequence[ConfigValue]) -> list[str]:
+def missing_keys(schema: dict[str, ConfigKey], have: Iterable[str]) -> list[str]:
     """Required keys with neither a value nor a default, in schema order."""
-    have = {value.key for value in values}
+    have = set(have)
     return [
         key.key
         for key in schema.values()
@@ -199,41 +199,80 @@ async def set_configuration(
     deployment = await deployment_for(
         session, integration=integration, environment_id=environment_id
     )
-    schema = schema_of(integration)
     if not entries:
         raise InvalidInput("entries must not be empty", field="entries")
+    await apply_entries(
+        session,
+        box=box,
+        integration=integration,
+        deployment=deployment,
+        entries=validate_entries(integration, entries),
+    )
+    return deployment
+
+
+def validate_entries(
+    integration: Integration, entries: Sequence[ConfigEntry], *, field: str = "entries"
+) -> list[ConfigEntry]:
+    """The entries with values in their normal form, if every key is declared, given once, and
+    every value parses as its key's type."""
+    schema = schema_of(integration)
     seen: set[str] = set()
-    normalized: list[tuple[ConfigKey, str | None]] = []
+    result: list[ConfigEntry] = []
     for index, entry in enumerate(entries):
-        field = f"entries[{index}]"
+        where = f"{field}[{index}]"
         key = schema.get(entry.key)
         if key is None:
             raise InvalidInput(
-                f"{entry.key!r} is not in the integration's config schema", field=f"{field}.key"
+                f"{entry.key!r} is not in the integration's config schema", field=f"{where}.key"
             )
         if entry.key in seen:
-            raise InvalidInput(f"{entry.key!r} is given twice", field=f"{field}.key")
+            raise InvalidInput(f"{entry.key!r} is given twice", field=f"{where}.key")
         seen.add(entry.key)
         value = (
-            None if entry.value is None else parse_value(key, entry.value, field=f"{field}.value")
+            None if entry.value is None else parse_value(key, entry.value, field=f"{where}.value")
         )
-        normalized.append((key, value))
-    current = {
-        value.key: value
-        for value in (
-            await session.exec(
-                select(ConfigValue).where(ConfigValue.deployment_id == deployment.id)
-            )
-        ).all()
+        result.append(ConfigEntry(key=entry.key, value=value))
+    return result
+
+
+async def stored_values(session: AsyncSession, deployment_id: str) -> dict[str, ConfigValue]:
+    rows = (
+        await session.exec(select(ConfigValue).where(ConfigValue.deployment_id == deployment_id))
+    ).all()
+    return {row.key: row for row in rows}
+
+
+async def plaintext_values(
+    session: AsyncSession, *, box: SecretBox, deployment_id: str
+) -> dict[str, str]:
+    """The environment's values as the runtime needs them: secrets opened."""
+    return {
+        key: box.open(row.value) if row.secret else row.value
+        for key, row in (await stored_values(session, deployment_id)).items()
     }
+
+
+async def apply_entries(
+    session: AsyncSession,
+    *,
+    box: SecretBox,
+    integration: Integration,
+    deployment: Deployment,
+    entries: Sequence[ConfigEntry],
+) -> None:
+    """Write already validated entries; a None value removes the key's value."""
+    schema = schema_of(integration)
+    current = await stored_values(session, deployment.id)
     now = utcnow()
-    for key, value in normalized:
-        stored = current.get(key.key)
-        if value is None:
+    for entry in entries:
+        key = schema[entry.key]
+        stored = current.get(entry.key)
+        if entry.value is None:
             if stored is not None:
                 await session.delete(stored)
             continue
-        sealed = box.seal(value) if key.secret else value
+        sealed = box.seal(entry.value) if key.secret else entry.value
         if stored is None:
             stored = ConfigValue(
                 deployment_id=deployment.id,
@@ -249,4 +288,36 @@ async def set_configuration(
     deployment.updated_at = now
     session.add(deployment)
     await session.flush()
-    return deployment
+
+
+async def replace_values(
+    session: AsyncSession,
+    *,
+    box: SecretBox,
+    integration: Integration,
+    deployment: Deployment,
+    values: dict[str, str],
+) -> None:
+    """Make the environment's values exactly these (a rollback restores a snapshot)."""
+    current = await stored_values(session, deployment.id)
+    removals = [ConfigEntry(key=key, value=None) for key in current if key not in values]
+    schema = schema_of(integration)
+    settings = [ConfigEntry(key=key, value=value) for key, value in values.items() if key in schema]
+    await apply_entries(
+        session,
+        box=box,
+        integration=integration,
+        deployment=deployment,
+        entries=removals + settings,
+    )
+
+
+def effective_values(schema: dict[str, ConfigKey], values: dict[str, str]) -> dict[str, str]:
+    """What the integration runs with: its values, and defaults for keys without one."""
+    result = {
+        key.key: key.default_value
+        for key in schema.values()
+        if key.default_value is not None and key.key not in values
+    }
+    result.update(values)
+    return {key: value for key, value in result.items() if value is not None}

@@ -48,3 +48,13 @@ class MissingConfiguration(DomainError):
         super().__init__(f"{environment_name} has no value for required keys: {', '.join(keys)}")
         self.environment_id = environment_id
         self.keys = list(keys)
+
+
+class PromotionBlocked(DomainError):
+    """The change cannot start now; ``blockers`` names every reason (PromotionBlocker values)."""
+
+    code = "PROMOTION_BLOCKED"
+
+    def __init__(self, message: str, *, blockers: Sequence[str]) -> None:
+        super().__init__(message)
+        self.blockers = list(blockers)

@@ -1,0 +1,311 @@
+"""Changes to what runs: deploy, restart, suspend, resume, roll back.
+
+A request records a ``DeploymentChange`` and, in the same transaction, the command that tells the
+data plane's workers about it (an outbox row). The workers apply a deployment's changes one at
+a time, in order (``workers.steps``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.crypto import SecretBox
+from app.models import (
+    Build,
+    ChangeKind,
+    DataPlane,
+    Deployment,
+    DeploymentChange,
+    DeploymentRevision,
+    DeploymentStatus,
+    Environment,
+    Integration,
+    Project,
+    User,
+)
+from app.services.auth import Permission, get_owned
+from app.services.configuration import (
+    ConfigEntry,
+    apply_entries,
+    deployment_for,
+    missing_keys,
+    schema_of,
+    stored_values,
+    validate_entries,
+)
+from app.services.errors import InvalidInput, MissingConfiguration, NotFound, PromotionBlocked
+from app.services.events import announce_deployment
+from app.services.outbox import enqueue
+from app.services.pipelines import stage_environment_ids
+
+TARGET_FROZEN = "TARGET_FROZEN"
+ENVIRONMENT_NOT_IN_PIPELINE = "ENVIRONMENT_NOT_IN_PIPELINE"
+NOT_NEXT_ENVIRONMENT = "NOT_NEXT_ENVIRONMENT"
+
+
+async def queue_change(
+    session: AsyncSession,
+    *,
+    deployment: Deployment,
+    kind: ChangeKind,
+    actor: User | None,
+    build_id: str | None = None,
+    promotion_id: str | None = None,
+    rollback_to_revision: int | None = None,
+    idempotency_key: str | None = None,
+) -> DeploymentChange:
+    change = DeploymentChange(
+        organization_id=deployment.organization_id,
+        deployment_id=deployment.id,
+        kind=kind,
+        build_id=build_id,
+        promotion_id=promotion_id,
+        rollback_to_revision=rollback_to_revision,
+        actor_id=actor.id if actor else None,
+        idempotency_key=idempotency_key,
+    )
+    session.add(change)
+    await session.flush()
+    await enqueue(
+        session,
+        exchange="command",
+        routing_key=await data_plane_of(session, deployment),
+        body={"change_id": change.id, "deployment_id": deployment.id},
+    )
+    return change
+
+
+async def data_plane_of(session: AsyncSession, deployment: Deployment) -> str:
+    """The name of the data plane the deployment's environment runs on (the command's route)."""
+    name = (
+        await session.exec(
+            select(DataPlane.name)
+            .join(Environment, col(Environment.data_plane_id) == col(DataPlane.id))
+            .where(Environment.id == deployment.environment_id)
+        )
+    ).one()
+    return name
+
+
+async def require_configuration(
+    session: AsyncSession, *, integration: Integration, deployment: Deployment
+) -> None:
+    missing = missing_keys(schema_of(integration), await stored_values(session, deployment.id))
+    if missing:
+        environment = await session.get(Environment, deployment.environment_id)
+        raise MissingConfiguration(
+            environment_id=deployment.environment_id,
+            environment_name=environment.name if environment else "",
+            keys=missing,
+        )
+
+
+async def _check_not_frozen(session: AsyncSession, environment_id: str) -> None:
+    environment = await session.get(Environment, environment_id)
+    if environment is not None and environment.frozen:
+        raise PromotionBlocked(
+            f"{environment.name} is frozen: {environment.freeze_reason}", blockers=[TARGET_FROZEN]
+        )
+
+
+async def deploy(
+    session: AsyncSession,
+    *,
+    actor: User,
+    box: SecretBox,
+    integration_id: str,
+    build_id: str,
+    environment_id: str,
+    configuration: Sequence[ConfigEntry] = (),
+    idempotency_key: str | None = None,
+) -> Deployment:
+    """Run a build in the first environment of the project's pipeline."""
+    integration = await get_owned(
+        session, Integration, integration_id, actor=actor, permission=Permission.DEVELOP
+    )
+    if idempotency_key is not None:
+        earlier = (
+            await session.exec(
+                select(DeploymentChange).where(
+                    DeploymentChange.actor_id == actor.id,
+                    DeploymentChange.idempotency_key == idempotency_key,
+                )
+            )
+        ).first()
+        if earlier is not None:
+            deployment = await session.get(Deployment, earlier.deployment_id)
+            if deployment is not None:
+                return deployment
+    build = await session.get(Build, build_id)
+    if build is None or build.integration_id != integration.id:
+        raise NotFound(f"no build with id {build_id}", id=build_id)
+    environment = await session.get(Environment, environment_id)
+    if environment is None or environment.organization_id != integration.organization_id:
+        raise NotFound(f"no environment with id {environment_id}", id=environment_id)
+    project = await session.get(Project, integration.project_id)
+    assert project is not None
+    stages = await stage_environment_ids(session, project.pipeline_id)
+    if environment.id not in stages:
+        raise PromotionBlocked(
+            f"{environment.name} is not in the project's pipeline",
+            blockers=[ENVIRONMENT_NOT_IN_PIPELINE],
+        )
+    if environment.id != stages[0]:
+        first = await session.get(Environment, stages[0])
+        raise PromotionBlocked(
+            f"a deploy goes into {first.name if first else 'the first environment'}, the "
+            f"first environment of the pipeline; {environment.name} is reached by promotion",
+            blockers=[NOT_NEXT_ENVIRONMENT],
+        )
+    await _check_not_frozen(session, environment.id)
+    deployment = await deployment_for(
+        session, integration=integration, environment_id=environment.id
+    )
+    if configuration:
+        await apply_entries(
+            session,
+            box=box,
+            integration=integration,
+            deployment=deployment,
+            entries=validate_entries(integration, configuration, field="configuration"),
+        )
+    await require_configuration(session, integration=integration, deployment=deployment)
+    await queue_change(
+        session,
+        deployment=deployment,
+        kind=ChangeKind.DEPLOY,
+        actor=actor,
+        build_id=build.id,
+        idempotency_key=idempotency_key,
+    )
+    if deployment.status in (DeploymentStatus.NOT_DEPLOYED, DeploymentStatus.ERROR):
+        deployment.status = DeploymentStatus.IN_PROGRESS
+    await announce_deployment(session, deployment, detail=f"deploy of {build.version} queued")
+    return deployment
+
+
+async def _running_deployment(
+    session: AsyncSession,
+    *,
+    actor: User,
+    deployment_id: str,
+    allowed: Sequence[DeploymentStatus],
+    verb: str,
+) -> tuple[Deployment, Integration]:
+    deployment = await get_owned(
+        session, Deployment, deployment_id, actor=actor, permission=Permission.DEVELOP
+    )
+    if deployment.status not in allowed:
+        raise InvalidInput(
+            f"only a deployment that is {' or '.join(s.value for s in allowed)} "
+            f"can be {verb}; this one is {deployment.status.value}",
+            field="id",
+        )
+    await _check_not_frozen(session, deployment.environment_id)
+    integration = await session.get(Integration, deployment.integration_id)
+    assert integration is not None
+    return deployment, integration
+
+
+async def restart(session: AsyncSession, *, actor: User, deployment_id: str) -> Deployment:
+    """Restart with the environment's current configuration (it takes effect now)."""
+    deployment, integration = await _running_deployment(
+        session,
+        actor=actor,
+        deployment_id=deployment_id,
+        verb="restarted",
+        allowed=(DeploymentStatus.ACTIVE, DeploymentStatus.ERROR),
+    )
+    await require_configuration(session, integration=integration, deployment=deployment)
+    await queue_change(session, deployment=deployment, kind=ChangeKind.RESTART, actor=actor)
+    await announce_deployment(session, deployment, detail="restart queued")
+    return deployment
+
+
+async def restart_for_configuration(
+    session: AsyncSession, *, actor: User, deployment: Deployment
+) -> None:
+    """``setConfiguration(restart: true)``: the new values take effect now."""
+    if deployment.status not in (DeploymentStatus.ACTIVE, DeploymentStatus.ERROR):
+        raise InvalidInput(
+            "nothing runs in this environment to restart: the values apply when "
+            "the integration is deployed or promoted here",
+            field="restart",
+        )
+    await _check_not_frozen(session, deployment.environment_id)
+    integration = await session.get(Integration, deployment.integration_id)
+    assert integration is not None
+    await require_configuration(session, integration=integration, deployment=deployment)
+    await queue_change(session, deployment=deployment, kind=ChangeKind.CONFIG_CHANGE, actor=actor)
+    await announce_deployment(session, deployment, detail="configuration change queued")
+
+
+async def suspend(session: AsyncSession, *, actor: User, deployment_id: str) -> Deployment:
+    deployment, _ = await _running_deployment(
+        session,
+        actor=actor,
+        deployment_id=deployment_id,
+        verb="suspended",
+        allowed=(DeploymentStatus.ACTIVE, DeploymentStatus.ERROR),
+    )
+    await queue_change(session, deployment=deployment, kind=ChangeKind.SUSPEND, actor=actor)
+    await announce_deployment(session, deployment, detail="suspend queued")
+    return deployment
+
+
+async def resume(session: AsyncSession, *, actor: User, deployment_id: str) -> Deployment:
+    deployment, _ = await _running_deployment(
+        session,
+        actor=actor,
+        deployment_id=deployment_id,
+        verb="resumed",
+        allowed=(DeploymentStatus.SUSPENDED,),
+    )
+    await queue_change(session, deployment=deployment, kind=ChangeKind.RESUME, actor=actor)
+    await announce_deployment(session, deployment, detail="resume queued")
+    return deployment
+
+
+async def rollback(
+    session: AsyncSession, *, actor: User, deployment_id: str, revision: int | None = None
+) -> Deployment:
+    """Re-apply an earlier revision's build and configuration, as a new revision."""
+    deployment, _ = await _running_deployment(
+        session,
+        actor=actor,
+        deployment_id=deployment_id,
+        verb="rolled back",
+        allowed=(DeploymentStatus.ACTIVE, DeploymentStatus.ERROR, DeploymentStatus.SUSPENDED),
+    )
+    query = select(DeploymentRevision).where(DeploymentRevision.deployment_id == deployment.id)
+    if revision is None:
+        query = query.where(col(DeploymentRevision.revision) < deployment.revision).order_by(
+            col(DeploymentRevision.revision).desc()
+        )
+    else:
+        if revision == deployment.revision:
+            raise InvalidInput(f"revision {revision} is the current one", field="revision")
+        query = query.where(DeploymentRevision.revision == revision)
+    target = (await session.exec(query.limit(1))).first()
+    if target is None:
+        raise InvalidInput(
+            "there is no earlier revision to roll back to"
+            if revision is None
+            else f"there is no revision {revision}",
+            field="revision",
+        )
+    await queue_change(
+        session,
+        deployment=deployment,
+        kind=ChangeKind.ROLLBACK,
+        actor=actor,
+        build_id=target.build_id,
+        rollback_to_revision=target.revision,
+    )
+    await announce_deployment(
+        session, deployment, detail=f"rollback to revision {target.revision} queued"
+    )
+    return deployment

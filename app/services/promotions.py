@@ -1,0 +1,315 @@
+"""Promotions: the same build moves from one environment to the next of the pipeline.
+
+Configuration is the target's own: its values, plus the request's overrides, plus (only when
+asked) the source's non-secret values for keys the target has none for. Secrets never move.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.crypto import SecretBox
+from app.models import (
+    Build,
+    ChangeKind,
+    Deployment,
+    DeploymentStatus,
+    Environment,
+    Integration,
+    Project,
+    Promotion,
+    PromotionStatus,
+    User,
+)
+from app.services.auth import Permission, get_owned
+from app.services.changes import (
+    ENVIRONMENT_NOT_IN_PIPELINE,
+    NOT_NEXT_ENVIRONMENT,
+    TARGET_FROZEN,
+    queue_change,
+)
+from app.services.configuration import (
+    ConfigEntry,
+    ConfigKey,
+    deployment_for,
+    missing_keys,
+    plaintext_values,
+    schema_of,
+    validate_entries,
+)
+from app.services.errors import InvalidInput, MissingConfiguration, NotFound, PromotionBlocked
+from app.services.events import record_promotion_status
+from app.services.pipelines import stage_environment_ids
+
+SOURCE_NOT_ACTIVE = "SOURCE_NOT_ACTIVE"
+MISSING_CONFIGURATION = "MISSING_CONFIGURATION"
+
+
+class ConfigChangeKind(enum.StrEnum):
+    ADDED = "ADDED"
+    CHANGED = "CHANGED"
+    REMOVED = "REMOVED"
+    UNCHANGED = "UNCHANGED"
+
+
+@dataclass(frozen=True)
+class ConfigDiff:
+    key: str
+    secret: bool
+    before: str | None  # None for secrets and for keys that had no value
+    after: str | None  # None for secrets and for removed keys
+    kind: ConfigChangeKind
+
+
+@dataclass(frozen=True)
+class PromotionRequest:
+    integration_id: str
+    source_environment_id: str
+    target_environment_id: str | None = None
+    overrides: Sequence[ConfigEntry] = ()
+    copy_source_configuration: bool = False
+    message: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass
+class Plan:
+    integration: Integration
+    source: Environment
+    target: Environment
+    source_deployment: Deployment
+    target_deployment: Deployment
+    build: Build | None
+    overrides: list[ConfigEntry]
+    copied: list[ConfigEntry]
+    missing: list[str]
+    changes: list[ConfigDiff]
+    blockers: list[str] = field(default_factory=list)
+
+
+async def _environment(
+    session: AsyncSession, integration: Integration, env_id: str, field_name: str
+) -> Environment:
+    environment = await session.get(Environment, env_id)
+    if environment is None or environment.organization_id != integration.organization_id:
+        raise NotFound(f"no environment with id {env_id}", id=env_id)
+    return environment
+
+
+async def plan_promotion(
+    session: AsyncSession, *, actor: User, box: SecretBox, request: PromotionRequest
+) -> Plan:
+    """Every check of ``promote``, and what it would change, without changing anything."""
+    integration = await get_owned(
+        session, Integration, request.integration_id, actor=actor, permission=Permission.DEVELOP
+    )
+    project = await session.get(Project, integration.project_id)
+    assert project is not None
+    stages = await stage_environment_ids(session, project.pipeline_id)
+    source = await _environment(
+        session, integration, request.source_environment_id, "sourceEnvironmentId"
+    )
+    blockers: list[str] = []
+    if request.target_environment_id is not None:
+        target = await _environment(
+            session, integration, request.target_environment_id, "targetEnvironmentId"
+        )
+    else:
+        position = stages.index(source.id) if source.id in stages else -1
+        if position < 0 or position + 1 >= len(stages):
+            where = (
+                "is the last environment of the pipeline"
+                if position >= 0
+                else "is not in the project's pipeline"
+            )
+            raise PromotionBlocked(
+                f"{source.name} {where}: there is no next environment to promote to",
+                blockers=[ENVIRONMENT_NOT_IN_PIPELINE if position < 0 else NOT_NEXT_ENVIRONMENT],
+            )
+        target = await _environment(
+            session, integration, stages[position + 1], "targetEnvironmentId"
+        )
+    if source.id not in stages or target.id not in stages:
+        blockers.append(ENVIRONMENT_NOT_IN_PIPELINE)
+    elif stages.index(target.id) != stages.index(source.id) + 1:
+        blockers.append(NOT_NEXT_ENVIRONMENT)
+    source_deployment = await _deployment(session, integration, source.id)
+    target_deployment = await _deployment(session, integration, target.id)
+    if source_deployment.status is not DeploymentStatus.ACTIVE:
+        blockers.append(SOURCE_NOT_ACTIVE)
+    if target.frozen:
+        blockers.append(TARGET_FROZEN)
+    build = (
+        await session.get(Build, source_deployment.build_id) if source_deployment.build_id else None
+    )
+
+    schema = schema_of(integration)
+    overrides = validate_entries(integration, request.overrides, field="overrides")
+    before = await plaintext_values(session, box=box, deployment_id=target_deployment.id)
+    after = dict(before)
+    for entry in overrides:
+        if entry.value is None:
+            after.pop(entry.key, None)
+        else:
+            after[entry.key] = entry.value
+    copied: list[ConfigEntry] = []
+    if request.copy_source_configuration:
+        source_values = await plaintext_values(session, box=box, deployment_id=source_deployment.id)
+        for key, value in source_values.items():
+            spec = schema.get(key)
+            if spec is not None and not spec.secret and key not in after:
+                after[key] = value
+                copied.append(ConfigEntry(key=key, value=value))
+    missing = missing_keys(schema, after)
+    if missing:
+        blockers.append(MISSING_CONFIGURATION)
+    return Plan(
+        integration=integration,
+        source=source,
+        target=target,
+        source_deployment=source_deployment,
+        target_deployment=target_deployment,
+        build=build,
+        overrides=overrides,
+        copied=copied,
+        missing=missing,
+        changes=_diff(schema, before, after),
+        blockers=blockers,
+    )
+
+
+async def _deployment(session: AsyncSession, integration: Integration, env_id: str) -> Deployment:
+    try:
+        return await deployment_for(session, integration=integration, environment_id=env_id)
+    except InvalidInput:
+        # Not in the pipeline: a row may not exist; report it as a blocker, not a crash.
+        return Deployment(
+            organization_id=integration.organization_id,
+            integration_id=integration.id,
+            environment_id=env_id,
+        )
+
+
+def _diff(
+    schema: dict[str, ConfigKey], before: dict[str, str], after: dict[str, str]
+) -> list[ConfigDiff]:
+    diffs = []
+    for key in [*schema, *sorted(k for k in {*before, *after} if k not in schema)]:
+        old, new = before.get(key), after.get(key)
+        if old is None and new is None:
+            continue
+        if old is None:
+            kind = ConfigChangeKind.ADDED
+        elif new is None:
+            kind = ConfigChangeKind.REMOVED
+        elif old != new:
+            kind = ConfigChangeKind.CHANGED
+        else:
+            kind = ConfigChangeKind.UNCHANGED
+        secret = key in schema and schema[key].secret
+        diffs.append(
+            ConfigDiff(
+                key=key,
+                secret=secret,
+                before=None if secret else old,
+                after=None if secret else new,
+                kind=kind,
+            )
+        )
+    return diffs
+
+
+async def promote(
+    session: AsyncSession, *, actor: User, box: SecretBox, request: PromotionRequest
+) -> Promotion:
+    """Queue a promotion, or refuse it naming every blocker; nothing is written on refusal."""
+    if request.idempotency_key is not None:
+        earlier = (
+            await session.exec(
+                select(Promotion).where(
+                    Promotion.requested_by_id == actor.id,
+                    Promotion.idempotency_key == request.idempotency_key,
+                )
+            )
+        ).first()
+        if earlier is not None:
+            await get_owned(session, Integration, earlier.integration_id, actor=actor)
+            return earlier
+    plan = await plan_promotion(session, actor=actor, box=box, request=request)
+    hard = [b for b in plan.blockers if b != MISSING_CONFIGURATION]
+    if hard:
+        raise PromotionBlocked(_blocked_message(plan, hard), blockers=plan.blockers)
+    if plan.missing:
+        raise MissingConfiguration(
+            environment_id=plan.target.id, environment_name=plan.target.name, keys=plan.missing
+        )
+    assert plan.build is not None  # the source is ACTIVE, so it runs a build
+    if request.message is not None and len(request.message) > 2000:
+        raise InvalidInput("message must be at most 2000 characters", field="message")
+    promotion = Promotion(
+        organization_id=plan.integration.organization_id,
+        integration_id=plan.integration.id,
+        build_id=plan.build.id,
+        source_environment_id=plan.source.id,
+        target_environment_id=plan.target.id,
+        deployment_id=plan.target_deployment.id,
+        status=PromotionStatus.QUEUED,
+        message=request.message,
+        requested_by_id=actor.id,
+        overrides_sealed=box.seal_json(
+            {"overrides": _entries_json(plan.overrides), "copied": _entries_json(plan.copied)}
+        ),
+        copy_source_configuration=request.copy_source_configuration,
+        idempotency_key=request.idempotency_key,
+    )
+    session.add(promotion)
+    await session.flush()
+    await record_promotion_status(
+        session,
+        promotion,
+        PromotionStatus.QUEUED,
+        detail=f"{plan.build.version} from {plan.source.name} to {plan.target.name}",
+    )
+    await queue_change(
+        session,
+        deployment=plan.target_deployment,
+        kind=ChangeKind.PROMOTION,
+        actor=actor,
+        build_id=plan.build.id,
+        promotion_id=promotion.id,
+    )
+    return promotion
+
+
+def _blocked_message(plan: Plan, blockers: Sequence[str]) -> str:
+    reasons = {
+        SOURCE_NOT_ACTIVE: f"{plan.integration.name} is not ACTIVE in {plan.source.name}",
+        NOT_NEXT_ENVIRONMENT: f"{plan.target.name} is not the environment after "
+        f"{plan.source.name} in the pipeline",
+        ENVIRONMENT_NOT_IN_PIPELINE: "the project's pipeline does not include "
+        f"{plan.source.name} and {plan.target.name}",
+        TARGET_FROZEN: f"{plan.target.name} is frozen: {plan.target.freeze_reason}",
+    }
+    return "; ".join(reasons.get(b, b) for b in blockers)
+
+
+def _entries_json(entries: Sequence[ConfigEntry]) -> list[dict[str, Any]]:
+    return [{"key": e.key, "value": e.value} for e in entries]
+
+
+def sealed_entries(
+    box: SecretBox, promotion: Promotion
+) -> tuple[list[ConfigEntry], list[ConfigEntry]]:
+    """The promotion's overrides and the source values it copies, opened."""
+    data = box.open_json(promotion.overrides_sealed)
+
+    def entries(items: list[dict[str, Any]]) -> list[ConfigEntry]:
+        return [ConfigEntry(key=item["key"], value=item["value"]) for item in items]
+
+    return entries(data["overrides"]), entries(data["copied"])

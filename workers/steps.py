@@ -1,0 +1,354 @@
+"""The step machine: QUEUED -> APPLYING_CONFIGURATION -> RESTARTING -> SUCCEEDED or FAILED.
+
+Each step ends with a commit that records it, so a worker killed at any point leaves a state
+the next worker resumes from: configuration is applied once (the commit that applies it also
+moves the change to RESTARTING), the runtime's calls are idempotent by change id, and the
+revision is written in the same commit that marks the change SUCCEEDED (and the database
+refuses a second row for the same revision number).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.crypto import SecretBox
+from app.db import SessionFactory, session_scope
+from app.messaging.bus import DELIVERY_LIMIT, Message
+from app.models import (
+    Build,
+    ChangeKind,
+    ChangeStatus,
+    Deployment,
+    DeploymentChange,
+    DeploymentRevision,
+    DeploymentStatus,
+    Environment,
+    Integration,
+    Project,
+    Promotion,
+    PromotionStatus,
+    RevisionCause,
+)
+from app.models.base import utcnow
+from app.services.configuration import (
+    ConfigType,
+    apply_entries,
+    effective_values,
+    missing_keys,
+    plaintext_values,
+    replace_values,
+    schema_of,
+    stored_values,
+)
+from app.services.events import announce_deployment, record_promotion_status
+from app.services.promotions import sealed_entries
+from workers.leases import holding_lease
+from workers.runtimes.base import InstanceSpec, Runtime, StartFailed
+
+log = logging.getLogger(__name__)
+
+# Kinds that apply a new revision; SUSPEND and RESUME stop and start the current one.
+REVISION_CAUSES = {
+    ChangeKind.DEPLOY: RevisionCause.DEPLOY,
+    ChangeKind.PROMOTION: RevisionCause.PROMOTION,
+    ChangeKind.CONFIG_CHANGE: RevisionCause.CONFIG_CHANGE,
+    ChangeKind.RESTART: RevisionCause.RESTART,
+    ChangeKind.ROLLBACK: RevisionCause.ROLLBACK,
+}
+
+
+class ChangeRefused(Exception):
+    """The change cannot be applied as asked (required configuration went missing, say)."""
+
+
+@dataclass
+class StepMachine:
+    sessions: SessionFactory
+    box: SecretBox
+    runtime: Runtime
+    owner: str  # this worker's name, for leases
+
+    # ---- entry points -------------------------------------------------------------------
+
+    async def handle_command(self, message: Message) -> None:
+        """Run the deployment's pending changes in order while holding its lease.
+
+        The message names one change, but whoever holds the lease runs every pending change of
+        the deployment; after releasing it we look once more, so a change that arrived while
+        another worker held the lease is never left behind."""
+        deployment_id = str(message.body["deployment_id"])
+        while True:
+            async with holding_lease(self.sessions, deployment_id, self.owner):
+                while (change_id := await self._next_change(deployment_id)) is not None:
+                    await self.run(change_id)
+            if await self._next_change(deployment_id) is None:
+                return
+
+    async def handle_dead_letter(self, message: Message) -> None:
+        """A command that exhausted its deliveries: its change, and promotion, failed."""
+        change_id = str(message.body["change_id"])
+        async with session_scope(self.sessions) as session:
+            change = await session.get(DeploymentChange, change_id)
+            if change is None or change.status.is_final:
+                return
+            reason = (
+                f"gave up after {DELIVERY_LIMIT} deliveries: "
+                f"{change.error or 'the worker failed each time'}"
+            )
+            await self._fail(session, change, reason)
+
+    async def run(self, change_id: str) -> None:
+        try:
+            await self._run(change_id)
+        except Exception as exc:
+            # Recorded so that a dead-lettered command can say why; the message is retried.
+            log.exception("change %s failed unexpectedly; it will be retried", change_id)
+            async with session_scope(self.sessions) as session:
+                change = await session.get(DeploymentChange, change_id)
+                if change is not None and not change.status.is_final:
+                    change.error = f"{type(exc).__name__}: {exc}"[:2000]
+                    session.add(change)
+            raise
+
+    # ---- the steps -------------------------------------------------------------------------
+
+    async def _run(self, change_id: str) -> None:
+        async with session_scope(self.sessions) as session:
+            change = await self._change(session, change_id)
+            if change.status is ChangeStatus.QUEUED:
+                await self._enter(session, change, ChangeStatus.APPLYING_CONFIGURATION)
+        if change.status is ChangeStatus.APPLYING_CONFIGURATION:
+            async with session_scope(self.sessions) as session:
+                change = await self._change(session, change_id)
+                try:
+                    await self._apply_configuration(session, change)
+                except ChangeRefused as refusal:
+                    await self._fail(session, change, str(refusal))
+                    return
+                await self._enter(session, change, ChangeStatus.RESTARTING)
+        if change.status is ChangeStatus.RESTARTING:
+            try:
+                endpoint = await self._restart(change)
+            except StartFailed as failure:
+                async with session_scope(self.sessions) as session:
+                    await self._fail(session, await self._change(session, change_id), str(failure))
+                return
+            async with session_scope(self.sessions) as session:
+                await self._succeed(session, await self._change(session, change_id), endpoint)
+
+    async def _apply_configuration(self, session: AsyncSession, change: DeploymentChange) -> None:
+        """Write what the change sets and freeze the configuration it will run with."""
+        deployment = await self._deployment(session, change.deployment_id)
+        integration = await session.get(Integration, deployment.integration_id)
+        assert integration is not None
+        if change.kind is ChangeKind.PROMOTION:
+            promotion = await session.get(Promotion, change.promotion_id)
+            assert promotion is not None
+            overrides, copied = sealed_entries(self.box, promotion)
+            have = await stored_values(session, deployment.id)
+            # Copied values fill only keys that are still empty when the promotion runs.
+            entries = overrides + [e for e in copied if e.key not in have]
+            if entries:
+                await apply_entries(
+                    session,
+                    box=self.box,
+                    integration=integration,
+                    deployment=deployment,
+                    entries=entries,
+                )
+        elif change.kind is ChangeKind.ROLLBACK:
+            revision = await self._revision(session, deployment.id, change.rollback_to_revision)
+            await replace_values(
+                session,
+                box=self.box,
+                integration=integration,
+                deployment=deployment,
+                values=self.box.open_json(revision.snapshot_sealed),
+            )
+        if change.kind is ChangeKind.SUSPEND:
+            return
+        if change.kind is ChangeKind.RESUME:
+            current = await self._revision(session, deployment.id, deployment.revision)
+            change.build_id = current.build_id
+            change.snapshot_sealed = current.snapshot_sealed
+            change.snapshot_digest = current.configuration_digest
+            change.snapshot_config_version = deployment.applied_config_version
+            session.add(change)
+            return
+        values = await plaintext_values(session, box=self.box, deployment_id=deployment.id)
+        schema = schema_of(integration)
+        missing = missing_keys(schema, values)
+        if missing:
+            raise ChangeRefused(f"required configuration has no value: {', '.join(missing)}")
+        if change.build_id is None:
+            change.build_id = deployment.build_id
+        change.snapshot_sealed = self.box.seal_json(values)
+        change.snapshot_digest = self.box.digest(effective_values(schema, values))
+        change.snapshot_config_version = deployment.config_version
+        session.add(change)
+
+    async def _restart(self, change: DeploymentChange) -> str | None:
+        """Start the new instance, route to it, retire the old: no transaction is held while
+        processes start. Returns the endpoint URL (None for a suspend)."""
+        async with session_scope(self.sessions) as session:
+            deployment = await self._deployment(session, change.deployment_id)
+            environment = await session.get(Environment, deployment.environment_id)
+            integration = await session.get(Integration, deployment.integration_id)
+            assert environment is not None and integration is not None
+            project = await session.get(Project, integration.project_id)
+            assert project is not None
+            route = f"/{environment.dns_prefix}/{project.slug}/{integration.slug}"
+            if change.kind is ChangeKind.SUSPEND:
+                spec = None
+            else:
+                build = await session.get(Build, change.build_id)
+                assert build is not None and change.snapshot_sealed is not None
+                schema = schema_of(integration)
+                values = effective_values(schema, self.box.open_json(change.snapshot_sealed))
+                spec = InstanceSpec(
+                    deployment_id=deployment.id,
+                    change_id=change.id,
+                    artifact=build.artifact,
+                    values=values,
+                    route=route,
+                    file_keys=frozenset(k for k, v in schema.items() if v.type is ConfigType.FILE),
+                )
+        if spec is None:
+            await self.runtime.stop(change.deployment_id, route)
+            return None
+        instance = await self.runtime.start(spec)
+        endpoint = await self.runtime.route(change.deployment_id, route, instance)
+        await self.runtime.retire_others(change.deployment_id, keep_change_id=change.id)
+        return endpoint
+
+    async def _succeed(
+        self, session: AsyncSession, change: DeploymentChange, endpoint: str | None
+    ) -> None:
+        if change.status.is_final:
+            return
+        deployment = await self._deployment(session, change.deployment_id)
+        cause = REVISION_CAUSES.get(change.kind)
+        if cause is not None:
+            assert change.build_id and change.snapshot_sealed and change.snapshot_digest
+            deployment.revision += 1
+            session.add(
+                DeploymentRevision(
+                    deployment_id=deployment.id,
+                    revision=deployment.revision,
+                    build_id=change.build_id,
+                    configuration_digest=change.snapshot_digest,
+                    snapshot_sealed=change.snapshot_sealed,
+                    cause=cause,
+                    change_id=change.id,
+                    promotion_id=change.promotion_id,
+                    actor_id=change.actor_id,
+                )
+            )
+        if change.kind is ChangeKind.SUSPEND:
+            deployment.status = DeploymentStatus.SUSPENDED
+            deployment.endpoint_url = None
+        else:
+            deployment.status = DeploymentStatus.ACTIVE
+            deployment.build_id = change.build_id
+            deployment.endpoint_url = endpoint
+            if change.snapshot_config_version is not None:
+                deployment.applied_config_version = change.snapshot_config_version
+        deployment.last_error = None
+        change.status = ChangeStatus.SUCCEEDED
+        change.finished_at = utcnow()
+        change.error = None
+        session.add(change)
+        await self._promotion_status(
+            session, change, PromotionStatus.SUCCEEDED, f"revision {deployment.revision} is live"
+        )
+        await announce_deployment(session, deployment, detail=f"{change.kind.value} succeeded")
+
+    async def _fail(self, session: AsyncSession, change: DeploymentChange, reason: str) -> None:
+        """The change failed; whatever ran before keeps running."""
+        if change.status.is_final:
+            return
+        deployment = await self._deployment(session, change.deployment_id)
+        deployment.last_error = reason
+        if deployment.status is DeploymentStatus.IN_PROGRESS:
+            deployment.status = DeploymentStatus.ERROR
+        change.status = ChangeStatus.FAILED
+        change.error = reason
+        change.finished_at = utcnow()
+        session.add(change)
+        if change.promotion_id is not None:
+            promotion = await session.get(Promotion, change.promotion_id)
+            assert promotion is not None
+            promotion.error = reason
+        await self._promotion_status(session, change, PromotionStatus.FAILED, reason)
+        await announce_deployment(session, deployment, detail=f"{change.kind.value} failed")
+
+    async def _enter(
+        self, session: AsyncSession, change: DeploymentChange, status: ChangeStatus
+    ) -> None:
+        change.status = status
+        session.add(change)
+        await self._promotion_status(session, change, PromotionStatus(status.value), None)
+
+    async def _promotion_status(
+        self,
+        session: AsyncSession,
+        change: DeploymentChange,
+        status: PromotionStatus,
+        detail: str | None,
+    ) -> None:
+        if change.promotion_id is None:
+            return
+        promotion = await session.get(Promotion, change.promotion_id)
+        assert promotion is not None
+        await record_promotion_status(session, promotion, status, detail=detail)
+
+    # ---- reads ---------------------------------------------------------------------------------
+
+    async def _next_change(self, deployment_id: str) -> str | None:
+        """The deployment's oldest change that has not ended."""
+        async with self.sessions() as session:
+            return (
+                await session.exec(
+                    select(DeploymentChange.id)
+                    .where(
+                        DeploymentChange.deployment_id == deployment_id,
+                        col(DeploymentChange.status).not_in(
+                            [ChangeStatus.SUCCEEDED, ChangeStatus.FAILED, ChangeStatus.CANCELLED]
+                        ),
+                    )
+                    .order_by(col(DeploymentChange.created_at), col(DeploymentChange.id))
+                    .limit(1)
+                )
+            ).first()
+
+    @staticmethod
+    async def _change(session: AsyncSession, change_id: str) -> DeploymentChange:
+        change = await session.get(DeploymentChange, change_id)
+        assert change is not None, change_id
+        return change
+
+    @staticmethod
+    async def _deployment(session: AsyncSession, deployment_id: str) -> Deployment:
+        deployment = await session.get(Deployment, deployment_id)
+        assert deployment is not None, deployment_id
+        return deployment
+
+    @staticmethod
+    async def _revision(
+        session: AsyncSession, deployment_id: str, revision: int | None
+    ) -> DeploymentRevision:
+        row = (
+            await session.exec(
+                select(DeploymentRevision).where(
+                    DeploymentRevision.deployment_id == deployment_id,
+                    DeploymentRevision.revision == revision,
+                )
+            )
+        ).first()
+        if row is None:
+            raise ChangeRefused(f"revision {revision} does not exist")
+        return row
