@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import copy
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import uvicorn
 from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import migrate
+from app.crypto import SecretBox
 from app.db import create_engine, create_session_factory, session_scope
 from app.main import create_app
+from app.messaging.bus import Bus
+from app.messaging.outbox import OutboxRelay
 from app.services.bootstrap import Bootstrapped, bootstrap, is_empty
 from app.services.errors import DomainError
+from app.services.organizations import DEFAULT_DATA_PLANE
 from app.settings import Settings, SettingsError, load_settings
 
 EMBEDDED_ADMIN_EMAIL = "admin@localhost"
@@ -54,6 +61,22 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--host", help="overrides PROMENADE_HOST")
         command.add_argument("--port", type=int, help="overrides PROMENADE_PORT")
 
+    worker = commands.add_parser(
+        "worker", help="consume a data plane's commands from RabbitMQ (scaled mode)"
+    )
+    worker.add_argument("--data-plane", default=DEFAULT_DATA_PLANE, help="default: local")
+    worker.add_argument("--concurrency", type=int, default=4, help="changes at once (default 4)")
+    worker.add_argument(
+        "--no-gateway",
+        dest="gateway",
+        action="store_false",
+        help="do not serve the LOCAL_PROCESS gateway in this process",
+    )
+    worker.set_defaults(run=_worker)
+    commands.add_parser("gateway", help="serve the LOCAL_PROCESS gateway alone").set_defaults(
+        run=_gateway
+    )
+
     commands.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
 
     boot = commands.add_parser(
@@ -91,6 +114,11 @@ async def _bootstrap(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _up(settings: Settings, args: argparse.Namespace) -> None:
+    """API, outbox relay, in-process bus, a worker for the ``local`` data plane and its gateway,
+    in one process."""
+    from app.messaging.inprocess import InProcessBus
+    from workers.service import Gateway, Worker, local_runtime
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.resolved_secret_key()  # generated once into the data directory
     engine = _engine(settings)
@@ -105,28 +133,143 @@ async def _up(settings: Settings, args: argparse.Namespace) -> None:
                     organization_slug=EMBEDDED_ORGANIZATION,
                 )
                 _print_bootstrapped(result)
+        async with contextlib.AsyncExitStack() as stack:
+            bus = InProcessBus()
+            relay = await _start_relay(stack, engine, bus)
+            sessions = create_session_factory(engine)
+            worker = Worker(
+                sessions=sessions,
+                box=SecretBox(settings.resolved_secret_key()),
+                bus=bus,
+                runtime=local_runtime(settings),
+                data_plane=DEFAULT_DATA_PLANE,
+            )
+            await worker.start()
+            stack.push_async_callback(worker.drain)
+            gateway = Gateway(settings)
+            await gateway.start()
+            stack.push_async_callback(gateway.stop)
+            print(f"Gateway at {settings.resolved_gateway_url}", file=sys.stderr)
+            await _serve(settings, args, engine=engine, on_commit=relay.wake)
     finally:
         await engine.dispose()
-    await _serve(settings, args)
 
 
 async def _api(settings: Settings, args: argparse.Namespace) -> None:
+    from app.messaging.rabbit import RabbitBus
+
     engine = _engine(settings)
     try:
         await _require_current_schema(engine, settings)
+        async with contextlib.AsyncExitStack() as stack:
+            on_commit = None
+            if settings.amqp_url:
+                relay = await _start_relay(stack, engine, RabbitBus(settings.amqp_url))
+                on_commit = relay.wake
+            else:
+                print(
+                    "promenade api: PROMENADE_AMQP_URL is not set: changes are recorded, but no "
+                    "worker hears of them (promenade up runs everything in one process)",
+                    file=sys.stderr,
+                )
+            await _serve(settings, args, engine=engine, on_commit=on_commit)
     finally:
         await engine.dispose()
-    await _serve(settings, args)
 
 
-async def _serve(settings: Settings, args: argparse.Namespace) -> None:
+async def _worker(settings: Settings, args: argparse.Namespace) -> None:
+    """Consume a data plane's commands until SIGTERM, then drain."""
+    from app.messaging.rabbit import RabbitBus
+    from workers.service import Gateway, Worker, local_runtime, stop_on_signals
+
+    if not settings.amqp_url:
+        raise SettingsError(
+            "PROMENADE_AMQP_URL is required for promenade worker (promenade up runs a worker "
+            "in its own process, on the in-process bus)"
+        )
+    if args.concurrency < 1:
+        raise SettingsError("--concurrency must be at least 1")
+    engine = _engine(settings)
+    try:
+        await _require_current_schema(engine, settings)
+        stop = stop_on_signals()
+        async with contextlib.AsyncExitStack() as stack:
+            bus = RabbitBus(settings.amqp_url)
+            await _start_relay(stack, engine, bus)
+            worker = Worker(
+                sessions=create_session_factory(engine),
+                box=SecretBox(settings.resolved_secret_key()),
+                bus=bus,
+                runtime=local_runtime(settings),
+                data_plane=args.data_plane,
+                concurrency=args.concurrency,
+            )
+            if args.gateway:
+                gateway = Gateway(settings)
+                await gateway.start()
+                stack.push_async_callback(gateway.stop)
+            await worker.start()
+            stack.push_async_callback(worker.drain)
+            print(f"Worker {worker.name} serves data plane {args.data_plane!r}", file=sys.stderr)
+            await stop.wait()
+            print("Draining: no new commands; waiting for the running ones", file=sys.stderr)
+    finally:
+        await engine.dispose()
+
+
+async def _gateway(settings: Settings, _: argparse.Namespace) -> None:
+    from workers.service import Gateway, stop_on_signals
+
+    stop = stop_on_signals()
+    gateway = Gateway(settings)
+    await gateway.start()
+    print(f"Gateway at {settings.resolved_gateway_url}", file=sys.stderr)
+    try:
+        await stop.wait()
+    finally:
+        await gateway.stop()
+
+
+async def _start_relay(
+    stack: contextlib.AsyncExitStack, engine: AsyncEngine, bus: Bus
+) -> OutboxRelay:
+    """Connect the bus and run the outbox relay until the stack closes (then stop both)."""
+    await bus.connect()
+    stack.push_async_callback(bus.close)
+    relay = OutboxRelay(create_session_factory(engine), bus)
+    task = asyncio.create_task(relay.run())
+
+    async def stop() -> None:
+        await relay.stop()
+        await task
+
+    stack.push_async_callback(stop)
+    return relay
+
+
+async def _serve(
+    settings: Settings,
+    args: argparse.Namespace,
+    *,
+    engine: AsyncEngine,
+    on_commit: Callable[[], None] | None,
+) -> None:
     host = args.host or settings.host
     port = args.port or settings.port
+    app = create_app(settings, engine=engine, on_commit=on_commit)
     config = uvicorn.Config(
-        create_app(settings), host=host, port=port, log_level="info", lifespan="on"
+        app, host=host, port=port, log_level="info", lifespan="on", log_config=_log_config()
     )
     print(f"Promenade GraphQL at http://{host}:{port}/graphql", file=sys.stderr)
     await uvicorn.Server(config).serve()
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, with access lines on stderr too: stdout carries only what scripts
+    read (the token that ``promenade up`` prints)."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    return config
 
 
 def _engine(settings: Settings) -> AsyncEngine:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
@@ -18,15 +18,22 @@ from app.graphql.http import AuthenticatedGraphQL, PromenadeGraphQL
 from app.settings import Settings
 
 
-def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Starlette:
-    """The application; it disposes of the engine it made itself when it shuts down."""
+def create_app(
+    settings: Settings,
+    *,
+    engine: AsyncEngine | None = None,
+    on_commit: Callable[[], None] | None = None,
+) -> Starlette:
+    """The application; it disposes of the engine it made itself when it shuts down.
+    ``on_commit`` runs after each mutation that committed (the outbox relay's wake-up)."""
     owns_engine = engine is None
     if engine is None:
         engine = create_engine(settings.resolved_database_url)
     sessions = create_session_factory(engine, class_=RequestSession)
     box = SecretBox(settings.resolved_secret_key())
     graphql = AuthenticatedGraphQL(
-        PromenadeGraphQL(box=box, graphiql=not settings.production), sessions
+        PromenadeGraphQL(box=box, graphiql=not settings.production, on_commit=on_commit),
+        sessions,
     )
 
     async def healthz(_: Request) -> JSONResponse:

@@ -35,6 +35,25 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     production: bool = Field(default=False, description="Turns GraphiQL off.")
+    gateway_host: str = Field(
+        default="127.0.0.1", description="Address the LOCAL_PROCESS gateway listens on."
+    )
+    gateway_port: int = Field(default=8080, ge=1, le=65535)
+    gateway_url: str | None = Field(
+        default=None,
+        description="Base of endpoint URLs; default: http://<gateway host>:<gateway port>.",
+    )
+
+    @property
+    def resolved_gateway_url(self) -> str:
+        if self.gateway_url:
+            return self.gateway_url.rstrip("/")
+        return f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def runtime_dir(self) -> Path:
+        """Where LOCAL_PROCESS keeps instances, their logs and the gateway's routes."""
+        return self.data_dir / "runtime"
 
     @field_validator("secret_key")
     @classmethod

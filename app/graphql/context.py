@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -19,6 +20,8 @@ class Context:
     viewer: User
     box: SecretBox
     loaders: Loaders
+    # Called after a mutation commits: it wakes the outbox relay, so commands leave now.
+    after_commit: Callable[[], None] = lambda: None
     _roles: dict[str, Role] | None = field(default=None, repr=False)
 
     async def role_in(self, organization_id: str) -> Role | None:

@@ -106,6 +106,7 @@ async def mutate(info: Info, change: Callable[[], Awaitable[T]]) -> T | CommonEr
     try:
         result = await change()
         await session.commit()
+        info.context.after_commit()
     except DomainError as error:
         await session.rollback()
         return _as_error(error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -49,16 +50,23 @@ class PromenadeGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI app, with the context built from what ``AuthenticatedGraphQL`` put in
     the request's state."""
 
-    def __init__(self, *, box: SecretBox, graphiql: bool) -> None:
+    def __init__(
+        self, *, box: SecretBox, graphiql: bool, on_commit: Callable[[], None] | None = None
+    ) -> None:
         super().__init__(
             schema, graphql_ide="graphiql" if graphiql else None, allow_queries_via_get=False
         )
         self._box = box
+        self._on_commit = on_commit or (lambda: None)
 
     async def get_context(self, request: Any, response: Any) -> Context:
         session = request.state.session
         return Context(
-            session=session, viewer=request.state.viewer, box=self._box, loaders=Loaders(session)
+            session=session,
+            viewer=request.state.viewer,
+            box=self._box,
+            loaders=Loaders(session),
+            after_commit=self._on_commit,
         )
 
 

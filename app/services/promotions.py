@@ -44,7 +44,7 @@ from app.services.configuration import (
     validate_entries,
 )
 from app.services.errors import InvalidInput, MissingConfiguration, NotFound, PromotionBlocked
-from app.services.events import record_promotion_status
+from app.services.events import announce_deployment, record_promotion_status
 from app.services.pipelines import stage_environment_ids
 
 SOURCE_NOT_ACTIVE = "SOURCE_NOT_ACTIVE"
@@ -284,6 +284,10 @@ async def promote(
         build_id=plan.build.id,
         promotion_id=promotion.id,
     )
+    target = plan.target_deployment
+    if target.status in (DeploymentStatus.NOT_DEPLOYED, DeploymentStatus.ERROR):
+        target.status = DeploymentStatus.IN_PROGRESS
+    await announce_deployment(session, target, detail=f"promotion {promotion.id} queued")
     return promotion
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-26 05:13:55.731645
+Create Date: 2026-11-26 05:19:22.574692
 """
 
 from __future__ import annotations
@@ -180,6 +180,7 @@ def upgrade() -> None:
         sa.Column("snapshot_digest", sa.String(length=64), nullable=True),
         sa.Column("snapshot_config_version", sa.Integer(), nullable=True),
         sa.Column("actor_id", sa.String(length=40), nullable=True),
+        sa.Column("idempotency_key", sa.String(length=200), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("created_at", app.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("finished_at", app.models.base.UTCDateTime(timezone=True), nullable=True),
@@ -208,6 +209,11 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_deployment_changes")),
+        sa.UniqueConstraint(
+            "actor_id",
+            "idempotency_key",
+            name=op.f("uq_deployment_changes_actor_id_idempotency_key"),
+        ),
     )
     with op.batch_alter_table("deployment_changes", schema=None) as batch_op:
         batch_op.create_index(
