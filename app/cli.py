@@ -203,6 +203,7 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> None:
                 runtime=local_runtime(settings),
                 data_plane=args.data_plane,
                 concurrency=args.concurrency,
+                pause_after_step=settings.pause_after_step,
             )
             if args.gateway:
                 gateway = Gateway(settings)

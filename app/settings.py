@@ -44,6 +44,12 @@ class Settings(BaseSettings):
         description="Base of endpoint URLs; default: http://<gateway host>:<gateway port>.",
     )
 
+    pause_after_step: str | None = Field(
+        default=None,
+        description="Crash testing only: a worker stops forever after this step of a change "
+        "(QUEUED, APPLYING_CONFIGURATION, STARTED, ROUTED), so a test can kill it there.",
+    )
+
     @property
     def resolved_gateway_url(self) -> str:
         if self.gateway_url:

@@ -46,11 +46,16 @@ class Worker:
     data_plane: str
     concurrency: int = 4
     name: str = field(default_factory=worker_name)
+    pause_after_step: str | None = None
     _consumers: list[Consumer] = field(default_factory=list)
 
     async def start(self) -> None:
         machine = StepMachine(
-            sessions=self.sessions, box=self.box, runtime=self.runtime, owner=self.name
+            sessions=self.sessions,
+            box=self.box,
+            runtime=self.runtime,
+            owner=self.name,
+            pause_after_step=self.pause_after_step,
         )
         self._consumers = [
             await self.bus.consume_commands(

@@ -9,6 +9,7 @@ refuses a second row for the same revision number).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -71,6 +72,8 @@ class StepMachine:
     box: SecretBox
     runtime: Runtime
     owner: str  # this worker's name, for leases
+    # Crash testing: after this step the worker waits forever (see Settings.pause_after_step).
+    pause_after_step: str | None = None
 
     # ---- entry points -------------------------------------------------------------------
 
@@ -121,6 +124,7 @@ class StepMachine:
             change = await self._change(session, change_id)
             if change.status is ChangeStatus.QUEUED:
                 await self._enter(session, change, ChangeStatus.APPLYING_CONFIGURATION)
+        await self._pause_after("QUEUED")
         if change.status is ChangeStatus.APPLYING_CONFIGURATION:
             async with session_scope(self.sessions) as session:
                 change = await self._change(session, change_id)
@@ -130,6 +134,7 @@ class StepMachine:
                     await self._fail(session, change, str(refusal))
                     return
                 await self._enter(session, change, ChangeStatus.RESTARTING)
+            await self._pause_after("APPLYING_CONFIGURATION")
         if change.status is ChangeStatus.RESTARTING:
             try:
                 endpoint = await self._restart(change)
@@ -221,8 +226,10 @@ class StepMachine:
             await self.runtime.stop(change.deployment_id, route)
             return None
         instance = await self.runtime.start(spec)
+        await self._pause_after("STARTED")
         endpoint = await self.runtime.route(change.deployment_id, route, instance)
         await self.runtime.retire_others(change.deployment_id, keep_change_id=change.id)
+        await self._pause_after("ROUTED")
         return endpoint
 
     async def _succeed(
@@ -305,6 +312,11 @@ class StepMachine:
         promotion = await session.get(Promotion, change.promotion_id)
         assert promotion is not None
         await record_promotion_status(session, promotion, status, detail=detail)
+
+    async def _pause_after(self, step: str) -> None:
+        if self.pause_after_step == step:
+            log.warning("pausing after %s for a crash test (PROMENADE_PAUSE_AFTER_STEP)", step)
+            await asyncio.Event().wait()
 
     # ---- reads ---------------------------------------------------------------------------------
 

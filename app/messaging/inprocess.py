@@ -240,6 +240,9 @@ class InProcessBus:
         try:
             await handler(envelope.message)
         except asyncio.CancelledError:
+            # Interrupted by close(): like an unacknowledged message of a closed connection,
+            # back to the head of its queue, and it counts as a failed delivery.
+            self._requeue(envelope, back_to, dead, front=True)
             raise
         except Exception:
             log.exception(

@@ -1,0 +1,591 @@
+"""The LOCAL_PROCESS runtime: integrations run as supervised processes on the worker's machine.
+
+Everything it knows lives in files under its state directory, so that a worker killed at any
+point leaves state the next worker (or another worker on the same machine) picks up:
+
+    <state>/routes.json                            route -> deployment, change, address
+    <state>/routes.lock                            flock taken around every routes.json update
+    <state>/<deployment>/<change>/instance.json    pid, port, start time, state of one instance
+    <state>/<deployment>/<change>/output.log       its stdout and stderr (kept after it stops)
+    <state>/<deployment>/<change>/config.toml      every configuration value (mode 0600)
+    <state>/<deployment>/<change>/files/           FILE keys, one file each (mode 0600)
+
+An instance runs in its own session, so it outlives the worker that started it; the gateway
+(``workers.gateway``) forwards a deployment's stable URL to whatever routes.json names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import httpx
+
+from workers.runtimes.base import Instance, InstanceSpec, StartFailed
+
+# How many lines of an instance's output a StartFailed message carries.
+OUTPUT_TAIL_LINES = 20
+# Health polls start fast (a small service answers within ~100 ms) and back off to this.
+HEALTH_POLL_MAX_S = 0.5
+# After SIGKILL, how long to wait for the kernel to take a process away.
+KILL_WAIT_S = 5.0
+# Variables of the worker's own environment that never reach an integration: the worker's
+# settings hold the installation's secret key and database URL.
+WORKER_ENV_PREFIX = "PROMENADE_"
+
+INSTANCE_FILE = "instance.json"
+OUTPUT_FILE = "output.log"
+CONFIG_FILE = "config.toml"
+FILES_DIR = "files"
+
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f"}
+_TOML_ESCAPES["\r"] = "\\r"
+
+
+def config_toml(values: Mapping[str, str]) -> str:
+    """A TOML document with every value as a string under its quoted key."""
+    return "".join(f"{_toml_string(key)} = {_toml_string(values[key])}\n" for key in sorted(values))
+
+
+def _toml_string(text: str) -> str:
+    out = ['"']
+    for char in text:
+        escaped = _TOML_ESCAPES.get(char)
+        if escaped is not None:
+            out.append(escaped)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04X}")
+        else:
+            out.append(char)
+    out.append('"')
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class _Record:
+    """The contents of instance.json."""
+
+    deployment_id: str
+    change_id: str
+    pid: int
+    port: int
+    # The kernel's start time of the pid (clock ticks since boot, /proc/<pid>/stat field 22):
+    # a pid reused by another process after ours died does not pass for ours.
+    start_ticks: int | None
+    started_at: float
+    # starting (launched, not yet healthy), running, failed or stopped.
+    state: str
+    # Where this run's output begins in output.log (a restarted change appends to it).
+    log_offset: int
+    stopped_at: float | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "deployment_id": self.deployment_id,
+            "change_id": self.change_id,
+            "pid": self.pid,
+            "port": self.port,
+            "address": self.address,
+            "start_ticks": self.start_ticks,
+            "started_at": self.started_at,
+            "state": self.state,
+            "log_offset": self.log_offset,
+            "stopped_at": self.stopped_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> _Record:
+        pid = int(data["pid"])
+        # Never pid 0 or 1: os.kill(0, ...) and os.killpg(0, ...) would signal our own group.
+        if pid <= 1:
+            raise ValueError(f"implausible pid {pid}")
+        ticks = data.get("start_ticks")
+        stopped_at = data.get("stopped_at")
+        return cls(
+            deployment_id=str(data["deployment_id"]),
+            change_id=str(data["change_id"]),
+            pid=pid,
+            port=int(data["port"]),
+            start_ticks=None if ticks is None else int(ticks),
+            started_at=float(data["started_at"]),
+            state=str(data["state"]),
+            log_offset=int(data.get("log_offset", 0)),
+            stopped_at=None if stopped_at is None else float(stopped_at),
+        )
+
+    def with_state(self, state: str) -> _Record:
+        stopped_at = time.time() if state == "stopped" else self.stopped_at
+        return dataclasses.replace(self, state=state, stopped_at=stopped_at)
+
+
+class LocalProcessRuntime:
+    """Runs builds whose artifact is a command line as local processes behind the gateway."""
+
+    def __init__(self, state_dir: Path, gateway_url: str, *, grace_period_s: float = 10.0) -> None:
+        self.state_dir = state_dir
+        self.gateway_url = gateway_url.rstrip("/")
+        self.grace_period_s = grace_period_s
+        # Processes this object started, by pid. A thread per process waits for it, so that
+        # its exit code is known and it never lingers as a zombie.
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def routes_file(self) -> Path:
+        """The routing table the gateway serves from."""
+        return self.state_dir / "routes.json"
+
+    # -- the Runtime interface ---------------------------------------------------------------
+
+    async def start(self, spec: InstanceSpec) -> Instance:
+        instance_dir = self._instance_dir(spec.deployment_id, spec.change_id)
+        instance_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Two starts of one change (a redelivered command racing its first delivery) queue
+        # here; the second finds the first's instance. flock goes away with a killed worker.
+        async with _file_lock(instance_dir / ".lock"):
+            record = _read_record(instance_dir)
+            if record is not None:
+                if record.state in ("starting", "running") and self._alive(record):
+                    await self._wait_healthy(spec, instance_dir, record)
+                    return Instance(change_id=spec.change_id, address=record.address)
+                await self._terminate(record)
+            return await self._launch(spec, instance_dir)
+
+    async def route(self, deployment_id: str, route: str, instance: Instance) -> str:
+        route = _normal_route(route)
+        entry = {
+            "deployment_id": deployment_id,
+            "change_id": instance.change_id,
+            "address": instance.address,
+        }
+
+        def update(routes: dict[str, Any]) -> None:
+            routes[route] = entry
+
+        self._update_routes(update)
+        return self.endpoint_url(route)
+
+    async def retire_others(self, deployment_id: str, keep_change_id: str) -> None:
+        deployment_dir = self._deployment_dir(deployment_id)
+        await asyncio.gather(
+            *(
+                self._retire(instance_dir)
+                for instance_dir in _instance_dirs(deployment_dir)
+                if instance_dir.name != keep_change_id
+            )
+        )
+
+    async def stop(self, deployment_id: str, route: str) -> None:
+        route = _normal_route(route)
+
+        def update(routes: dict[str, Any]) -> None:
+            for key in list(routes):
+                owner = routes[key].get("deployment_id") if isinstance(routes[key], dict) else None
+                if owner == deployment_id:
+                    del routes[key]
+
+        # The route goes first: the gateway answers 404 rather than 502 while the
+        # instances shut down.
+        self._update_routes(update)
+        deployment_dir = self._deployment_dir(deployment_id)
+        await asyncio.gather(*(self._retire(d) for d in _instance_dirs(deployment_dir)))
+
+    def endpoint_url(self, route: str) -> str:
+        return f"{self.gateway_url}{_normal_route(route)}/"
+
+    def logs(self, deployment_id: str, lines: int = 100) -> list[str]:
+        if lines <= 0:
+            return []
+        instances: list[tuple[float, Path]] = []
+        for instance_dir in _instance_dirs(self._deployment_dir(deployment_id)):
+            record = _read_record(instance_dir)
+            log = instance_dir / OUTPUT_FILE
+            if log.exists():
+                started = record.started_at if record else log.stat().st_mtime
+                instances.append((started, log))
+        collected: list[str] = []
+        # Newest instance first, until enough lines; then reversed to put the newest last.
+        for _, log in sorted(instances, reverse=True):
+            collected = _tail(log, lines - len(collected)) + collected
+            if len(collected) >= lines:
+                break
+        return collected[-lines:]
+
+    # -- starting ----------------------------------------------------------------------------
+
+    async def _launch(self, spec: InstanceSpec, instance_dir: Path) -> Instance:
+        try:
+            argv = shlex.split(spec.artifact)
+        except ValueError as exc:
+            raise StartFailed(f"the artifact is not a valid command line: {exc}") from None
+        if not argv:
+            raise StartFailed("the artifact is an empty command line")
+        config_file = instance_dir / CONFIG_FILE
+        files_dir = instance_dir / FILES_DIR
+        try:
+            _write_private(config_file, config_toml(spec.values))
+            _write_files(files_dir, {k: v for k, v in spec.values.items() if k in spec.file_keys})
+        except OSError as exc:
+            raise StartFailed(f"could not write the configuration: {exc}") from None
+        port = _free_port()
+        environment = {k: v for k, v in os.environ.items() if not k.startswith(WORKER_ENV_PREFIX)}
+        environment.update({k: v for k, v in spec.values.items() if k not in spec.file_keys})
+        environment.update(
+            PORT=str(port),
+            PROMENADE_CONFIG_FILE=str(config_file),
+            PROMENADE_FILES_DIR=str(files_dir),
+        )
+        process, log_offset = self._spawn(argv, environment, instance_dir)
+        record = _Record(
+            deployment_id=spec.deployment_id,
+            change_id=spec.change_id,
+            pid=process.pid,
+            port=port,
+            start_ticks=_start_ticks(process.pid),
+            started_at=time.time(),
+            state="starting",
+            log_offset=log_offset,
+        )
+        _write_record(instance_dir, record)
+        await self._wait_healthy(spec, instance_dir, record)
+        _write_record(instance_dir, record.with_state("running"))
+        return Instance(change_id=spec.change_id, address=record.address)
+
+    def _spawn(
+        self, argv: list[str], environment: dict[str, str], instance_dir: Path
+    ) -> tuple[subprocess.Popen[bytes], int]:
+        log_fd = os.open(instance_dir / OUTPUT_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            log_offset = os.fstat(log_fd).st_size
+            process = subprocess.Popen(
+                argv,
+                env=environment,
+                # The worker's working directory: a relative path in an artifact resolves as
+                # it would in the shell that started the worker.
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=subprocess.STDOUT,
+                # Its own session and process group: it outlives a killed worker, and stopping
+                # it signals the whole group (whatever it started too).
+                start_new_session=True,
+            )
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise StartFailed(f"could not run {argv[0]!r}: {reason}") from None
+        finally:
+            os.close(log_fd)
+        self._children[process.pid] = process
+        threading.Thread(target=process.wait, name=f"reap-{process.pid}", daemon=True).start()
+        return process, log_offset
+
+    async def _wait_healthy(self, spec: InstanceSpec, instance_dir: Path, record: _Record) -> None:
+        """Returns once the health check answers 2xx; otherwise nothing of the instance is
+        left running and StartFailed says why."""
+        path = spec.health_path if spec.health_path.startswith("/") else f"/{spec.health_path}"
+        url = f"http://{record.address}{path}"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + spec.health_timeout_s
+        last_answer = "was not tried"
+        pause = 0.05
+        # trust_env off: an HTTP(S)_PROXY of the worker must not stand between it and localhost.
+        async with httpx.AsyncClient(trust_env=False) as client:
+            while True:
+                exit_status = self._exit_status(record)
+                if exit_status is not None:
+                    # Anything it left behind in its group goes too; the leader has just gone,
+                    # so its group id cannot belong to anyone else yet.
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(record.pid, signal.SIGKILL)
+                    self._mark(instance_dir, record, "failed")
+                    raise StartFailed(exit_status + _output_tail(instance_dir, record))
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    answer = await client.get(url, timeout=min(remaining, 5.0))
+                except httpx.ConnectError:
+                    last_answer = (
+                        f"found nothing listening on {record.address} (does it listen on $PORT?)"
+                    )
+                except httpx.HTTPError as exc:
+                    last_answer = f"failed: {_describe_error(exc)}"
+                else:
+                    if answer.is_success:
+                        return
+                    last_answer = f"answered HTTP {answer.status_code}"
+                    body = " ".join(answer.text.split())[:200]
+                    if body:
+                        last_answer += f": {body}"
+                await asyncio.sleep(max(0.0, min(pause, deadline - loop.time())))
+                pause = min(pause * 2, HEALTH_POLL_MAX_S)
+        await self._terminate(record)
+        self._mark(instance_dir, record, "failed")
+        raise StartFailed(
+            f"did not become healthy within {spec.health_timeout_s:g}s: GET {path} {last_answer}"
+            + _output_tail(instance_dir, record)
+        )
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    async def _retire(self, instance_dir: Path) -> None:
+        record = _read_record(instance_dir)
+        if record is None:
+            return
+        await self._terminate(record)
+        if record.state != "stopped":
+            self._mark(instance_dir, record, "stopped")
+
+    async def _terminate(self, record: _Record) -> None:
+        """SIGTERM to the instance's process group, the grace period, then SIGKILL."""
+        if not self._alive(record):
+            return
+        try:
+            os.killpg(record.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        await self._wait_gone(record, self.grace_period_s)
+        # Also when the leader obeyed: whatever else is left in its group goes.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(record.pid, signal.SIGKILL)
+        if not await self._wait_gone(record, KILL_WAIT_S):
+            raise RuntimeError(f"process {record.pid} survived SIGKILL for {KILL_WAIT_S}s")
+
+    async def _wait_gone(self, record: _Record, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self._alive(record):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def _alive(self, record: _Record) -> bool:
+        child = self._children.get(record.pid)
+        if child is not None:
+            if child.returncode is None:
+                return True
+            del self._children[record.pid]
+            return False
+        return _pid_alive(record.pid, record.start_ticks)
+
+    def _exit_status(self, record: _Record) -> str | None:
+        """None while the instance runs; else how it ended."""
+        child = self._children.get(record.pid)
+        if child is not None:
+            code = child.returncode
+            if code is None:
+                return None
+            if code < 0:
+                return f"was killed by signal {_signal_name(-code)}"
+            return f"exited with code {code}"
+        if _pid_alive(record.pid, record.start_ticks):
+            return None
+        # Started by a worker that is gone: its exit code went to whoever reaped it.
+        return "exited (exit code unknown: it was started by an earlier worker)"
+
+    def _mark(self, instance_dir: Path, record: _Record, state: str) -> None:
+        _write_record(instance_dir, record.with_state(state))
+
+    # -- files -------------------------------------------------------------------------------
+
+    def _deployment_dir(self, deployment_id: str) -> Path:
+        return self.state_dir / _path_component(deployment_id, "deployment id")
+
+    def _instance_dir(self, deployment_id: str, change_id: str) -> Path:
+        return self._deployment_dir(deployment_id) / _path_component(change_id, "change id")
+
+    def _update_routes(self, update: Callable[[dict[str, Any]], None]) -> None:
+        """Read, change and write routes.json under an exclusive lock: several workers on one
+        machine share it."""
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock_fd = os.open(self.state_dir / "routes.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            try:
+                routes = json.loads(self.routes_file.read_text())
+            except FileNotFoundError:
+                routes = {}
+            if not isinstance(routes, dict):
+                raise RuntimeError(f"{self.routes_file} does not hold a JSON object")
+            update(routes)
+            _write_atomic(self.routes_file, json.dumps(routes, indent=2, sort_keys=True) + "\n")
+        finally:
+            os.close(lock_fd)  # closing releases the lock
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _normal_route(route: str) -> str:
+    route = route.rstrip("/")
+    if not route.startswith("/") or "//" in route or ".." in route.split("/"):
+        raise ValueError(f"a route is an absolute path like /stg/project/integration: {route!r}")
+    return route
+
+
+def _path_component(name: str, what: str) -> str:
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise ValueError(f"{what} {name!r} cannot name a directory")
+    return name
+
+
+def _instance_dirs(deployment_dir: Path) -> list[Path]:
+    try:
+        return sorted(p for p in deployment_dir.iterdir() if p.is_dir())
+    except FileNotFoundError:
+        return []
+
+
+def _read_record(instance_dir: Path) -> _Record | None:
+    try:
+        return _Record.from_json(json.loads((instance_dir / INSTANCE_FILE).read_text()))
+    except FileNotFoundError:
+        return None
+
+
+def _write_record(instance_dir: Path, record: _Record) -> None:
+    _write_atomic(instance_dir / INSTANCE_FILE, json.dumps(record.to_json(), indent=2) + "\n")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """A reader sees the old contents or the new ones, never half of them."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Mode 0600 from the start: mkstemp creates the file so, before anything is in it."""
+    _write_atomic(path, text)
+
+
+def _write_files(files_dir: Path, files: Mapping[str, str]) -> None:
+    files_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for key, content in files.items():
+        parts = PurePosixPath(key.lstrip("/")).parts
+        if not parts or ".." in parts or "\0" in key:
+            raise StartFailed(f"the FILE key {key!r} is not a path inside the instance")
+        target = files_dir.joinpath(*parts)
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _write_private(target, content)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _read_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks) from /proc/<pid>/stat, or None without it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may contain anything: split after it.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return fields[0], int(fields[19])
+
+
+def _start_ticks(pid: int) -> int | None:
+    stat = _read_stat(pid)
+    return None if stat is None else stat[1]
+
+
+def _pid_alive(pid: int, start_ticks: int | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process holds the pid now; /proc tells whether it is ours
+    stat = _read_stat(pid)
+    if stat is None:
+        # No /proc (not Linux): the pid exists, which is all that can be known.
+        return not Path("/proc/self/stat").exists()
+    state, ticks = stat
+    if state in ("Z", "X"):  # exited, waiting for its parent to reap it
+        return False
+    return start_ticks is None or ticks == start_ticks
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def _describe_error(exc: httpx.HTTPError) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _output_tail(instance_dir: Path, record: _Record) -> str:
+    lines = _tail(instance_dir / OUTPUT_FILE, OUTPUT_TAIL_LINES, start=record.log_offset)
+    if not lines:
+        return "\n(no output)"
+    return "\nlast lines of output:\n" + "\n".join(lines)
+
+
+def _tail(path: Path, lines: int, *, start: int = 0) -> list[str]:
+    """The last ``lines`` lines of a file from byte ``start`` on, read from the end."""
+    if lines <= 0:
+        return []
+    try:
+        with path.open("rb") as log:
+            end = log.seek(0, os.SEEK_END)
+            position = end
+            data = b""
+            while position > start and data.count(b"\n") <= lines:
+                step = min(65_536, position - start)
+                position -= step
+                log.seek(position)
+                data = log.read(step) + data
+    except FileNotFoundError:
+        return []
+    text = data.decode("utf-8", errors="replace")
+    return text.splitlines()[-lines:]
+
+
+@contextlib.asynccontextmanager
+async def _file_lock(path: Path) -> AsyncIterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
