@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import copy
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
-import uvicorn
 from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,6 +20,7 @@ from app.messaging.outbox import OutboxRelay
 from app.services.bootstrap import Bootstrapped, bootstrap, is_empty
 from app.services.errors import DomainError
 from app.services.organizations import DEFAULT_DATA_PLANE
+from app.serving import BackgroundServer, stop_on_signals
 from app.settings import Settings, SettingsError, load_settings
 
 EMBEDDED_ADMIN_EMAIL = "admin@localhost"
@@ -143,6 +141,7 @@ async def _up(settings: Settings, args: argparse.Namespace) -> None:
                 bus=bus,
                 runtime=local_runtime(settings),
                 data_plane=DEFAULT_DATA_PLANE,
+                stop_instances_on_drain=True,
             )
             await worker.start()
             stack.push_async_callback(worker.drain)
@@ -180,7 +179,7 @@ async def _api(settings: Settings, args: argparse.Namespace) -> None:
 async def _worker(settings: Settings, args: argparse.Namespace) -> None:
     """Consume a data plane's commands until SIGTERM, then drain."""
     from app.messaging.rabbit import RabbitBus
-    from workers.service import Gateway, Worker, local_runtime, stop_on_signals
+    from workers.service import Gateway, Worker, local_runtime
 
     if not settings.amqp_url:
         raise SettingsError(
@@ -219,7 +218,7 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _gateway(settings: Settings, _: argparse.Namespace) -> None:
-    from workers.service import Gateway, stop_on_signals
+    from workers.service import Gateway
 
     stop = stop_on_signals()
     gateway = Gateway(settings)
@@ -255,22 +254,22 @@ async def _serve(
     engine: AsyncEngine,
     on_commit: Callable[[], None] | None,
 ) -> None:
+    """Serve the API until SIGTERM or SIGINT; the caller's stack then stops the rest."""
     host = args.host or settings.host
     port = args.port or settings.port
-    app = create_app(settings, engine=engine, on_commit=on_commit)
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level="info", lifespan="on", log_config=_log_config()
+    stop = stop_on_signals()
+    server = BackgroundServer(
+        create_app(settings, engine=engine, on_commit=on_commit),
+        host=host,
+        port=port,
+        setting="PROMENADE_PORT",
     )
+    await server.start()
     print(f"Promenade GraphQL at http://{host}:{port}/graphql", file=sys.stderr)
-    await uvicorn.Server(config).serve()
-
-
-def _log_config() -> dict[str, Any]:
-    """uvicorn's logging, with access lines on stderr too: stdout carries only what scripts
-    read (the token that ``promenade up`` prints)."""
-    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
-    return config
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
 
 
 def _engine(settings: Settings) -> AsyncEngine:

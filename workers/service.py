@@ -5,24 +5,22 @@ taken, the running ones finish, then it exits."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import socket
 import uuid
 from dataclasses import dataclass, field
 
-import uvicorn
-
 from app.crypto import SecretBox
 from app.db import SessionFactory
 from app.messaging.bus import Bus, Consumer
-from app.settings import Settings, SettingsError
+from app.serving import BackgroundServer
+from app.settings import Settings
 from workers.gateway import create_gateway_app
 from workers.runtimes.base import Runtime
 from workers.runtimes.local_process import LocalProcessRuntime
 from workers.steps import StepMachine
+from workers.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +45,12 @@ class Worker:
     concurrency: int = 4
     name: str = field(default_factory=worker_name)
     pause_after_step: str | None = None
+    # Embedded mode stops the integrations with the process; a scaled worker leaves them
+    # running, so that a worker restart does not interrupt their traffic.
+    stop_instances_on_drain: bool = False
     _consumers: list[Consumer] = field(default_factory=list)
+    _supervisor: Supervisor | None = None
+    _supervision: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         machine = StepMachine(
@@ -63,6 +66,14 @@ class Worker:
             ),
             await self.bus.consume_dead_letters(self.data_plane, machine.handle_dead_letter),
         ]
+        self._supervisor = Supervisor(
+            sessions=self.sessions,
+            box=self.box,
+            runtime=self.runtime,
+            data_plane=self.data_plane,
+            owner=self.name,
+        )
+        self._supervision = asyncio.create_task(self._supervisor.run())
         log.info(
             "worker %s serves data plane %r with concurrency %d",
             self.name,
@@ -75,49 +86,22 @@ class Worker:
         for consumer in self._consumers:
             await consumer.stop()
         self._consumers = []
+        if self._supervisor is not None and self._supervision is not None:
+            self._supervisor.stop()
+            await self._supervision
+            if self.stop_instances_on_drain:
+                await self._supervisor.stop_all()
 
 
-class Gateway:
-    """The LOCAL_PROCESS data plane's HTTP gateway, served by uvicorn in this process."""
+class Gateway(BackgroundServer):
+    """The LOCAL_PROCESS data plane's HTTP gateway, served in this process."""
 
     def __init__(self, settings: Settings) -> None:
         settings.runtime_dir.mkdir(parents=True, exist_ok=True)
-        config = uvicorn.Config(
+        super().__init__(
             create_gateway_app(settings.runtime_dir / "routes.json"),
             host=settings.gateway_host,
             port=settings.gateway_port,
-            log_level="warning",
-            lifespan="on",
+            setting="PROMENADE_GATEWAY_PORT",
+            access_log=False,
         )
-        self._server = uvicorn.Server(config)
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        """Serve, or raise SettingsError if the port cannot be had."""
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                # uvicorn logs the reason and exits its task (address in use, say).
-                with contextlib.suppress(BaseException):
-                    self._task.result()
-                config = self._server.config
-                raise SettingsError(
-                    f"PROMENADE_GATEWAY_PORT: the gateway cannot listen on "
-                    f"{config.host}:{config.port} (is another gateway running there?)"
-                )
-            await asyncio.sleep(0.05)
-
-    async def stop(self) -> None:
-        self._server.should_exit = True
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-
-def stop_on_signals() -> asyncio.Event:
-    """An event set by SIGTERM or SIGINT."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    return stop

@@ -20,23 +20,19 @@ from app.crypto import SecretBox
 from app.db import SessionFactory, session_scope
 from app.messaging.bus import DELIVERY_LIMIT, Message
 from app.models import (
-    Build,
     ChangeKind,
     ChangeStatus,
     Deployment,
     DeploymentChange,
     DeploymentRevision,
     DeploymentStatus,
-    Environment,
     Integration,
-    Project,
     Promotion,
     PromotionStatus,
     RevisionCause,
 )
 from app.models.base import utcnow
 from app.services.configuration import (
-    ConfigType,
     apply_entries,
     effective_values,
     missing_keys,
@@ -47,8 +43,9 @@ from app.services.configuration import (
 )
 from app.services.events import announce_deployment, record_promotion_status
 from app.services.promotions import sealed_entries
+from workers.instances import instance_target
 from workers.leases import holding_lease
-from workers.runtimes.base import InstanceSpec, Runtime, StartFailed
+from workers.runtimes.base import Runtime, StartFailed
 
 log = logging.getLogger(__name__)
 
@@ -200,34 +197,13 @@ class StepMachine:
         """Start the new instance, route to it, retire the old: no transaction is held while
         processes start. Returns the endpoint URL (None for a suspend)."""
         async with session_scope(self.sessions) as session:
-            deployment = await self._deployment(session, change.deployment_id)
-            environment = await session.get(Environment, deployment.environment_id)
-            integration = await session.get(Integration, deployment.integration_id)
-            assert environment is not None and integration is not None
-            project = await session.get(Project, integration.project_id)
-            assert project is not None
-            route = f"/{environment.dns_prefix}/{project.slug}/{integration.slug}"
-            if change.kind is ChangeKind.SUSPEND:
-                spec = None
-            else:
-                build = await session.get(Build, change.build_id)
-                assert build is not None and change.snapshot_sealed is not None
-                schema = schema_of(integration)
-                values = effective_values(schema, self.box.open_json(change.snapshot_sealed))
-                spec = InstanceSpec(
-                    deployment_id=deployment.id,
-                    change_id=change.id,
-                    artifact=build.artifact,
-                    values=values,
-                    route=route,
-                    file_keys=frozenset(k for k, v in schema.items() if v.type is ConfigType.FILE),
-                )
-        if spec is None:
-            await self.runtime.stop(change.deployment_id, route)
+            target = await instance_target(session, self.box, change)
+        if change.kind is ChangeKind.SUSPEND:
+            await self.runtime.stop(change.deployment_id, target.route)
             return None
-        instance = await self.runtime.start(spec)
+        instance = await self.runtime.start(target.spec())
         await self._pause_after("STARTED")
-        endpoint = await self.runtime.route(change.deployment_id, route, instance)
+        endpoint = await self.runtime.route(change.deployment_id, target.route, instance)
         await self.runtime.retire_others(change.deployment_id, keep_change_id=change.id)
         await self._pause_after("ROUTED")
         return endpoint
@@ -258,10 +234,12 @@ class StepMachine:
         if change.kind is ChangeKind.SUSPEND:
             deployment.status = DeploymentStatus.SUSPENDED
             deployment.endpoint_url = None
+            deployment.running_change_id = None
         else:
             deployment.status = DeploymentStatus.ACTIVE
             deployment.build_id = change.build_id
             deployment.endpoint_url = endpoint
+            deployment.running_change_id = change.id
             if change.snapshot_config_version is not None:
                 deployment.applied_config_version = change.snapshot_config_version
         deployment.last_error = None

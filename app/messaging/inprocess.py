@@ -253,7 +253,8 @@ class InProcessBus:
         else:
             return
         try:
-            if not consumer.stopping.is_set():
+            last = dead is not None and envelope.failures + 1 >= DELIVERY_LIMIT
+            if not consumer.stopping.is_set() and not last:
                 pause = min(self._retry_delay * 2.0**envelope.failures, MAX_RETRY_DELAY)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(pause):

@@ -291,7 +291,7 @@ class RabbitBus:
             lambda channel: channel.declare_queue(
                 queue_name, durable=True, arguments=command_queue_arguments()
             ),
-            _CommandDispatcher(handler, retry_delay=self._retry_delay),
+            _CommandDispatcher(handler, retry_delay=self._retry_delay, limited=True),
             prefetch=concurrency,
         )
 
@@ -302,7 +302,7 @@ class RabbitBus:
             lambda channel: channel.declare_queue(
                 queue_name, durable=True, arguments=dead_letter_queue_arguments()
             ),
-            _CommandDispatcher(handler, retry_delay=self._retry_delay),
+            _CommandDispatcher(handler, retry_delay=self._retry_delay, limited=False),
             prefetch=1,
         )
 
@@ -391,10 +391,13 @@ class _CommandDispatcher(_Dispatcher):
     """Acknowledges after the handler returned; when it raised, waits a little (less when
     stopping) and rejects with requeue, which counts toward the queue's delivery limit."""
 
-    def __init__(self, handler: Handler, *, retry_delay: float) -> None:
+    def __init__(self, handler: Handler, *, retry_delay: float, limited: bool) -> None:
         super().__init__()
         self._handler = handler
         self._retry_delay = retry_delay
+        # Whether the queue dead-letters at DELIVERY_LIMIT (the command queue; not the
+        # dead-letter queue, whose messages are retried until they are handled).
+        self._limited = limited
 
     async def handle(self, incoming: AbstractIncomingMessage) -> None:
         try:
@@ -416,7 +419,8 @@ class _CommandDispatcher(_Dispatcher):
                         message.message_id,
                         deliveries,
                     )
-                    await self._pause(retry_delay(self._retry_delay, deliveries))
+                    if not (self._limited and deliveries >= DELIVERY_LIMIT):
+                        await self._pause(retry_delay(self._retry_delay, deliveries))
                     raise _HandlerFailed from exc
         except _HandlerFailed:
             pass  # logged above, and requeued by process()

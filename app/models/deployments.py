@@ -66,6 +66,8 @@ class Deployment(SQLModel, table=True):
     # restartRequired is the difference, so it needs no digest of secret values.
     config_version: int = 0
     applied_config_version: int = 0
+    # The change whose instance serves now (a supervisor restarts it if it dies).
+    running_change_id: str | None = Field(default=None, max_length=40)
     # One change at a time: the worker that holds the lease until lease_expires_at.
     lease_owner: str | None = Field(default=None, max_length=100)
     lease_expires_at: datetime | None = Field(

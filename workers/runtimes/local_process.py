@@ -10,6 +10,11 @@ point leaves state the next worker (or another worker on the same machine) picks
     <state>/<deployment>/<change>/config.toml      every configuration value (mode 0600)
     <state>/<deployment>/<change>/files/           FILE keys, one file each (mode 0600)
 
+An instance gets the worker's environment (minus its PROMENADE_* settings, which hold the
+installation's secret key), every non-FILE value as a variable, PORT (a free port it must
+listen on, on 127.0.0.1), PROMENADE_CONFIG_FILE and PROMENADE_FILES_DIR. It is healthy once
+GET <health_path> answers 2xx.
+
 An instance runs in its own session, so it outlives the worker that started it; the gateway
 (``workers.gateway``) forwards a deployment's stable URL to whatever routes.json names.
 """
@@ -275,11 +280,11 @@ class LocalProcessRuntime:
         log_fd = os.open(instance_dir / OUTPUT_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             log_offset = os.fstat(log_fd).st_size
+            # No cwd: it runs in the worker's working directory, so a relative path in an
+            # artifact resolves as it would in the shell that started the worker.
             process = subprocess.Popen(
                 argv,
                 env=environment,
-                # The worker's working directory: a relative path in an artifact resolves as
-                # it would in the shell that started the worker.
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,

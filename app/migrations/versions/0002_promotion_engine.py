@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-26 05:19:22.574692
+Create Date: 2026-11-26 05:22:56.418995
 """
 
 from __future__ import annotations
@@ -340,6 +340,7 @@ def upgrade() -> None:
         )
 
     with op.batch_alter_table("deployments", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("running_change_id", sa.String(length=40), nullable=True))
         batch_op.add_column(sa.Column("lease_owner", sa.String(length=100), nullable=True))
         batch_op.add_column(
             sa.Column("lease_expires_at", app.models.base.UTCDateTime(timezone=True), nullable=True)
@@ -353,6 +354,7 @@ def downgrade() -> None:
     with op.batch_alter_table("deployments", schema=None) as batch_op:
         batch_op.drop_column("lease_expires_at")
         batch_op.drop_column("lease_owner")
+        batch_op.drop_column("running_change_id")
 
     with op.batch_alter_table("deployment_revisions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_deployment_revisions_promotion_id"))

@@ -1,0 +1,66 @@
+"""What a change runs, where the gateway serves it: read from the database in one place for the
+step machine and the supervisor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.crypto import SecretBox
+from app.models import Build, Deployment, DeploymentChange, Environment, Integration, Project
+from app.services.configuration import ConfigType, effective_values, schema_of
+from workers.runtimes.base import InstanceSpec
+
+
+@dataclass(frozen=True)
+class InstanceTarget:
+    change: DeploymentChange
+    route: str
+    artifact: str | None
+    values: dict[str, str]
+    file_keys: frozenset[str]
+
+    def spec(self) -> InstanceSpec:
+        assert self.artifact is not None, "a change that runs nothing has no instance"
+        return InstanceSpec(
+            deployment_id=self.change.deployment_id,
+            change_id=self.change.id,
+            artifact=self.artifact,
+            values=self.values,
+            file_keys=self.file_keys,
+            route=self.route,
+        )
+
+
+def route_of(environment: Environment, project: Project, integration: Integration) -> str:
+    """Where the gateway serves a deployment: it never changes for the deployment."""
+    return f"/{environment.dns_prefix}/{project.slug}/{integration.slug}"
+
+
+async def instance_target(
+    session: AsyncSession, box: SecretBox, change: DeploymentChange
+) -> InstanceTarget:
+    """The route of the change's deployment and, when the change runs a build, what to run:
+    the build's artifact with the change's frozen configuration (defaults filled in)."""
+    deployment = await session.get(Deployment, change.deployment_id)
+    assert deployment is not None
+    environment = await session.get(Environment, deployment.environment_id)
+    integration = await session.get(Integration, deployment.integration_id)
+    assert environment is not None and integration is not None
+    project = await session.get(Project, integration.project_id)
+    assert project is not None
+    schema = schema_of(integration)
+    build = await session.get(Build, change.build_id) if change.build_id else None
+    values = (
+        effective_values(schema, box.open_json(change.snapshot_sealed))
+        if change.snapshot_sealed
+        else {}
+    )
+    return InstanceTarget(
+        change=change,
+        route=route_of(environment, project, integration),
+        artifact=build.artifact if build else None,
+        values=values,
+        file_keys=frozenset(k for k, v in schema.items() if v.type is ConfigType.FILE),
+    )

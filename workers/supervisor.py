@@ -1,0 +1,117 @@
+"""Supervision: every ACTIVE deployment of the data plane has its instance running.
+
+On start and then periodically, for each ACTIVE deployment whose lease is free (no change in
+progress), the instance of the change that serves it is started if it is not running (the
+runtime's ``start`` is idempotent: a live instance is returned as it is) and routed. This
+restarts an integration that crashed, and brings back the integrations after the machine or
+``promenade up`` restarted. One that cannot start is marked ERROR with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from sqlmodel import col, select
+
+from app.crypto import SecretBox
+from app.db import SessionFactory, session_scope
+from app.models import DataPlane, Deployment, DeploymentChange, DeploymentStatus, Environment
+from app.services.events import announce_deployment
+from workers.instances import instance_target
+from workers.leases import release_lease, take_lease
+from workers.runtimes.base import Runtime, StartFailed
+
+log = logging.getLogger(__name__)
+
+SUPERVISION_INTERVAL_S = 10.0
+
+
+@dataclass
+class Supervisor:
+    sessions: SessionFactory
+    box: SecretBox
+    runtime: Runtime
+    data_plane: str
+    owner: str
+    interval_s: float = SUPERVISION_INTERVAL_S
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.reconcile()
+            except Exception:
+                log.exception("supervision round failed; trying again in %.0f s", self.interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.interval_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def active_deployments(self) -> list[str]:
+        async with self.sessions() as session:
+            return list(
+                (
+                    await session.exec(
+                        select(Deployment.id)
+                        .join(Environment, col(Environment.id) == col(Deployment.environment_id))
+                        .join(DataPlane, col(DataPlane.id) == col(Environment.data_plane_id))
+                        .where(
+                            DataPlane.name == self.data_plane,
+                            col(Deployment.status) == DeploymentStatus.ACTIVE,
+                            col(Deployment.running_change_id).is_not(None),
+                        )
+                    )
+                ).all()
+            )
+
+    async def reconcile(self) -> None:
+        for deployment_id in await self.active_deployments():
+            if self._stop.is_set():
+                return
+            # Busy: a change is being applied, and it decides what runs.
+            if not await take_lease(self.sessions, deployment_id, self.owner):
+                continue
+            try:
+                await self._keep_running(deployment_id)
+            finally:
+                await release_lease(self.sessions, deployment_id, self.owner)
+
+    async def _keep_running(self, deployment_id: str) -> None:
+        async with self.sessions() as session:
+            deployment = await session.get(Deployment, deployment_id)
+            if deployment is None or deployment.status is not DeploymentStatus.ACTIVE:
+                return
+            change = await session.get(DeploymentChange, deployment.running_change_id)
+            if change is None:
+                return
+            target = await instance_target(session, self.box, change)
+        try:
+            instance = await self.runtime.start(target.spec())
+            await self.runtime.route(deployment_id, target.route, instance)
+        except StartFailed as failure:
+            log.warning("deployment %s does not run: %s", deployment_id, failure)
+            async with session_scope(self.sessions) as session:
+                deployment = await session.get(Deployment, deployment_id)
+                if deployment is not None and deployment.status is DeploymentStatus.ACTIVE:
+                    deployment.status = DeploymentStatus.ERROR
+                    deployment.last_error = f"the running instance stopped: {failure}"
+                    await announce_deployment(session, deployment, detail=deployment.last_error)
+
+    async def stop_all(self) -> None:
+        """Stop the instances of every ACTIVE deployment (embedded mode, at shutdown); the
+        next start brings them back."""
+        async with self.sessions() as session:
+            for deployment_id in await self.active_deployments():
+                deployment = await session.get(Deployment, deployment_id)
+                change = (
+                    await session.get(DeploymentChange, deployment.running_change_id)
+                    if deployment and deployment.running_change_id
+                    else None
+                )
+                if change is not None:
+                    target = await instance_target(session, self.box, change)
+                    await self.runtime.stop(deployment_id, target.route)
