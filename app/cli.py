@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
+from aiormq.exceptions import AMQPError
 from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,7 +25,11 @@ from app.services.organizations import DEFAULT_DATA_PLANE
 from app.serving import BackgroundServer, stop_on_signals
 from app.settings import Settings, SettingsError, load_settings
 
+if TYPE_CHECKING:
+    from workers.service import Worker
+
 EMBEDDED_ADMIN_EMAIL = "admin@localhost"
+BROKER_RETRY_S = 2.0
 EMBEDDED_ORGANIZATION = "default"
 
 
@@ -208,13 +214,30 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> None:
                 gateway = Gateway(settings)
                 await gateway.start()
                 stack.push_async_callback(gateway.stop)
-            await worker.start()
+            if not await _start_when_broker_answers(worker, stop):
+                return
             stack.push_async_callback(worker.drain)
             print(f"Worker {worker.name} serves data plane {args.data_plane!r}", file=sys.stderr)
             await stop.wait()
             print("Draining: no new commands; waiting for the running ones", file=sys.stderr)
     finally:
         await engine.dispose()
+
+
+async def _start_when_broker_answers(worker: Worker, stop: asyncio.Event) -> bool:
+    """Start consuming, retrying while the broker does not answer; False if stopped first."""
+    waiting = False
+    while not stop.is_set():
+        try:
+            await worker.start()
+            return True
+        except (OSError, AMQPError) as exc:
+            if not waiting:
+                print(f"Waiting for RabbitMQ ({type(exc).__name__}: {exc})", file=sys.stderr)
+                waiting = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), BROKER_RETRY_S)
+    return False
 
 
 async def _gateway(settings: Settings, _: argparse.Namespace) -> None:
@@ -233,8 +256,8 @@ async def _gateway(settings: Settings, _: argparse.Namespace) -> None:
 async def _start_relay(
     stack: contextlib.AsyncExitStack, engine: AsyncEngine, bus: Bus
 ) -> OutboxRelay:
-    """Connect the bus and run the outbox relay until the stack closes (then stop both)."""
-    await bus.connect()
+    """Run the outbox relay until the stack closes (then stop it and close the bus). The bus
+    connects when it is first used: a broker that is down delays messages, not the start."""
     stack.push_async_callback(bus.close)
     relay = OutboxRelay(create_session_factory(engine), bus)
     task = asyncio.create_task(relay.run())

@@ -7,9 +7,11 @@ container engine answers either, the tests fail with a message that says what to
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import secrets
 import shutil
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,13 +46,25 @@ def _postgres_url() -> Iterator[str]:
     if url:
         yield async_database_url(url)
         return
+    failure = None
     try:
-        from testcontainers.postgres import PostgresContainer
+        # testcontainers warns about its own deprecated parts on import and start; the suite
+        # turns warnings into errors.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from testcontainers.postgres import PostgresContainer
 
-        container = PostgresContainer("postgres:16-alpine", driver="asyncpg")
-        container.start()
+            container = PostgresContainer("postgres:16-alpine", driver="asyncpg")
+            container.start()
     except Exception as exc:  # no Docker engine, no image: say what to start instead
-        pytest.fail(f"{POSTGRES_HELP} ({type(exc).__name__}: {exc})", pytrace=False)
+        failure = f"{POSTGRES_HELP} ({type(exc).__name__}: {exc})"
+    if failure is not None:
+        # The Docker client leaves its socket to the garbage collector: collect it here, where
+        # its ResourceWarning does not fail the whole session.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+        pytest.fail(failure, pytrace=False)
     try:
         yield async_database_url(container.get_connection_url())
     finally:

@@ -32,6 +32,7 @@ from app.models import (
     RevisionCause,
 )
 from app.models.base import utcnow
+from app.models.promotions import FINAL_CHANGE_STATUSES
 from app.services.configuration import (
     apply_entries,
     effective_values,
@@ -306,9 +307,7 @@ class StepMachine:
                     select(DeploymentChange.id)
                     .where(
                         DeploymentChange.deployment_id == deployment_id,
-                        col(DeploymentChange.status).not_in(
-                            [ChangeStatus.SUCCEEDED, ChangeStatus.FAILED, ChangeStatus.CANCELLED]
-                        ),
+                        col(DeploymentChange.status).not_in(FINAL_CHANGE_STATUSES),
                     )
                     .order_by(col(DeploymentChange.created_at), col(DeploymentChange.id))
                     .limit(1)

@@ -78,9 +78,6 @@ class _Mailbox:
             await self._nonempty.wait()
         return self._items.popleft()
 
-    def __len__(self) -> int:
-        return len(self._items)
-
 
 # What a consumer does with one message it took: returns normally when it is settled.
 _Deliver = Callable[[_Envelope], Awaitable[None]]
@@ -136,6 +133,8 @@ class InProcessConsumer:
 
 
 class InProcessBus:
+    """The bus of one process (embedded mode); see the module's docstring."""
+
     def __init__(self, *, retry_delay: float = RETRY_DELAY) -> None:
         self._retry_delay = retry_delay
         self._commands: dict[str, _Mailbox] = {}
@@ -280,10 +279,3 @@ class InProcessBus:
             back_to.put_front(envelope)
         else:
             back_to.put(envelope)
-
-    def pending(self, data_plane: str) -> dict[str, int]:
-        """How many messages wait in the data plane's queues (for tests and diagnostics)."""
-        return {
-            "commands": len(self._commands.get(data_plane, _Mailbox())),
-            "dead": len(self._dead.get(data_plane, _Mailbox())),
-        }

@@ -29,8 +29,8 @@ from app.messaging.bus import Bus, Message
 from app.models import OutboxMessage
 from app.models.base import utcnow
 
-# Writing a row is a service's business (services never import the messaging layer); it is
-# re-exported here, beside the relay that reads the rows.
+# Services write the rows (app.services.outbox, one layer below this one, so that they need
+# nothing from messaging); re-exported here, beside the relay that reads them.
 from app.services.outbox import enqueue
 
 __all__ = ["COMMAND", "EVENT", "OutboxRelay", "enqueue"]

@@ -116,7 +116,12 @@ class ChangeStatus(enum.StrEnum):
 
     @property
     def is_final(self) -> bool:
-        return self in (ChangeStatus.SUCCEEDED, ChangeStatus.FAILED, ChangeStatus.CANCELLED)
+        return self in FINAL_CHANGE_STATUSES
+
+
+FINAL_CHANGE_STATUSES = frozenset(
+    {ChangeStatus.SUCCEEDED, ChangeStatus.FAILED, ChangeStatus.CANCELLED}
+)
 
 
 class DeploymentChange(SQLModel, table=True):

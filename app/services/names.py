@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from app.services.errors import InvalidInput
 
@@ -47,8 +48,10 @@ def dns_label(value: str, *, field: str) -> str:
 
 
 def slugify(name: str) -> str:
-    """The slug a name suggests: lower case, runs of other characters become one '-'."""
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:63].strip("-")
+    """The slug a name suggests: accents dropped ("Ünïcode" -> "unicode"), lower case, runs of
+    other characters become one '-'."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:63].strip("-")
     return slug or "item"
 
 
