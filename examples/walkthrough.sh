@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's walk-through, runnable: against a running `promenade up`, it creates Staging,
 # a pipeline Development -> Staging -> Production, a project, an integration with a secret,
-# a build, sets Development's configuration and reads it back (the secret masked).
+# a build, sets Development's configuration and reads it back (the secret masked), deploys the
+# build to Development, promotes it to Staging with an override, and calls both endpoints.
 #
 #   TOKEN=<the token `promenade up` printed> examples/walkthrough.sh
 set -euo pipefail
@@ -59,12 +60,16 @@ INTEGRATION=$(gql 'mutation($project: ID!) {
   "{\"project\": \"$PROJECT\"}" | jq -r '.createIntegration.id')
 echo "integration: $INTEGRATION"
 
-# 5. A build: the same artifact moves unchanged from environment to environment.
-gql 'mutation($integration: ID!) {
-  createBuild(input: {integrationId: $integration, version: "1.0.0",
-                      artifact: "python examples/greeter/app.py", commit: "abc1234"}) {
-    ... on Build { version artifact } } }' "{\"integration\": \"$INTEGRATION\"}" \
-  | jq -c '.createBuild'
+# 5. A build: the same artifact moves unchanged from environment to environment. For the
+#    LOCAL_PROCESS data plane an artifact is a command line: here, the sample greeter.
+ARTIFACT="python3 $(cd "$(dirname "$0")/greeter" && pwd)/app.py"
+BUILD=$(gql 'mutation($integration: ID!, $artifact: String!) {
+  createBuild(input: {integrationId: $integration, version: "1.0.0", artifact: $artifact,
+                      commit: "abc1234"}) {
+    ... on Build { id version } } }' \
+  "$(jq -n --arg i "$INTEGRATION" --arg a "$ARTIFACT" '{integration: $i, artifact: $a}')" \
+  | jq -r '.createBuild.id')
+echo "build: $BUILD"
 
 # 6. Development's configuration: its own values, the secret encrypted at rest.
 DEV=$(gql '{ organization(slug: "default") { environments { id name } } }' \
@@ -81,4 +86,51 @@ gql 'query($integration: ID!) { integration(id: $integration) { deployments {
     environment { name } status restartRequired missingConfiguration
     configuration { key value secret } } } }' "{\"integration\": \"$INTEGRATION\"}" \
   | jq -c '.integration.deployments[]'
-echo "staging: $STAGING"
+
+# wait_for QUERY VARIABLES JQ-FILTER: poll until the filter prints true (at most 60 s).
+wait_for() {
+  for _ in $(seq 120); do
+    [ "$(gql "$1" "$2" | jq -r "$3")" = true ] && return 0
+    sleep 0.5
+  done
+  echo "gave up waiting for: $3" >&2
+  return 1
+}
+
+# 8. Deploy the build to Development, the first environment of the pipeline.
+gql 'mutation($integration: ID!, $build: ID!, $env: ID!) {
+  deploy(input: {integrationId: $integration, buildId: $build, environmentId: $env}) {
+    __typename ... on Deployment { status } ... on Error { message } } }' \
+  "{\"integration\": \"$INTEGRATION\", \"build\": \"$BUILD\", \"env\": \"$DEV\"}" \
+  | jq -c '.deploy'
+wait_for 'query($i: ID!, $e: ID!) { integration(id: $i) { deployment(environmentId: $e) {
+    status } } }' "{\"i\": \"$INTEGRATION\", \"e\": \"$DEV\"}" \
+  '.integration.deployment.status == "ACTIVE"'
+DEV_URL=$(gql 'query($i: ID!, $e: ID!) { integration(id: $i) { deployment(environmentId: $e) {
+    endpointUrl } } }' "{\"i\": \"$INTEGRATION\", \"e\": \"$DEV\"}" \
+  | jq -r '.integration.deployment.endpointUrl')
+echo "development answers: $(curl -sS "$DEV_URL")"
+
+# 9. What would a promotion to Staging do? Staging has none of Development's values.
+PROMOTE="{\"integrationId\": \"$INTEGRATION\", \"sourceEnvironmentId\": \"$DEV\"}"
+gql 'query($in: PromoteInput!) { promotionPlan(input: $in) { targetEnvironment { name }
+    missingConfiguration blockers } }' "{\"in\": $PROMOTE}" | jq -c '.promotionPlan'
+
+# 10. Promote the same build to Staging with Staging's own values, and wait for it.
+PROMOTION=$(gql 'mutation($in: PromoteInput!) { promote(input: $in) {
+    __typename ... on Promotion { id status } ... on Error { message } } }' \
+  "{\"in\": $(jq -c '. + {overrides: [{key: "GREETING", value: "Hello from Staging"},
+                                       {key: "API_KEY", value: "staging-secret-value"}],
+                          message: "first release to Staging"}' <<<"$PROMOTE")}" \
+  | jq -r '.promote.id')
+wait_for 'query($p: ID!) { promotion(id: $p) { status } }' "{\"p\": \"$PROMOTION\"}" \
+  '.promotion.status == "SUCCEEDED" or .promotion.status == "FAILED"'
+gql 'query($p: ID!) { promotion(id: $p) { status build { version } events { status } } }' \
+  "{\"p\": \"$PROMOTION\"}" | jq -c '.promotion'
+
+# 11. Each environment runs the same build with its own configuration.
+STAGING_URL=$(gql 'query($i: ID!, $e: ID!) { integration(id: $i) { deployment(environmentId: $e) {
+    endpointUrl } } }' "{\"i\": \"$INTEGRATION\", \"e\": \"$STAGING\"}" \
+  | jq -r '.integration.deployment.endpointUrl')
+echo "staging answers: $(curl -sS "$STAGING_URL")"
+echo "development answers: $(curl -sS "$DEV_URL")"

@@ -6,24 +6,35 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.processes import running_promenade
+from tests.processes import free_port, running_promenade
 
 WALKTHROUGH = Path(__file__).parents[1] / "examples" / "walkthrough.sh"
+SECRETS = ("dev-secret-value", "staging-secret-value")
+
+
+def _answer(lines: list[str], prefix: str) -> dict[str, object]:
+    answers = [line.removeprefix(prefix) for line in lines if line.startswith(prefix)]
+    assert answers, f"no line starts with {prefix!r}"
+    answer: dict[str, object] = json.loads(answers[-1])
+    return answer
 
 
 def test_walkthrough_works_as_written(tmp_path: Path) -> None:
-    with running_promenade("up", tmp_path) as promenade:
+    gateway = {"PROMENADE_GATEWAY_PORT": str(free_port())}
+    with running_promenade("up", tmp_path, gateway) as promenade:
         token = promenade.first_stdout_line()
         result = subprocess.run(
             ["bash", str(WALKTHROUGH)],
             env={"PATH": "/usr/bin:/bin", "TOKEN": token, "PROMENADE_URL": promenade.url},
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=120,
             check=False,
         )
-    assert result.returncode == 0, result.stderr
+        log = promenade.log_path.read_text()
+    assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
+
     environments = [json.loads(line) for line in lines if line.startswith('{"name"')]
     assert [e["name"] for e in environments] == ["Development", "Staging", "Production"]
     deployments = [json.loads(line) for line in lines if line.startswith('{"environment"')]
@@ -40,4 +51,19 @@ def test_walkthrough_works_as_written(tmp_path: Path) -> None:
     assert development["missingConfiguration"] == []
     assert staging["configuration"] == []
     assert staging["missingConfiguration"] == ["GREETING", "API_KEY"]
-    assert "dev-secret-value" not in result.stdout + result.stderr
+
+    # The same build runs in both environments, each with its own values.
+    promotion = json.loads(next(line for line in lines if line.startswith('{"status"')))
+    assert promotion["status"] == "SUCCEEDED"
+    assert [e["status"] for e in promotion["events"]] == [
+        "QUEUED",
+        "APPLYING_CONFIGURATION",
+        "RESTARTING",
+        "SUCCEEDED",
+    ]
+    assert _answer(lines, "staging answers: ")["greeting"] == "Hello from Staging"
+    assert _answer(lines, "development answers: ")["greeting"] == "Hello from Development"
+    assert _answer(lines, "staging answers: ")["has_api_key"] is True
+
+    for secret in SECRETS:
+        assert secret not in result.stdout + result.stderr + log
