@@ -11,12 +11,15 @@ async def test_new_organization_has_development_and_production(
     admin = await make_user(session, "ada@example.com")
     await make_organization(session, admin)
     data = await api.execute(
-        "{ organization(slug: \"acme\") { environments { name critical } "
+        '{ organization(slug: "acme") { environments { name critical } '
         "pipelines { isDefault environments { name } } } }",
         as_user=admin,
     )
     org = data["organization"]
     assert [(e["name"], e["critical"]) for e in org["environments"]] == [
-        ("Development", False), ("Production", True)]
+        ("Development", False),
+        ("Production", True),
+    ]
     assert org["pipelines"] == [
-        {"isDefault": True, "environments": [{"name": "Development"}, {"name": "Production"}]}]
+        {"isDefault": True, "environments": [{"name": "Development"}, {"name": "Production"}]}
+    ]

@@ -1,0 +1,65 @@
+# Promenade: the two commands the README names, and the schema export.
+#
+#   make up      run the control plane on embedded defaults (SQLite in ./.promenade, in-process bus)
+#   make test    ruff check, ruff format --check, mypy --strict, pytest: stops at the first failure
+#   make schema  rewrite schema.graphql from the code (tests/test_schema.py fails when it drifts)
+#
+# Each one first makes ./.venv (python3 -m venv) if it is missing and runs
+# `pip install -e '.[test]'` when pyproject.toml is newer than the last install (a stamp file in
+# .venv records it).
+#
+# The tests need a PostgreSQL server and a RabbitMQ broker. They read:
+#   PROMENADE_TEST_DATABASE_URL  default postgresql://postgres@127.0.0.1:5432/test
+#   PROMENADE_TEST_AMQP_URL      default amqp://guest:guest@127.0.0.1:5672/
+# The defaults apply only when a variable is unset. Set one to your own server's URL, or to an
+# empty value to have the fixtures start a container with testcontainers (needs a Docker
+# engine; the end-to-end tests need a real RabbitMQ URL):
+#   PROMENADE_TEST_DATABASE_URL= make test
+# PYTEST_ARGS passes options to pytest: make test PYTEST_ARGS='-k settings -x'
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.promenade-installed
+
+export PROMENADE_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
+export PROMENADE_TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
+
+.DEFAULT_GOAL := help
+.PHONY: help up test lint typecheck pytest schema install
+
+help:
+	@sed -n 's/^#   make /make /p' $(MAKEFILE_LIST)
+
+up: $(STAMP)
+	exec $(BIN)/promenade up
+
+# One recipe, one step per line: make stops at the first step that fails. pytest exits 5 when
+# it collected no test, which fails the run like any other non-zero exit.
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy app workers tests
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy app workers tests
+
+pytest: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+schema: $(STAMP)
+	$(BIN)/strawberry export-schema app.graphql.schema:schema --output schema.graphql
+
+install: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $@

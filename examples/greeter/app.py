@@ -1,0 +1,96 @@
+"""Greeter: a sample integration for Promenade's LOCAL_PROCESS runtime (Python 3.11, stdlib only).
+
+It listens on 127.0.0.1:$PORT and answers ``GET /`` with values from its configuration:
+GREETING, ENVIRONMENT_NAME, REPEAT, whether API_KEY is set (never its value), and the keys of
+the TOML file at $PROMENADE_CONFIG_FILE. ``GET /healthz`` is its health check.
+
+GREETER_FAIL=crash makes it exit with code 3 at start; GREETER_FAIL=unhealthy makes /healthz
+answer 503 forever. Both exist to show what a failed restart looks like.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import tomllib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any
+
+
+def config_file_keys() -> list[str]:
+    path = os.environ.get("PROMENADE_CONFIG_FILE")
+    if not path:
+        return []
+    with open(path, "rb") as config:
+        return sorted(tomllib.load(config))
+
+
+def greeting() -> dict[str, Any]:
+    return {
+        "greeting": os.environ.get("GREETING"),
+        "environment": os.environ.get("ENVIRONMENT_NAME") or None,
+        "repeat": int(os.environ.get("REPEAT") or 1),
+        # Only whether it is set: the value of a secret never leaves the process.
+        "has_api_key": bool(os.environ.get("API_KEY")),
+        "config_file_keys": config_file_keys(),
+        "pid": os.getpid(),
+    }
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "greeter/1"
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/healthz":
+            if os.environ.get("GREETER_FAIL") == "unhealthy":
+                self.answer(503, "text/plain", b"unhealthy (GREETER_FAIL=unhealthy)")
+            else:
+                self.answer(200, "text/plain", b"ok")
+        elif path == "/":
+            self.answer(200, "application/json", json.dumps(greeting()).encode())
+        else:
+            self.answer(404, "application/json", b'{"error": "not found"}')
+
+    def answer(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        print(f"greeter: {self.address_string()} {format % args}", flush=True)
+
+
+def main() -> int:
+    if os.environ.get("GREETER_FAIL") == "crash":
+        print("greeter: refusing to start (GREETER_FAIL=crash)", flush=True)
+        return 3
+    try:
+        int(os.environ.get("REPEAT") or 1)
+    except ValueError:
+        print("greeter: REPEAT must be an integer", flush=True)
+        return 2
+    port = int(os.environ["PORT"])
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # shutdown() waits for serve_forever() to return: it cannot run on the thread that
+        # is inside serve_forever(), which is the one this handler interrupts.
+        threading.Thread(target=server.shutdown).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"greeter: listening on 127.0.0.1:{port} (pid {os.getpid()})", flush=True)
+    server.serve_forever(poll_interval=0.1)
+    server.server_close()
+    print("greeter: stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

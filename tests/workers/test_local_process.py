@@ -1,0 +1,340 @@
+"""The LOCAL_PROCESS runtime with real greeter processes, seen through the real gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shlex
+import signal
+import stat
+import sys
+import time
+import tomllib
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from workers.gateway import create_gateway_app
+from workers.runtimes.base import Instance, InstanceSpec, StartFailed
+from workers.runtimes.local_process import LocalProcessRuntime, config_toml
+
+GREETER = Path(__file__).resolve().parents[2] / "examples" / "greeter" / "app.py"
+GREETER_COMMAND = shlex.join([sys.executable, str(GREETER)])
+GATEWAY_URL = "http://gateway.test"
+DEPLOYMENT = "dep-greeter"
+ROUTE = "/stg/billing/greeter"
+ENDPOINT = f"{GATEWAY_URL}{ROUTE}/"
+SECRET = "s3cret-api-key-7f1c"
+CERTIFICATE = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def greeter(
+    change_id: str,
+    *,
+    greeting: str = "Hello",
+    values: Mapping[str, str] | None = None,
+    file_keys: frozenset[str] = frozenset(),
+    health_timeout_s: float = 15.0,
+) -> InstanceSpec:
+    return InstanceSpec(
+        deployment_id=DEPLOYMENT,
+        change_id=change_id,
+        artifact=GREETER_COMMAND,
+        values={"GREETING": greeting, **(values or {})},
+        file_keys=file_keys,
+        route=ROUTE,
+        health_timeout_s=health_timeout_s,
+    )
+
+
+def recorded_pids(state_dir: Path) -> Iterator[int]:
+    for record in state_dir.glob("*/*/instance.json"):
+        yield int(json.loads(record.read_text())["pid"])
+
+
+def wait_gone(pid: int, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+    pytest.fail(f"process {pid} is still running")
+
+
+def assert_gone(pid: int) -> None:
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[LocalProcessRuntime]:
+    runtime = LocalProcessRuntime(tmp_path / "runtime", GATEWAY_URL, grace_period_s=5.0)
+    try:
+        yield runtime
+    finally:
+        # Whatever a test left running goes, and none of it may outlive the test.
+        pids = list(recorded_pids(runtime.state_dir))
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        for pid in pids:
+            wait_gone(pid)
+
+
+@pytest.fixture
+async def gateway(runtime: LocalProcessRuntime) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_gateway_app(runtime.routes_file)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=GATEWAY_URL) as client,
+    ):
+        yield client
+
+
+async def deploy(runtime: LocalProcessRuntime, spec: InstanceSpec) -> tuple[Instance, str]:
+    """What the step machine does for a change: start, route, retire the others."""
+    instance = await runtime.start(spec)
+    url = await runtime.route(spec.deployment_id, spec.route, instance)
+    await runtime.retire_others(spec.deployment_id, spec.change_id)
+    return instance, url
+
+
+async def greeting(gateway: httpx.AsyncClient, url: str = ENDPOINT) -> dict[str, Any]:
+    response = await gateway.get(url)
+    assert response.status_code == 200, response.text
+    assert SECRET not in response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def process_environment(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    pairs = (item.decode().split("=", 1) for item in raw.split(b"\0") if item)
+    return {name: value for name, value in pairs}
+
+
+def private_file(path: Path) -> tuple[int, str]:
+    """A file's permission bits and its text."""
+    return stat.S_IMODE(path.stat().st_mode), path.read_text()
+
+
+def pid_in_output(message: str) -> int:
+    match = re.search(r"greeter: listening on \S+ \(pid (\d+)\)", message)
+    assert match, message
+    return int(match.group(1))
+
+
+async def test_instance_answers_with_its_configuration_through_the_gateway(
+    runtime: LocalProcessRuntime, gateway: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker's own settings (its secret key above all) must not reach an integration.
+    monkeypatch.setenv("PROMENADE_SECRET_KEY", "the-workers-own-key")
+    values = {
+        "ENVIRONMENT_NAME": "Staging",
+        "REPEAT": "3",
+        "API_KEY": SECRET,
+        "/certs/ca.pem": CERTIFICATE,
+    }
+    spec = greeter(
+        "change-1",
+        greeting="Hello from staging",
+        values=values,
+        file_keys=frozenset({"/certs/ca.pem"}),
+    )
+
+    instance, url = await deploy(runtime, spec)
+
+    assert url == ENDPOINT == runtime.endpoint_url(ROUTE)
+    body = await greeting(gateway, url)
+    assert body == {
+        "greeting": "Hello from staging",
+        "environment": "Staging",
+        "repeat": 3,
+        "has_api_key": True,
+        "config_file_keys": ["/certs/ca.pem", "API_KEY", "ENVIRONMENT_NAME", "GREETING", "REPEAT"],
+        "pid": body["pid"],
+    }
+    # The route's prefix is stripped: the greeter sees /healthz.
+    health = await gateway.get(url + "healthz")
+    assert (health.status_code, health.text) == (200, "ok")
+
+    env = process_environment(body["pid"])
+    assert env["API_KEY"] == SECRET
+    assert env["GREETING"] == "Hello from staging"
+    assert env["PORT"] == instance.address.rsplit(":", 1)[1]
+    assert "PROMENADE_SECRET_KEY" not in env
+    assert "/certs/ca.pem" not in env
+    config_mode, config_text = private_file(Path(env["PROMENADE_CONFIG_FILE"]))
+    assert config_mode == 0o600
+    assert tomllib.loads(config_text) == spec.values
+    certificate = Path(env["PROMENADE_FILES_DIR"]) / "certs" / "ca.pem"
+    assert private_file(certificate) == (0o600, CERTIFICATE)
+
+
+def test_config_file_round_trips_any_string() -> None:
+    values = {
+        "QUOTED": 'say "hi" \\o/',
+        "LINES": "one\ntwo\r\n\tthree",
+        "CONTROL": "\x00\x01\x1b\x7f",
+        "UNICODE": "grüße ✓ 𝄞",
+        "/certs/ca.pem": CERTIFICATE,
+        'a "strange" key': "",
+    }
+    assert tomllib.loads(config_toml(values)) == values
+
+
+async def test_restart_routes_to_the_new_instance_and_retires_the_old_one(
+    runtime: LocalProcessRuntime, gateway: httpx.AsyncClient
+) -> None:
+    _, first_url = await deploy(runtime, greeter("change-1", greeting="Hello"))
+    first = await greeting(gateway)
+
+    _, second_url = await deploy(runtime, greeter("change-2", greeting="Bonjour"))
+
+    assert second_url == first_url
+    second = await greeting(gateway, first_url)
+    assert second["greeting"] == "Bonjour"
+    assert second["pid"] != first["pid"]
+    assert_gone(first["pid"])
+    # Retiring again (a redelivered command) changes nothing.
+    await runtime.retire_others(DEPLOYMENT, "change-2")
+    assert (await greeting(gateway))["pid"] == second["pid"]
+
+    # The old instance's log is kept; the newest instance's lines come last.
+    lines = runtime.logs(DEPLOYMENT)
+    first_started = lines.index(f"greeter: listening on {_address_of(lines, first['pid'])}")
+    first_stopped = lines.index("greeter: stopped")
+    second_started = lines.index(f"greeter: listening on {_address_of(lines, second['pid'])}")
+    assert first_started < first_stopped < second_started
+    assert runtime.logs(DEPLOYMENT, lines=2) == lines[-2:]
+
+
+def _address_of(lines: list[str], pid: int) -> str:
+    """The rest of the greeter's 'listening on' line for the process ``pid``."""
+    for line in lines:
+        if line.startswith("greeter: listening on ") and line.endswith(f"(pid {pid})"):
+            return line.removeprefix("greeter: listening on ")
+    raise AssertionError(f"no start line for pid {pid} in {lines}")
+
+
+async def test_start_is_idempotent_per_change(
+    runtime: LocalProcessRuntime, gateway: httpx.AsyncClient
+) -> None:
+    spec = greeter("change-1")
+    # A redelivered command racing its first delivery.
+    first, again = await asyncio.gather(runtime.start(spec), runtime.start(spec))
+    assert again == first
+    await runtime.route(DEPLOYMENT, ROUTE, first)
+    pid = (await greeting(gateway))["pid"]
+
+    assert await runtime.start(spec) == first
+    # A new worker on the machine, after the one that started it died.
+    next_worker = LocalProcessRuntime(runtime.state_dir, GATEWAY_URL)
+    assert await next_worker.start(spec) == first
+    assert (await greeting(gateway))["pid"] == pid
+
+    # An instance that died is started again for the same change.
+    os.killpg(pid, signal.SIGKILL)
+    wait_gone(pid)
+    restarted = await next_worker.start(spec)
+    await next_worker.route(DEPLOYMENT, ROUTE, restarted)
+    new_pid = (await greeting(gateway))["pid"]
+    assert new_pid != pid
+    # ... and the first worker's object, which did not start it, can stop it.
+    await runtime.stop(DEPLOYMENT, ROUTE)
+    wait_gone(new_pid)
+
+
+async def test_a_crashing_build_fails_and_the_old_instance_keeps_serving(
+    runtime: LocalProcessRuntime, gateway: httpx.AsyncClient
+) -> None:
+    await deploy(runtime, greeter("change-1", greeting="Hello"))
+
+    with pytest.raises(StartFailed) as failure:
+        await runtime.start(greeter("change-2", values={"GREETER_FAIL": "crash"}))
+
+    message = str(failure.value)
+    assert "exited with code 3" in message
+    assert "greeter: refusing to start (GREETER_FAIL=crash)" in message
+    assert (await greeting(gateway))["greeting"] == "Hello"
+
+
+async def test_a_build_that_never_becomes_healthy_is_stopped(
+    runtime: LocalProcessRuntime, gateway: httpx.AsyncClient
+) -> None:
+    await deploy(runtime, greeter("change-1", greeting="Hello"))
+    started = time.monotonic()
+
+    with pytest.raises(StartFailed) as failure:
+        await runtime.start(
+            greeter("change-2", values={"GREETER_FAIL": "unhealthy"}, health_timeout_s=2)
+        )
+
+    assert time.monotonic() - started < 2 + 5  # the timeout, and the greeter's quick SIGTERM
+    message = str(failure.value)
+    assert "did not become healthy within 2s: GET /healthz answered HTTP 503" in message
+    assert_gone(pid_in_output(message))
+    assert (await greeting(gateway))["greeting"] == "Hello"
+
+
+async def test_a_build_that_cannot_run_fails_to_start(runtime: LocalProcessRuntime) -> None:
+    missing = InstanceSpec(
+        deployment_id=DEPLOYMENT,
+        change_id="change-1",
+        artifact="/nonexistent/integration -v",
+        values={},
+        route=ROUTE,
+    )
+    with pytest.raises(StartFailed, match="could not run '/nonexistent/integration'"):
+        await runtime.start(missing)
+
+    escaping = greeter(
+        "change-2", values={"../../escape": "x"}, file_keys=frozenset({"../../escape"})
+    )
+    with pytest.raises(StartFailed, match="is not a path inside the instance"):
+        await runtime.start(escaping)
+    assert not (runtime.state_dir / "escape").exists()
+    assert list(recorded_pids(runtime.state_dir)) == []  # nothing was started
+
+
+async def test_stop_removes_the_route_and_stops_the_instances(
+    runtime: LocalProcessRuntime, gateway: httpx.AsyncClient
+) -> None:
+    _, url = await deploy(runtime, greeter("change-1", greeting="Hello"))
+    pid = (await greeting(gateway, url))["pid"]
+
+    await runtime.stop(DEPLOYMENT, ROUTE)
+
+    response = await gateway.get(url)
+    assert response.status_code == 404
+    assert response.json() == {"error": "no integration at this path"}
+    assert_gone(pid)
+    logs = runtime.logs(DEPLOYMENT)
+    assert f"greeter: listening on {_address_of(logs, pid)}" in logs
+    assert logs[-1] == "greeter: stopped"  # it was asked (SIGTERM), not killed
+    await runtime.stop(DEPLOYMENT, ROUTE)  # idempotent
+
+
+async def test_workers_sharing_a_machine_keep_every_route(tmp_path: Path) -> None:
+    state_dir = tmp_path / "runtime"
+    workers = [LocalProcessRuntime(state_dir, GATEWAY_URL) for _ in range(2)]
+
+    async def route_many(runtime: LocalProcessRuntime, name: str) -> None:
+        for i in range(15):
+            instance = Instance(change_id="c", address=f"127.0.0.1:{1000 + i}")
+            await runtime.route(f"{name}-{i}", f"/{name}/project/integration-{i}", instance)
+
+    # Each in its own thread and event loop, as two worker processes would interleave.
+    await asyncio.gather(
+        *(asyncio.to_thread(asyncio.run, route_many(w, f"w{n}")) for n, w in enumerate(workers))
+    )
+    routes = json.loads((state_dir / "routes.json").read_text())
+    assert len(routes) == 30
