@@ -18,6 +18,7 @@ from app.crypto import SecretBox
 from app.db import create_engine, create_session_factory, session_scope
 from app.main import create_app
 from app.messaging.bus import Bus
+from app.messaging.fanout import EventHub
 from app.messaging.outbox import OutboxRelay
 from app.services.bootstrap import Bootstrapped, bootstrap, is_empty
 from app.services.errors import DomainError
@@ -155,7 +156,8 @@ async def _up(settings: Settings, args: argparse.Namespace) -> None:
             await gateway.start()
             stack.push_async_callback(gateway.stop)
             print(f"Gateway at {settings.resolved_gateway_url}", file=sys.stderr)
-            await _serve(settings, args, engine=engine, on_commit=relay.wake)
+            hub = await _start_hub(stack, bus)
+            await _serve(settings, args, engine=engine, on_commit=relay.wake, hub=hub)
     finally:
         await engine.dispose()
 
@@ -168,16 +170,19 @@ async def _api(settings: Settings, args: argparse.Namespace) -> None:
         await _require_current_schema(engine, settings)
         async with contextlib.AsyncExitStack() as stack:
             on_commit = None
+            hub = None
             if settings.amqp_url:
-                relay = await _start_relay(stack, engine, RabbitBus(settings.amqp_url))
+                bus = RabbitBus(settings.amqp_url)
+                relay = await _start_relay(stack, engine, bus)
                 on_commit = relay.wake
+                hub = await _start_hub(stack, bus)
             else:
                 print(
                     "promenade api: PROMENADE_AMQP_URL is not set: changes are recorded, but no "
                     "worker hears of them (promenade up runs everything in one process)",
                     file=sys.stderr,
                 )
-            await _serve(settings, args, engine=engine, on_commit=on_commit)
+            await _serve(settings, args, engine=engine, on_commit=on_commit, hub=hub)
     finally:
         await engine.dispose()
 
@@ -270,19 +275,28 @@ async def _start_relay(
     return relay
 
 
+async def _start_hub(stack: contextlib.AsyncExitStack, bus: Bus) -> EventHub:
+    """Hear the bus's events for this process's subscriptions, until the stack closes."""
+    hub = EventHub(bus)
+    await hub.start()
+    stack.push_async_callback(hub.stop)
+    return hub
+
+
 async def _serve(
     settings: Settings,
     args: argparse.Namespace,
     *,
     engine: AsyncEngine,
     on_commit: Callable[[], None] | None,
+    hub: EventHub | None = None,
 ) -> None:
     """Serve the API until SIGTERM or SIGINT; the caller's stack then stops the rest."""
     host = args.host or settings.host
     port = args.port or settings.port
     stop = stop_on_signals()
     server = BackgroundServer(
-        create_app(settings, engine=engine, on_commit=on_commit),
+        create_app(settings, engine=engine, on_commit=on_commit, hub=hub),
         host=host,
         port=port,
         setting="PROMENADE_PORT",

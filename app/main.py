@@ -10,11 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from app.crypto import SecretBox
 from app.db import RequestSession, create_engine, create_session_factory
 from app.graphql.http import AuthenticatedGraphQL, PromenadeGraphQL
+from app.messaging.fanout import EventHub
 from app.settings import Settings
 
 
@@ -23,16 +24,24 @@ def create_app(
     *,
     engine: AsyncEngine | None = None,
     on_commit: Callable[[], None] | None = None,
+    hub: EventHub | None = None,
 ) -> Starlette:
     """The application; it disposes of the engine it made itself when it shuts down.
-    ``on_commit`` runs after each mutation that committed (the outbox relay's wake-up)."""
+    ``on_commit`` runs after each mutation that committed (the outbox relay's wake-up); ``hub``
+    brings the bus's events to subscriptions (without one, subscriptions poll the database)."""
     owns_engine = engine is None
     if engine is None:
         engine = create_engine(settings.resolved_database_url)
     sessions = create_session_factory(engine, class_=RequestSession)
     box = SecretBox(settings.resolved_secret_key())
     graphql = AuthenticatedGraphQL(
-        PromenadeGraphQL(box=box, graphiql=not settings.production, on_commit=on_commit),
+        PromenadeGraphQL(
+            box=box,
+            graphiql=not settings.production,
+            sessions=sessions,
+            hub=hub or EventHub(None),
+            on_commit=on_commit,
+        ),
         sessions,
     )
 
@@ -50,6 +59,7 @@ def create_app(
     return Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
         ],
         lifespan=lifespan,

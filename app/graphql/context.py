@@ -10,19 +10,35 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from strawberry.types import Info as StrawberryInfo
 
 from app.crypto import SecretBox
+from app.db import SessionFactory
 from app.graphql.loaders import Loaders, forget
+from app.graphql.public_error import PublicError
+from app.messaging.fanout import EventHub
 from app.models import Role, User
 
 
 @dataclass
 class Context:
+    """One per HTTP request, or per websocket connection (whose viewer is known once its
+    ``connection_init`` carried a valid token)."""
+
     session: AsyncSession
-    viewer: User
     box: SecretBox
     loaders: Loaders
+    sessions: SessionFactory
+    hub: EventHub
     # Called after a mutation commits: it wakes the outbox relay, so commands leave now.
     after_commit: Callable[[], None] = lambda: None
+    authenticated: User | None = None
+    # What a websocket client sent in connection_init (Strawberry sets it).
+    connection_params: dict[str, object] | None = None
     _roles: dict[str, Role] | None = field(default=None, repr=False)
+
+    @property
+    def viewer(self) -> User:
+        if self.authenticated is None:
+            raise PublicError("a valid bearer token is required", code="UNAUTHENTICATED")
+        return self.authenticated
 
     async def role_in(self, organization_id: str) -> Role | None:
         """The viewer's role in an organization (read once per request)."""

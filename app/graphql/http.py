@@ -1,4 +1,5 @@
-"""GraphQL over HTTP: bearer authentication, one database session per request."""
+"""GraphQL over HTTP and websockets: bearer authentication, one database session per request
+(or per websocket connection)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.types.unset import UnsetType
 
 from app.crypto import SecretBox
 from app.db import SessionFactory
 from app.graphql.context import Context
 from app.graphql.loaders import Loaders
 from app.graphql.schema import schema
+from app.messaging.fanout import EventHub
 from app.services.auth import authenticate
+
+# Subscriptions one websocket connection may hold at once.
+MAX_SUBSCRIPTIONS_PER_CONNECTION = 50
 
 UNAUTHENTICATED = {
     "errors": [
@@ -48,26 +55,56 @@ def _wants_ide(request: Request) -> bool:
 
 class PromenadeGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI app, with the context built from what ``AuthenticatedGraphQL`` put in
-    the request's state."""
+    the request's state. Websocket clients authenticate in ``connection_init`` with
+    ``{"authorization": "Bearer <token>"}``; without a valid token the connection is closed
+    with 4403, as the graphql-transport-ws protocol recommends."""
 
     def __init__(
-        self, *, box: SecretBox, graphiql: bool, on_commit: Callable[[], None] | None = None
+        self,
+        *,
+        box: SecretBox,
+        graphiql: bool,
+        sessions: SessionFactory,
+        hub: EventHub,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(
-            schema, graphql_ide="graphiql" if graphiql else None, allow_queries_via_get=False
+            schema,
+            graphql_ide="graphiql" if graphiql else None,
+            allow_queries_via_get=False,
+            max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
         )
         self._box = box
+        self._sessions = sessions
+        self._hub = hub
         self._on_commit = on_commit or (lambda: None)
 
     async def get_context(self, request: Any, response: Any) -> Context:
         session = request.state.session
         return Context(
             session=session,
-            viewer=request.state.viewer,
             box=self._box,
             loaders=Loaders(session),
+            sessions=self._sessions,
+            hub=self._hub,
             after_commit=self._on_commit,
+            authenticated=getattr(request.state, "viewer", None),
         )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        params = context.connection_params or {}
+        value = params.get("authorization") or params.get("Authorization")
+        scheme, _, token = str(value or "").partition(" ")
+        viewer = None
+        if scheme.lower() == "bearer" and token.strip():
+            async with self._sessions() as session:
+                viewer = await authenticate(session, token.strip())
+                if viewer is not None:
+                    session.expunge(viewer)
+        if viewer is None:
+            raise ConnectionRejectionError({"message": "a valid bearer token is required"})
+        context.authenticated = viewer
+        return UnsetType()  # acknowledge without a payload
 
 
 class AuthenticatedGraphQL:
@@ -79,6 +116,14 @@ class AuthenticatedGraphQL:
         self._sessions = sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            # The connection's session: subscriptions read through short sessions of their
+            # own, so this one holds no database connection while the socket is open.
+            async with self._sessions() as session:
+                scope.setdefault("state", {})
+                scope["state"]["session"] = session
+                await self._graphql(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self._graphql(scope, receive, send)
             return

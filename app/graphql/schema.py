@@ -14,6 +14,7 @@ from app.graphql.pipelines import PipelineMutations
 from app.graphql.projects import ProjectMutations, ProjectQueries
 from app.graphql.promotions import PromotionMutations, PromotionQueries
 from app.graphql.public_error import PublicError
+from app.graphql.subscriptions import Subscription
 from app.graphql.types import (
     ApiToken,
     Build,
@@ -67,6 +68,7 @@ def _should_mask(error: GraphQLError) -> bool:
 schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     types=[
         User,
         ApiToken,

@@ -1,0 +1,173 @@
+"""Live status over graphql-transport-ws: a promotion's statuses, and deployments' events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import datetime
+
+import strawberry
+from sqlmodel import col, select
+
+from app import models
+from app.graphql.context import Context, Info
+from app.graphql.public_error import PublicError
+from app.graphql.types import PromotionEvent
+from app.messaging.bus import Message
+from app.messaging.fanout import SubscriberTooSlow
+from app.models import DeploymentStatus
+from app.services.auth import Owned
+from app.services.events import promotion_routing_key
+
+# Without an event, a promotion's subscription still looks at the database this often, so a bus
+# that is down (or absent: `promenade api` without RabbitMQ) delays it but does not stall it.
+POLL_INTERVAL_S = 5.0
+
+
+@strawberry.type
+class DeploymentEvent:
+    deployment_id: strawberry.ID
+    integration_id: strawberry.ID
+    environment_id: strawberry.ID
+    status: DeploymentStatus
+    revision: int
+    endpoint_url: str | None
+    detail: str | None
+    at: datetime
+
+    @classmethod
+    def from_body(cls, body: dict[str, object]) -> DeploymentEvent:
+        return cls(
+            deployment_id=strawberry.ID(str(body["deploymentId"])),
+            integration_id=strawberry.ID(str(body["integrationId"])),
+            environment_id=strawberry.ID(str(body["environmentId"])),
+            status=DeploymentStatus(str(body["status"])),
+            revision=int(str(body["revision"])),
+            endpoint_url=None if body.get("endpointUrl") is None else str(body["endpointUrl"]),
+            detail=None if body.get("detail") is None else str(body["detail"]),
+            at=datetime.fromisoformat(str(body["at"])),
+        )
+
+
+def _not_found(what: str, object_id: str) -> PublicError:
+    return PublicError(f"no {what} with id {object_id}", code="NOT_FOUND")
+
+
+async def _organization_of(ctx: Context, model: type[Owned], object_id: str) -> str | None:
+    """The object's organization, when the viewer belongs to it."""
+    async with ctx.sessions() as session:
+        row = await session.get(model, object_id)
+        if row is None:
+            return None
+        organization_id = row.organization_id
+    return organization_id if await _member_of(ctx, organization_id) else None
+
+
+async def _member_of(ctx: Context, organization_id: str) -> bool:
+    async with ctx.sessions() as session:
+        membership = (
+            await session.exec(
+                select(models.Membership).where(
+                    models.Membership.user_id == ctx.viewer.id,
+                    models.Membership.organization_id == organization_id,
+                )
+            )
+        ).first()
+    return membership is not None
+
+
+async def _events_after(
+    ctx: Context, promotion_id: str, after: tuple[datetime, str] | None
+) -> list[models.PromotionEvent]:
+    async with ctx.sessions() as session:
+        query = (
+            select(models.PromotionEvent)
+            .where(models.PromotionEvent.promotion_id == promotion_id)
+            .order_by(col(models.PromotionEvent.at), col(models.PromotionEvent.id))
+        )
+        rows = list((await session.exec(query)).all())
+    if after is None:
+        return rows
+    return [row for row in rows if (row.at, row.id) > after]
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Every status change of one promotion, starting with its current status; "
+        "completes at a final status."
+    )
+    async def promotion_status(
+        self, info: Info, id: strawberry.ID
+    ) -> AsyncGenerator[PromotionEvent, None]:
+        ctx = info.context
+        if await _organization_of(ctx, models.Promotion, id) is None:
+            raise _not_found("promotion", id)
+        key = promotion_routing_key(id)
+        # Listen first, then read: an event recorded in between is seen by the read or wakes
+        # the loop. The database is the record; an event only says "look again", so none is
+        # lost or reordered, whatever order the bus delivers them in.
+        with ctx.hub.wakeups(lambda message: message.routing_key == key) as wakeup:
+            events = await _events_after(ctx, id, None)
+            if not events:
+                raise _not_found("promotion", id)
+            current = events[-1]
+            yield PromotionEvent.from_model(current)
+            last = (current.at, current.id)
+            final = current.status.is_final
+            while not final:
+                await wakeup.wait(POLL_INTERVAL_S)
+                for event in await _events_after(ctx, id, last):
+                    yield PromotionEvent.from_model(event)
+                    last = (event.at, event.id)
+                    final = event.status.is_final
+
+    @strawberry.subscription(
+        description="Status changes of deployments, filtered by environment and/or integration "
+        "(without a filter: every deployment of the viewer's organizations)."
+    )
+    async def deployment_events(
+        self,
+        info: Info,
+        environment_id: strawberry.ID | None = None,
+        integration_id: strawberry.ID | None = None,
+    ) -> AsyncGenerator[DeploymentEvent, None]:
+        ctx = info.context
+        organizations: set[str] = set()
+        if environment_id is not None:
+            org = await _organization_of(ctx, models.Environment, environment_id)
+            if org is None:
+                raise _not_found("environment", environment_id)
+            organizations.add(org)
+        if integration_id is not None:
+            org = await _organization_of(ctx, models.Integration, integration_id)
+            if org is None:
+                raise _not_found("integration", integration_id)
+            organizations.add(org)
+        if not organizations:
+            async with ctx.sessions() as session:
+                organizations = set(
+                    (
+                        await session.exec(
+                            select(models.Membership.organization_id).where(
+                                models.Membership.user_id == ctx.viewer.id
+                            )
+                        )
+                    ).all()
+                )
+
+        def accept(message: Message) -> bool:
+            body = message.body
+            return (
+                message.routing_key.startswith("deployment.")
+                and body.get("organizationId") in organizations
+                and (environment_id is None or body.get("environmentId") == environment_id)
+                and (integration_id is None or body.get("integrationId") == integration_id)
+            )
+
+        with ctx.hub.subscribe(accept) as subscriber:
+            while True:
+                try:
+                    message = await subscriber.next()
+                except SubscriberTooSlow as slow:
+                    raise PublicError(str(slow), code="TOO_SLOW") from None
+                yield DeploymentEvent.from_body(message.body)
