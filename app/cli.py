@@ -25,6 +25,7 @@ from app.services.errors import DomainError
 from app.services.organizations import DEFAULT_DATA_PLANE
 from app.serving import BackgroundServer, stop_on_signals
 from app.settings import Settings, SettingsError, load_settings
+from app.sweeps import ExpirySweep
 
 if TYPE_CHECKING:
     from workers.service import Worker
@@ -157,6 +158,7 @@ async def _up(settings: Settings, args: argparse.Namespace) -> None:
             stack.push_async_callback(gateway.stop)
             print(f"Gateway at {settings.resolved_gateway_url}", file=sys.stderr)
             hub = await _start_hub(stack, bus)
+            _start_sweep(stack, settings, engine, relay.wake)
             await _serve(settings, args, engine=engine, on_commit=relay.wake, hub=hub)
     finally:
         await engine.dispose()
@@ -182,6 +184,7 @@ async def _api(settings: Settings, args: argparse.Namespace) -> None:
                     "worker hears of them (promenade up runs everything in one process)",
                     file=sys.stderr,
                 )
+            _start_sweep(stack, settings, engine, on_commit)
             await _serve(settings, args, engine=engine, on_commit=on_commit, hub=hub)
     finally:
         await engine.dispose()
@@ -273,6 +276,21 @@ async def _start_relay(
 
     stack.push_async_callback(stop)
     return relay
+
+
+def _start_sweep(
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    engine: AsyncEngine,
+    on_change: Callable[[], None] | None,
+) -> None:
+    sweep = ExpirySweep(
+        create_session_factory(engine),
+        interval_s=settings.expiry_sweep_s,
+        on_change=on_change or (lambda: None),
+    )
+    sweep.start()
+    stack.push_async_callback(sweep.stop)
 
 
 async def _start_hub(stack: contextlib.AsyncExitStack, bus: Bus) -> EventHub:

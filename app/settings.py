@@ -44,6 +44,11 @@ class Settings(BaseSettings):
         description="Base of endpoint URLs; default: http://<gateway host>:<gateway port>.",
     )
 
+    expiry_sweep_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often the API expires promotion requests that nobody decided on.",
+    )
     pause_after_step: str | None = Field(
         default=None,
         description="Crash testing only: a worker stops forever after this step of a change "

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass
 
-from sqlmodel import col, select
+from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import SecretBox
@@ -26,6 +27,7 @@ from app.models import (
     DeploymentChange,
     DeploymentRevision,
     DeploymentStatus,
+    Environment,
     Integration,
     Promotion,
     PromotionStatus,
@@ -33,6 +35,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.models.promotions import FINAL_CHANGE_STATUSES
+from app.services import audit
 from app.services.configuration import (
     apply_entries,
     effective_values,
@@ -82,8 +85,11 @@ class StepMachine:
         the deployment; after releasing it we look once more, so a change that arrived while
         another worker held the lease is never left behind."""
         deployment_id = str(message.body["deployment_id"])
+        # One lease owner per handler call, not per worker: the consumers of one worker run
+        # side by side, and a lease they all owned would let them in together.
+        owner = f"{self.owner}/{uuid.uuid4().hex[:8]}"
         while True:
-            async with holding_lease(self.sessions, deployment_id, self.owner):
+            async with holding_lease(self.sessions, deployment_id, owner):
                 while (change_id := await self._next_change(deployment_id)) is not None:
                     await self.run(change_id)
             if await self._next_change(deployment_id) is None:
@@ -121,7 +127,21 @@ class StepMachine:
         async with session_scope(self.sessions) as session:
             change = await self._change(session, change_id)
             if change.status is ChangeStatus.QUEUED:
-                await self._enter(session, change, ChangeStatus.APPLYING_CONFIGURATION)
+                # Conditional: a cancel may have won the race for this change.
+                taken = await session.exec(
+                    update(DeploymentChange)
+                    .where(
+                        col(DeploymentChange.id) == change.id,
+                        col(DeploymentChange.status) == ChangeStatus.QUEUED,
+                    )
+                    .values(status=ChangeStatus.APPLYING_CONFIGURATION)
+                )
+                if not taken.rowcount:
+                    return
+                await session.refresh(change)
+                await self._promotion_status(
+                    session, change, PromotionStatus.APPLYING_CONFIGURATION, None
+                )
         await self._pause_after("QUEUED")
         if change.status is ChangeStatus.APPLYING_CONFIGURATION:
             async with session_scope(self.sessions) as session:
@@ -248,6 +268,17 @@ class StepMachine:
         change.finished_at = utcnow()
         change.error = None
         session.add(change)
+        audit.record(
+            session,
+            organization_id=deployment.organization_id,
+            actor=change.actor_id,
+            action="change.succeeded",
+            subject_id=deployment.id,
+            change_id=change.id,
+            kind=change.kind.value,
+            revision=deployment.revision,
+            promotion_id=change.promotion_id,
+        )
         await self._promotion_status(
             session, change, PromotionStatus.SUCCEEDED, f"revision {deployment.revision} is live"
         )
@@ -265,6 +296,17 @@ class StepMachine:
         change.error = reason
         change.finished_at = utcnow()
         session.add(change)
+        audit.record(
+            session,
+            organization_id=deployment.organization_id,
+            actor=change.actor_id,
+            action="change.failed",
+            subject_id=deployment.id,
+            change_id=change.id,
+            kind=change.kind.value,
+            reason=reason[:2000],
+            promotion_id=change.promotion_id,
+        )
         if change.promotion_id is not None:
             promotion = await session.get(Promotion, change.promotion_id)
             assert promotion is not None
@@ -300,11 +342,14 @@ class StepMachine:
     # ---- reads ---------------------------------------------------------------------------------
 
     async def _next_change(self, deployment_id: str) -> str | None:
-        """The deployment's oldest change that has not ended."""
+        """The deployment's oldest change that has not ended, unless it has not started and its
+        environment is frozen: then the deployment waits (unfreezing announces it again)."""
         async with self.sessions() as session:
-            return (
+            row = (
                 await session.exec(
-                    select(DeploymentChange.id)
+                    select(DeploymentChange.id, DeploymentChange.status, Environment.frozen)
+                    .join(Deployment, col(Deployment.id) == col(DeploymentChange.deployment_id))
+                    .join(Environment, col(Environment.id) == col(Deployment.environment_id))
                     .where(
                         DeploymentChange.deployment_id == deployment_id,
                         col(DeploymentChange.status).not_in(FINAL_CHANGE_STATUSES),
@@ -313,6 +358,13 @@ class StepMachine:
                     .limit(1)
                 )
             ).first()
+        if row is None:
+            return None
+        change_id, status, frozen = row
+        if frozen and status is ChangeStatus.QUEUED:
+            log.info("change %s waits: its environment is frozen", change_id)
+            return None
+        return change_id
 
     @staticmethod
     async def _change(session: AsyncSession, change_id: str) -> DeploymentChange:

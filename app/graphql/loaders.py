@@ -13,6 +13,8 @@ from strawberry.dataloader import DataLoader
 
 from app.graphql.pagination import Page, PageKey, load_pages
 from app.models import (
+    ApprovalPolicy,
+    AuditEvent,
     Build,
     ConfigValue,
     DataPlane,
@@ -28,6 +30,7 @@ from app.models import (
     Project,
     Promotion,
     PromotionEvent,
+    Review,
     User,
 )
 
@@ -77,6 +80,9 @@ class Loaders:
         self.integrations_page = self._pages(Integration, "project_id")
         self.builds_page = self._pages(Build, "integration_id", descending=True)
         self.promotion = self._by_id(Promotion)
+        self.approval_policies_by_environment = self._by_parent(ApprovalPolicy, "environment_id")
+        self.reviews_by_promotion = self._by_parent(Review, "promotion_id")
+        self.audit_page = self._pages(AuditEvent, "organization_id", descending=True)
         self.promotion_events_by_promotion = self._by_parent(PromotionEvent, "promotion_id")
         self.promotions_page = self._pages(
             Promotion, "integration_id", descending=True, filter_column=col(Promotion.status)

@@ -8,6 +8,7 @@ from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimite
 
 from app.graphql.deployments import DeploymentMutations, DeploymentQueries
 from app.graphql.environments import EnvironmentMutations, EnvironmentQueries
+from app.graphql.governance import GovernanceMutations
 from app.graphql.identity import IdentityMutations, IdentityQueries
 from app.graphql.nodes import NodeQueries
 from app.graphql.pipelines import PipelineMutations
@@ -54,6 +55,7 @@ class Mutation(
     ProjectMutations,
     DeploymentMutations,
     PromotionMutations,
+    GovernanceMutations,
 ):
     pass
 

@@ -10,11 +10,14 @@ from sqlmodel import col, select
 
 from app import models
 from app.graphql.context import Context, Info
+from app.graphql.loaders import Loaders
 from app.graphql.public_error import PublicError
-from app.graphql.types import PromotionEvent
+from app.graphql.types import Promotion, PromotionEvent
 from app.messaging.bus import Message
 from app.messaging.fanout import SubscriberTooSlow
 from app.models import DeploymentStatus
+from app.services import approvals
+from app.services.approvals import approval_routing_key
 from app.services.auth import Owned
 from app.services.events import promotion_routing_key
 
@@ -171,3 +174,31 @@ class Subscription:
                 except SubscriberTooSlow as slow:
                     raise PublicError(str(slow), code="TOO_SLOW") from None
                 yield DeploymentEvent.from_body(message.body)
+
+    @strawberry.subscription(description="New promotion requests the viewer may review.")
+    async def approval_requests(
+        self, info: Info, organization_id: strawberry.ID
+    ) -> AsyncGenerator[Promotion, None]:
+        ctx = info.context
+        if not await _member_of(ctx, organization_id):
+            raise _not_found("organization", organization_id)
+        key = approval_routing_key(organization_id)
+        with ctx.hub.subscribe(lambda message: message.routing_key == key) as subscriber:
+            while True:
+                try:
+                    message = await subscriber.next()
+                except SubscriberTooSlow as slow:
+                    raise PublicError(str(slow), code="TOO_SLOW") from None
+                async with ctx.sessions() as session:
+                    promotion = await session.get(
+                        models.Promotion, str(message.body.get("promotionId"))
+                    )
+                    if promotion is None or not await approvals.awaits_review_by(
+                        session, user=ctx.viewer, promotion=promotion
+                    ):
+                        continue
+                # The request's fields are read through the connection's session: fresh
+                # loaders for each request, and no transaction held between two of them.
+                await ctx.session.rollback()
+                ctx.loaders = Loaders(ctx.session)
+                yield Promotion.from_model(promotion)

@@ -9,11 +9,14 @@ from typing import Any
 
 import strawberry
 from sqlmodel import col, select
+from strawberry.scalars import JSON
 
 from app import models
 from app.graphql.context import Info
-from app.graphql.pagination import Connection, PageKey, decode_cursor, page_size
+from app.graphql.pagination import Connection, Page, PageKey, decode_cursor, page_size
+from app.graphql.public_error import PublicError
 from app.models import DeploymentStatus, PromotionStatus, RevisionCause, Role, RuntimeKind
+from app.services import approvals
 from app.services.configuration import ConfigKey as ConfigKeyRecord
 from app.services.configuration import ConfigType, missing_keys, schema_of
 from app.services.promotions import sealed_entries
@@ -157,6 +160,47 @@ class Organization(Node):
         )
         return page.connection(Project.from_model)
 
+    @strawberry.field(
+        description="Promotion requests that wait for a review by the viewer (or by anyone, for "
+        "ADMIN), oldest first."
+    )
+    async def pending_approvals(
+        self, info: Info, first: int | None = 50, after: str | None = None
+    ) -> Connection[Promotion]:
+        ctx = info.context
+        size, cursor = page_size(first), decode_cursor(after)
+        query = (
+            select(models.Promotion)
+            .where(
+                models.Promotion.organization_id == self.id,
+                models.Promotion.status == PromotionStatus.PENDING_APPROVAL,
+            )
+            .order_by(col(models.Promotion.id))
+        )
+        rows = [
+            row
+            for row in (await ctx.session.exec(query)).all()
+            if await approvals.awaits_review_by(ctx.session, user=ctx.viewer, promotion=row)
+        ]
+        after_cursor = [row for row in rows if cursor is None or row.id > cursor]
+        page = Page(
+            rows=after_cursor[:size],
+            has_next_page=len(after_cursor) > size,
+            total_count=len(rows),
+        )
+        return page.connection(Promotion.from_model)
+
+    @strawberry.field(description="Newest first. Visible to ADMIN.")
+    async def audit_log(
+        self, info: Info, first: int | None = 50, after: str | None = None
+    ) -> Connection[AuditEvent]:
+        if await info.context.role_in(self.id) is not Role.ADMIN:
+            raise PublicError("the audit log is visible to ADMIN", code="FORBIDDEN")
+        page = await info.context.loaders.audit_page.load(
+            PageKey(self.id, page_size(first), decode_cursor(after))
+        )
+        return page.connection(AuditEvent.from_model)
+
     @strawberry.field
     async def members(self, info: Info) -> list[Membership]:
         rows = await info.context.loaders.memberships_by_organization.load(self.id)
@@ -179,6 +223,37 @@ class DataPlane(Node):
     async def environments(self, info: Info) -> list[Environment]:
         rows = await info.context.loaders.environments_by_data_plane.load(self.id)
         return [Environment.from_model(row) for row in rows]
+
+
+@strawberry.type(
+    description="Promotions into the environment need reviews. Changing a policy applies to new "
+    "requests; pending ones keep the rule they were filed under."
+)
+class ApprovalPolicy:
+    required_approvals: int
+    approver_roles: list[Role] = strawberry.field(
+        description="Members with one of these roles may review."
+    )
+    allow_self_approval: bool
+    expires_after_hours: int | None = strawberry.field(
+        description="A request with no decision after this many hours becomes EXPIRED. Null: never."
+    )
+    approver_ids: strawberry.Private[list[str]]
+
+    @classmethod
+    def from_model(cls, row: models.ApprovalPolicy) -> ApprovalPolicy:
+        return cls(
+            required_approvals=row.required_approvals,
+            approver_roles=[Role(role) for role in row.approver_roles],
+            allow_self_approval=row.allow_self_approval,
+            expires_after_hours=row.expires_after_hours,
+            approver_ids=list(row.approver_ids),
+        )
+
+    @strawberry.field(description="Individually named reviewers, in addition to the roles.")
+    async def approvers(self, info: Info) -> list[User]:
+        rows = await info.context.loaders.user.load_many(self.approver_ids)
+        return [User.from_model(row) for row in rows if row is not None]
 
 
 @strawberry.type
@@ -220,6 +295,11 @@ class Environment(Node):
         return Organization.from_model(
             await loaders.require(loaders.organization, self.organization_id)
         )
+
+    @strawberry.field(description="Null when promotions into this environment need no review.")
+    async def approval_policy(self, info: Info) -> ApprovalPolicy | None:
+        rows = await info.context.loaders.approval_policies_by_environment.load(self.id)
+        return ApprovalPolicy.from_model(rows[0]) if rows else None
 
     @strawberry.field
     async def data_plane(self, info: Info) -> DataPlane:
@@ -607,10 +687,24 @@ class DeploymentRevision:
 
 @strawberry.type
 class Review:
-    reviewer: User
     decision: ReviewDecision
     comment: str | None
     created_at: datetime
+    reviewer_id: strawberry.Private[str]
+
+    @classmethod
+    def from_model(cls, row: models.Review) -> Review:
+        return cls(
+            decision=ReviewDecision(row.decision.value),
+            comment=row.comment,
+            created_at=row.created_at,
+            reviewer_id=row.reviewer_id,
+        )
+
+    @strawberry.field
+    async def reviewer(self, info: Info) -> User:
+        loaders = info.context.loaders
+        return User.from_model(await loaders.require(loaders.user, self.reviewer_id))
 
 
 @strawberry.type
@@ -703,13 +797,41 @@ class Promotion(Node):
         ]
 
     @strawberry.field
-    def reviews(self) -> list[Review]:
-        return []
+    async def reviews(self, info: Info) -> list[Review]:
+        rows = await info.context.loaders.reviews_by_promotion.load(self.id)
+        return [Review.from_model(row) for row in rows]
 
     @strawberry.field(description="Every status change, oldest first.")
     async def events(self, info: Info) -> list[PromotionEvent]:
         rows = await info.context.loaders.promotion_events_by_promotion.load(self.id)
         return [PromotionEvent.from_model(row) for row in rows]
+
+
+@strawberry.type
+class AuditEvent(Node):
+    action: str
+    subject_id: strawberry.ID
+    detail: JSON | None
+    at: datetime
+    actor_id: strawberry.Private[str | None]
+
+    @classmethod
+    def from_model(cls, row: models.AuditEvent) -> AuditEvent:
+        return cls(
+            id=strawberry.ID(row.id),
+            action=row.action,
+            subject_id=strawberry.ID(row.subject_id),
+            detail=JSON(row.detail),
+            at=row.at,
+            actor_id=row.actor_id,
+        )
+
+    @strawberry.field
+    async def actor(self, info: Info) -> User | None:
+        if self.actor_id is None:
+            return None
+        row = await info.context.loaders.user.load(self.actor_id)
+        return User.from_model(row) if row else None
 
 
 @strawberry.type

@@ -2,6 +2,7 @@
 
 from app.models.deployments import ConfigValue, Deployment, DeploymentStatus
 from app.models.environments import DataPlane, Environment, RuntimeKind
+from app.models.governance import ApprovalPolicy, AuditEvent, Review, ReviewDecision
 from app.models.identity import ApiToken, Membership, Organization, Role, User
 from app.models.pipelines import Pipeline, PipelineStage
 from app.models.projects import Build, Integration, Project
@@ -19,6 +20,8 @@ from app.models.promotions import (
 
 __all__ = [
     "ApiToken",
+    "ApprovalPolicy",
+    "AuditEvent",
     "Build",
     "ChangeKind",
     "ChangeStatus",
@@ -39,6 +42,8 @@ __all__ = [
     "Promotion",
     "PromotionEvent",
     "PromotionStatus",
+    "Review",
+    "ReviewDecision",
     "RevisionCause",
     "Role",
     "RuntimeKind",

@@ -72,6 +72,15 @@ class Promotion(SQLModel, table=True):
     __table_args__ = (
         # A retried request with the same key returns the first promotion.
         sa.UniqueConstraint("requested_by_id", "idempotency_key"),
+        # One pending request per integration and target.
+        sa.Index(
+            "uq_promotions_one_pending",
+            "integration_id",
+            "target_environment_id",
+            unique=True,
+            sqlite_where=sa.text("status = 'PENDING_APPROVAL'"),
+            postgresql_where=sa.text("status = 'PENDING_APPROVAL'"),
+        ),
     )
 
     id: str = Field(default_factory=lambda: new_id("pro"), primary_key=True, max_length=40)
@@ -90,6 +99,12 @@ class Promotion(SQLModel, table=True):
     copy_source_configuration: bool = False
     idempotency_key: str | None = Field(default=None, max_length=200)
     required_approvals: int = 0
+    # The approval rule the request was filed under ({"roles", "approver_ids",
+    # "allow_self_approval"}); null when the target needed no review.
+    approval_rule: dict[str, Any] | None = Field(
+        default=None, sa_column=sa.Column(sa.JSON, nullable=True)
+    )
+    expires_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     finished_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
 

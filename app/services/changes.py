@@ -26,6 +26,7 @@ from app.models import (
     Project,
     User,
 )
+from app.services import audit
 from app.services.auth import Permission, get_owned
 from app.services.configuration import (
     ConfigEntry,
@@ -69,6 +70,12 @@ async def queue_change(
     )
     session.add(change)
     await session.flush()
+    if kind in (ChangeKind.DEPLOY, ChangeKind.PROMOTION) and deployment.status in (
+        DeploymentStatus.NOT_DEPLOYED,
+        DeploymentStatus.ERROR,
+    ):
+        deployment.status = DeploymentStatus.IN_PROGRESS
+        session.add(deployment)
     await enqueue(
         session,
         exchange="command",
@@ -181,9 +188,16 @@ async def deploy(
         build_id=build.id,
         idempotency_key=idempotency_key,
     )
-    if deployment.status in (DeploymentStatus.NOT_DEPLOYED, DeploymentStatus.ERROR):
-        deployment.status = DeploymentStatus.IN_PROGRESS
     await announce_deployment(session, deployment, detail=f"deploy of {build.version} queued")
+    audit.record(
+        session,
+        organization_id=integration.organization_id,
+        actor=actor,
+        action="deployment.deploy_requested",
+        subject_id=deployment.id,
+        build=build.version,
+        configuration_keys=[e.key for e in configuration],
+    )
     return deployment
 
 
@@ -222,6 +236,13 @@ async def restart(session: AsyncSession, *, actor: User, deployment_id: str) -> 
     await require_configuration(session, integration=integration, deployment=deployment)
     await queue_change(session, deployment=deployment, kind=ChangeKind.RESTART, actor=actor)
     await announce_deployment(session, deployment, detail="restart queued")
+    audit.record(
+        session,
+        organization_id=deployment.organization_id,
+        actor=actor,
+        action="deployment.restart_requested",
+        subject_id=deployment.id,
+    )
     return deployment
 
 
@@ -240,6 +261,13 @@ async def restart_for_configuration(
     assert integration is not None
     await require_configuration(session, integration=integration, deployment=deployment)
     await queue_change(session, deployment=deployment, kind=ChangeKind.CONFIG_CHANGE, actor=actor)
+    audit.record(
+        session,
+        organization_id=deployment.organization_id,
+        actor=actor,
+        action="deployment.configuration_restart_requested",
+        subject_id=deployment.id,
+    )
     await announce_deployment(session, deployment, detail="configuration change queued")
 
 
@@ -253,6 +281,13 @@ async def suspend(session: AsyncSession, *, actor: User, deployment_id: str) -> 
     )
     await queue_change(session, deployment=deployment, kind=ChangeKind.SUSPEND, actor=actor)
     await announce_deployment(session, deployment, detail="suspend queued")
+    audit.record(
+        session,
+        organization_id=deployment.organization_id,
+        actor=actor,
+        action="deployment.suspend_requested",
+        subject_id=deployment.id,
+    )
     return deployment
 
 
@@ -266,6 +301,13 @@ async def resume(session: AsyncSession, *, actor: User, deployment_id: str) -> D
     )
     await queue_change(session, deployment=deployment, kind=ChangeKind.RESUME, actor=actor)
     await announce_deployment(session, deployment, detail="resume queued")
+    audit.record(
+        session,
+        organization_id=deployment.organization_id,
+        actor=actor,
+        action="deployment.resume_requested",
+        subject_id=deployment.id,
+    )
     return deployment
 
 
@@ -307,5 +349,13 @@ async def rollback(
     )
     await announce_deployment(
         session, deployment, detail=f"rollback to revision {target.revision} queued"
+    )
+    audit.record(
+        session,
+        organization_id=deployment.organization_id,
+        actor=actor,
+        action="deployment.rollback_requested",
+        subject_id=deployment.id,
+        to_revision=target.revision,
     )
     return deployment

@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.crypto import SecretBox
 from app.models import ConfigValue, Deployment, Environment, Integration, User
 from app.models.base import utcnow
+from app.services import audit
 from app.services.auth import Permission, get_owned
 from app.services.errors import InvalidInput, NotFound
 
@@ -207,6 +208,17 @@ async def set_configuration(
         integration=integration,
         deployment=deployment,
         entries=validate_entries(integration, entries),
+    )
+    # Keys only: values (secret or not) stay out of the audit log.
+    audit.record(
+        session,
+        organization_id=integration.organization_id,
+        actor=actor,
+        action="configuration.set",
+        subject_id=deployment.id,
+        environment_id=environment_id,
+        keys_set=[e.key for e in entries if e.value is not None],
+        keys_removed=[e.key for e in entries if e.value is None],
     )
     return deployment
 

@@ -9,6 +9,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import DataPlane, RuntimeKind, User
+from app.services import audit
 from app.services.auth import Permission
 from app.services.errors import Conflict, InvalidInput
 from app.services.names import dns_label
@@ -48,6 +49,15 @@ async def create_data_plane(
     )
     session.add(plane)
     await session.flush()
+    audit.record(
+        session,
+        organization_id=organization_id,
+        actor=actor,
+        action="data_plane.created",
+        subject_id=plane.id,
+        name=plane.name,
+        runtime=plane.runtime.value,
+    )
     return plane
 
 

@@ -6,20 +6,24 @@ from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import (
+    ChangeStatus,
     DataPlane,
     Deployment,
+    DeploymentChange,
     Environment,
     Organization,
     Pipeline,
     PipelineStage,
     User,
 )
+from app.services import audit
 from app.services.auth import Permission, get_owned
 from app.services.dataplanes import default_data_plane
 from app.services.deployments import deployed_in
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.names import clean_description, clean_name, dns_label, name_key
 from app.services.organizations import get_organization
+from app.services.outbox import enqueue
 
 NAME_MAX = 64
 
@@ -105,6 +109,16 @@ async def create_environment(
     _renumber(ordered)
     session.add_all(ordered)
     await session.flush()
+    audit.record(
+        session,
+        organization_id=org.id,
+        actor=actor,
+        action="environment.created",
+        subject_id=environment.id,
+        name=environment.name,
+        dns_prefix=environment.dns_prefix,
+        position=environment.position,
+    )
     return environment
 
 
@@ -131,6 +145,16 @@ async def update_environment(
         environment.critical = critical
     session.add(environment)
     await session.flush()
+    audit.record(
+        session,
+        organization_id=environment.organization_id,
+        actor=actor,
+        action="environment.updated",
+        subject_id=environment.id,
+        name=name,
+        description_changed=description is not None or None,
+        critical=critical,
+    )
     return environment
 
 
@@ -154,6 +178,14 @@ async def reorder_environments(
     _renumber([current[env_id] for env_id in environment_ids])
     session.add_all(current.values())
     await session.flush()
+    audit.record(
+        session,
+        organization_id=org.id,
+        actor=actor,
+        action="environments.reordered",
+        subject_id=org.id,
+        order=[current[env_id].name for env_id in environment_ids],
+    )
     return org
 
 
@@ -182,9 +214,87 @@ async def delete_environment(
     await session.flush()
     _renumber(await list_environments(session, environment.organization_id))
     await session.flush()
+    audit.record(
+        session,
+        organization_id=environment.organization_id,
+        actor=actor,
+        action="environment.deleted",
+        subject_id=environment.id,
+        name=environment.name,
+    )
     return environment
 
 
 def _renumber(environments: list[Environment]) -> None:
     for position, environment in enumerate(environments):
         environment.position = position
+
+
+async def freeze_environment(
+    session: AsyncSession, *, actor: User, environment_id: str, reason: str
+) -> Environment:
+    """No new promotion, deploy, restart or rollback goes into a frozen environment. Changes
+    already queued wait for the freeze to be lifted; one already running finishes."""
+    environment = await get_owned(
+        session, Environment, environment_id, actor=actor, permission=Permission.ADMINISTER
+    )
+    reason = clean_name(reason, field="reason", max_length=1000)
+    environment.frozen = True
+    environment.freeze_reason = reason
+    session.add(environment)
+    audit.record(
+        session,
+        organization_id=environment.organization_id,
+        actor=actor,
+        action="environment.frozen",
+        subject_id=environment.id,
+        reason=reason,
+    )
+    await session.flush()
+    return environment
+
+
+async def unfreeze_environment(
+    session: AsyncSession, *, actor: User, environment_id: str
+) -> Environment:
+    environment = await get_owned(
+        session, Environment, environment_id, actor=actor, permission=Permission.ADMINISTER
+    )
+    was_frozen = environment.frozen
+    environment.frozen = False
+    environment.freeze_reason = None
+    session.add(environment)
+    if was_frozen:
+        audit.record(
+            session,
+            organization_id=environment.organization_id,
+            actor=actor,
+            action="environment.unfrozen",
+            subject_id=environment.id,
+        )
+        await _announce_waiting_changes(session, environment)
+    await session.flush()
+    return environment
+
+
+async def _announce_waiting_changes(session: AsyncSession, environment: Environment) -> None:
+    """The changes that waited for the freeze to end: tell the workers again."""
+    waiting = (
+        await session.exec(
+            select(DeploymentChange.id, DeploymentChange.deployment_id)
+            .join(Deployment, col(Deployment.id) == col(DeploymentChange.deployment_id))
+            .where(
+                Deployment.environment_id == environment.id,
+                DeploymentChange.status == ChangeStatus.QUEUED,
+            )
+        )
+    ).all()
+    plane = await session.get(DataPlane, environment.data_plane_id)
+    assert plane is not None
+    for change_id, deployment_id in waiting:
+        await enqueue(
+            session,
+            exchange="command",
+            routing_key=plane.name,
+            body={"change_id": change_id, "deployment_id": deployment_id},
+        )

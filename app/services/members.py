@@ -6,6 +6,7 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import Membership, Role, User
+from app.services import audit
 from app.services.auth import Permission
 from app.services.errors import Conflict, NotFound
 from app.services.names import clean_email, clean_name
@@ -50,6 +51,15 @@ async def add_member(
     membership = Membership(organization_id=organization_id, user_id=user.id, role=role)
     session.add(membership)
     await session.flush()
+    audit.record(
+        session,
+        organization_id=organization_id,
+        actor=actor,
+        action="member.added",
+        subject_id=user.id,
+        email=user.email,
+        role=role.value,
+    )
     return membership
 
 
@@ -81,4 +91,12 @@ async def remove_member(
             raise Conflict("the last ADMIN of an organization cannot be removed")
     await session.delete(membership)
     await session.flush()
+    audit.record(
+        session,
+        organization_id=organization_id,
+        actor=actor,
+        action="member.removed",
+        subject_id=user_id,
+        role=membership.role.value,
+    )
     return membership

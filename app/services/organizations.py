@@ -16,6 +16,7 @@ from app.models import (
     RuntimeKind,
     User,
 )
+from app.services import audit
 from app.services.auth import Permission, authorize
 from app.services.errors import Conflict, NotFound
 from app.services.names import clean_name, dns_label, name_key
@@ -70,6 +71,15 @@ async def create_organization(
         for env in environments
     )
     await session.flush()
+    audit.record(
+        session,
+        organization_id=org.id,
+        actor=actor,
+        action="organization.created",
+        subject_id=org.id,
+        slug=org.slug,
+        name=org.name,
+    )
     return org
 
 

@@ -8,6 +8,7 @@ from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import Environment, Integration, Pipeline, PipelineStage, Project, User
+from app.services import audit
 from app.services.auth import Permission, get_owned
 from app.services.deployments import deployed_in, ensure_deployments
 from app.services.errors import Conflict, InvalidInput, NotFound
@@ -115,6 +116,16 @@ async def create_pipeline(
     if is_default:
         await _make_default(session, pipeline)
     await _set_stages(session, pipeline, env_ids)
+    audit.record(
+        session,
+        organization_id=org.id,
+        actor=actor,
+        action="pipeline.created",
+        subject_id=pipeline.id,
+        name=pipeline.name,
+        environment_ids=env_ids,
+        is_default=pipeline.is_default,
+    )
     return pipeline
 
 
@@ -158,6 +169,16 @@ async def update_pipeline(
         )
     session.add(pipeline)
     await session.flush()
+    audit.record(
+        session,
+        organization_id=pipeline.organization_id,
+        actor=actor,
+        action="pipeline.updated",
+        subject_id=pipeline.id,
+        name=name,
+        environment_ids=None if environment_ids is None else list(environment_ids),
+        is_default=is_default,
+    )
     return pipeline
 
 
@@ -174,6 +195,14 @@ async def delete_pipeline(session: AsyncSession, *, actor: User, pipeline_id: st
         raise Conflict(f"the pipeline is used by the projects {', '.join(sorted(users))}")
     await session.delete(pipeline)
     await session.flush()
+    audit.record(
+        session,
+        organization_id=pipeline.organization_id,
+        actor=actor,
+        action="pipeline.deleted",
+        subject_id=pipeline.id,
+        name=pipeline.name,
+    )
     return pipeline
 
 
@@ -240,4 +269,12 @@ async def set_project_pipeline(
         environment_ids=new_env_ids,
     )
     await session.flush()
+    audit.record(
+        session,
+        organization_id=project.organization_id,
+        actor=actor,
+        action="project.pipeline_changed",
+        subject_id=project.id,
+        pipeline_id=pipeline.id,
+    )
     return project

@@ -8,6 +8,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import Build, Integration, Pipeline, Project, User
+from app.services import audit
 from app.services.auth import Permission, get_owned
 from app.services.configuration import ConfigKey, validate_schema
 from app.services.deployments import ensure_deployments
@@ -51,6 +52,15 @@ async def create_project(
     )
     session.add(project)
     await session.flush()
+    audit.record(
+        session,
+        organization_id=org.id,
+        actor=actor,
+        action="project.created",
+        subject_id=project.id,
+        name=project.name,
+        pipeline_id=project.pipeline_id,
+    )
     return project
 
 
@@ -88,6 +98,15 @@ async def create_integration(
         integrations=[integration],
         environment_ids=await stage_environment_ids(session, project.pipeline_id),
     )
+    audit.record(
+        session,
+        organization_id=integration.organization_id,
+        actor=actor,
+        action="integration.created",
+        subject_id=integration.id,
+        name=integration.name,
+        config_keys=[key.key for key in schema],
+    )
     return integration
 
 
@@ -121,4 +140,13 @@ async def create_build(
     build = Build(integration_id=integration.id, version=version, artifact=artifact, commit=commit)
     session.add(build)
     await session.flush()
+    audit.record(
+        session,
+        organization_id=integration.organization_id,
+        actor=actor,
+        action="build.created",
+        subject_id=build.id,
+        integration_id=integration.id,
+        version=build.version,
+    )
     return build

@@ -27,6 +27,7 @@ from app.models import (
     PromotionStatus,
     User,
 )
+from app.services import approvals, audit
 from app.services.auth import Permission, get_owned
 from app.services.changes import (
     ENVIRONMENT_NOT_IN_PIPELINE,
@@ -48,6 +49,7 @@ from app.services.events import announce_deployment, record_promotion_status
 from app.services.pipelines import stage_environment_ids
 
 SOURCE_NOT_ACTIVE = "SOURCE_NOT_ACTIVE"
+REQUEST_ALREADY_PENDING = "REQUEST_ALREADY_PENDING"
 MISSING_CONFIGURATION = "MISSING_CONFIGURATION"
 
 
@@ -90,6 +92,7 @@ class Plan:
     copied: list[ConfigEntry]
     missing: list[str]
     changes: list[ConfigDiff]
+    requires_approval: bool = False
     blockers: list[str] = field(default_factory=list)
 
 
@@ -145,6 +148,18 @@ async def plan_promotion(
         blockers.append(SOURCE_NOT_ACTIVE)
     if target.frozen:
         blockers.append(TARGET_FROZEN)
+    pending = (
+        await session.exec(
+            select(Promotion.id).where(
+                Promotion.integration_id == integration.id,
+                Promotion.target_environment_id == target.id,
+                Promotion.status == PromotionStatus.PENDING_APPROVAL,
+            )
+        )
+    ).first()
+    if pending is not None:
+        blockers.append(REQUEST_ALREADY_PENDING)
+    requires_approval = await approvals.policy_of(session, target.id) is not None
     build = (
         await session.get(Build, source_deployment.build_id) if source_deployment.build_id else None
     )
@@ -180,6 +195,7 @@ async def plan_promotion(
         copied=copied,
         missing=missing,
         changes=_diff(schema, before, after),
+        requires_approval=requires_approval,
         blockers=blockers,
     )
 
@@ -259,7 +275,7 @@ async def promote(
         source_environment_id=plan.source.id,
         target_environment_id=plan.target.id,
         deployment_id=plan.target_deployment.id,
-        status=PromotionStatus.QUEUED,
+        status=PromotionStatus.PENDING_APPROVAL,
         message=request.message,
         requested_by_id=actor.id,
         overrides_sealed=box.seal_json(
@@ -270,6 +286,24 @@ async def promote(
     )
     session.add(promotion)
     await session.flush()
+    audit.record(
+        session,
+        organization_id=promotion.organization_id,
+        actor=actor,
+        action="promotion.requested",
+        subject_id=promotion.id,
+        integration_id=plan.integration.id,
+        build=plan.build.version,
+        source=plan.source.name,
+        target=plan.target.name,
+        override_keys=[entry.key for entry in plan.overrides],
+        copied_keys=[entry.key for entry in plan.copied],
+    )
+    policy = await approvals.policy_of(session, plan.target.id)
+    if policy is not None:
+        # Nothing runs yet: the request waits for its reviews.
+        await approvals.file_request(session, promotion=promotion, policy=policy)
+        return promotion
     await record_promotion_status(
         session,
         promotion,
@@ -284,10 +318,9 @@ async def promote(
         build_id=plan.build.id,
         promotion_id=promotion.id,
     )
-    target = plan.target_deployment
-    if target.status in (DeploymentStatus.NOT_DEPLOYED, DeploymentStatus.ERROR):
-        target.status = DeploymentStatus.IN_PROGRESS
-    await announce_deployment(session, target, detail=f"promotion {promotion.id} queued")
+    await announce_deployment(
+        session, plan.target_deployment, detail=f"promotion {promotion.id} queued"
+    )
     return promotion
 
 
@@ -299,6 +332,8 @@ def _blocked_message(plan: Plan, blockers: Sequence[str]) -> str:
         ENVIRONMENT_NOT_IN_PIPELINE: "the project's pipeline does not include "
         f"{plan.source.name} and {plan.target.name}",
         TARGET_FROZEN: f"{plan.target.name} is frozen: {plan.target.freeze_reason}",
+        REQUEST_ALREADY_PENDING: f"a request to promote {plan.integration.name} to "
+        f"{plan.target.name} is already waiting for reviews",
     }
     return "; ".join(reasons.get(b, b) for b in blockers)
 

@@ -1,0 +1,144 @@
+"""Approval policies, reviews of promotion requests, and freezes."""
+
+from __future__ import annotations
+
+import strawberry
+
+from app.graphql.context import Info
+from app.graphql.environments import EnvironmentResult
+from app.graphql.errors import mutate, mutate_change
+from app.graphql.promotions import PromotionResult
+from app.graphql.types import Environment, Promotion
+from app.models import Role
+from app.services import approvals, environments
+
+
+@strawberry.input
+class ApprovalPolicyInput:
+    environment_id: strawberry.ID
+    required_approvals: int
+    approver_roles: list[Role] = strawberry.field(
+        default_factory=lambda: [Role.ADMIN, Role.APPROVER]
+    )
+    approver_ids: list[strawberry.ID] = strawberry.field(default_factory=list)
+    allow_self_approval: bool = False
+    expires_after_hours: int | None = None
+
+
+@strawberry.type
+class GovernanceMutations:
+    @strawberry.mutation(
+        description="ADMIN only. Changing a policy applies to new requests; pending ones keep "
+        "the rule they were filed under."
+    )
+    async def set_approval_policy(
+        self, info: Info, input: ApprovalPolicyInput
+    ) -> EnvironmentResult:
+        ctx = info.context
+        policy = approvals.PolicyInput(
+            environment_id=input.environment_id,
+            required_approvals=input.required_approvals,
+            approver_roles=input.approver_roles,
+            approver_ids=[str(i) for i in input.approver_ids],
+            allow_self_approval=input.allow_self_approval,
+            expires_after_hours=input.expires_after_hours,
+        )
+
+        async def change() -> Environment:
+            return Environment.from_model(
+                await approvals.set_approval_policy(ctx.session, actor=ctx.viewer, policy=policy)
+            )
+
+        return await mutate(info, change)
+
+    @strawberry.mutation(description="ADMIN only. Pending requests keep their rule.")
+    async def remove_approval_policy(
+        self, info: Info, environment_id: strawberry.ID
+    ) -> EnvironmentResult:
+        ctx = info.context
+
+        async def change() -> Environment:
+            return Environment.from_model(
+                await approvals.remove_approval_policy(
+                    ctx.session, actor=ctx.viewer, environment_id=environment_id
+                )
+            )
+
+        return await mutate(info, change)
+
+    @strawberry.mutation(
+        description="ADMIN only. New promotions, deploys, restarts and rollbacks into the "
+        "environment are refused (TARGET_FROZEN); queued ones wait; a running one finishes."
+    )
+    async def freeze_environment(
+        self, info: Info, id: strawberry.ID, reason: str
+    ) -> EnvironmentResult:
+        ctx = info.context
+
+        async def change() -> Environment:
+            return Environment.from_model(
+                await environments.freeze_environment(
+                    ctx.session, actor=ctx.viewer, environment_id=id, reason=reason
+                )
+            )
+
+        return await mutate(info, change)
+
+    @strawberry.mutation(description="ADMIN only. Queued changes that waited run now.")
+    async def unfreeze_environment(self, info: Info, id: strawberry.ID) -> EnvironmentResult:
+        ctx = info.context
+
+        async def change() -> Environment:
+            return Environment.from_model(
+                await environments.unfreeze_environment(
+                    ctx.session, actor=ctx.viewer, environment_id=id
+                )
+            )
+
+        return await mutate(info, change)
+
+    @strawberry.mutation(
+        description="An eligible reviewer approves once; the last required approval queues the "
+        "promotion."
+    )
+    async def approve_promotion(
+        self, info: Info, id: strawberry.ID, comment: str | None = None
+    ) -> PromotionResult:
+        ctx = info.context
+
+        async def change() -> Promotion:
+            return Promotion.from_model(
+                await approvals.approve(
+                    ctx.session, actor=ctx.viewer, promotion_id=id, comment=comment
+                )
+            )
+
+        return await mutate_change(info, change)
+
+    @strawberry.mutation(description="An eligible reviewer rejects: the request ends REJECTED.")
+    async def reject_promotion(
+        self, info: Info, id: strawberry.ID, comment: str | None = None
+    ) -> PromotionResult:
+        ctx = info.context
+
+        async def change() -> Promotion:
+            return Promotion.from_model(
+                await approvals.reject(
+                    ctx.session, actor=ctx.viewer, promotion_id=id, comment=comment
+                )
+            )
+
+        return await mutate_change(info, change)
+
+    @strawberry.mutation(
+        description="The requester or an ADMIN, while the promotion is PENDING_APPROVAL or QUEUED."
+    )
+    async def cancel_promotion(self, info: Info, id: strawberry.ID) -> PromotionResult:
+        ctx = info.context
+
+        async def change() -> Promotion:
+            return Promotion.from_model(
+                await approvals.cancel(ctx.session, actor=ctx.viewer, promotion_id=id)
+            )
+
+        return await mutate_change(info, change)

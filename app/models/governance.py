@@ -1,0 +1,98 @@
+"""Governance: approval policies, reviews of promotion requests, and the audit log."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from app.ids import new_id
+from app.models.base import enum_column, timestamp_column, utcnow
+
+
+class ReviewDecision(enum.StrEnum):
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+
+
+class ApprovalPolicy(SQLModel, table=True):
+    """Promotions into the environment need reviews. A request keeps the rule it was filed
+    under (a copy on the promotion): changing the policy applies to new requests only."""
+
+    __tablename__ = "approval_policies"
+
+    id: str = Field(default_factory=lambda: new_id("apl"), primary_key=True, max_length=40)
+    organization_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(40),
+            sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+    environment_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(40),
+            sa.ForeignKey("environments.id", ondelete="CASCADE"),
+            nullable=False,
+            unique=True,
+        )
+    )
+    required_approvals: int
+    approver_roles: list[str] = Field(
+        default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
+    approver_ids: list[str] = Field(
+        default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
+    allow_self_approval: bool = False
+    expires_after_hours: int | None = None
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+
+
+class Review(SQLModel, table=True):
+    __tablename__ = "reviews"
+    # One review per reviewer and request.
+    __table_args__ = (sa.UniqueConstraint("promotion_id", "reviewer_id"),)
+
+    id: str = Field(default_factory=lambda: new_id("rvw"), primary_key=True, max_length=40)
+    promotion_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(40),
+            sa.ForeignKey("promotions.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+    reviewer_id: str = Field(
+        sa_column=sa.Column(sa.String(40), sa.ForeignKey("users.id"), nullable=False)
+    )
+    decision: ReviewDecision = Field(sa_column=enum_column(ReviewDecision))
+    comment: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what, to which object, when. ``detail`` never holds a secret value."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (sa.Index("ix_audit_events_organization_id_id", "organization_id", "id"),)
+
+    id: str = Field(default_factory=lambda: new_id("aud"), primary_key=True, max_length=40)
+    organization_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(40), sa.ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    actor_id: str | None = Field(
+        default=None, sa_column=sa.Column(sa.String(40), sa.ForeignKey("users.id"), nullable=True)
+    )
+    action: str = Field(max_length=100)
+    subject_id: str = Field(max_length=40)
+    detail: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
+    at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())

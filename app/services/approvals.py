@@ -1,0 +1,437 @@
+"""Approval policies and the review of promotion requests into protected environments.
+
+A promotion into an environment with a policy is filed as a request (PENDING_APPROVAL) that
+keeps the rule it was filed under. Each eligible reviewer reviews once; the last required
+approval queues it, and one rejection ends it. A request nobody decides on in time expires.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.models import (
+    ApprovalPolicy,
+    ChangeKind,
+    ChangeStatus,
+    Deployment,
+    DeploymentChange,
+    DeploymentStatus,
+    Environment,
+    Membership,
+    Promotion,
+    PromotionStatus,
+    Review,
+    ReviewDecision,
+    Role,
+    User,
+)
+from app.models.base import utcnow
+from app.models.promotions import FINAL_CHANGE_STATUSES
+from app.services import audit
+from app.services.auth import Permission, get_owned, role_in
+from app.services.changes import queue_change
+from app.services.errors import Conflict, Forbidden, InvalidInput
+from app.services.events import announce_deployment, record_promotion_status
+from app.services.outbox import enqueue
+
+MAX_EXPIRY_HOURS = 24 * 365
+
+
+def approval_routing_key(organization_id: str) -> str:
+    return f"approval.{organization_id}"
+
+
+@dataclass(frozen=True)
+class PolicyInput:
+    environment_id: str
+    required_approvals: int
+    approver_roles: Sequence[Role] = (Role.ADMIN, Role.APPROVER)
+    approver_ids: Sequence[str] = ()
+    allow_self_approval: bool = False
+    expires_after_hours: int | None = None
+
+
+async def set_approval_policy(
+    session: AsyncSession, *, actor: User, policy: PolicyInput
+) -> Environment:
+    environment = await get_owned(
+        session, Environment, policy.environment_id, actor=actor, permission=Permission.ADMINISTER
+    )
+    if policy.required_approvals < 1:
+        raise InvalidInput("requiredApprovals must be at least 1", field="requiredApprovals")
+    if policy.required_approvals > 20:
+        raise InvalidInput("requiredApprovals must be at most 20", field="requiredApprovals")
+    if policy.expires_after_hours is not None and not (
+        1 <= policy.expires_after_hours <= MAX_EXPIRY_HOURS
+    ):
+        raise InvalidInput(
+            f"expiresAfterHours must be between 1 and {MAX_EXPIRY_HOURS}", field="expiresAfterHours"
+        )
+    approver_ids = list(dict.fromkeys(policy.approver_ids))
+    if approver_ids:
+        members = set(
+            (
+                await session.exec(
+                    select(Membership.user_id).where(
+                        Membership.organization_id == environment.organization_id,
+                        col(Membership.user_id).in_(approver_ids),
+                    )
+                )
+            ).all()
+        )
+        for user_id in approver_ids:
+            if user_id not in members:
+                raise InvalidInput(
+                    f"{user_id} is not a member of the organization", field="approverIds"
+                )
+    roles = sorted({role.value for role in policy.approver_roles})
+    if not roles and not approver_ids:
+        raise InvalidInput(
+            "name reviewer roles or reviewers: nobody could approve otherwise",
+            field="approverRoles",
+        )
+    existing = (
+        await session.exec(
+            select(ApprovalPolicy).where(ApprovalPolicy.environment_id == environment.id)
+        )
+    ).first()
+    row = existing or ApprovalPolicy(
+        organization_id=environment.organization_id,
+        environment_id=environment.id,
+        required_approvals=1,
+    )
+    row.required_approvals = policy.required_approvals
+    row.approver_roles = roles
+    row.approver_ids = approver_ids
+    row.allow_self_approval = policy.allow_self_approval
+    row.expires_after_hours = policy.expires_after_hours
+    row.updated_at = utcnow()
+    session.add(row)
+    audit.record(
+        session,
+        organization_id=environment.organization_id,
+        actor=actor,
+        action="environment.approval_policy.set",
+        subject_id=environment.id,
+        required_approvals=row.required_approvals,
+        approver_roles=roles,
+        approver_ids=approver_ids,
+        allow_self_approval=row.allow_self_approval,
+        expires_after_hours=row.expires_after_hours,
+    )
+    await session.flush()
+    return environment
+
+
+async def remove_approval_policy(
+    session: AsyncSession, *, actor: User, environment_id: str
+) -> Environment:
+    environment = await get_owned(
+        session, Environment, environment_id, actor=actor, permission=Permission.ADMINISTER
+    )
+    existing = (
+        await session.exec(
+            select(ApprovalPolicy).where(ApprovalPolicy.environment_id == environment.id)
+        )
+    ).first()
+    if existing is not None:
+        await session.delete(existing)
+        audit.record(
+            session,
+            organization_id=environment.organization_id,
+            actor=actor,
+            action="environment.approval_policy.removed",
+            subject_id=environment.id,
+        )
+        await session.flush()
+    return environment
+
+
+async def policy_of(session: AsyncSession, environment_id: str) -> ApprovalPolicy | None:
+    return (
+        await session.exec(
+            select(ApprovalPolicy).where(ApprovalPolicy.environment_id == environment_id)
+        )
+    ).first()
+
+
+def rule_of(policy: ApprovalPolicy) -> dict[str, Any]:
+    """The part of a policy a request keeps."""
+    return {
+        "roles": list(policy.approver_roles),
+        "approver_ids": list(policy.approver_ids),
+        "allow_self_approval": policy.allow_self_approval,
+    }
+
+
+async def file_request(
+    session: AsyncSession, *, promotion: Promotion, policy: ApprovalPolicy
+) -> None:
+    """Make a new promotion a request under the policy, and tell its reviewers."""
+    promotion.required_approvals = policy.required_approvals
+    promotion.approval_rule = rule_of(policy)
+    if policy.expires_after_hours is not None:
+        promotion.expires_at = promotion.requested_at + timedelta(hours=policy.expires_after_hours)
+    await record_promotion_status(
+        session,
+        promotion,
+        PromotionStatus.PENDING_APPROVAL,
+        detail=f"{policy.required_approvals} approval(s) required",
+    )
+    await enqueue(
+        session,
+        exchange="event",
+        routing_key=approval_routing_key(promotion.organization_id),
+        body={"promotionId": promotion.id, "organizationId": promotion.organization_id},
+    )
+
+
+def why_not_reviewer(
+    rule: dict[str, Any], *, reviewer_id: str, role: Role | None, requester_id: str
+) -> str | None:
+    """None when the user may review a request under this rule, else the reason."""
+    if role is None:
+        return "not a member of the organization"
+    if reviewer_id == requester_id and not rule.get("allow_self_approval", False):
+        return "the requester may not review their own request under this policy"
+    if role.value in rule.get("roles", []) or reviewer_id in rule.get("approver_ids", []):
+        return None
+    return (
+        f"the {role.value} role is not among the policy's reviewer roles "
+        f"({', '.join(rule.get('roles', [])) or 'none'}) and you are not a named reviewer"
+    )
+
+
+async def _pending_request(
+    session: AsyncSession, *, actor: User, promotion_id: str, verb: str
+) -> tuple[Promotion, Role]:
+    promotion = await get_owned(session, Promotion, promotion_id, actor=actor)
+    role = await role_in(session, user_id=actor.id, organization_id=promotion.organization_id)
+    assert role is not None  # get_owned checked membership
+    if promotion.status is not PromotionStatus.PENDING_APPROVAL:
+        raise Conflict(
+            f"the request is {promotion.status.value}, no longer pending: nothing to {verb}"
+        )
+    return promotion, role
+
+
+async def _review(
+    session: AsyncSession,
+    *,
+    actor: User,
+    promotion_id: str,
+    decision: ReviewDecision,
+    comment: str | None,
+) -> Promotion:
+    verb = "approve" if decision is ReviewDecision.APPROVED else "reject"
+    promotion, role = await _pending_request(
+        session, actor=actor, promotion_id=promotion_id, verb=verb
+    )
+    reason = why_not_reviewer(
+        promotion.approval_rule or {},
+        reviewer_id=actor.id,
+        role=role,
+        requester_id=promotion.requested_by_id,
+    )
+    if reason is not None:
+        raise Forbidden(f"you may not review this request: {reason}")
+    if comment is not None and len(comment) > 2000:
+        raise InvalidInput("comment must be at most 2000 characters", field="comment")
+    earlier = (
+        await session.exec(
+            select(Review).where(
+                Review.promotion_id == promotion.id, Review.reviewer_id == actor.id
+            )
+        )
+    ).first()
+    if earlier is not None:
+        raise Conflict(f"you reviewed this request already ({earlier.decision.value})")
+    session.add(
+        Review(promotion_id=promotion.id, reviewer_id=actor.id, decision=decision, comment=comment)
+    )
+    await session.flush()
+    audit.record(
+        session,
+        organization_id=promotion.organization_id,
+        actor=actor,
+        action=f"promotion.{'approved' if verb == 'approve' else 'rejected'}",
+        subject_id=promotion.id,
+        comment=comment,
+    )
+    if decision is ReviewDecision.REJECTED:
+        promotion.error = f"rejected by {actor.email}" + (f": {comment}" if comment else "")
+        await record_promotion_status(
+            session, promotion, PromotionStatus.REJECTED, detail=promotion.error
+        )
+        return promotion
+    approvals = len(
+        (
+            await session.exec(
+                select(Review.id).where(
+                    Review.promotion_id == promotion.id, Review.decision == ReviewDecision.APPROVED
+                )
+            )
+        ).all()
+    )
+    if approvals >= promotion.required_approvals:
+        await record_promotion_status(
+            session,
+            promotion,
+            PromotionStatus.QUEUED,
+            detail=f"approved ({approvals}/{promotion.required_approvals})",
+        )
+        deployment = await session.get(Deployment, promotion.deployment_id)
+        assert deployment is not None
+        requester = await session.get(User, promotion.requested_by_id)
+        await queue_change(
+            session,
+            deployment=deployment,
+            kind=ChangeKind.PROMOTION,
+            actor=requester,
+            build_id=promotion.build_id,
+            promotion_id=promotion.id,
+        )
+    return promotion
+
+
+async def approve(
+    session: AsyncSession, *, actor: User, promotion_id: str, comment: str | None = None
+) -> Promotion:
+    return await _review(
+        session,
+        actor=actor,
+        promotion_id=promotion_id,
+        decision=ReviewDecision.APPROVED,
+        comment=comment,
+    )
+
+
+async def reject(
+    session: AsyncSession, *, actor: User, promotion_id: str, comment: str | None = None
+) -> Promotion:
+    return await _review(
+        session,
+        actor=actor,
+        promotion_id=promotion_id,
+        decision=ReviewDecision.REJECTED,
+        comment=comment,
+    )
+
+
+async def expire_due(session: AsyncSession, *, now: datetime | None = None) -> list[Promotion]:
+    """Requests past their expiry become EXPIRED (the sweep; safe to run anywhere, any time)."""
+    now = now or utcnow()
+    due = list(
+        (
+            await session.exec(
+                select(Promotion).where(
+                    Promotion.status == PromotionStatus.PENDING_APPROVAL,
+                    col(Promotion.expires_at).is_not(None),
+                    col(Promotion.expires_at) <= now,
+                )
+            )
+        ).all()
+    )
+    for promotion in due:
+        promotion.error = "no decision before the request expired"
+        await record_promotion_status(
+            session, promotion, PromotionStatus.EXPIRED, detail=promotion.error
+        )
+        audit.record(
+            session,
+            organization_id=promotion.organization_id,
+            actor=None,
+            action="promotion.expired",
+            subject_id=promotion.id,
+        )
+    return due
+
+
+async def awaits_review_by(session: AsyncSession, *, user: User, promotion: Promotion) -> bool:
+    """Whether the request shows in the user's pending approvals: one they may still review,
+    or, for an ADMIN, any pending request of the organization."""
+    if promotion.status is not PromotionStatus.PENDING_APPROVAL:
+        return False
+    role = await role_in(session, user_id=user.id, organization_id=promotion.organization_id)
+    if role is Role.ADMIN:
+        return True
+    reviewed = (
+        await session.exec(
+            select(Review.id).where(
+                Review.promotion_id == promotion.id, Review.reviewer_id == user.id
+            )
+        )
+    ).first()
+    return (
+        reviewed is None
+        and why_not_reviewer(
+            promotion.approval_rule or {},
+            reviewer_id=user.id,
+            role=role,
+            requester_id=promotion.requested_by_id,
+        )
+        is None
+    )
+
+
+async def cancel(session: AsyncSession, *, actor: User, promotion_id: str) -> Promotion:
+    """The requester or an ADMIN cancels a promotion that has not started running."""
+    promotion = await get_owned(session, Promotion, promotion_id, actor=actor)
+    role = await role_in(session, user_id=actor.id, organization_id=promotion.organization_id)
+    if actor.id != promotion.requested_by_id and role is not Role.ADMIN:
+        raise Forbidden("only the requester or an ADMIN may cancel a promotion")
+    if promotion.status is PromotionStatus.QUEUED:
+        # Conditional, so that it cannot overwrite a worker that has just taken the change.
+        taken = await session.exec(
+            update(DeploymentChange)
+            .where(
+                col(DeploymentChange.promotion_id) == promotion.id,
+                col(DeploymentChange.status) == ChangeStatus.QUEUED,
+            )
+            .values(status=ChangeStatus.CANCELLED, finished_at=utcnow())
+        )
+        if not taken.rowcount:
+            raise Conflict("the promotion has started running: it can no longer be cancelled")
+        await settle_deployment(session, promotion.deployment_id)
+    elif promotion.status is not PromotionStatus.PENDING_APPROVAL:
+        raise Conflict(
+            f"the promotion is {promotion.status.value}: only a pending or queued "
+            "promotion can be cancelled"
+        )
+    promotion.error = f"cancelled by {actor.email}"
+    await record_promotion_status(
+        session, promotion, PromotionStatus.CANCELLED, detail=promotion.error
+    )
+    audit.record(
+        session,
+        organization_id=promotion.organization_id,
+        actor=actor,
+        action="promotion.cancelled",
+        subject_id=promotion.id,
+    )
+    return promotion
+
+
+async def settle_deployment(session: AsyncSession, deployment_id: str) -> None:
+    """A deployment waiting for its first change goes back to NOT_DEPLOYED when that change is
+    withdrawn and nothing else is pending."""
+    deployment = await session.get(Deployment, deployment_id)
+    if deployment is None or deployment.status is not DeploymentStatus.IN_PROGRESS:
+        return
+    pending = (
+        await session.exec(
+            select(DeploymentChange.id).where(
+                DeploymentChange.deployment_id == deployment_id,
+                col(DeploymentChange.status).not_in(FINAL_CHANGE_STATUSES),
+            )
+        )
+    ).first()
+    if pending is None and deployment.revision == 0:
+        deployment.status = DeploymentStatus.NOT_DEPLOYED
+        await announce_deployment(session, deployment, detail="nothing to deploy any more")

@@ -1,0 +1,57 @@
+"""Periodic work of the API process: promotion requests that nobody decided on in time expire.
+
+The expiry time is stored with each request, so the sweep needs no memory of its own: after a
+restart its first round catches up with everything that expired meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from app.db import SessionFactory, session_scope
+from app.services.approvals import expire_due
+
+log = logging.getLogger(__name__)
+
+
+class ExpirySweep:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        *,
+        interval_s: float,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._sessions = sessions
+        self._interval_s = interval_s
+        self._on_change = on_change
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    async def sweep(self) -> int:
+        async with session_scope(self._sessions) as session:
+            expired = await expire_due(session)
+        if expired:
+            log.info("%d promotion request(s) expired", len(expired))
+            self._on_change()
+        return len(expired)
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("the expiry sweep failed; trying again in %.0f s", self._interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self._interval_s)
