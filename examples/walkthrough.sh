@@ -2,9 +2,13 @@
 # The README's walk-through, runnable: against a running `promenade up`, it creates Staging,
 # a pipeline Development -> Staging -> Production, a project, an integration with a secret,
 # a build, sets Development's configuration and reads it back (the secret masked), deploys the
-# build to Development, promotes it to Staging with an override, and calls both endpoints.
+# build to Development, promotes it to Staging with an override, and calls both endpoints; then
+# protects Production with an approval policy: the promotion waits for a reviewer's approval.
 #
 #   TOKEN=<the token `promenade up` printed> examples/walkthrough.sh
+#
+# Run it from the repository (it uses .venv/bin/promenade bootstrap to give the reviewer a
+# token; set PROMENADE_BIN otherwise), against the data directory of that `promenade up`.
 set -euo pipefail
 URL=${PROMENADE_URL:-http://127.0.0.1:8000}
 : "${TOKEN:?set TOKEN to the API token that promenade up printed}"
@@ -134,3 +138,41 @@ STAGING_URL=$(gql 'query($i: ID!, $e: ID!) { integration(id: $i) { deployment(en
   | jq -r '.integration.deployment.endpointUrl')
 echo "staging answers: $(curl -sS "$STAGING_URL")"
 echo "development answers: $(curl -sS "$DEV_URL")"
+
+# 12. Production needs a review: one approval by an APPROVER or ADMIN (not the requester).
+PROD=$(gql '{ organization(slug: "default") { environments { id name } } }' \
+  | jq -r '.organization.environments[] | select(.name == "Production") | .id')
+gql 'mutation($env: ID!) { setApprovalPolicy(input: {environmentId: $env, requiredApprovals: 1,
+    approverRoles: [ADMIN, APPROVER]}) {
+    ... on Environment { name approvalPolicy { requiredApprovals approverRoles } } } }' \
+  "{\"env\": \"$PROD\"}" | jq -c '.setApprovalPolicy'
+
+# 13. A reviewer: a member with the APPROVER role, and a token for them.
+gql 'mutation($org: ID!) { addMember(input: {organizationId: $org, email: "rita@example.com",
+    name: "Rita", role: APPROVER}) { ... on Membership { role user { email } } } }' \
+  "{\"org\": \"$ORG\"}" | jq -c '.addMember'
+REVIEWER_TOKEN=$("${PROMENADE_BIN:-.venv/bin/promenade}" bootstrap --email rita@example.com \
+  2>/dev/null)
+
+# 14. Promote Staging -> Production: the request waits for the review; nothing runs yet.
+REQUEST=$(gql 'mutation($in: PromoteInput!) { promote(input: $in) {
+    __typename ... on Promotion { id status requiredApprovals } ... on Error { message } } }' \
+  "{\"in\": {\"integrationId\": \"$INTEGRATION\", \"sourceEnvironmentId\": \"$STAGING\",
+    \"overrides\": [{\"key\": \"GREETING\", \"value\": \"Hello from Production\"},
+                    {\"key\": \"API_KEY\", \"value\": \"production-secret-value\"}]}}")
+echo "request: $(jq -c '.promote' <<<"$REQUEST")"
+REQUEST_ID=$(jq -r '.promote.id' <<<"$REQUEST")
+
+# 15. The reviewer sees it waiting and approves it; it then runs by itself.
+TOKEN=$REVIEWER_TOKEN gql '{ organization(slug: "default") { pendingApprovals {
+    edges { node { id status requestedBy { email } targetEnvironment { name } } } } } }' \
+  | jq -c '.organization.pendingApprovals.edges[].node'
+TOKEN=$REVIEWER_TOKEN gql 'mutation($p: ID!) { approvePromotion(id: $p, comment: "ship it") {
+    __typename ... on Promotion { status reviews { decision reviewer { email } } }
+    ... on Error { message } } }' "{\"p\": \"$REQUEST_ID\"}" | jq -c '.approvePromotion'
+wait_for 'query($p: ID!) { promotion(id: $p) { status } }' "{\"p\": \"$REQUEST_ID\"}" \
+  '.promotion.status == "SUCCEEDED" or .promotion.status == "FAILED"'
+PROD_URL=$(gql 'query($i: ID!, $e: ID!) { integration(id: $i) { deployment(environmentId: $e) {
+    endpointUrl } } }' "{\"i\": \"$INTEGRATION\", \"e\": \"$PROD\"}" \
+  | jq -r '.integration.deployment.endpointUrl')
+echo "production answers: $(curl -sS "$PROD_URL")"

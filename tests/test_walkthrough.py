@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.processes import free_port, running_promenade
 
 WALKTHROUGH = Path(__file__).parents[1] / "examples" / "walkthrough.sh"
-SECRETS = ("dev-secret-value", "staging-secret-value")
+SECRETS = ("dev-secret-value", "staging-secret-value", "production-secret-value")
+PROMENADE = str(Path(sys.executable).parent / "promenade")
 
 
 def _answer(lines: list[str], prefix: str) -> dict[str, object]:
@@ -25,7 +27,14 @@ def test_walkthrough_works_as_written(tmp_path: Path) -> None:
         token = promenade.first_stdout_line()
         result = subprocess.run(
             ["bash", str(WALKTHROUGH)],
-            env={"PATH": "/usr/bin:/bin", "TOKEN": token, "PROMENADE_URL": promenade.url},
+            env={
+                "PATH": "/usr/bin:/bin",
+                "TOKEN": token,
+                "PROMENADE_URL": promenade.url,
+                # The reviewer's token comes from `promenade bootstrap` on the same data dir.
+                "PROMENADE_BIN": PROMENADE,
+                "PROMENADE_DATA_DIR": str(tmp_path),
+            },
             capture_output=True,
             text=True,
             timeout=120,
@@ -35,7 +44,9 @@ def test_walkthrough_works_as_written(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
 
-    environments = [json.loads(line) for line in lines if line.startswith('{"name"')]
+    environments = [
+        json.loads(line) for line in lines if line.startswith('{"name"') and "dnsPrefix" in line
+    ]
     assert [e["name"] for e in environments] == ["Development", "Staging", "Production"]
     deployments = [json.loads(line) for line in lines if line.startswith('{"environment"')]
     assert [d["environment"]["name"] for d in deployments] == [
@@ -67,3 +78,14 @@ def test_walkthrough_works_as_written(tmp_path: Path) -> None:
 
     for secret in SECRETS:
         assert secret not in result.stdout + result.stderr + log
+
+    # Production is protected: the request waited for the APPROVER's review, then ran.
+    request = _answer(lines, "request: ")
+    assert request["status"] == "PENDING_APPROVAL"
+    assert request["requiredApprovals"] == 1
+    approved = json.loads(next(line for line in lines if '"reviews"' in line))
+    assert approved["status"] == "QUEUED"
+    assert approved["reviews"] == [
+        {"decision": "APPROVED", "reviewer": {"email": "rita@example.com"}}
+    ]
+    assert _answer(lines, "production answers: ")["greeting"] == "Hello from Production"
