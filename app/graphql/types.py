@@ -4,11 +4,13 @@ related rows through the request's DataLoaders."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import strawberry
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
+from strawberry.dataloader import DataLoader
 from strawberry.scalars import JSON
 
 from app import models
@@ -21,6 +23,9 @@ from app.services.configuration import ConfigKey as ConfigKeyRecord
 from app.services.configuration import ConfigType, missing_keys, schema_of
 from app.services.promotions import sealed_entries
 
+M = TypeVar("M", bound=SQLModel)
+T = TypeVar("T")
+
 for _enum in (Role, RuntimeKind, DeploymentStatus, ConfigType, PromotionStatus, RevisionCause):
     strawberry.enum(_enum)
 
@@ -29,6 +34,16 @@ for _enum in (Role, RuntimeKind, DeploymentStatus, ConfigType, PromotionStatus, 
 class ReviewDecision(enum.Enum):
     APPROVED = "APPROVED"
     REJECTED = "REJECTED"
+
+
+async def related(
+    loader: DataLoader[str, M | None], object_id: str, convert: Callable[[M], T]
+) -> T:
+    """The row a foreign key points to (the database guarantees it exists), converted."""
+    row = await loader.load(object_id)
+    if row is None:
+        raise LookupError(f"dangling reference {object_id}")
+    return convert(row)
 
 
 @strawberry.interface
@@ -94,9 +109,8 @@ class OrganizationMembership:
 
     @strawberry.field
     async def organization(self, info: Info) -> Organization:
-        loaders = info.context.loaders
-        return Organization.from_model(
-            await loaders.require(loaders.organization, self.organization_id)
+        return await related(
+            info.context.loaders.organization, self.organization_id, Organization.from_model
         )
 
 
@@ -291,9 +305,8 @@ class Environment(Node):
 
     @strawberry.field
     async def organization(self, info: Info) -> Organization:
-        loaders = info.context.loaders
-        return Organization.from_model(
-            await loaders.require(loaders.organization, self.organization_id)
+        return await related(
+            info.context.loaders.organization, self.organization_id, Organization.from_model
         )
 
     @strawberry.field(description="Null when promotions into this environment need no review.")
@@ -303,8 +316,9 @@ class Environment(Node):
 
     @strawberry.field
     async def data_plane(self, info: Info) -> DataPlane:
-        loaders = info.context.loaders
-        return DataPlane.from_model(await loaders.require(loaders.data_plane, self.data_plane_id))
+        return await related(
+            info.context.loaders.data_plane, self.data_plane_id, DataPlane.from_model
+        )
 
     @strawberry.field(
         description="Deployments that run something here (NOT_DEPLOYED ones are "
@@ -367,16 +381,14 @@ class Project(Node):
 
     @strawberry.field
     async def organization(self, info: Info) -> Organization:
-        loaders = info.context.loaders
-        return Organization.from_model(
-            await loaders.require(loaders.organization, self.organization_id)
+        return await related(
+            info.context.loaders.organization, self.organization_id, Organization.from_model
         )
 
     @strawberry.field
     async def pipeline(self, info: Info) -> DeploymentPipeline:
-        loaders = info.context.loaders
-        return DeploymentPipeline.from_model(
-            await loaders.require(loaders.pipeline, self.pipeline_id)
+        return await related(
+            info.context.loaders.pipeline, self.pipeline_id, DeploymentPipeline.from_model
         )
 
     @strawberry.field(description="Oldest first.")
@@ -438,8 +450,7 @@ class Integration(Node):
 
     @strawberry.field
     async def project(self, info: Info) -> Project:
-        loaders = info.context.loaders
-        return Project.from_model(await loaders.require(loaders.project, self.project_id))
+        return await related(info.context.loaders.project, self.project_id, Project.from_model)
 
     @strawberry.field
     def config_schema(self) -> list[ConfigKey]:
@@ -521,9 +532,8 @@ class Build(Node):
 
     @strawberry.field
     async def integration(self, info: Info) -> Integration:
-        loaders = info.context.loaders
-        return Integration.from_model(
-            await loaders.require(loaders.integration, self.integration_id)
+        return await related(
+            info.context.loaders.integration, self.integration_id, Integration.from_model
         )
 
 
@@ -583,16 +593,14 @@ class Deployment(Node):
 
     @strawberry.field
     async def integration(self, info: Info) -> Integration:
-        loaders = info.context.loaders
-        return Integration.from_model(
-            await loaders.require(loaders.integration, self.integration_id)
+        return await related(
+            info.context.loaders.integration, self.integration_id, Integration.from_model
         )
 
     @strawberry.field
     async def environment(self, info: Info) -> Environment:
-        loaders = info.context.loaders
-        return Environment.from_model(
-            await loaders.require(loaders.environment, self.environment_id)
+        return await related(
+            info.context.loaders.environment, self.environment_id, Environment.from_model
         )
 
     @strawberry.field(description="The build running now; null while NOT_DEPLOYED.")
@@ -667,8 +675,7 @@ class DeploymentRevision:
 
     @strawberry.field
     async def build(self, info: Info) -> Build:
-        loaders = info.context.loaders
-        return Build.from_model(await loaders.require(loaders.build, self.build_id))
+        return await related(info.context.loaders.build, self.build_id, Build.from_model)
 
     @strawberry.field
     async def promotion(self, info: Info) -> Promotion | None:
@@ -703,8 +710,7 @@ class Review:
 
     @strawberry.field
     async def reviewer(self, info: Info) -> User:
-        loaders = info.context.loaders
-        return User.from_model(await loaders.require(loaders.user, self.reviewer_id))
+        return await related(info.context.loaders.user, self.reviewer_id, User.from_model)
 
 
 @strawberry.type
@@ -749,34 +755,29 @@ class Promotion(Node):
 
     @strawberry.field
     async def integration(self, info: Info) -> Integration:
-        loaders = info.context.loaders
-        return Integration.from_model(
-            await loaders.require(loaders.integration, self.row.integration_id)
+        return await related(
+            info.context.loaders.integration, self.row.integration_id, Integration.from_model
         )
 
     @strawberry.field
     async def build(self, info: Info) -> Build:
-        loaders = info.context.loaders
-        return Build.from_model(await loaders.require(loaders.build, self.row.build_id))
+        return await related(info.context.loaders.build, self.row.build_id, Build.from_model)
 
     @strawberry.field
     async def source_environment(self, info: Info) -> Environment:
-        loaders = info.context.loaders
-        return Environment.from_model(
-            await loaders.require(loaders.environment, self.row.source_environment_id)
+        return await related(
+            info.context.loaders.environment, self.row.source_environment_id, Environment.from_model
         )
 
     @strawberry.field
     async def target_environment(self, info: Info) -> Environment:
-        loaders = info.context.loaders
-        return Environment.from_model(
-            await loaders.require(loaders.environment, self.row.target_environment_id)
+        return await related(
+            info.context.loaders.environment, self.row.target_environment_id, Environment.from_model
         )
 
     @strawberry.field
     async def requested_by(self, info: Info) -> User:
-        loaders = info.context.loaders
-        return User.from_model(await loaders.require(loaders.user, self.row.requested_by_id))
+        return await related(info.context.loaders.user, self.row.requested_by_id, User.from_model)
 
     @strawberry.field(
         description="The overrides given with the request (secret values masked as null)."
