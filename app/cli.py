@@ -4,35 +4,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
 
-from aiormq.exceptions import AMQPError
 from cryptography.fernet import Fernet
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import migrate
-from app.crypto import SecretBox
-from app.db import create_engine, create_session_factory, session_scope
-from app.main import create_app
-from app.messaging.bus import Bus
-from app.messaging.fanout import EventHub
-from app.messaging.outbox import OutboxRelay
-from app.services.bootstrap import Bootstrapped, bootstrap, is_empty
 from app.services.errors import DomainError
-from app.services.organizations import DEFAULT_DATA_PLANE
-from app.serving import BackgroundServer, stop_on_signals
 from app.settings import Settings, SettingsError, load_settings
-from app.sweeps import ExpirySweep
 
-if TYPE_CHECKING:
-    from workers.service import Worker
+Command = Callable[[Settings, argparse.Namespace], Awaitable[None]]
 
-EMBEDDED_ADMIN_EMAIL = "admin@localhost"
-BROKER_RETRY_S = 2.0
-EMBEDDED_ORGANIZATION = "default"
+
+def _server(name: str) -> Command:
+    """A server-side command of app/server.py, imported when it runs."""
+
+    async def run(settings: Settings, args: argparse.Namespace) -> None:
+        from app import server
+
+        command: Command = getattr(server, name)
+        await command(settings, args)
+
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -60,9 +52,9 @@ def _parser() -> argparse.ArgumentParser:
         help="run everything in one process on embedded defaults "
         "(SQLite in the data directory, the in-process bus)",
     )
-    up.set_defaults(run=_up)
+    up.set_defaults(run=_server("run_up"))
     api = commands.add_parser("api", help="run the GraphQL API (scaled mode: migrate first)")
-    api.set_defaults(run=_api)
+    api.set_defaults(run=_server("run_api"))
     for command in (up, api):
         command.add_argument("--host", help="overrides PROMENADE_HOST")
         command.add_argument("--port", type=int, help="overrides PROMENADE_PORT")
@@ -70,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     worker = commands.add_parser(
         "worker", help="consume a data plane's commands from RabbitMQ (scaled mode)"
     )
-    worker.add_argument("--data-plane", default=DEFAULT_DATA_PLANE, help="default: local")
+    worker.add_argument("--data-plane", default="local", help="default: local")
     worker.add_argument("--concurrency", type=int, default=4, help="changes at once (default 4)")
     worker.add_argument(
         "--no-gateway",
@@ -78,12 +70,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="do not serve the LOCAL_PROCESS gateway in this process",
     )
-    worker.set_defaults(run=_worker)
+    worker.set_defaults(run=_server("run_worker"))
     commands.add_parser("gateway", help="serve the LOCAL_PROCESS gateway alone").set_defaults(
-        run=_gateway
+        run=_server("run_gateway")
     )
 
-    commands.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(
+        run=_server("run_migrate")
+    )
 
     boot = commands.add_parser(
         "bootstrap", help="create a user (and organization) if missing and print a new token"
@@ -91,261 +85,112 @@ def _parser() -> argparse.ArgumentParser:
     boot.add_argument("--email", required=True)
     boot.add_argument("--name", help="the user's name when the user is new")
     boot.add_argument("--org", help="organization slug; created, with the user as ADMIN, if new")
-    boot.set_defaults(run=_bootstrap)
+    boot.set_defaults(run=_server("run_bootstrap"))
 
     commands.add_parser("secret-key", help="print a new PROMENADE_SECRET_KEY")
+    _add_client_commands(commands)
     return parser
 
 
-async def _migrate(settings: Settings, _: argparse.Namespace) -> None:
-    engine = _engine(settings)
-    try:
-        await migrate.upgrade(engine)
-        print(f"database at revision {await migrate.current_revision(engine)}", file=sys.stderr)
-    finally:
-        await engine.dispose()
-
-
-async def _bootstrap(settings: Settings, args: argparse.Namespace) -> None:
-    engine = _engine(settings)
-    try:
-        await _require_current_schema(engine, settings)
-        async with session_scope(create_session_factory(engine)) as session:
-            result = await bootstrap(
-                session, email=args.email, name=args.name, organization_slug=args.org
-            )
-        _print_bootstrapped(result)
-    finally:
-        await engine.dispose()
-
-
-async def _up(settings: Settings, args: argparse.Namespace) -> None:
-    """API, outbox relay, in-process bus, a worker for the ``local`` data plane and its gateway,
-    in one process."""
-    from app.messaging.inprocess import InProcessBus
-    from workers.service import Gateway, Worker, local_runtime
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.resolved_secret_key()  # generated once into the data directory
-    engine = _engine(settings)
-    try:
-        await migrate.upgrade(engine)
-        async with session_scope(create_session_factory(engine)) as session:
-            if await is_empty(session):
-                result = await bootstrap(
-                    session,
-                    email=EMBEDDED_ADMIN_EMAIL,
-                    name="Admin",
-                    organization_slug=EMBEDDED_ORGANIZATION,
-                )
-                _print_bootstrapped(result)
-        async with contextlib.AsyncExitStack() as stack:
-            bus = InProcessBus()
-            relay = await _start_relay(stack, engine, bus)
-            sessions = create_session_factory(engine)
-            worker = Worker(
-                sessions=sessions,
-                box=SecretBox(settings.resolved_secret_key()),
-                bus=bus,
-                runtime=local_runtime(settings),
-                data_plane=DEFAULT_DATA_PLANE,
-                stop_instances_on_drain=True,
-            )
-            await worker.start()
-            stack.push_async_callback(worker.drain)
-            gateway = Gateway(settings)
-            await gateway.start()
-            stack.push_async_callback(gateway.stop)
-            print(f"Gateway at {settings.resolved_gateway_url}", file=sys.stderr)
-            hub = await _start_hub(stack, bus)
-            _start_sweep(stack, settings, engine, relay.wake)
-            await _serve(settings, args, engine=engine, on_commit=relay.wake, hub=hub)
-    finally:
-        await engine.dispose()
-
-
-async def _api(settings: Settings, args: argparse.Namespace) -> None:
-    from app.messaging.rabbit import RabbitBus
-
-    engine = _engine(settings)
-    try:
-        await _require_current_schema(engine, settings)
-        async with contextlib.AsyncExitStack() as stack:
-            on_commit = None
-            hub = None
-            if settings.amqp_url:
-                bus = RabbitBus(settings.amqp_url)
-                relay = await _start_relay(stack, engine, bus)
-                on_commit = relay.wake
-                hub = await _start_hub(stack, bus)
-            else:
-                print(
-                    "promenade api: PROMENADE_AMQP_URL is not set: changes are recorded, but no "
-                    "worker hears of them (promenade up runs everything in one process)",
-                    file=sys.stderr,
-                )
-            _start_sweep(stack, settings, engine, on_commit)
-            await _serve(settings, args, engine=engine, on_commit=on_commit, hub=hub)
-    finally:
-        await engine.dispose()
-
-
-async def _worker(settings: Settings, args: argparse.Namespace) -> None:
-    """Consume a data plane's commands until SIGTERM, then drain."""
-    from app.messaging.rabbit import RabbitBus
-    from workers.service import Gateway, Worker, local_runtime
-
-    if not settings.amqp_url:
-        raise SettingsError(
-            "PROMENADE_AMQP_URL is required for promenade worker (promenade up runs a worker "
-            "in its own process, on the in-process bus)"
-        )
-    if args.concurrency < 1:
-        raise SettingsError("--concurrency must be at least 1")
-    engine = _engine(settings)
-    try:
-        await _require_current_schema(engine, settings)
-        stop = stop_on_signals()
-        async with contextlib.AsyncExitStack() as stack:
-            bus = RabbitBus(settings.amqp_url)
-            await _start_relay(stack, engine, bus)
-            worker = Worker(
-                sessions=create_session_factory(engine),
-                box=SecretBox(settings.resolved_secret_key()),
-                bus=bus,
-                runtime=local_runtime(settings),
-                data_plane=args.data_plane,
-                concurrency=args.concurrency,
-                pause_after_step=settings.pause_after_step,
-            )
-            if args.gateway:
-                gateway = Gateway(settings)
-                await gateway.start()
-                stack.push_async_callback(gateway.stop)
-            if not await _start_when_broker_answers(worker, stop):
-                return
-            stack.push_async_callback(worker.drain)
-            print(f"Worker {worker.name} serves data plane {args.data_plane!r}", file=sys.stderr)
-            await stop.wait()
-            print("Draining: no new commands; waiting for the running ones", file=sys.stderr)
-    finally:
-        await engine.dispose()
-
-
-async def _start_when_broker_answers(worker: Worker, stop: asyncio.Event) -> bool:
-    """Start consuming, retrying while the broker does not answer; False if stopped first."""
-    waiting = False
-    while not stop.is_set():
-        try:
-            await worker.start()
-            return True
-        except (OSError, AMQPError) as exc:
-            if not waiting:
-                print(f"Waiting for RabbitMQ ({type(exc).__name__}: {exc})", file=sys.stderr)
-                waiting = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), BROKER_RETRY_S)
-    return False
-
-
-async def _gateway(settings: Settings, _: argparse.Namespace) -> None:
-    from workers.service import Gateway
-
-    stop = stop_on_signals()
-    gateway = Gateway(settings)
-    await gateway.start()
-    print(f"Gateway at {settings.resolved_gateway_url}", file=sys.stderr)
-    try:
-        await stop.wait()
-    finally:
-        await gateway.stop()
-
-
-async def _start_relay(
-    stack: contextlib.AsyncExitStack, engine: AsyncEngine, bus: Bus
-) -> OutboxRelay:
-    """Run the outbox relay until the stack closes (then stop it and close the bus). The bus
-    connects when it is first used: a broker that is down delays messages, not the start."""
-    stack.push_async_callback(bus.close)
-    relay = OutboxRelay(create_session_factory(engine), bus)
-    task = asyncio.create_task(relay.run())
-
-    async def stop() -> None:
-        await relay.stop()
-        await task
-
-    stack.push_async_callback(stop)
-    return relay
-
-
-def _start_sweep(
-    stack: contextlib.AsyncExitStack,
-    settings: Settings,
-    engine: AsyncEngine,
-    on_change: Callable[[], None] | None,
-) -> None:
-    sweep = ExpirySweep(
-        create_session_factory(engine),
-        interval_s=settings.expiry_sweep_s,
-        on_change=on_change or (lambda: None),
+def _add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands that talk to a running API (app/client/commands.py)."""
+    client = argparse.ArgumentParser(add_help=False)
+    client.add_argument(
+        "--url", help="the API (default: $PROMENADE_URL, else http://127.0.0.1:8000)"
     )
-    sweep.start()
-    stack.push_async_callback(sweep.stop)
-
-
-async def _start_hub(stack: contextlib.AsyncExitStack, bus: Bus) -> EventHub:
-    """Hear the bus's events for this process's subscriptions, until the stack closes."""
-    hub = EventHub(bus)
-    await hub.start()
-    stack.push_async_callback(hub.stop)
-    return hub
-
-
-async def _serve(
-    settings: Settings,
-    args: argparse.Namespace,
-    *,
-    engine: AsyncEngine,
-    on_commit: Callable[[], None] | None,
-    hub: EventHub | None = None,
-) -> None:
-    """Serve the API until SIGTERM or SIGINT; the caller's stack then stops the rest."""
-    host = args.host or settings.host
-    port = args.port or settings.port
-    stop = stop_on_signals()
-    server = BackgroundServer(
-        create_app(settings, engine=engine, on_commit=on_commit, hub=hub),
-        host=host,
-        port=port,
-        setting="PROMENADE_PORT",
+    client.add_argument("--token", help="an API token (default: $PROMENADE_TOKEN, preferred)")
+    client.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    org = argparse.ArgumentParser(add_help=False)
+    org.add_argument("--org", metavar="SLUG", help="the organization (default: your only one)")
+    integration = argparse.ArgumentParser(add_help=False, parents=[client, org])
+    integration.add_argument(
+        "integration", metavar="INTEGRATION", help="an integration id, or PROJECT/INTEGRATION"
     )
-    await server.start()
-    print(f"Promenade GraphQL at http://{host}:{port}/graphql", file=sys.stderr)
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()
+    values = argparse.ArgumentParser(add_help=False)
+    values.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a configuration value"
+    )
+    values.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a configuration value that is never printed",
+    )
+    wait = argparse.ArgumentParser(add_help=False)
+    wait.add_argument("--wait", action="store_true", help="follow the change until it ends")
+    wait.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="with --wait: give up waiting after"
+    )
+
+    env = commands.add_parser("env", help="environments of an organization")
+    env_commands = env.add_subparsers(dest="env_command", required=True)
+    env_commands.add_parser(
+        "list", parents=[client, org], help="the environments, in order"
+    ).set_defaults(run=_client, client_command="env-list")
+
+    commands.add_parser(
+        "status", parents=[integration], help="an integration in each environment of its pipeline"
+    ).set_defaults(run=_client, client_command="status")
+
+    promote = commands.add_parser(
+        "promote",
+        parents=[integration, values, wait],
+        help="show the plan, then promote the build running in --from to the next environment",
+    )
+    promote.add_argument(
+        "--from", dest="source", required=True, metavar="ENV", help="name (any case) or id"
+    )
+    promote.add_argument("--to", dest="target", metavar="ENV", help="default: the next one")
+    promote.add_argument(
+        "--copy-config",
+        action="store_true",
+        help="copy the source's non-secret values for keys the target has no value for",
+    )
+    promote.add_argument("--message", metavar="TEXT")
+    promote.set_defaults(run=_client, client_command="promote")
+
+    deploy = commands.add_parser(
+        "deploy",
+        parents=[integration, values, wait],
+        help="run a build in the first environment of the pipeline",
+    )
+    deploy.add_argument("--build", required=True, metavar="VERSION")
+    deploy.add_argument("--env", metavar="ENV", help="default: the pipeline's first")
+    deploy.set_defaults(run=_client, client_command="deploy")
+
+    rollback = commands.add_parser(
+        "rollback", parents=[integration, wait], help="re-apply an earlier revision"
+    )
+    rollback.add_argument("--env", required=True, metavar="ENV")
+    rollback.add_argument(
+        "--revision", type=int, metavar="N", help="default: the last one before the current"
+    )
+    rollback.set_defaults(run=_client, client_command="rollback")
+
+    logs = commands.add_parser(
+        "logs",
+        parents=[integration],
+        help="an integration's output, read on the worker's machine (LOCAL_PROCESS)",
+    )
+    logs.add_argument("--env", required=True, metavar="ENV")
+    logs.add_argument("--lines", type=_positive, default=100, metavar="N", help="default: 100")
+    logs.set_defaults(run=_client, client_command="logs")
 
 
-def _engine(settings: Settings) -> AsyncEngine:
-    if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return create_engine(settings.resolved_database_url)
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
-async def _require_current_schema(engine: AsyncEngine, settings: Settings) -> None:
-    current = await migrate.current_revision(engine)
-    if current != migrate.head_revision():
-        raise SettingsError(
-            f"the database is at revision {current or 'none'}, not "
-            f"{migrate.head_revision()}: run `promenade migrate` first"
-        )
+async def _client(settings: Settings, args: argparse.Namespace) -> None:
+    from app.client.commands import run
 
-
-def _print_bootstrapped(result: Bootstrapped) -> None:
-    where = f" in organization {result.organization.slug!r}" if result.organization else ""
-    print(f"User {result.user.email}{where}. API token (shown once):", file=sys.stderr)
-    print(result.token, flush=True)
+    code = await run(settings, args)
+    if code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,288 @@
+"""The server-side commands of ``promenade``: migrate, bootstrap, up, api, worker, gateway.
+
+``app.cli`` imports this module only when one of them runs, so that the client commands
+(``promenade status``, ``promote``, ...) start without loading the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from aiormq.exceptions import AMQPError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import migrate
+from app.crypto import SecretBox
+from app.db import create_engine, create_session_factory, session_scope
+from app.main import create_app
+from app.messaging.bus import Bus
+from app.messaging.fanout import EventHub
+from app.messaging.outbox import OutboxRelay
+from app.services.bootstrap import Bootstrapped, bootstrap, is_empty
+from app.services.organizations import DEFAULT_DATA_PLANE
+from app.serving import BackgroundServer, stop_on_signals
+from app.settings import Settings, SettingsError
+from app.sweeps import ExpirySweep
+
+if TYPE_CHECKING:
+    from workers.service import Worker
+
+EMBEDDED_ADMIN_EMAIL = "admin@localhost"
+EMBEDDED_ORGANIZATION = "default"
+BROKER_RETRY_S = 2.0
+
+
+async def run_migrate(settings: Settings, _: argparse.Namespace) -> None:
+    engine = _engine(settings)
+    try:
+        await migrate.upgrade(engine)
+        print(f"database at revision {await migrate.current_revision(engine)}", file=sys.stderr)
+    finally:
+        await engine.dispose()
+
+
+async def run_bootstrap(settings: Settings, args: argparse.Namespace) -> None:
+    engine = _engine(settings)
+    try:
+        await _require_current_schema(engine, settings)
+        async with session_scope(create_session_factory(engine)) as session:
+            result = await bootstrap(
+                session, email=args.email, name=args.name, organization_slug=args.org
+            )
+        _print_bootstrapped(result)
+    finally:
+        await engine.dispose()
+
+
+async def run_up(settings: Settings, args: argparse.Namespace) -> None:
+    """API, outbox relay, in-process bus, a worker for the ``local`` data plane and its gateway,
+    in one process."""
+    from app.messaging.inprocess import InProcessBus
+    from workers.service import Gateway, Worker, local_runtime
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.resolved_secret_key()  # generated once into the data directory
+    engine = _engine(settings)
+    try:
+        await migrate.upgrade(engine)
+        async with session_scope(create_session_factory(engine)) as session:
+            if await is_empty(session):
+                result = await bootstrap(
+                    session,
+                    email=EMBEDDED_ADMIN_EMAIL,
+                    name="Admin",
+                    organization_slug=EMBEDDED_ORGANIZATION,
+                )
+                _print_bootstrapped(result)
+        async with contextlib.AsyncExitStack() as stack:
+            bus = InProcessBus()
+            relay = await _start_relay(stack, engine, bus)
+            sessions = create_session_factory(engine)
+            worker = Worker(
+                sessions=sessions,
+                box=SecretBox(settings.resolved_secret_key()),
+                bus=bus,
+                runtime=local_runtime(settings),
+                data_plane=DEFAULT_DATA_PLANE,
+                stop_instances_on_drain=True,
+            )
+            await worker.start()
+            stack.push_async_callback(worker.drain)
+            gateway = Gateway(settings)
+            await gateway.start()
+            stack.push_async_callback(gateway.stop)
+            print(f"Gateway at {settings.resolved_gateway_url}", file=sys.stderr)
+            hub = await _start_hub(stack, bus)
+            _start_sweep(stack, settings, engine, relay.wake)
+            await _serve(settings, args, engine=engine, on_commit=relay.wake, hub=hub)
+    finally:
+        await engine.dispose()
+
+
+async def run_api(settings: Settings, args: argparse.Namespace) -> None:
+    from app.messaging.rabbit import RabbitBus
+
+    engine = _engine(settings)
+    try:
+        await _require_current_schema(engine, settings)
+        async with contextlib.AsyncExitStack() as stack:
+            on_commit = None
+            hub = None
+            if settings.amqp_url:
+                bus = RabbitBus(settings.amqp_url)
+                relay = await _start_relay(stack, engine, bus)
+                on_commit = relay.wake
+                hub = await _start_hub(stack, bus)
+            else:
+                print(
+                    "promenade api: PROMENADE_AMQP_URL is not set: changes are recorded, but no "
+                    "worker hears of them (promenade up runs everything in one process)",
+                    file=sys.stderr,
+                )
+            _start_sweep(stack, settings, engine, on_commit)
+            await _serve(settings, args, engine=engine, on_commit=on_commit, hub=hub)
+    finally:
+        await engine.dispose()
+
+
+async def run_worker(settings: Settings, args: argparse.Namespace) -> None:
+    """Consume a data plane's commands until SIGTERM, then drain."""
+    from app.messaging.rabbit import RabbitBus
+    from workers.service import Gateway, Worker, local_runtime
+
+    if not settings.amqp_url:
+        raise SettingsError(
+            "PROMENADE_AMQP_URL is required for promenade worker (promenade up runs a worker "
+            "in its own process, on the in-process bus)"
+        )
+    if args.concurrency < 1:
+        raise SettingsError("--concurrency must be at least 1")
+    engine = _engine(settings)
+    try:
+        await _require_current_schema(engine, settings)
+        stop = stop_on_signals()
+        async with contextlib.AsyncExitStack() as stack:
+            bus = RabbitBus(settings.amqp_url)
+            await _start_relay(stack, engine, bus)
+            worker = Worker(
+                sessions=create_session_factory(engine),
+                box=SecretBox(settings.resolved_secret_key()),
+                bus=bus,
+                runtime=local_runtime(settings),
+                data_plane=args.data_plane,
+                concurrency=args.concurrency,
+                pause_after_step=settings.pause_after_step,
+            )
+            if args.gateway:
+                gateway = Gateway(settings)
+                await gateway.start()
+                stack.push_async_callback(gateway.stop)
+            if not await _start_when_broker_answers(worker, stop):
+                return
+            stack.push_async_callback(worker.drain)
+            print(f"Worker {worker.name} serves data plane {args.data_plane!r}", file=sys.stderr)
+            await stop.wait()
+            print("Draining: no new commands; waiting for the running ones", file=sys.stderr)
+    finally:
+        await engine.dispose()
+
+
+async def _start_when_broker_answers(worker: Worker, stop: asyncio.Event) -> bool:
+    """Start consuming, retrying while the broker does not answer; False if stopped first."""
+    waiting = False
+    while not stop.is_set():
+        try:
+            await worker.start()
+            return True
+        except (OSError, AMQPError) as exc:
+            if not waiting:
+                print(f"Waiting for RabbitMQ ({type(exc).__name__}: {exc})", file=sys.stderr)
+                waiting = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), BROKER_RETRY_S)
+    return False
+
+
+async def run_gateway(settings: Settings, _: argparse.Namespace) -> None:
+    from workers.service import Gateway
+
+    stop = stop_on_signals()
+    gateway = Gateway(settings)
+    await gateway.start()
+    print(f"Gateway at {settings.resolved_gateway_url}", file=sys.stderr)
+    try:
+        await stop.wait()
+    finally:
+        await gateway.stop()
+
+
+async def _start_relay(
+    stack: contextlib.AsyncExitStack, engine: AsyncEngine, bus: Bus
+) -> OutboxRelay:
+    """Run the outbox relay until the stack closes (then stop it and close the bus). The bus
+    connects when it is first used: a broker that is down delays messages, not the start."""
+    stack.push_async_callback(bus.close)
+    relay = OutboxRelay(create_session_factory(engine), bus)
+    task = asyncio.create_task(relay.run())
+
+    async def stop() -> None:
+        await relay.stop()
+        await task
+
+    stack.push_async_callback(stop)
+    return relay
+
+
+def _start_sweep(
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    engine: AsyncEngine,
+    on_change: Callable[[], None] | None,
+) -> None:
+    sweep = ExpirySweep(
+        create_session_factory(engine),
+        interval_s=settings.expiry_sweep_s,
+        on_change=on_change or (lambda: None),
+    )
+    sweep.start()
+    stack.push_async_callback(sweep.stop)
+
+
+async def _start_hub(stack: contextlib.AsyncExitStack, bus: Bus) -> EventHub:
+    """Hear the bus's events for this process's subscriptions, until the stack closes."""
+    hub = EventHub(bus)
+    await hub.start()
+    stack.push_async_callback(hub.stop)
+    return hub
+
+
+async def _serve(
+    settings: Settings,
+    args: argparse.Namespace,
+    *,
+    engine: AsyncEngine,
+    on_commit: Callable[[], None] | None,
+    hub: EventHub | None = None,
+) -> None:
+    """Serve the API until SIGTERM or SIGINT; the caller's stack then stops the rest."""
+    host = args.host or settings.host
+    port = args.port or settings.port
+    stop = stop_on_signals()
+    server = BackgroundServer(
+        create_app(settings, engine=engine, on_commit=on_commit, hub=hub),
+        host=host,
+        port=port,
+        setting="PROMENADE_PORT",
+    )
+    await server.start()
+    print(f"Promenade GraphQL at http://{host}:{port}/graphql", file=sys.stderr)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def _engine(settings: Settings) -> AsyncEngine:
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return create_engine(settings.resolved_database_url)
+
+
+async def _require_current_schema(engine: AsyncEngine, settings: Settings) -> None:
+    current = await migrate.current_revision(engine)
+    if current != migrate.head_revision():
+        raise SettingsError(
+            f"the database is at revision {current or 'none'}, not "
+            f"{migrate.head_revision()}: run `promenade migrate` first"
+        )
+
+
+def _print_bootstrapped(result: Bootstrapped) -> None:
+    where = f" in organization {result.organization.slug!r}" if result.organization else ""
+    print(f"User {result.user.email}{where}. API token (shown once):", file=sys.stderr)
+    print(result.token, flush=True)
