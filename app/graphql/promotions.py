@@ -169,7 +169,7 @@ class PromotionQueries:
                 )
                 for c in plan.changes
             ],
-            requires_approval=False,
+            requires_approval=plan.requires_approval,
             blockers=[PromotionBlocker(b) for b in plan.blockers],
         )
 
