@@ -39,7 +39,7 @@ up: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy app workers tests
+	$(BIN)/mypy app workers tests bench
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -47,7 +47,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy app workers tests
+	$(BIN)/mypy app workers tests bench
 
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -63,3 +63,10 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $@
+
+# Not part of `make test`: see bench/README.md. BENCH_ARGS passes options, e.g.
+# make bench BENCH_ARGS='--integrations 100 --json'
+#   make bench   promotions/s with two workers against the raw RabbitMQ publish rate (bench/README.md)
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python -m bench.promotions $(BENCH_ARGS)

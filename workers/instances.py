@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import SecretBox
-from app.models import Build, Deployment, DeploymentChange, Environment, Integration, Project
+from app.models import (
+    Build,
+    Deployment,
+    DeploymentChange,
+    Environment,
+    Integration,
+    Organization,
+    Project,
+)
 from app.services.configuration import ConfigType, effective_values, schema_of
 from workers.runtimes.base import InstanceSpec
 
@@ -33,9 +41,16 @@ class InstanceTarget:
         )
 
 
-def route_of(environment: Environment, project: Project, integration: Integration) -> str:
-    """Where the gateway serves a deployment: it never changes for the deployment."""
-    return f"/{environment.dns_prefix}/{project.slug}/{integration.slug}"
+def route_of(
+    organization: Organization,
+    environment: Environment,
+    project: Project,
+    integration: Integration,
+) -> str:
+    """Where the gateway serves a deployment; it never changes for the deployment. The
+    organization comes first: every organization's ``local`` data plane shares one gateway, and
+    names are unique only within an organization."""
+    return f"/{organization.slug}/{environment.dns_prefix}/{project.slug}/{integration.slug}"
 
 
 async def instance_target(
@@ -50,6 +65,8 @@ async def instance_target(
     assert environment is not None and integration is not None
     project = await session.get(Project, integration.project_id)
     assert project is not None
+    organization = await session.get(Organization, project.organization_id)
+    assert organization is not None
     schema = schema_of(integration)
     build = await session.get(Build, change.build_id) if change.build_id else None
     values = (
@@ -59,7 +76,7 @@ async def instance_target(
     )
     return InstanceTarget(
         change=change,
-        route=route_of(environment, project, integration),
+        route=route_of(organization, environment, project, integration),
         artifact=build.artifact if build else None,
         values=values,
         file_keys=frozenset(k for k, v in schema.items() if v.type is ConfigType.FILE),

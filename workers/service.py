@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlmodel import col, select
@@ -49,6 +50,8 @@ class Worker:
     concurrency: int = 4
     name: str = field(default_factory=worker_name)
     pause_after_step: str | None = None
+    # Wakes the process's outbox relay after the step machine commits.
+    after_commit: Callable[[], None] = lambda: None
     # Embedded mode stops the integrations with the process; a scaled worker leaves them
     # running, so that a worker restart does not interrupt their traffic.
     stop_instances_on_drain: bool = False
@@ -63,6 +66,7 @@ class Worker:
             runtime=self.runtime,
             owner=self.name,
             pause_after_step=self.pause_after_step,
+            after_commit=self.after_commit,
         )
         self._consumers = [
             await self.bus.consume_commands(

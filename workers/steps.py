@@ -10,8 +10,10 @@ refuses a second row for the same revision number).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from sqlmodel import col, select, update
@@ -75,6 +77,9 @@ class StepMachine:
     owner: str  # this worker's name, for leases
     # Crash testing: after this step the worker waits forever (see Settings.pause_after_step).
     pause_after_step: str | None = None
+    # Called after each commit: it wakes this process's outbox relay, so that the events and
+    # commands a step recorded leave now rather than at the relay's next poll.
+    after_commit: Callable[[], None] = lambda: None
 
     # ---- entry points -------------------------------------------------------------------
 
@@ -98,7 +103,7 @@ class StepMachine:
     async def handle_dead_letter(self, message: Message) -> None:
         """A command that exhausted its deliveries: its change, and promotion, failed."""
         change_id = str(message.body["change_id"])
-        async with session_scope(self.sessions) as session:
+        async with self._transaction() as session:
             change = await session.get(DeploymentChange, change_id)
             if change is None or change.status.is_final:
                 return
@@ -114,7 +119,7 @@ class StepMachine:
         except Exception as exc:
             # Recorded so that a dead-lettered command can say why; the message is retried.
             log.exception("change %s failed unexpectedly; it will be retried", change_id)
-            async with session_scope(self.sessions) as session:
+            async with self._transaction() as session:
                 change = await session.get(DeploymentChange, change_id)
                 if change is not None and not change.status.is_final:
                     change.error = f"{type(exc).__name__}: {exc}"[:2000]
@@ -124,7 +129,7 @@ class StepMachine:
     # ---- the steps -------------------------------------------------------------------------
 
     async def _run(self, change_id: str) -> None:
-        async with session_scope(self.sessions) as session:
+        async with self._transaction() as session:
             change = await self._change(session, change_id)
             if change.status is ChangeStatus.QUEUED:
                 # Conditional: a cancel may have won the race for this change.
@@ -144,7 +149,7 @@ class StepMachine:
                 )
         await self._pause_after("QUEUED")
         if change.status is ChangeStatus.APPLYING_CONFIGURATION:
-            async with session_scope(self.sessions) as session:
+            async with self._transaction() as session:
                 change = await self._change(session, change_id)
                 try:
                     await self._apply_configuration(session, change)
@@ -157,10 +162,10 @@ class StepMachine:
             try:
                 endpoint = await self._restart(change)
             except StartFailed as failure:
-                async with session_scope(self.sessions) as session:
+                async with self._transaction() as session:
                     await self._fail(session, await self._change(session, change_id), str(failure))
                 return
-            async with session_scope(self.sessions) as session:
+            async with self._transaction() as session:
                 await self._succeed(session, await self._change(session, change_id), endpoint)
 
     async def _apply_configuration(self, session: AsyncSession, change: DeploymentChange) -> None:
@@ -217,7 +222,7 @@ class StepMachine:
     async def _restart(self, change: DeploymentChange) -> str | None:
         """Start the new instance, route to it, retire the old: no transaction is held while
         processes start. Returns the endpoint URL (None for a suspend)."""
-        async with session_scope(self.sessions) as session:
+        async with self._transaction() as session:
             target = await instance_target(session, self.box, change)
         if change.kind is ChangeKind.SUSPEND:
             await self.runtime.stop(change.deployment_id, target.route)
@@ -333,6 +338,12 @@ class StepMachine:
         promotion = await session.get(Promotion, change.promotion_id)
         assert promotion is not None
         await record_promotion_status(session, promotion, status, detail=detail)
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        async with session_scope(self.sessions) as session:
+            yield session
+        self.after_commit()
 
     async def _pause_after(self, step: str) -> None:
         if self.pause_after_step == step:
