@@ -214,11 +214,28 @@ async def _pending_request(
     promotion = await get_owned(session, Promotion, promotion_id, actor=actor)
     role = await role_in(session, user_id=actor.id, organization_id=promotion.organization_id)
     assert role is not None  # get_owned checked membership
-    if promotion.status is not PromotionStatus.PENDING_APPROVAL:
+    if promotion.status is not PromotionStatus.PENDING_APPROVAL or not await _hold_pending(
+        session, promotion.id
+    ):
+        await session.refresh(promotion)  # decided by someone else a moment ago
         raise Conflict(
             f"the request is {promotion.status.value}, no longer pending: nothing to {verb}"
         )
     return promotion, role
+
+
+async def _hold_pending(session: AsyncSession, promotion_id: str) -> bool:
+    """Lock the request's row if it is still pending, for the rest of the transaction: two
+    decisions on one request are serialized, and the second finds it decided."""
+    held = await session.exec(
+        update(Promotion)
+        .where(
+            col(Promotion.id) == promotion_id,
+            col(Promotion.status) == PromotionStatus.PENDING_APPROVAL,
+        )
+        .values(status=PromotionStatus.PENDING_APPROVAL)
+    )
+    return bool(held.rowcount)
 
 
 async def _review(
@@ -297,6 +314,7 @@ async def _review(
             build_id=promotion.build_id,
             promotion_id=promotion.id,
         )
+        await announce_deployment(session, deployment, detail=f"promotion {promotion.id} queued")
     return promotion
 
 
@@ -339,6 +357,8 @@ async def expire_due(session: AsyncSession, *, now: datetime | None = None) -> l
         ).all()
     )
     for promotion in due:
+        if not await _hold_pending(session, promotion.id):
+            continue  # decided meanwhile
         promotion.error = "no decision before the request expired"
         await record_promotion_status(
             session, promotion, PromotionStatus.EXPIRED, detail=promotion.error
@@ -399,7 +419,10 @@ async def cancel(session: AsyncSession, *, actor: User, promotion_id: str) -> Pr
         if not taken.rowcount:
             raise Conflict("the promotion has started running: it can no longer be cancelled")
         await settle_deployment(session, promotion.deployment_id)
-    elif promotion.status is not PromotionStatus.PENDING_APPROVAL:
+    elif promotion.status is not PromotionStatus.PENDING_APPROVAL or not await _hold_pending(
+        session, promotion.id
+    ):
+        await session.refresh(promotion)
         raise Conflict(
             f"the promotion is {promotion.status.value}: only a pending or queued "
             "promotion can be cancelled"
