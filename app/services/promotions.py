@@ -194,7 +194,7 @@ async def plan_promotion(
         overrides=overrides,
         copied=copied,
         missing=missing,
-        changes=_diff(schema, before, after),
+        changes=_diff(schema, before, after, {e.key for e in overrides}),
         requires_approval=requires_approval,
         blockers=blockers,
     )
@@ -213,22 +213,27 @@ async def _deployment(session: AsyncSession, integration: Integration, env_id: s
 
 
 def _diff(
-    schema: dict[str, ConfigKey], before: dict[str, str], after: dict[str, str]
+    schema: dict[str, ConfigKey],
+    before: dict[str, str],
+    after: dict[str, str],
+    touched: set[str],
 ) -> list[ConfigDiff]:
+    """How the target's values change. A secret that the request sets is CHANGED whether or not
+    the new value equals the stored one: comparing them would let a plan guess secrets."""
     diffs = []
     for key in [*schema, *sorted(k for k in {*before, *after} if k not in schema)]:
         old, new = before.get(key), after.get(key)
         if old is None and new is None:
             continue
+        secret = key in schema and schema[key].secret
         if old is None:
             kind = ConfigChangeKind.ADDED
         elif new is None:
             kind = ConfigChangeKind.REMOVED
-        elif old != new:
+        elif (key in touched) if secret else (old != new):
             kind = ConfigChangeKind.CHANGED
         else:
             kind = ConfigChangeKind.UNCHANGED
-        secret = key in schema and schema[key].secret
         diffs.append(
             ConfigDiff(
                 key=key,
