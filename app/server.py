@@ -90,6 +90,7 @@ async def run_up(settings: Settings, args: argparse.Namespace) -> None:
                 runtime=local_runtime(settings),
                 data_plane=DEFAULT_DATA_PLANE,
                 stop_instances_on_drain=True,
+                after_commit=relay.wake,
             )
             await worker.start()
             stack.push_async_callback(worker.drain)
@@ -148,7 +149,7 @@ async def run_worker(settings: Settings, args: argparse.Namespace) -> None:
         stop = stop_on_signals()
         async with contextlib.AsyncExitStack() as stack:
             bus = RabbitBus(settings.amqp_url)
-            await _start_relay(stack, engine, bus)
+            relay = await _start_relay(stack, engine, bus)
             worker = Worker(
                 sessions=create_session_factory(engine),
                 box=SecretBox(settings.resolved_secret_key()),
@@ -157,6 +158,7 @@ async def run_worker(settings: Settings, args: argparse.Namespace) -> None:
                 data_plane=args.data_plane,
                 concurrency=args.concurrency,
                 pause_after_step=settings.pause_after_step,
+                after_commit=relay.wake,
             )
             if args.gateway:
                 gateway = Gateway(settings)

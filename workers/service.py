@@ -80,6 +80,7 @@ class Worker:
             runtime=self.runtime,
             data_plane=self.data_plane,
             owner=self.name,
+            bus=self.bus,
         )
         self._supervision = asyncio.create_task(self._supervisor.run())
         await self._redispatch_pending()

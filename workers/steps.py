@@ -50,7 +50,7 @@ from app.services.configuration import (
 from app.services.events import announce_deployment, record_promotion_status
 from app.services.promotions import sealed_entries
 from workers.instances import instance_target
-from workers.leases import holding_lease
+from workers.leases import holding_lease, take_lease
 from workers.runtimes.base import Runtime, StartFailed
 
 log = logging.getLogger(__name__)
@@ -87,21 +87,41 @@ class StepMachine:
         """Run the deployment's pending changes in order while holding its lease.
 
         The message names one change, but whoever holds the lease runs every pending change of
-        the deployment; after releasing it we look once more, so a change that arrived while
-        another worker held the lease is never left behind."""
+        the deployment, and looks once more after releasing it: a change that arrived while
+        another handler held the lease is never left behind. So a handler that finds the lease
+        taken need not wait for it, unless its change is the next one due (its holder may have
+        died running it: then the lease expires and this handler takes over). Waiting only then
+        keeps one deployment's backlog from occupying every consumer slot."""
         deployment_id = str(message.body["deployment_id"])
+        own_change = str(message.body["change_id"])
         # One lease owner per handler call, not per worker: the consumers of one worker run
         # side by side, and a lease they all owned would let them in together.
         owner = f"{self.owner}/{uuid.uuid4().hex[:8]}"
         while True:
+            if (
+                not await take_lease(self.sessions, deployment_id, owner)
+                and await self._next_change(deployment_id) != own_change
+            ):
+                return  # the holder, or the due change's own command, gets to it
             async with holding_lease(self.sessions, deployment_id, owner):
                 while (change_id := await self._next_change(deployment_id)) is not None:
-                    await self.run(change_id)
+                    try:
+                        await self.run(change_id)
+                    except Exception:
+                        if change_id == own_change:
+                            raise  # retried through this command's deliveries
+                        # Another change's failure counts against that change's command,
+                        # which retries it; this one runs in its turn.
+                        log.warning(
+                            "change %s waits behind %s, which failed", own_change, change_id
+                        )
+                        return
             if await self._next_change(deployment_id) is None:
                 return
 
     async def handle_dead_letter(self, message: Message) -> None:
-        """A command that exhausted its deliveries: its change, and promotion, failed."""
+        """A command that exhausted its deliveries: its change, and promotion, failed; the
+        deployment's next changes run."""
         change_id = str(message.body["change_id"])
         async with self._transaction() as session:
             change = await session.get(DeploymentChange, change_id)
@@ -112,6 +132,8 @@ class StepMachine:
                 f"{change.error or 'the worker failed each time'}"
             )
             await self._fail(session, change, reason)
+        # The changes queued behind it waited for this one: their turn now.
+        await self.handle_command(message)
 
     async def run(self, change_id: str) -> None:
         try:

@@ -13,12 +13,16 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
-from sqlmodel import col, select
+from sqlmodel import col, or_, select
 
 from app.crypto import SecretBox
 from app.db import SessionFactory, session_scope
+from app.messaging.bus import Bus, Message
 from app.models import DataPlane, Deployment, DeploymentChange, DeploymentStatus, Environment
+from app.models.base import utcnow
+from app.models.promotions import FINAL_CHANGE_STATUSES
 from app.services.events import announce_deployment
 from workers.instances import instance_target
 from workers.leases import release_lease, take_lease
@@ -27,6 +31,8 @@ from workers.runtimes.base import Runtime, StartFailed
 log = logging.getLogger(__name__)
 
 SUPERVISION_INTERVAL_S = 10.0
+# A change this old, pending while its deployment's lease is free, was left behind.
+STRANDED_AFTER = timedelta(seconds=5)
 
 
 @dataclass
@@ -37,6 +43,8 @@ class Supervisor:
     data_plane: str
     owner: str
     interval_s: float = SUPERVISION_INTERVAL_S
+    # Where stranded changes are announced again (None: not at all).
+    bus: Bus | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
@@ -69,6 +77,7 @@ class Supervisor:
             )
 
     async def reconcile(self) -> None:
+        await self._announce_stranded_changes()
         for deployment_id in await self.active_deployments():
             if self._stop.is_set():
                 return
@@ -79,6 +88,42 @@ class Supervisor:
                 await self._keep_running(deployment_id)
             finally:
                 await release_lease(self.sessions, deployment_id, self.owner)
+
+    async def _announce_stranded_changes(self) -> None:
+        """Changes that wait while nobody holds their deployment's lease: a worker died holding
+        it after the commands behind it were acknowledged. Announce them again (a duplicate
+        is harmless: whoever takes the lease runs what is pending, once)."""
+        if self.bus is None:
+            return
+        now = utcnow()
+        async with self.sessions() as session:
+            stranded = (
+                await session.exec(
+                    select(DeploymentChange.id, DeploymentChange.deployment_id)
+                    .join(Deployment, col(Deployment.id) == col(DeploymentChange.deployment_id))
+                    .join(Environment, col(Environment.id) == col(Deployment.environment_id))
+                    .join(DataPlane, col(DataPlane.id) == col(Environment.data_plane_id))
+                    .where(
+                        DataPlane.name == self.data_plane,
+                        col(DeploymentChange.status).not_in(FINAL_CHANGE_STATUSES),
+                        col(DeploymentChange.created_at) < now - STRANDED_AFTER,
+                        or_(
+                            col(Deployment.lease_owner).is_(None),
+                            col(Deployment.lease_expires_at) < now,
+                        ),
+                    )
+                )
+            ).all()
+        for change_id, deployment_id in stranded:
+            await self.bus.publish_command(
+                Message(
+                    message_id=f"stranded-{change_id}-{now.timestamp():.0f}",
+                    routing_key=self.data_plane,
+                    body={"change_id": change_id, "deployment_id": deployment_id},
+                )
+            )
+        if stranded:
+            log.info("announced %d stranded change(s) again", len(stranded))
 
     async def _keep_running(self, deployment_id: str) -> None:
         async with self.sessions() as session:

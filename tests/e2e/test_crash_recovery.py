@@ -1,0 +1,176 @@
+"""A worker killed with SIGKILL in the middle of a promotion: once a worker runs again, the
+promotion ends SUCCEEDED with exactly one new revision, and nothing was applied twice.
+
+Each worker runs with PROMENADE_PAUSE_AFTER_STEP, so that it stops for good right after the step
+under test and the kill lands at a known point. A killed worker's lease on the deployment
+expires after workers.leases.LEASE_TTL (10 s), which is most of this module's time; so the four
+crashes are set up one after the other, the four paused workers are killed together, and new
+workers recover all four promotions at once, while each pause point is asserted by a test of its
+own. Each crash promotes to an environment on a data plane of its own, served by its paused
+worker alone (a worker announces every unfinished change of its data plane again when it
+starts; with one shared data plane, the paused workers would take each other's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import (
+    Api,
+    Cluster,
+    Greeter,
+    answer,
+    greeting,
+    new_greeter,
+    revisions,
+)
+from tests.processes import instance_processes
+
+PAUSE_POINTS = ["QUEUED", "APPLYING_CONFIGURATION", "STARTED", "ROUTED"]
+# The promotion's status while the worker sits at each pause point.
+STATUS_AT_PAUSE = {
+    "QUEUED": "APPLYING_CONFIGURATION",
+    "APPLYING_CONFIGURATION": "RESTARTING",
+    "STARTED": "RESTARTING",
+    "ROUTED": "RESTARTING",
+}
+DEV_VALUES = {"GREETING": "Hello from Development", "API_KEY": "dev-key"}
+
+
+def data_plane(step: str) -> str:
+    return "crash-" + step.lower().replace("_", "-")
+
+
+def target_values(step: str) -> dict[str, str]:
+    return {"GREETING": f"Hello after a crash at {step}", "API_KEY": "prod-key"}
+
+
+@dataclass
+class Crash:
+    """A promotion whose worker was killed right after ``step``, and what was seen then."""
+
+    step: str
+    greeter: Greeter
+    promotion_id: str
+    target_id: str
+    # Seen while the worker sat at the pause point, before the kill:
+    status_at_pause: str
+    instances_at_pause: list[int]
+    endpoint_at_pause: tuple[int, Any]  # HTTP status, body
+
+
+@pytest.fixture(scope="module")
+def crashes(cluster: Cluster) -> Iterator[dict[str, Crash]]:
+    """For each pause point: a greeter ACTIVE in Development, its promotion to Live taken by a
+    worker that paused after that step; then every paused worker is killed with SIGKILL and a
+    normal worker is started for each data plane."""
+
+    async def crash(api: Api, greeter: Greeter, step: str) -> Crash:
+        target = await greeter.deployment("Live")
+        assert (target["status"], target["revision"]) == ("NOT_DEPLOYED", 0)
+        paused = cluster.start_worker(data_plane=data_plane(step), pause_after_step=step)
+        promoted = await greeter.promote("Development", "Live", target_values(step))
+        assert promoted["__typename"] == "Promotion", promoted
+        await asyncio.to_thread(paused.wait_for_log, f"pausing after {step}")
+        endpoint = await answer(greeter.endpoint("live"))
+        return Crash(
+            step=step,
+            greeter=greeter,
+            promotion_id=promoted["id"],
+            target_id=target["id"],
+            status_at_pause=(await greeter.promotion(promoted["id"]))["status"],
+            instances_at_pause=instance_processes(cluster.runtime_dir, target["id"]),
+            endpoint_at_pause=(
+                endpoint.status_code,
+                endpoint.json() if endpoint.status_code == 200 else endpoint.text,
+            ),
+        )
+
+    async def setup() -> dict[str, Crash]:
+        async with httpx.AsyncClient(
+            base_url=cluster.api_url,
+            headers={"Authorization": f"Bearer {cluster.token}"},
+            timeout=60,
+            trust_env=False,
+        ) as http:
+            api = Api(http)
+            greeters = [
+                await new_greeter(api, cluster.gateway_url, live_on=data_plane(step))
+                for step in PAUSE_POINTS
+            ]
+            # Deployed by a worker that is gone before the paused ones start.
+            deployer = cluster.start_worker()
+            try:
+                await asyncio.gather(*(greeter.deploy(DEV_VALUES) for greeter in greeters))
+            finally:
+                deployer.stop()
+                cluster.workers.remove(deployer)
+            return {
+                step: await crash(api, greeter, step)
+                for step, greeter in zip(PAUSE_POINTS, greeters, strict=True)
+            }
+
+    crashes = asyncio.run(setup())
+    for worker in cluster.workers:
+        worker.kill()
+    cluster.workers.clear()
+    cluster.start_workers([data_plane(step) for step in PAUSE_POINTS])
+    yield crashes
+    cluster.stop_workers()
+
+
+@pytest.mark.parametrize("step", PAUSE_POINTS)
+async def test_a_worker_killed_after_a_step_leaves_work_the_next_one_finishes(
+    step: str, crashes: dict[str, Crash], cluster: Cluster, api: Api
+) -> None:
+    crash = crashes[step]
+    greeter = dataclasses.replace(crash.greeter, api=api)
+    values = target_values(step)
+
+    # Before the kill, the database showed the step reached and no further.
+    assert crash.status_at_pause == STATUS_AT_PAUSE[step]
+    if step in ("QUEUED", "APPLYING_CONFIGURATION"):
+        assert crash.instances_at_pause == []
+    else:
+        assert len(crash.instances_at_pause) == 1, crash.instances_at_pause
+    if step == "ROUTED":
+        status, body = crash.endpoint_at_pause
+        assert status == 200
+        assert body["greeting"] == values["GREETING"]
+    else:
+        assert crash.endpoint_at_pause[0] == 404
+
+    # The lease of the killed worker expires after 10 s; then the new worker finishes.
+    finished = await greeter.wait_promotion(crash.promotion_id, within=45)
+    assert finished["status"] == "SUCCEEDED", finished
+    # Each step recorded once: nothing was applied twice.
+    assert [e["status"] for e in finished["events"]] == [
+        "QUEUED",
+        "APPLYING_CONFIGURATION",
+        "RESTARTING",
+        "SUCCEEDED",
+    ]
+
+    target = await greeter.wait_revision("Live", 1)
+    assert target["history"]["totalCount"] == 1
+    assert [(r["revision"], r["cause"], r["promotion"]) for r in revisions(target)] == [
+        (1, "PROMOTION", {"id": crash.promotion_id})
+    ]
+    assert {c["key"]: c["value"] for c in target["configuration"]} == {
+        "GREETING": values["GREETING"],
+        "API_KEY": None,
+    }
+    live = await greeting(greeter.endpoint("live"))
+    assert live["greeting"] == values["GREETING"]
+    assert live["has_api_key"] is True
+    # One instance runs, and an instance started before the kill is the one kept.
+    assert instance_processes(cluster.runtime_dir, crash.target_id) == [live["pid"]]
+    if crash.instances_at_pause:
+        assert crash.instances_at_pause == [live["pid"]]
