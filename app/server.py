@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -37,6 +38,13 @@ EMBEDDED_ORGANIZATION = "default"
 BROKER_RETRY_S = 2.0
 
 
+def configure_logging() -> None:
+    """Timestamped lines on stderr, INFO and up, for the long-running commands."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
 async def run_migrate(settings: Settings, _: argparse.Namespace) -> None:
     engine = _engine(settings)
     try:
@@ -62,6 +70,7 @@ async def run_bootstrap(settings: Settings, args: argparse.Namespace) -> None:
 async def run_up(settings: Settings, args: argparse.Namespace) -> None:
     """API, outbox relay, in-process bus, a worker for the ``local`` data plane and its gateway,
     in one process."""
+    configure_logging()
     from app.messaging.inprocess import InProcessBus
     from workers.service import Gateway, Worker, local_runtime
 
@@ -91,6 +100,7 @@ async def run_up(settings: Settings, args: argparse.Namespace) -> None:
                 data_plane=DEFAULT_DATA_PLANE,
                 stop_instances_on_drain=True,
                 after_commit=relay.wake,
+                health_timeout_s=settings.health_timeout_s,
             )
             await worker.start()
             stack.push_async_callback(worker.drain)
@@ -106,6 +116,7 @@ async def run_up(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def run_api(settings: Settings, args: argparse.Namespace) -> None:
+    configure_logging()
     from app.messaging.rabbit import RabbitBus
 
     engine = _engine(settings)
@@ -133,6 +144,7 @@ async def run_api(settings: Settings, args: argparse.Namespace) -> None:
 
 async def run_worker(settings: Settings, args: argparse.Namespace) -> None:
     """Consume a data plane's commands until SIGTERM, then drain."""
+    configure_logging()
     from app.messaging.rabbit import RabbitBus
     from workers.service import Gateway, Worker, local_runtime
 
@@ -159,6 +171,7 @@ async def run_worker(settings: Settings, args: argparse.Namespace) -> None:
                 concurrency=args.concurrency,
                 pause_after_step=settings.pause_after_step,
                 after_commit=relay.wake,
+                health_timeout_s=settings.health_timeout_s,
             )
             if args.gateway:
                 gateway = Gateway(settings)
@@ -191,6 +204,7 @@ async def _start_when_broker_answers(worker: Worker, stop: asyncio.Event) -> boo
 
 
 async def run_gateway(settings: Settings, _: argparse.Namespace) -> None:
+    configure_logging()
     from workers.service import Gateway
 
     stop = stop_on_signals()

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
         description="Base of endpoint URLs; default: http://<gateway host>:<gateway port>.",
     )
 
+    health_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a new instance has to answer its health check.",
+    )
     expiry_sweep_s: float = Field(
         default=30.0,
         gt=0,

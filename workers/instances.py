@@ -29,9 +29,10 @@ class InstanceTarget:
     values: dict[str, str]
     file_keys: frozenset[str]
 
-    def spec(self) -> InstanceSpec:
+    def spec(self, *, health_timeout_s: float = 30.0) -> InstanceSpec:
         assert self.artifact is not None, "a change that runs nothing has no instance"
         return InstanceSpec(
+            health_timeout_s=health_timeout_s,
             deployment_id=self.change.deployment_id,
             change_id=self.change.id,
             artifact=self.artifact,

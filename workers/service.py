@@ -50,6 +50,7 @@ class Worker:
     concurrency: int = 4
     name: str = field(default_factory=worker_name)
     pause_after_step: str | None = None
+    health_timeout_s: float = 30.0
     # Wakes the process's outbox relay after the step machine commits.
     after_commit: Callable[[], None] = lambda: None
     # Embedded mode stops the integrations with the process; a scaled worker leaves them
@@ -67,6 +68,7 @@ class Worker:
             owner=self.name,
             pause_after_step=self.pause_after_step,
             after_commit=self.after_commit,
+            health_timeout_s=self.health_timeout_s,
         )
         self._consumers = [
             await self.bus.consume_commands(
@@ -81,6 +83,7 @@ class Worker:
             data_plane=self.data_plane,
             owner=self.name,
             bus=self.bus,
+            health_timeout_s=self.health_timeout_s,
         )
         self._supervision = asyncio.create_task(self._supervisor.run())
         await self._redispatch_pending()

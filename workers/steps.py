@@ -77,6 +77,8 @@ class StepMachine:
     owner: str  # this worker's name, for leases
     # Crash testing: after this step the worker waits forever (see Settings.pause_after_step).
     pause_after_step: str | None = None
+    # How long a new instance has to answer its health check (Settings.health_timeout_s).
+    health_timeout_s: float = 30.0
     # Called after each commit: it wakes this process's outbox relay, so that the events and
     # commands a step recorded leave now rather than at the relay's next poll.
     after_commit: Callable[[], None] = lambda: None
@@ -249,7 +251,7 @@ class StepMachine:
         if change.kind is ChangeKind.SUSPEND:
             await self.runtime.stop(change.deployment_id, target.route)
             return None
-        instance = await self.runtime.start(target.spec())
+        instance = await self.runtime.start(target.spec(health_timeout_s=self.health_timeout_s))
         await self._pause_after("STARTED")
         endpoint = await self.runtime.route(change.deployment_id, target.route, instance)
         await self.runtime.retire_others(change.deployment_id, keep_change_id=change.id)

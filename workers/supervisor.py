@@ -43,6 +43,7 @@ class Supervisor:
     data_plane: str
     owner: str
     interval_s: float = SUPERVISION_INTERVAL_S
+    health_timeout_s: float = 30.0
     # Where stranded changes are announced again (None: not at all).
     bus: Bus | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -135,7 +136,7 @@ class Supervisor:
                 return
             target = await instance_target(session, self.box, change)
         try:
-            instance = await self.runtime.start(target.spec())
+            instance = await self.runtime.start(target.spec(health_timeout_s=self.health_timeout_s))
             await self.runtime.route(deployment_id, target.route, instance)
         except StartFailed as failure:
             log.warning("deployment %s does not run: %s", deployment_id, failure)

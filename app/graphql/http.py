@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -12,6 +15,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
 from strawberry.types.unset import UnsetType
 
 from app.crypto import SecretBox
@@ -43,6 +51,49 @@ def bearer_token(headers: Headers) -> str | None:
     return token.strip()
 
 
+# The context of the websocket operation running in this task (each runs in a task of its own).
+_operation_context: ContextVar[Context | None] = ContextVar("operation_context", default=None)
+
+
+class _ContextPerOperation:
+    """For Strawberry's websocket handler, which builds one context per connection: each
+    operation (subscription, query, mutation) runs with a copy of it that has a session and
+    DataLoaders of its own, closed when the operation ends. Otherwise every operation of a
+    socket shares one session: a query sees what the connection's first reads cached, the
+    session keeps its database connection (in a transaction) for as long as the socket is
+    open, and two mutations of one socket commit or roll back each other's work."""
+
+    _connection_context: Context
+
+    @property
+    def context(self) -> Context:
+        return _operation_context.get() or self._connection_context
+
+    @context.setter
+    def context(self, value: Context) -> None:
+        self._connection_context = value
+
+    @contextlib.asynccontextmanager
+    async def operation_context(self) -> AsyncIterator[None]:
+        connection = self._connection_context
+        async with connection.sessions() as session:
+            token = _operation_context.set(
+                dataclasses.replace(connection, session=session, loaders=Loaders(session))
+            )
+            try:
+                yield
+            finally:
+                _operation_context.reset(token)
+
+
+class _GraphQLTransportWSHandler(
+    _ContextPerOperation, BaseGraphQLTransportWSHandler[Context, None]
+):
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        async with self.operation_context():
+            await super().run_operation(operation)
+
+
 def _wants_ide(request: Request) -> bool:
     """A browser asking for the GraphiQL page (strawberry's own test)."""
     accept = request.headers.get("accept", "")
@@ -59,6 +110,8 @@ class PromenadeGraphQL(GraphQL[Context, None]):
     ``{"authorization": "Bearer <token>"}``; without a valid token the connection is closed
     with 4403, as the graphql-transport-ws protocol recommends."""
 
+    graphql_transport_ws_handler_class = _GraphQLTransportWSHandler
+
     def __init__(
         self,
         *,
@@ -73,6 +126,9 @@ class PromenadeGraphQL(GraphQL[Context, None]):
             graphql_ide="graphiql" if graphiql else None,
             allow_queries_via_get=False,
             max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
+            # Not the legacy graphql-ws protocol too: Strawberry runs only subscriptions over
+            # it, and clients that offer both (gql does, legacy first) would get it.
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         )
         self._box = box
         self._sessions = sessions
@@ -117,8 +173,9 @@ class AuthenticatedGraphQL:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            # The connection's session: subscriptions read through short sessions of their
-            # own, so this one holds no database connection while the socket is open.
+            # The connection's session, which no operation uses: each runs with a session of
+            # its own (_ContextPerOperation), so this one holds no database connection while
+            # the socket is open.
             async with self._sessions() as session:
                 scope.setdefault("state", {})
                 scope["state"]["session"] = session

@@ -197,8 +197,9 @@ class Subscription:
                         session, user=ctx.viewer, promotion=promotion
                     ):
                         continue
-                # The request's fields are read through the connection's session: fresh
-                # loaders for each request, and no transaction held between two of them.
+                yield Promotion.from_model(promotion)
+                # Its fields were read through the operation's session, and it was sent: end
+                # that transaction (no database connection held until the next request) and
+                # read the next one through fresh loaders.
                 await ctx.session.rollback()
                 ctx.loaders = Loaders(ctx.session)
-                yield Promotion.from_model(promotion)

@@ -6,8 +6,8 @@ serving.
 The greeter reads GREETER_FAIL from its environment, and configuration values reach it as
 environment variables, so the integration declares GREETER_FAIL (not required).
 
-The health check's timeout is InstanceSpec.health_timeout_s, 30 s, with no setting to shorten
-it: the unhealthy build's test waits those 30 s.
+The worker gives new instances HEALTH_TIMEOUT_S to become healthy (PROMENADE_HEALTH_TIMEOUT_S),
+so the unhealthy build's test waits that long, not the default 30 s.
 """
 
 from __future__ import annotations
@@ -27,16 +27,20 @@ from tests.e2e.conftest import (
     greeting,
     new_greeter,
 )
-from tests.processes import PromenadeProcess, instance_processes
+from tests.processes import PromenadeProcess, instance_processes, start_worker
 
 DEV_VALUES = {"GREETING": "Hello from Development", "API_KEY": "dev-key"}
 PROD_VALUES = {"GREETING": "Hello from Production", "API_KEY": "prod-key"}
-HEALTH_TIMEOUT_S = 30
+HEALTH_TIMEOUT_S = 5
 
 
 @pytest.fixture(scope="module")
 def worker(cluster: Cluster) -> Iterator[PromenadeProcess]:
-    worker = cluster.start_worker(concurrency=4)
+    worker = start_worker(
+        cluster.data_dir,
+        {**cluster.env, "PROMENADE_HEALTH_TIMEOUT_S": str(HEALTH_TIMEOUT_S)},
+        concurrency=4,
+    )
     yield worker
     worker.stop()
 
