@@ -43,6 +43,8 @@ def configure_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Alembic narrates every migration context at INFO; the commands say what matters.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 async def run_migrate(settings: Settings, _: argparse.Namespace) -> None:

@@ -151,7 +151,8 @@ async def test_a_promotion_whose_build_never_becomes_healthy_is_failed(
     assert f"did not become healthy within {HEALTH_TIMEOUT_S}s" in error, error
     assert "GET /healthz answered HTTP 503: unhealthy (GREETER_FAIL=unhealthy)" in error, error
     # The last lines of its output: the health checks it answered.
-    assert 'last lines of output:\ngreeter: 127.0.0.1 "GET /healthz HTTP/1.1" 503' in error
+    output = error.split("last lines of output:\n", 1)[1]
+    assert 'greeter: 127.0.0.1 "GET /healthz HTTP/1.1" 503' in output, error
 
     after = await greeter.deployment("Production")
     assert after["lastError"] == error
