@@ -43,6 +43,26 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def foreign_key(
+    target: str,
+    *,
+    ondelete: str | None = None,
+    nullable: bool = False,
+    index: bool | None = None,
+    primary_key: bool = False,
+    unique: bool | None = None,
+) -> Any:
+    """A column holding another table's id (ids are at most 40 characters)."""
+    return sa.Column(
+        sa.String(40),
+        sa.ForeignKey(target, ondelete=ondelete),
+        nullable=nullable,
+        index=index,
+        primary_key=primary_key,
+        unique=unique,
+    )
+
+
 def timestamp_column(*, nullable: bool = False) -> Any:
     return sa.Column(UTCDateTime(), nullable=nullable)
 

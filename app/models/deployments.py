@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from app.ids import new_id
-from app.models.base import enum_column, timestamp_column, utcnow
+from app.models.base import enum_column, foreign_key, timestamp_column, utcnow
 
 
 class DeploymentStatus(enum.StrEnum):
@@ -29,35 +29,20 @@ class Deployment(SQLModel, table=True):
 
     id: str = Field(default_factory=lambda: new_id("dep"), primary_key=True, max_length=40)
     organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40),
-            sa.ForeignKey("organizations.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        )
+        sa_column=foreign_key("organizations.id", ondelete="CASCADE", nullable=False, index=True)
     )
     integration_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40),
-            sa.ForeignKey("integrations.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        )
+        sa_column=foreign_key("integrations.id", ondelete="CASCADE", nullable=False, index=True)
     )
     environment_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40),
-            sa.ForeignKey("environments.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        )
+        sa_column=foreign_key("environments.id", ondelete="CASCADE", nullable=False, index=True)
     )
     status: DeploymentStatus = Field(
         default=DeploymentStatus.NOT_DEPLOYED, sa_column=enum_column(DeploymentStatus)
     )
     build_id: str | None = Field(
         default=None,
-        sa_column=sa.Column(sa.String(40), sa.ForeignKey("builds.id"), nullable=True),
+        sa_column=foreign_key("builds.id", nullable=True),
     )
     revision: int = 0
     endpoint_url: str | None = Field(default=None, max_length=2000)
@@ -85,12 +70,7 @@ class ConfigValue(SQLModel, table=True):
 
     id: str = Field(default_factory=lambda: new_id("cfg"), primary_key=True, max_length=40)
     deployment_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40),
-            sa.ForeignKey("deployments.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        )
+        sa_column=foreign_key("deployments.id", ondelete="CASCADE", nullable=False, index=True)
     )
     key: str = Field(max_length=255)
     value: str = Field(sa_column=sa.Column(sa.Text, nullable=False))

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from app.ids import new_id
-from app.models.base import enum_column, timestamp_column, utcnow
+from app.models.base import enum_column, foreign_key, timestamp_column, utcnow
 
 
 class RuntimeKind(enum.StrEnum):
@@ -18,21 +18,14 @@ class RuntimeKind(enum.StrEnum):
     KUBERNETES = "KUBERNETES"
 
 
-def _org_fk() -> Any:
-    return sa.Column(
-        sa.String(40),
-        sa.ForeignKey("organizations.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    )
-
-
 class DataPlane(SQLModel, table=True):
     __tablename__ = "data_planes"
     __table_args__ = (sa.UniqueConstraint("organization_id", "name"),)
 
     id: str = Field(default_factory=lambda: new_id("dp"), primary_key=True, max_length=40)
-    organization_id: str = Field(sa_column=_org_fk())
+    organization_id: str = Field(
+        sa_column=foreign_key("organizations.id", ondelete="CASCADE", index=True)
+    )
     name: str = Field(max_length=63)
     runtime: RuntimeKind = Field(sa_column=enum_column(RuntimeKind))
     settings: dict[str, Any] = Field(
@@ -50,12 +43,10 @@ class Environment(SQLModel, table=True):
     )
 
     id: str = Field(default_factory=lambda: new_id("env"), primary_key=True, max_length=40)
-    organization_id: str = Field(sa_column=_org_fk())
-    data_plane_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40), sa.ForeignKey("data_planes.id"), nullable=False, index=True
-        )
+    organization_id: str = Field(
+        sa_column=foreign_key("organizations.id", ondelete="CASCADE", index=True)
     )
+    data_plane_id: str = Field(sa_column=foreign_key("data_planes.id", nullable=False, index=True))
     name: str = Field(max_length=64)
     name_key: str = Field(max_length=64)
     description: str | None = Field(default=None, max_length=1000)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from app.ids import new_id
-from app.models.base import enum_column, timestamp_column, utcnow
+from app.models.base import enum_column, foreign_key, timestamp_column, utcnow
 
 
 class ReviewDecision(enum.StrEnum):
@@ -26,20 +26,10 @@ class ApprovalPolicy(SQLModel, table=True):
 
     id: str = Field(default_factory=lambda: new_id("apl"), primary_key=True, max_length=40)
     organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40),
-            sa.ForeignKey("organizations.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        )
+        sa_column=foreign_key("organizations.id", ondelete="CASCADE", nullable=False, index=True)
     )
     environment_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40),
-            sa.ForeignKey("environments.id", ondelete="CASCADE"),
-            nullable=False,
-            unique=True,
-        )
+        sa_column=foreign_key("environments.id", ondelete="CASCADE", nullable=False, unique=True)
     )
     required_approvals: int
     approver_roles: list[str] = Field(
@@ -60,16 +50,9 @@ class Review(SQLModel, table=True):
 
     id: str = Field(default_factory=lambda: new_id("rvw"), primary_key=True, max_length=40)
     promotion_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40),
-            sa.ForeignKey("promotions.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        )
+        sa_column=foreign_key("promotions.id", ondelete="CASCADE", nullable=False, index=True)
     )
-    reviewer_id: str = Field(
-        sa_column=sa.Column(sa.String(40), sa.ForeignKey("users.id"), nullable=False)
-    )
+    reviewer_id: str = Field(sa_column=foreign_key("users.id", nullable=False))
     decision: ReviewDecision = Field(sa_column=enum_column(ReviewDecision))
     comment: str | None = Field(default=None, max_length=2000)
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
@@ -83,13 +66,9 @@ class AuditEvent(SQLModel, table=True):
 
     id: str = Field(default_factory=lambda: new_id("aud"), primary_key=True, max_length=40)
     organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40), sa.ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
-        )
+        sa_column=foreign_key("organizations.id", ondelete="CASCADE", nullable=False)
     )
-    actor_id: str | None = Field(
-        default=None, sa_column=sa.Column(sa.String(40), sa.ForeignKey("users.id"), nullable=True)
-    )
+    actor_id: str | None = Field(default=None, sa_column=foreign_key("users.id", nullable=True))
     action: str = Field(max_length=100)
     subject_id: str = Field(max_length=40)
     detail: dict[str, Any] = Field(

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from app.ids import new_id
-from app.models.base import enum_column, timestamp_column, utcnow
+from app.models.base import enum_column, foreign_key, timestamp_column, utcnow
 
 
 class Role(enum.StrEnum):
@@ -35,9 +35,7 @@ class ApiToken(SQLModel, table=True):
 
     id: str = Field(default_factory=lambda: new_id("tok"), primary_key=True, max_length=40)
     user_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
-        )
+        sa_column=foreign_key("users.id", ondelete="CASCADE", nullable=False, index=True)
     )
     name: str = Field(max_length=200)
     token_hash: str = Field(max_length=64, unique=True)
@@ -60,17 +58,10 @@ class Membership(SQLModel, table=True):
 
     id: str = Field(default_factory=lambda: new_id("mem"), primary_key=True, max_length=40)
     organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40),
-            sa.ForeignKey("organizations.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        )
+        sa_column=foreign_key("organizations.id", ondelete="CASCADE", nullable=False, index=True)
     )
     user_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
-        )
+        sa_column=foreign_key("users.id", ondelete="CASCADE", nullable=False, index=True)
     )
     role: Role = Field(sa_column=enum_column(Role))
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from app.ids import new_id
-from app.models.base import timestamp_column, utcnow
+from app.models.base import foreign_key, timestamp_column, utcnow
 
 
 class Pipeline(SQLModel, table=True):
@@ -17,12 +17,7 @@ class Pipeline(SQLModel, table=True):
 
     id: str = Field(default_factory=lambda: new_id("pl"), primary_key=True, max_length=40)
     organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40),
-            sa.ForeignKey("organizations.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        )
+        sa_column=foreign_key("organizations.id", ondelete="CASCADE", nullable=False, index=True)
     )
     name: str = Field(max_length=100)
     name_key: str = Field(max_length=100)
@@ -36,13 +31,9 @@ class PipelineStage(SQLModel, table=True):
     __tablename__ = "pipeline_stages"
 
     pipeline_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40), sa.ForeignKey("pipelines.id", ondelete="CASCADE"), primary_key=True
-        )
+        sa_column=foreign_key("pipelines.id", ondelete="CASCADE", primary_key=True)
     )
     environment_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40), sa.ForeignKey("environments.id"), primary_key=True, index=True
-        )
+        sa_column=foreign_key("environments.id", primary_key=True, index=True)
     )
     position: int

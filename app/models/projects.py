@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from app.ids import new_id
-from app.models.base import timestamp_column, utcnow
+from app.models.base import foreign_key, timestamp_column, utcnow
 
 
 class Project(SQLModel, table=True):
@@ -18,18 +18,9 @@ class Project(SQLModel, table=True):
 
     id: str = Field(default_factory=lambda: new_id("prj"), primary_key=True, max_length=40)
     organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40),
-            sa.ForeignKey("organizations.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        )
+        sa_column=foreign_key("organizations.id", ondelete="CASCADE", nullable=False, index=True)
     )
-    pipeline_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40), sa.ForeignKey("pipelines.id"), nullable=False, index=True
-        )
-    )
+    pipeline_id: str = Field(sa_column=foreign_key("pipelines.id", nullable=False, index=True))
     name: str = Field(max_length=100)
     slug: str = Field(max_length=63)
     description: str | None = Field(default=None, max_length=1000)
@@ -42,20 +33,10 @@ class Integration(SQLModel, table=True):
 
     id: str = Field(default_factory=lambda: new_id("int"), primary_key=True, max_length=40)
     organization_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40),
-            sa.ForeignKey("organizations.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        )
+        sa_column=foreign_key("organizations.id", ondelete="CASCADE", nullable=False, index=True)
     )
     project_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40),
-            sa.ForeignKey("projects.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        )
+        sa_column=foreign_key("projects.id", ondelete="CASCADE", nullable=False, index=True)
     )
     name: str = Field(max_length=100)
     slug: str = Field(max_length=63)
@@ -73,12 +54,7 @@ class Build(SQLModel, table=True):
 
     id: str = Field(default_factory=lambda: new_id("bld"), primary_key=True, max_length=40)
     integration_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(40),
-            sa.ForeignKey("integrations.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        )
+        sa_column=foreign_key("integrations.id", ondelete="CASCADE", nullable=False, index=True)
     )
     version: str = Field(max_length=100)
     artifact: str = Field(max_length=4000)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from app.ids import new_id
-from app.models.base import enum_column, timestamp_column, utcnow
+from app.models.base import enum_column, foreign_key, timestamp_column, utcnow
 
 
 class PromotionStatus(enum.StrEnum):
@@ -61,12 +61,6 @@ class RevisionCause(enum.StrEnum):
     ROLLBACK = "ROLLBACK"
 
 
-def _fk(target: str, *, nullable: bool = False, ondelete: str | None = None) -> Any:
-    return sa.Column(
-        sa.String(40), sa.ForeignKey(target, ondelete=ondelete), nullable=nullable, index=True
-    )
-
-
 class Promotion(SQLModel, table=True):
     __tablename__ = "promotions"
     __table_args__ = (
@@ -84,15 +78,21 @@ class Promotion(SQLModel, table=True):
     )
 
     id: str = Field(default_factory=lambda: new_id("pro"), primary_key=True, max_length=40)
-    organization_id: str = Field(sa_column=_fk("organizations.id", ondelete="CASCADE"))
-    integration_id: str = Field(sa_column=_fk("integrations.id", ondelete="CASCADE"))
-    build_id: str = Field(sa_column=_fk("builds.id"))
-    source_environment_id: str = Field(sa_column=_fk("environments.id"))
-    target_environment_id: str = Field(sa_column=_fk("environments.id"))
-    deployment_id: str = Field(sa_column=_fk("deployments.id", ondelete="CASCADE"))
+    organization_id: str = Field(
+        sa_column=foreign_key("organizations.id", ondelete="CASCADE", index=True)
+    )
+    integration_id: str = Field(
+        sa_column=foreign_key("integrations.id", ondelete="CASCADE", index=True)
+    )
+    build_id: str = Field(sa_column=foreign_key("builds.id", index=True))
+    source_environment_id: str = Field(sa_column=foreign_key("environments.id", index=True))
+    target_environment_id: str = Field(sa_column=foreign_key("environments.id", index=True))
+    deployment_id: str = Field(
+        sa_column=foreign_key("deployments.id", ondelete="CASCADE", index=True)
+    )
     status: PromotionStatus = Field(sa_column=enum_column(PromotionStatus))
     message: str | None = Field(default=None, max_length=2000)
-    requested_by_id: str = Field(sa_column=_fk("users.id"))
+    requested_by_id: str = Field(sa_column=foreign_key("users.id", index=True))
     requested_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
     # The request's overrides: a Fernet token of a JSON list of {key, value, secret}.
     overrides_sealed: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
@@ -115,7 +115,9 @@ class PromotionEvent(SQLModel, table=True):
     __tablename__ = "promotion_events"
 
     id: str = Field(default_factory=lambda: new_id("pev"), primary_key=True, max_length=40)
-    promotion_id: str = Field(sa_column=_fk("promotions.id", ondelete="CASCADE"))
+    promotion_id: str = Field(
+        sa_column=foreign_key("promotions.id", ondelete="CASCADE", index=True)
+    )
     status: PromotionStatus = Field(sa_column=enum_column(PromotionStatus))
     detail: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
@@ -148,15 +150,22 @@ class DeploymentChange(SQLModel, table=True):
     __table_args__ = (sa.UniqueConstraint("actor_id", "idempotency_key"),)
 
     id: str = Field(default_factory=lambda: new_id("chg"), primary_key=True, max_length=40)
-    organization_id: str = Field(sa_column=_fk("organizations.id", ondelete="CASCADE"))
-    deployment_id: str = Field(sa_column=_fk("deployments.id", ondelete="CASCADE"))
+    organization_id: str = Field(
+        sa_column=foreign_key("organizations.id", ondelete="CASCADE", index=True)
+    )
+    deployment_id: str = Field(
+        sa_column=foreign_key("deployments.id", ondelete="CASCADE", index=True)
+    )
     kind: ChangeKind = Field(sa_column=enum_column(ChangeKind))
     status: ChangeStatus = Field(default=ChangeStatus.QUEUED, sa_column=enum_column(ChangeStatus))
     promotion_id: str | None = Field(
-        default=None, sa_column=_fk("promotions.id", nullable=True, ondelete="CASCADE")
+        default=None,
+        sa_column=foreign_key("promotions.id", nullable=True, ondelete="CASCADE", index=True),
     )
     # The build to run; null: the build running now (restart, config change, resume).
-    build_id: str | None = Field(default=None, sa_column=_fk("builds.id", nullable=True))
+    build_id: str | None = Field(
+        default=None, sa_column=foreign_key("builds.id", nullable=True, index=True)
+    )
     # For a rollback: the revision whose build and configuration snapshot are re-applied.
     rollback_to_revision: int | None = None
     # The configuration applied, frozen at APPLYING_CONFIGURATION: a Fernet token of JSON.
@@ -164,7 +173,9 @@ class DeploymentChange(SQLModel, table=True):
     snapshot_digest: str | None = Field(default=None, max_length=64)
     # The configuration version that the snapshot reflects (for restartRequired).
     snapshot_config_version: int | None = None
-    actor_id: str | None = Field(default=None, sa_column=_fk("users.id", nullable=True))
+    actor_id: str | None = Field(
+        default=None, sa_column=foreign_key("users.id", nullable=True, index=True)
+    )
     idempotency_key: str | None = Field(default=None, max_length=200)
     # The last error: of the final failure, or of an attempt that will be retried.
     error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
@@ -178,16 +189,22 @@ class DeploymentRevision(SQLModel, table=True):
     __table_args__ = (sa.UniqueConstraint("deployment_id", "revision"),)
 
     id: str = Field(default_factory=lambda: new_id("rev"), primary_key=True, max_length=40)
-    deployment_id: str = Field(sa_column=_fk("deployments.id", ondelete="CASCADE"))
+    deployment_id: str = Field(
+        sa_column=foreign_key("deployments.id", ondelete="CASCADE", index=True)
+    )
     revision: int
-    build_id: str = Field(sa_column=_fk("builds.id"))
+    build_id: str = Field(sa_column=foreign_key("builds.id", index=True))
     configuration_digest: str = Field(max_length=64)
     # The configuration applied: a Fernet token of JSON, so a rollback can re-apply it.
     snapshot_sealed: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     cause: RevisionCause = Field(sa_column=enum_column(RevisionCause))
-    change_id: str = Field(sa_column=_fk("deployment_changes.id"))
-    promotion_id: str | None = Field(default=None, sa_column=_fk("promotions.id", nullable=True))
-    actor_id: str | None = Field(default=None, sa_column=_fk("users.id", nullable=True))
+    change_id: str = Field(sa_column=foreign_key("deployment_changes.id", index=True))
+    promotion_id: str | None = Field(
+        default=None, sa_column=foreign_key("promotions.id", nullable=True, index=True)
+    )
+    actor_id: str | None = Field(
+        default=None, sa_column=foreign_key("users.id", nullable=True, index=True)
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
 
 
