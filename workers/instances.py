@@ -20,6 +20,9 @@ from app.models import (
 from app.services.configuration import ConfigType, effective_values, schema_of
 from workers.runtimes.base import InstanceSpec
 
+# Shorter secret values are not blanked out of free text: "1" would garble every number.
+MIN_SCRUBBED_LENGTH = 4
+
 
 @dataclass(frozen=True)
 class InstanceTarget:
@@ -28,6 +31,15 @@ class InstanceTarget:
     artifact: str | None
     values: dict[str, str]
     file_keys: frozenset[str]
+    # The values of secret keys: never written anywhere but to the instance.
+    secret_values: frozenset[str] = frozenset()
+
+    def without_secrets(self, text: str) -> str:
+        """The text (an instance's last output lines, say) with secret values blanked out."""
+        for value in sorted(self.secret_values, key=len, reverse=True):
+            if len(value) >= MIN_SCRUBBED_LENGTH:
+                text = text.replace(value, "[secret]")
+        return text
 
     def spec(self, *, health_timeout_s: float = 30.0) -> InstanceSpec:
         assert self.artifact is not None, "a change that runs nothing has no instance"
@@ -81,4 +93,7 @@ async def instance_target(
         artifact=build.artifact if build else None,
         values=values,
         file_keys=frozenset(k for k, v in schema.items() if v.type is ConfigType.FILE),
+        secret_values=frozenset(
+            value for key, value in values.items() if key in schema and schema[key].secret
+        ),
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -15,6 +16,8 @@ from sqlmodel import col, or_, update
 from app.db import SessionFactory, session_scope
 from app.models import Deployment
 from app.models.base import utcnow
+
+log = logging.getLogger(__name__)
 
 LEASE_TTL = timedelta(seconds=10)
 POLL_INTERVAL_S = 0.2
@@ -63,7 +66,10 @@ async def holding_lease(
     async def renew() -> None:
         while True:
             await asyncio.sleep(ttl.total_seconds() / 3)
-            await take_lease(sessions, deployment_id, owner, ttl)
+            try:
+                await take_lease(sessions, deployment_id, owner, ttl)
+            except Exception:  # a database hiccup: the next round tries again
+                log.warning("could not renew the lease of %s", deployment_id, exc_info=True)
 
     renewal = asyncio.create_task(renew())
     try:

@@ -251,7 +251,11 @@ class StepMachine:
         if change.kind is ChangeKind.SUSPEND:
             await self.runtime.stop(change.deployment_id, target.route)
             return None
-        instance = await self.runtime.start(target.spec(health_timeout_s=self.health_timeout_s))
+        try:
+            instance = await self.runtime.start(target.spec(health_timeout_s=self.health_timeout_s))
+        except StartFailed as failure:
+            # Its output may show its configuration: no secret goes into lastError.
+            raise StartFailed(target.without_secrets(str(failure))) from None
         await self._pause_after("STARTED")
         endpoint = await self.runtime.route(change.deployment_id, target.route, instance)
         await self.runtime.retire_others(change.deployment_id, keep_change_id=change.id)

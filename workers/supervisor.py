@@ -108,6 +108,8 @@ class Supervisor:
                         DataPlane.name == self.data_plane,
                         col(DeploymentChange.status).not_in(FINAL_CHANGE_STATUSES),
                         col(DeploymentChange.created_at) < now - STRANDED_AFTER,
+                        # Changes waiting for a freeze to end are not stranded.
+                        col(Environment.frozen).is_(False),
                         or_(
                             col(Deployment.lease_owner).is_(None),
                             col(Deployment.lease_expires_at) < now,
@@ -136,7 +138,13 @@ class Supervisor:
                 return
             target = await instance_target(session, self.box, change)
         try:
-            instance = await self.runtime.start(target.spec(health_timeout_s=self.health_timeout_s))
+            try:
+                instance = await self.runtime.start(
+                    target.spec(health_timeout_s=self.health_timeout_s)
+                )
+            except StartFailed as failure:
+                # Its output may show its configuration: no secret goes into lastError.
+                raise StartFailed(target.without_secrets(str(failure))) from None
             await self.runtime.route(deployment_id, target.route, instance)
         except StartFailed as failure:
             log.warning("deployment %s does not run: %s", deployment_id, failure)

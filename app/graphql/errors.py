@@ -110,9 +110,15 @@ async def mutate(info: Info, change: Callable[[], Awaitable[T]]) -> T | CommonEr
     except DomainError as error:
         await session.rollback()
         return _as_error(error)
-    except IntegrityError:
-        # Two requests raced past the same uniqueness check; the database kept the rule.
+    except IntegrityError as clash:
         await session.rollback()
+        if "uq_promotions_one_pending" in str(clash.orig):
+            # Two requests for the same target at once: the database kept one pending.
+            raise PromotionBlocked(
+                "a request for this integration and target is already waiting for reviews",
+                blockers=["REQUEST_ALREADY_PENDING"],
+            ) from None
+        # Two requests raced past the same uniqueness check; the database kept the rule.
         log.info("unique constraint refused a concurrent change", exc_info=True)
         return ConflictError(
             code=Conflict.code, message="a concurrent change took that name or slot; try again"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.types import ExecutionContext
 
 from app.graphql.deployments import DeploymentMutations, DeploymentQueries
 from app.graphql.environments import EnvironmentMutations, EnvironmentQueries
@@ -28,6 +31,8 @@ from app.graphql.types import (
     Project,
     User,
 )
+
+log = logging.getLogger(__name__)
 
 # Limits on what one request may ask for (the README lists them).
 MAX_QUERY_DEPTH = 12
@@ -67,7 +72,27 @@ def _should_mask(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, PublicError | GraphQLError)
 
 
-schema = strawberry.Schema(
+class PromenadeSchema(strawberry.Schema):
+    """Logs what went wrong on the server, and only that. Errors of the request itself (a bad
+    query, a variable of the wrong shape, a refused limit) are the client's to read, in the
+    response: graphql-core quotes the offending variable values and query lines in them, and a
+    request may carry secret values, so they never reach the server's log."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            if _should_mask(error):
+                original = error.original_error
+                assert original is not None
+                log.error(
+                    "unexpected error in %s",
+                    ".".join(map(str, error.path or [])) or "the request",
+                    exc_info=(type(original), original, original.__traceback__),
+                )
+
+
+schema = PromenadeSchema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,

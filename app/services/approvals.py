@@ -221,6 +221,9 @@ async def _pending_request(
         raise Conflict(
             f"the request is {promotion.status.value}, no longer pending: nothing to {verb}"
         )
+    if promotion.expires_at is not None and promotion.expires_at <= utcnow():
+        # Past its time, though the sweep has not come by yet: it is over all the same.
+        raise Conflict("the request expired before this review: file a new one")
     return promotion, role
 
 

@@ -224,6 +224,14 @@ async def _running_deployment(
     return deployment, integration
 
 
+def _require_a_build(deployment: Deployment, *, field: str) -> None:
+    """A restart runs the build that ran before: a first deploy that failed left none."""
+    if deployment.build_id is None:
+        raise InvalidInput(
+            "no build has run in this environment yet: deploy or promote one first", field=field
+        )
+
+
 async def restart(session: AsyncSession, *, actor: User, deployment_id: str) -> Deployment:
     """Restart with the environment's current configuration (it takes effect now)."""
     deployment, integration = await _running_deployment(
@@ -233,6 +241,7 @@ async def restart(session: AsyncSession, *, actor: User, deployment_id: str) -> 
         verb="restarted",
         allowed=(DeploymentStatus.ACTIVE, DeploymentStatus.ERROR),
     )
+    _require_a_build(deployment, field="id")
     await require_configuration(session, integration=integration, deployment=deployment)
     await queue_change(session, deployment=deployment, kind=ChangeKind.RESTART, actor=actor)
     await announce_deployment(session, deployment, detail="restart queued")
@@ -256,6 +265,7 @@ async def restart_for_configuration(
             "the integration is deployed or promoted here",
             field="restart",
         )
+    _require_a_build(deployment, field="restart")
     await _check_not_frozen(session, deployment.environment_id)
     integration = await session.get(Integration, deployment.integration_id)
     assert integration is not None
