@@ -12,15 +12,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlmodel import col, select
-
 from app.crypto import SecretBox
 from app.db import SessionFactory
-from app.messaging.bus import Bus, Consumer, Message
-from app.models import DataPlane, Deployment, DeploymentChange, Environment
-from app.models.promotions import FINAL_CHANGE_STATUSES
+from app.messaging.bus import Bus, Consumer
 from app.serving import BackgroundServer
 from app.settings import Settings
+from workers.announcements import announce_unfinished_changes
 from workers.gateway import create_gateway_app
 from workers.runtimes.base import Runtime
 from workers.runtimes.local_process import LocalProcessRuntime
@@ -86,41 +83,17 @@ class Worker:
             health_timeout_s=self.health_timeout_s,
         )
         self._supervision = asyncio.create_task(self._supervisor.run())
-        await self._redispatch_pending()
+        # Embedded mode keeps commands in memory, so a crash loses them: announce again what
+        # has not ended (on RabbitMQ the copy is redundant, and harmless).
+        await announce_unfinished_changes(
+            self.sessions, self.bus, self.data_plane, sender=f"restart-{self.name}"
+        )
         log.info(
             "worker %s serves data plane %r with concurrency %d",
             self.name,
             self.data_plane,
             self.concurrency,
         )
-
-    async def _redispatch_pending(self) -> None:
-        """Announce once more every change of this data plane that has not ended. Embedded mode
-        keeps commands in memory, so a crash loses them; on RabbitMQ the copy is redundant, and
-        harmless: whoever holds a deployment's lease runs its pending changes once."""
-        async with self.sessions() as session:
-            pending = (
-                await session.exec(
-                    select(DeploymentChange.id, DeploymentChange.deployment_id)
-                    .join(Deployment, col(Deployment.id) == col(DeploymentChange.deployment_id))
-                    .join(Environment, col(Environment.id) == col(Deployment.environment_id))
-                    .join(DataPlane, col(DataPlane.id) == col(Environment.data_plane_id))
-                    .where(
-                        DataPlane.name == self.data_plane,
-                        col(DeploymentChange.status).not_in(FINAL_CHANGE_STATUSES),
-                    )
-                )
-            ).all()
-        for change_id, deployment_id in pending:
-            await self.bus.publish_command(
-                Message(
-                    message_id=f"redispatch-{change_id}-{self.name}",
-                    routing_key=self.data_plane,
-                    body={"change_id": change_id, "deployment_id": deployment_id},
-                )
-            )
-        if pending:
-            log.info("re-announced %d pending changes", len(pending))
 
     async def drain(self) -> None:
         """Take no new command; wait for the running ones."""

@@ -15,15 +15,15 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlmodel import col, or_, select
+from sqlmodel import col, select
 
 from app.crypto import SecretBox
 from app.db import SessionFactory, session_scope
-from app.messaging.bus import Bus, Message
+from app.messaging.bus import Bus
 from app.models import DataPlane, Deployment, DeploymentChange, DeploymentStatus, Environment
 from app.models.base import utcnow
-from app.models.promotions import FINAL_CHANGE_STATUSES
 from app.services.events import announce_deployment
+from workers.announcements import announce_unfinished_changes
 from workers.instances import instance_target
 from workers.leases import release_lease, take_lease
 from workers.runtimes.base import Runtime, StartFailed
@@ -92,41 +92,15 @@ class Supervisor:
 
     async def _announce_stranded_changes(self) -> None:
         """Changes that wait while nobody holds their deployment's lease: a worker died holding
-        it after the commands behind it were acknowledged. Announce them again (a duplicate
-        is harmless: whoever takes the lease runs what is pending, once)."""
-        if self.bus is None:
-            return
-        now = utcnow()
-        async with self.sessions() as session:
-            stranded = (
-                await session.exec(
-                    select(DeploymentChange.id, DeploymentChange.deployment_id)
-                    .join(Deployment, col(Deployment.id) == col(DeploymentChange.deployment_id))
-                    .join(Environment, col(Environment.id) == col(Deployment.environment_id))
-                    .join(DataPlane, col(DataPlane.id) == col(Environment.data_plane_id))
-                    .where(
-                        DataPlane.name == self.data_plane,
-                        col(DeploymentChange.status).not_in(FINAL_CHANGE_STATUSES),
-                        col(DeploymentChange.created_at) < now - STRANDED_AFTER,
-                        # Changes waiting for a freeze to end are not stranded.
-                        col(Environment.frozen).is_(False),
-                        or_(
-                            col(Deployment.lease_owner).is_(None),
-                            col(Deployment.lease_expires_at) < now,
-                        ),
-                    )
-                )
-            ).all()
-        for change_id, deployment_id in stranded:
-            await self.bus.publish_command(
-                Message(
-                    message_id=f"stranded-{change_id}-{now.timestamp():.0f}",
-                    routing_key=self.data_plane,
-                    body={"change_id": change_id, "deployment_id": deployment_id},
-                )
+        it after the commands behind it were acknowledged."""
+        if self.bus is not None:
+            await announce_unfinished_changes(
+                self.sessions,
+                self.bus,
+                self.data_plane,
+                sender=f"stranded-{self.owner}",
+                stranded_before=utcnow() - STRANDED_AFTER,
             )
-        if stranded:
-            log.info("announced %d stranded change(s) again", len(stranded))
 
     async def _keep_running(self, deployment_id: str) -> None:
         async with self.sessions() as session:

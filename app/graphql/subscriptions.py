@@ -18,7 +18,7 @@ from app.messaging.fanout import SubscriberTooSlow
 from app.models import DeploymentStatus
 from app.services import approvals
 from app.services.approvals import approval_routing_key
-from app.services.auth import Owned
+from app.services.auth import Owned, role_in
 from app.services.events import promotion_routing_key
 
 # Without an event, a promotion's subscription still looks at the database this often, so a bus
@@ -67,15 +67,8 @@ async def _organization_of(ctx: Context, model: type[Owned], object_id: str) -> 
 
 async def _member_of(ctx: Context, organization_id: str) -> bool:
     async with ctx.sessions() as session:
-        membership = (
-            await session.exec(
-                select(models.Membership).where(
-                    models.Membership.user_id == ctx.viewer.id,
-                    models.Membership.organization_id == organization_id,
-                )
-            )
-        ).first()
-    return membership is not None
+        role = await role_in(session, user_id=ctx.viewer.id, organization_id=organization_id)
+    return role is not None
 
 
 async def _events_after(
