@@ -55,10 +55,11 @@ class Worker:
     stop_instances_on_drain: bool = False
     _consumers: list[Consumer] = field(default_factory=list)
     _supervisor: Supervisor | None = None
+    _machine: StepMachine | None = None
     _supervision: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        machine = StepMachine(
+        self._machine = machine = StepMachine(
             sessions=self.sessions,
             box=self.box,
             runtime=self.runtime,
@@ -100,6 +101,8 @@ class Worker:
         for consumer in self._consumers:
             await consumer.stop()
         self._consumers = []
+        if self._machine is not None:
+            await self._machine.close()
         if self._supervisor is not None and self._supervision is not None:
             self._supervisor.stop()
             await self._supervision

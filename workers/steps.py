@@ -14,7 +14,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -65,6 +65,10 @@ REVISION_CAUSES = {
 }
 
 
+# After a held lease's expiry, a moment more before looking again.
+LOOK_AGAIN_MARGIN_S = 0.5
+
+
 class ChangeRefused(Exception):
     """The change cannot be applied as asked (required configuration went missing, say)."""
 
@@ -79,6 +83,7 @@ class StepMachine:
     pause_after_step: str | None = None
     # How long a new instance has to answer its health check (Settings.health_timeout_s).
     health_timeout_s: float = 30.0
+    _waiting: set[asyncio.Task[None]] = field(default_factory=set)
     # Called after each commit: it wakes this process's outbox relay, so that the events and
     # commands a step recorded leave now rather than at the relay's next poll.
     after_commit: Callable[[], None] = lambda: None
@@ -100,11 +105,13 @@ class StepMachine:
         # side by side, and a lease they all owned would let them in together.
         owner = f"{self.owner}/{uuid.uuid4().hex[:8]}"
         while True:
-            if (
-                not await take_lease(self.sessions, deployment_id, owner)
-                and await self._next_change(deployment_id) != own_change
-            ):
-                return  # the holder, or the due change's own command, gets to it
+            if not await take_lease(self.sessions, deployment_id, owner):
+                if await self._next_change(deployment_id) == own_change:
+                    # Due, and someone holds the lease: it is running this change, or died
+                    # doing so. Look again once that lease would have expired, without
+                    # keeping this consumer slot meanwhile.
+                    await self._look_again_later(message)
+                return  # otherwise the holder, or the due change's own command, gets to it
             async with holding_lease(self.sessions, deployment_id, owner):
                 while (change_id := await self._next_change(deployment_id)) is not None:
                     try:
@@ -120,6 +127,29 @@ class StepMachine:
                         return
             if await self._next_change(deployment_id) is None:
                 return
+
+    async def _look_again_later(self, message: Message) -> None:
+        async with self.sessions() as session:
+            deployment = await session.get(Deployment, str(message.body["deployment_id"]))
+        expires = deployment.lease_expires_at if deployment else None
+        delay = (expires - utcnow()).total_seconds() if expires else 0.0
+        task = asyncio.create_task(self._later(message, max(delay, 0.0) + LOOK_AGAIN_MARGIN_S))
+        self._waiting.add(task)
+        task.add_done_callback(self._waiting.discard)
+
+    async def _later(self, message: Message, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        try:
+            await self.handle_command(message)
+        except Exception:
+            # Its command was acknowledged: the supervisor announces it again if it strands.
+            log.exception("change %s failed when looked at again", message.body.get("change_id"))
+
+    async def close(self) -> None:
+        """Stop the pending looks (a stopping worker leaves them to the next worker's start)."""
+        for task in list(self._waiting):
+            task.cancel()
+        await asyncio.gather(*self._waiting, return_exceptions=True)
 
     async def handle_dead_letter(self, message: Message) -> None:
         """A command that exhausted its deliveries: its change, and promotion, failed; the

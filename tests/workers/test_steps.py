@@ -681,8 +681,14 @@ async def test_other_deployments_proceed_while_one_has_a_backlog(plant: Plant) -
     await asyncio.gather(plant.deploy(BUILD_VALUES), other.deploy(BUILD_VALUES))
     await asyncio.gather(plant.wait_revision("Build", 1), other.wait_revision("Build", 1))
 
+    # Queue the backlog and the lone promotion while no worker consumes, so that the order in
+    # which the worker meets them does not depend on how fast the requests were made.
+    for worker in plant.workers:
+        await worker.drain()
+    plant.workers.clear()
     backlog = [await plant.promote({"GREETING": f"busy {n}", "API_KEY": "k"}) for n in range(4)]
     lone = await other.promote({"GREETING": "alone", "API_KEY": "k"})
+    await plant.start_worker(concurrency=2)
     lone_done = await plant.wait_promotion(lone.id, within=60)
     backlog_done = await asyncio.gather(*(plant.wait_promotion(p.id, within=60) for p in backlog))
     assert lone_done.status is PromotionStatus.SUCCEEDED
