@@ -14,6 +14,7 @@ from app.messaging.bus import Bus, Message
 from app.models import DataPlane, Deployment, DeploymentChange, Environment
 from app.models.base import utcnow
 from app.models.promotions import FINAL_CHANGE_STATUSES
+from app.services.dataplanes import served_by
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,8 @@ async def announce_unfinished_changes(
     sender: str,
     stranded_before: datetime | None = None,
 ) -> int:
-    """Publish a command for every change of the data plane that has not ended; with
+    """Publish a command for every change of the data plane (a routing key) that has not
+    ended; with
     ``stranded_before``, only for those older than that whose deployment's lease is free or
     expired and whose environment is not frozen (those wait for the freeze to end)."""
     query = (
@@ -35,7 +37,7 @@ async def announce_unfinished_changes(
         .join(Environment, col(Environment.id) == col(Deployment.environment_id))
         .join(DataPlane, col(DataPlane.id) == col(Environment.data_plane_id))
         .where(
-            DataPlane.name == data_plane,
+            served_by(data_plane),
             col(DeploymentChange.status).not_in(FINAL_CHANGE_STATUSES),
         )
     )

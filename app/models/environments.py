@@ -15,10 +15,23 @@ from app.models.base import enum_column, foreign_key, timestamp_column, utcnow
 
 class RuntimeKind(enum.StrEnum):
     LOCAL_PROCESS = "LOCAL_PROCESS"
+    CONTAINER = "CONTAINER"
     KUBERNETES = "KUBERNETES"
 
 
 class DataPlane(SQLModel, table=True):
+    """Where an organization's environments run. A data plane belongs to one organization and
+    its commands are routed by its id, never by its name (names are unique only within the
+    organization).
+
+    The exception is the installation's own ``local`` data plane, which every organization
+    starts with: each organization has a row for it (``installation_local``), and all those
+    rows are served by the operator's ``local`` workers (one queue), which run only the
+    organizations the operator admits (``PROMENADE_LOCAL_ORGANIZATIONS``). No API call sets
+    ``installation_local``: an organization cannot make a data plane of its own that the
+    operator's workers would serve.
+    """
+
     __tablename__ = "data_planes"
     __table_args__ = (sa.UniqueConstraint("organization_id", "name"),)
 
@@ -30,6 +43,9 @@ class DataPlane(SQLModel, table=True):
     runtime: RuntimeKind = Field(sa_column=enum_column(RuntimeKind))
     settings: dict[str, Any] = Field(
         default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
+    installation_local: bool = Field(
+        default=False, sa_column=sa.Column(sa.Boolean, nullable=False, server_default=sa.false())
     )
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
 

@@ -37,6 +37,7 @@ from app.services.configuration import (
     stored_values,
     validate_entries,
 )
+from app.services.dataplanes import routing_key
 from app.services.errors import InvalidInput, MissingConfiguration, NotFound, PromotionBlocked
 from app.services.events import announce_deployment
 from app.services.outbox import enqueue
@@ -86,15 +87,16 @@ async def queue_change(
 
 
 async def data_plane_of(session: AsyncSession, deployment: Deployment) -> str:
-    """The name of the data plane the deployment's environment runs on (the command's route)."""
-    name = (
+    """The routing key of the data plane the deployment's environment runs on: its id, never
+    its name (``local`` for the installation's own)."""
+    plane = (
         await session.exec(
-            select(DataPlane.name)
+            select(DataPlane)
             .join(Environment, col(Environment.data_plane_id) == col(DataPlane.id))
             .where(Environment.id == deployment.environment_id)
         )
     ).one()
-    return name
+    return routing_key(plane)
 
 
 async def require_configuration(

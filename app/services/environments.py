@@ -18,7 +18,7 @@ from app.models import (
 )
 from app.services import audit
 from app.services.auth import Permission, get_owned
-from app.services.dataplanes import default_data_plane
+from app.services.dataplanes import default_data_plane, routing_key
 from app.services.deployments import deployed_in
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.names import clean_description, clean_name, dns_label, name_key
@@ -295,6 +295,6 @@ async def _announce_waiting_changes(session: AsyncSession, environment: Environm
         await enqueue(
             session,
             exchange="command",
-            routing_key=plane.name,
+            routing_key=routing_key(plane),
             body={"change_id": change_id, "deployment_id": deployment_id},
         )

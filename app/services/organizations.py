@@ -39,7 +39,10 @@ async def create_organization(
     await session.flush()
     session.add(Membership(organization_id=org.id, user_id=actor.id, role=Role.ADMIN))
     plane = DataPlane(
-        organization_id=org.id, name=DEFAULT_DATA_PLANE, runtime=RuntimeKind.LOCAL_PROCESS
+        organization_id=org.id,
+        name=DEFAULT_DATA_PLANE,
+        runtime=RuntimeKind.LOCAL_PROCESS,
+        installation_local=True,
     )
     session.add(plane)
     await session.flush()

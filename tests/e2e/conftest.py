@@ -25,7 +25,6 @@ import secrets
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +43,7 @@ from app.db import create_engine, create_session_factory, session_scope
 from app.services.bootstrap import bootstrap
 from tests.conftest import _create_database, _drop_database, _postgres_url
 from tests.processes import (
+    INSTANCE_PYTHON,
     WORKER_READY,
     PromenadeProcess,
     free_port,
@@ -453,7 +453,7 @@ GREETER_SCHEMA = [
 def greeter_artifact(label: str | None = None) -> str:
     """The greeter's command line; a label shows up as its answer's ``environment`` (it is how
     a test tells two builds apart by what they answer)."""
-    command = [sys.executable, str(GREETER)]
+    command = [INSTANCE_PYTHON, str(GREETER)]
     if label is not None:
         command = ["/usr/bin/env", f"ENVIRONMENT_NAME={label}", *command]
     return shlex.join(command)
@@ -475,6 +475,8 @@ class Greeter:
     integration_id: str
     integration: str  # slug
     builds: dict[str, str]  # version -> id
+    # The data plane of Live, as ``promenade worker --data-plane`` names it (ORG/NAME).
+    live_plane: str | None = None
 
     def endpoint(self, dns_prefix: str) -> str:
         return (
@@ -618,7 +620,8 @@ async def new_greeter(
 
     The project's pipeline: Development -> Production; with ``staging``, Development -> Staging
     -> Production; with ``live_on``, Development -> Live, where Live (dnsPrefix "live") runs on
-    a data plane of that name, which only a worker started for that name serves."""
+    a data plane of the organization's of that name, which only a worker started for it
+    (``greeter.live_plane``) serves."""
     slug = f"org-{secrets.token_hex(4)}"
     await api.ok(
         """mutation($slug: String!) { createOrganization(slug: $slug, name: $slug) {
@@ -697,6 +700,7 @@ async def new_greeter(
         integration_id=integration["id"],
         integration=integration["slug"],
         builds={},
+        live_plane=f"{slug}/{live_on}" if live_on is not None else None,
     )
     await greeter.create_build("1.0.0")
     return greeter

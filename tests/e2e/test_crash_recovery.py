@@ -75,7 +75,8 @@ def crashes(cluster: Cluster) -> Iterator[dict[str, Crash]]:
     async def crash(api: Api, greeter: Greeter, step: str) -> Crash:
         target = await greeter.deployment("Live")
         assert (target["status"], target["revision"]) == ("NOT_DEPLOYED", 0)
-        paused = cluster.start_worker(data_plane=data_plane(step), pause_after_step=step)
+        assert greeter.live_plane is not None
+        paused = cluster.start_worker(data_plane=greeter.live_plane, pause_after_step=step)
         promoted = await greeter.promote("Development", "Live", target_values(step))
         assert promoted["__typename"] == "Promotion", promoted
         await asyncio.to_thread(paused.wait_for_log, f"pausing after {step}")
@@ -121,7 +122,7 @@ def crashes(cluster: Cluster) -> Iterator[dict[str, Crash]]:
     for worker in cluster.workers:
         worker.kill()
     cluster.workers.clear()
-    cluster.start_workers([data_plane(step) for step in PAUSE_POINTS])
+    cluster.start_workers([str(crash.greeter.live_plane) for crash in crashes.values()])
     yield crashes
     cluster.stop_workers()
 
