@@ -15,6 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 from app.crypto import SecretBox
 from app.db import RequestSession, create_engine, create_session_factory
 from app.graphql.http import AuthenticatedGraphQL, PromenadeGraphQL
+from app.messaging.bus import Bus
 from app.messaging.fanout import EventHub
 from app.settings import Settings
 
@@ -25,10 +26,12 @@ def create_app(
     engine: AsyncEngine | None = None,
     on_commit: Callable[[], None] | None = None,
     hub: EventHub | None = None,
+    bus: Bus | None = None,
 ) -> Starlette:
     """The application; it disposes of the engine it made itself when it shuts down.
     ``on_commit`` runs after each mutation that committed (the outbox relay's wake-up); ``hub``
-    brings the bus's events to subscriptions (without one, subscriptions poll the database)."""
+    brings the bus's events to subscriptions (without one, subscriptions poll the database); ``bus``
+    carries requests to the data planes' workers (an instance's logs)."""
     owns_engine = engine is None
     if engine is None:
         engine = create_engine(settings.resolved_database_url)
@@ -41,6 +44,7 @@ def create_app(
             sessions=sessions,
             hub=hub or EventHub(None),
             on_commit=on_commit,
+            bus=bus,
         ),
         sessions,
     )

@@ -396,6 +396,14 @@ query DeploymentIn($integration: ID!, $environment: ID!) {
     + DEPLOYMENT_FIELDS
 )
 
+DEPLOYMENT_LOGS = """
+query DeploymentLogs($integration: ID!, $environment: ID!, $lines: Int!) {
+  integration(id: $integration) {
+    deployment(environmentId: $environment) { id logs(lines: $lines) }
+  }
+}
+"""
+
 PROMOTION_PLAN = """
 query PromotionPlan($input: PromoteInput!) {
   promotionPlan(input: $input) {
@@ -818,6 +826,21 @@ class PromenadeAPI:
         if data["integration"] is None:
             raise NotFound(f"no integration with id {integration_id}")
         return cast("Deployment | None", data["integration"]["deployment"])
+
+    async def deployment_logs(
+        self, integration_id: str, environment_id: str, lines: int
+    ) -> tuple[str, list[str]] | None:
+        """The deployment's id and its last lines of output; None without a deployment."""
+        data = await self.client.execute(
+            DEPLOYMENT_LOGS,
+            {"integration": integration_id, "environment": environment_id, "lines": lines},
+        )
+        if data["integration"] is None:
+            raise NotFound(f"no integration with id {integration_id}")
+        deployment = data["integration"]["deployment"]
+        if deployment is None:
+            return None
+        return str(deployment["id"]), [str(line) for line in deployment["logs"]]
 
     async def promotion_plan(self, request: PromoteInput) -> PromotionPlan | None:
         data = await self.client.execute(PROMOTION_PLAN, {"input": request})

@@ -952,39 +952,20 @@ async def rollback(command: Command) -> int:
 
 
 async def logs(command: Command) -> int:
-    from workers.runtimes.local_process import LocalProcessRuntime
-
+    """The deployment's last lines of output, read from its data plane through the API (from
+    any machine: the API asks a worker of the data plane)."""
     args = command.args
     integration = await resolve_integration(command, args.integration)
     environment = resolve_environment(integration, args.env, "--env")
-    plane = environment["dataPlane"]
-    if plane["runtime"] != "LOCAL_PROCESS":
-        raise ClientError(
-            f"{environment['name']} runs on the data plane {plane['name']!r} "
-            f"({plane['runtime']}): Promenade keeps logs for LOCAL_PROCESS data planes only"
-        )
-    deployment = await command.api.deployment_in(integration["id"], environment["id"])
-    if deployment is None:
+    found = await command.api.deployment_logs(integration["id"], environment["id"], args.lines)
+    if found is None:
         raise NotFound(
             f"{integration_label(integration)} has no deployment in {environment['name']}"
         )
-    settings = command.settings
-    runtime = LocalProcessRuntime(settings.runtime_dir, settings.resolved_gateway_url)
-    where = settings.runtime_dir.resolve() / deployment["id"]
-    if not where.is_dir():
-        raise ClientError(
-            f"no logs of {integration_label(integration)} in {environment['name']} on this "
-            f"machine ({where} does not exist): they stay on the machine of the worker that "
-            "runs it; run this command there, with that worker's PROMENADE_DATA_DIR"
-        )
-    lines = runtime.logs(deployment["id"], args.lines)
+    deployment_id, lines = found
     if command.out.json_mode:
         command.out.json(
-            {
-                "deploymentId": deployment["id"],
-                "environment": environment["name"],
-                "lines": lines,
-            }
+            {"deploymentId": deployment_id, "environment": environment["name"], "lines": lines}
         )
         return 0
     if not lines:

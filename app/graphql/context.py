@@ -13,6 +13,7 @@ from app.crypto import SecretBox
 from app.db import SessionFactory
 from app.graphql.loaders import Loaders, forget
 from app.graphql.public_error import PublicError
+from app.messaging.bus import Bus
 from app.messaging.fanout import EventHub
 from app.models import Role, User
 
@@ -29,6 +30,8 @@ class Context:
     hub: EventHub
     # Called after a mutation commits: it wakes the outbox relay, so commands leave now.
     after_commit: Callable[[], None] = lambda: None
+    # Asks the data planes' workers (an instance's logs); None without a broker.
+    bus: Bus | None = None
     authenticated: User | None = None
     # What a websocket client sent in connection_init (Strawberry sets it).
     connection_params: dict[str, object] | None = None

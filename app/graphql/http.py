@@ -27,6 +27,7 @@ from app.db import SessionFactory
 from app.graphql.context import Context
 from app.graphql.loaders import Loaders
 from app.graphql.schema import schema
+from app.messaging.bus import Bus
 from app.messaging.fanout import EventHub
 from app.services.auth import authenticate
 
@@ -120,6 +121,7 @@ class PromenadeGraphQL(GraphQL[Context, None]):
         sessions: SessionFactory,
         hub: EventHub,
         on_commit: Callable[[], None] | None = None,
+        bus: Bus | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -134,6 +136,7 @@ class PromenadeGraphQL(GraphQL[Context, None]):
         self._sessions = sessions
         self._hub = hub
         self._on_commit = on_commit or (lambda: None)
+        self._bus = bus
 
     async def get_context(self, request: Any, response: Any) -> Context:
         session = request.state.session
@@ -144,6 +147,7 @@ class PromenadeGraphQL(GraphQL[Context, None]):
             sessions=self._sessions,
             hub=self._hub,
             after_commit=self._on_commit,
+            bus=self._bus,
             authenticated=getattr(request.state, "viewer", None),
         )
 

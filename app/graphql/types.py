@@ -21,6 +21,8 @@ from app.models import DeploymentStatus, PromotionStatus, RevisionCause, Role, R
 from app.services import approvals
 from app.services.configuration import ConfigKey as ConfigKeyRecord
 from app.services.configuration import ConfigType, missing_keys, schema_of
+from app.services.errors import DomainError
+from app.services.logs import deployment_logs
 from app.services.promotions import sealed_entries
 
 M = TypeVar("M", bound=SQLModel)
@@ -627,6 +629,24 @@ class Deployment(Node):
             )
             for v in sorted(values, key=lambda v: order.get(v.key, len(order)))
         ]
+
+    @strawberry.field(
+        description="The last lines of the running instances' output, newest last, read from "
+        "the data plane (DEVELOPER and ADMIN; secret values masked)."
+    )
+    async def logs(self, info: Info, lines: int | None = 100) -> list[str]:
+        context = info.context
+        deployment = await context.loaders.require(context.loaders.deployment, self.id)
+        try:
+            return await deployment_logs(
+                context.session,
+                actor=context.viewer,
+                bus=context.bus,
+                deployment=deployment,
+                lines=100 if lines is None else lines,
+            )
+        except DomainError as error:
+            raise PublicError(error.message, code=error.code) from None
 
     @strawberry.field(description="Applied revisions, newest first.")
     async def history(

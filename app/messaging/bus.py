@@ -7,6 +7,13 @@ Topology on RabbitMQ:
   ``promenade.dead-letter`` (direct, same routing key) -> ``promenade.dead.<data plane>``.
 - ``promenade.events``: topic exchange; routing keys ``promotion.<id>`` and
   ``deployment.<id>``; every subscriber (each API replica) binds its own exclusive queue.
+- ``promenade.requests``: direct exchange for questions that need an answer now (an
+  instance's logs); routing key = data plane; the data plane's workers share the auto-deleted
+  queue ``promenade.requests.<data plane>`` (messages expire with the asker's timeout), and
+  answer to the asker's exclusive reply queue.
+
+A data plane's routing key is its id (``local`` for the installation's own local data plane),
+never its name: two organizations may name data planes alike.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any, Protocol
 COMMANDS_EXCHANGE = "promenade.commands"
 EVENTS_EXCHANGE = "promenade.events"
 DEAD_LETTER_EXCHANGE = "promenade.dead-letter"
+REQUESTS_EXCHANGE = "promenade.requests"
 # How often a command may be delivered before it is dead-lettered.
 DELIVERY_LIMIT = 5
 
@@ -28,6 +36,14 @@ def command_queue(data_plane: str) -> str:
 
 def dead_letter_queue(data_plane: str) -> str:
     return f"promenade.dead.{data_plane}"
+
+
+def request_queue(data_plane: str) -> str:
+    return f"promenade.requests.{data_plane}"
+
+
+class NoResponder(Exception):
+    """Nobody answered a request: no worker serves its routing key, or none answered in time."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,9 @@ class Message:
 # A handler that returns normally has done its work: the message is acknowledged. One that
 # raises has not: the message is returned to the queue and counts toward the delivery limit.
 Handler = Callable[[Message], Awaitable[None]]
+# Answers a request; what it returns goes back to the asker. One that raises answers
+# {"error": "<the exception's type>"}: the asker learns that it failed, not the details.
+Responder = Callable[[Message], Awaitable[dict[str, Any]]]
 
 
 class Consumer(Protocol):
@@ -74,4 +93,15 @@ class Bus(Protocol):
 
     async def subscribe_events(self, handler: Handler, *, pattern: str = "#") -> Consumer:
         """Every event published from now on whose routing key matches, in publish order."""
+        ...
+
+    async def request(
+        self, routing_key: str, body: dict[str, Any], *, within_s: float
+    ) -> dict[str, Any]:
+        """Ask one of the routing key's responders and wait for the answer; NoResponder when
+        none serves it or none answers within ``within_s`` seconds."""
+        ...
+
+    async def serve_requests(self, routing_key: str, responder: Responder) -> Consumer:
+        """Answer the routing key's requests (with the other responders of the key)."""
         ...

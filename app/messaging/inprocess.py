@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-from app.messaging.bus import DELIVERY_LIMIT, Handler, Message
+from app.messaging.bus import DELIVERY_LIMIT, Handler, Message, NoResponder, Responder
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +134,18 @@ class InProcessConsumer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+class _Responding:
+    """A responder's registration; ``stop()`` withdraws it."""
+
+    def __init__(self, responders: list[Responder], responder: Responder) -> None:
+        self._responders = responders
+        self._responder = responder
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self._responders.remove(self._responder)
+
+
 class InProcessBus:
     """The bus of one process (embedded mode); see the module's docstring."""
 
@@ -141,6 +155,7 @@ class InProcessBus:
         self._dead: dict[str, _Mailbox] = {}
         self._subscribers: dict[InProcessConsumer, tuple[str, _Mailbox]] = {}
         self._consumers: set[InProcessConsumer] = set()
+        self._responders: dict[str, list[Responder]] = {}
         self._closed = False
 
     async def connect(self) -> None:
@@ -215,6 +230,26 @@ class InProcessBus:
         consumer = self._start(mailbox, deliver, workers=1)
         self._subscribers[consumer] = (pattern, mailbox)
         return consumer
+
+    async def request(
+        self, routing_key: str, body: dict[str, Any], *, within_s: float
+    ) -> dict[str, Any]:
+        """The first responder of the key answers, called directly."""
+        self._check_open()
+        responders = self._responders.get(routing_key)
+        if not responders:
+            raise NoResponder(f"no worker serves {routing_key!r}")
+        message = Message(message_id=uuid.uuid4().hex, routing_key=routing_key, body=body)
+        try:
+            async with asyncio.timeout(within_s):
+                return await responders[0](message)
+        except TimeoutError:
+            raise NoResponder(f"no answer from {routing_key!r} within {within_s:g}s") from None
+
+    async def serve_requests(self, routing_key: str, responder: Responder) -> _Responding:
+        self._check_open()
+        self._responders.setdefault(routing_key, []).append(responder)
+        return _Responding(self._responders[routing_key], responder)
 
     def _start(self, mailbox: _Mailbox, deliver: _Deliver, *, workers: int) -> InProcessConsumer:
         consumer: InProcessConsumer

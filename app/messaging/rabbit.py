@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -50,10 +51,14 @@ from app.messaging.bus import (
     DEAD_LETTER_EXCHANGE,
     DELIVERY_LIMIT,
     EVENTS_EXCHANGE,
+    REQUESTS_EXCHANGE,
     Handler,
     Message,
+    NoResponder,
+    Responder,
     command_queue,
     dead_letter_queue,
+    request_queue,
 )
 
 log = logging.getLogger(__name__)
@@ -156,10 +161,15 @@ class RabbitBus:
         self._publisher: AbstractChannel | None = None
         self._commands: AbstractExchange | None = None
         self._events: AbstractExchange | None = None
+        self._requests: AbstractExchange | None = None
         self._connect_lock = asyncio.Lock()
         self._declare_lock = asyncio.Lock()
         self._declared: set[str] = set()
         self._consumers: set[RabbitConsumer] = set()
+        # Requests waiting for their answer, by correlation id, and the queue answers come to.
+        self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._reply_queue: AbstractQueue | None = None
+        self._reply_lock = asyncio.Lock()
 
     # ---- connection ----------------------------------------------------------------------
 
@@ -184,6 +194,9 @@ class RabbitBus:
                 events = await publisher.declare_exchange(
                     EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
                 )
+                requests = await publisher.declare_exchange(
+                    REQUESTS_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
+                )
             except BaseException:
                 await connection.close()
                 raise
@@ -191,6 +204,7 @@ class RabbitBus:
             self._publisher = publisher
             self._commands = commands
             self._events = events
+            self._requests = requests
             self._declared.clear()
 
     async def close(self) -> None:
@@ -198,7 +212,10 @@ class RabbitBus:
         handlers still running are cancelled. For a graceful end, stop the consumers first."""
         async with self._connect_lock:
             connection, self._connection = self._connection, None
-            self._publisher = self._commands = self._events = None
+            self._publisher = self._commands = self._events = self._requests = None
+            self._reply_queue = None
+            for answer in self._answers.values():
+                answer.cancel()
             consumers = list(self._consumers)
             self._consumers.clear()
             if connection is not None:
@@ -316,6 +333,88 @@ class RabbitBus:
             return queue
 
         return await self._subscribe(declare, _EventDispatcher(handler), prefetch=self._prefetch)
+
+    # ---- requests and answers -----------------------------------------------------------
+
+    async def request(
+        self, routing_key: str, body: dict[str, Any], *, within_s: float
+    ) -> dict[str, Any]:
+        correlation_id = uuid.uuid4().hex
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._answers[correlation_id] = answer
+        try:
+            async with asyncio.timeout(within_s):
+                reply_queue = await self._replies()
+                await self._publisher_channel()
+                assert self._requests is not None
+                outgoing = aio_pika.Message(
+                    json.dumps(body, separators=(",", ":")).encode(),
+                    content_type="application/json",
+                    correlation_id=correlation_id,
+                    reply_to=reply_queue.name,
+                    # Unanswered by then, nobody waits for it any more.
+                    expiration=within_s,
+                )
+                try:
+                    await self._requests.publish(outgoing, routing_key=routing_key, mandatory=True)
+                except aiormq.exceptions.PublishError:
+                    raise NoResponder(f"no worker serves {routing_key!r}") from None
+                return await answer
+        except TimeoutError:
+            raise NoResponder(f"no answer from {routing_key!r} within {within_s:g}s") from None
+        finally:
+            self._answers.pop(correlation_id, None)
+
+    async def _replies(self) -> AbstractQueue:
+        """This bus's exclusive queue for answers, declared on first use."""
+        async with self._reply_lock:
+            if self._reply_queue is not None:
+                return self._reply_queue
+            connection = await self._connected()
+            channel = await connection.channel(publisher_confirms=False)
+            queue = await channel.declare_queue(
+                f"promenade.replies.{uuid.uuid4().hex}", exclusive=True, auto_delete=True
+            )
+
+            async def on_answer(incoming: AbstractIncomingMessage) -> None:
+                answer = self._answers.get(incoming.correlation_id or "")
+                if answer is None or answer.done():
+                    return  # too late: the asker gave up
+                try:
+                    body = json.loads(incoming.body)
+                except ValueError:
+                    body = None
+                if isinstance(body, dict):
+                    answer.set_result(body)
+                else:
+                    answer.set_exception(NoResponder("the answer is not a JSON object"))
+
+            await queue.consume(on_answer, no_ack=True)
+            self._reply_queue = queue
+            return queue
+
+    async def serve_requests(self, routing_key: str, responder: Responder) -> RabbitConsumer:
+        async def declare(channel: AbstractChannel) -> AbstractQueue:
+            # Shared by the routing key's responders; gone with the last of them, so that a
+            # request nobody serves is returned at once as unroutable.
+            queue = await channel.declare_queue(
+                request_queue(routing_key), durable=False, auto_delete=True
+            )
+            await queue.bind(REQUESTS_EXCHANGE, routing_key=routing_key)
+            return queue
+
+        return await self._subscribe(declare, _RequestDispatcher(responder, self), prefetch=4)
+
+    async def answer(self, reply_to: str, correlation_id: str, body: dict[str, Any]) -> None:
+        channel = await self._publisher_channel()
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                json.dumps(body, separators=(",", ":")).encode(),
+                content_type="application/json",
+                correlation_id=correlation_id,
+            ),
+            routing_key=reply_to,
+        )
 
     async def _subscribe(
         self,
@@ -464,6 +563,35 @@ class _EventDispatcher(_Dispatcher):
             except Exception:
                 log.exception("Event handler failed on %s", message.message_id)
             await incoming.ack()
+
+
+class _RequestDispatcher(_Dispatcher):
+    """Answers each request and acknowledges it; a request is never retried (its asker waits
+    only so long)."""
+
+    def __init__(self, responder: Responder, bus: RabbitBus) -> None:
+        super().__init__()
+        self._responder = responder
+        self._bus = bus
+
+    async def handle(self, incoming: AbstractIncomingMessage) -> None:
+        try:
+            message = decode(incoming)
+        except ValueError:
+            log.error("Dropping request %s: its body is not a JSON object", incoming.message_id)
+            await incoming.ack()
+            return
+        try:
+            answer = await self._responder(message)
+        except Exception as exc:
+            log.exception("Answering a request failed")
+            answer = {"error": type(exc).__name__}
+        if incoming.reply_to and incoming.correlation_id:
+            try:
+                await self._bus.answer(incoming.reply_to, incoming.correlation_id, answer)
+            except Exception:
+                log.warning("Could not answer request %s", incoming.correlation_id, exc_info=True)
+        await incoming.ack()
 
 
 async def _give_back(incoming: AbstractIncomingMessage) -> None:

@@ -41,6 +41,12 @@ class Conflict(DomainError):
     code = "CONFLICT"
 
 
+class Unavailable(DomainError):
+    """What the request needs does not answer now (a data plane's workers, say)."""
+
+    code = "UNAVAILABLE"
+
+
 class MissingConfiguration(DomainError):
     code = "MISSING_CONFIGURATION"
 

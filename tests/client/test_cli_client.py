@@ -28,11 +28,11 @@ import httpx
 import pytest
 
 from app.client.api import GraphQLClient, PromenadeAPI, RequestFailed, Unauthenticated
-from tests.processes import free_port, promenade_env, running_promenade
+from tests.processes import INSTANCE_PYTHON, free_port, promenade_env, running_promenade
 
 REPO = Path(__file__).resolve().parents[2]
 PROMENADE = str(Path(sys.executable).parent / "promenade")
-ARTIFACT = shlex.join([sys.executable, str(REPO / "examples" / "greeter" / "app.py")])
+ARTIFACT = shlex.join([INSTANCE_PYTHON, str(REPO / "examples" / "greeter" / "app.py")])
 INTEGRATION = "billing/greeter"
 DEV_SECRET = "dev-api-key-4f1c9e"
 STAGING_SECRET = "staging-api-key-8b2d7a"
@@ -529,24 +529,29 @@ def test_rollback_wait_brings_back_the_previous_build(
 # ---- logs --------------------------------------------------------------------------------------
 
 
-def test_logs_show_the_integrations_output(
+def test_logs_show_the_integrations_output_from_any_machine(
     installation: Installation, deployed: subprocess.CompletedProcess[str]
 ) -> None:
     assert deployed.returncode == 0, deployed.stderr
+    # Another machine: no data directory of the installation's, only the API's URL and a token.
     elsewhere = installation.data_dir / "another-machine"
+    elsewhere.mkdir(exist_ok=True)
     with ThreadPoolExecutor(1) as pool:
-        missing = pool.submit(
+        remote = pool.submit(
             installation.cli,
-            *("logs", INTEGRATION, "--env", "Development"),
+            *("logs", INTEGRATION, "--env", "Development", "--json"),
             PROMENADE_DATA_DIR=str(elsewhere),
         )
         result = installation.cli("logs", INTEGRATION, "--env", "Development", "--lines", "200")
-        line = one_line(missing.result())
+        remote_result = remote.result()
     assert result.returncode == 0, result.stderr
     assert "greeter: listening on 127.0.0.1:" in result.stdout
     assert DEV_SECRET not in result.stdout
-    # On a machine without them, the command says so.
-    assert "no logs of billing/greeter in Development on this machine" in line
+    assert remote_result.returncode == 0, remote_result.stderr
+    shown = json.loads(remote_result.stdout)
+    assert shown["environment"] == "Development"
+    assert any("greeter: listening on 127.0.0.1:" in line for line in shown["lines"])
+    assert DEV_SECRET not in remote_result.stdout
 
 
 # ---- errors ------------------------------------------------------------------------------------
