@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -15,9 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
 PROMENADE = str(Path(sys.executable).parent / "promenade")
 STARTUP_TIMEOUT_S = 30.0
+# The Python that sample integrations run with: the machine's own. A worker that runs as root
+# runs each organization's instances as a user of their own, who may not reach this project's
+# virtual environment (on the project's machines, its Python lives in root's home directory).
+INSTANCE_PYTHON = "/usr/bin/python3"
 # What `promenade worker` prints once it consumes its data plane's queue.
 WORKER_READY = "serves data plane"
 
@@ -242,23 +248,25 @@ def run_promenade(
 
 
 def instance_processes(runtime_dir: Path, deployment_id: str | None = None) -> list[int]:
-    """Pids of running processes that a LOCAL_PROCESS runtime under ``runtime_dir`` started
-    (for one deployment, or for any): their environment names a configuration file of it."""
-    prefix = f"PROMENADE_CONFIG_FILE={runtime_dir.resolve()}/"
-    if deployment_id is not None:
-        prefix += f"{deployment_id}/"
-    marker = prefix.encode()
+    """Pids of the running processes that a LOCAL_PROCESS runtime under ``runtime_dir`` started
+    (for one deployment, or for any), as its instance records name them."""
     pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for record in sorted(runtime_dir.glob(f"{deployment_id or '*'}/*/instance.json")):
         try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue  # gone meanwhile, or not ours to read
-        if any(item.startswith(marker) for item in environ.split(b"\0")):
-            pids.append(int(entry.name))
-    return pids
+            pid = int(json.loads(record.read_text())["pid"])
+        except (OSError, ValueError, KeyError):
+            continue  # being written, or not a record
+        if pid > 1 and process_runs(pid):
+            pids.append(pid)
+    return sorted(pids)
+
+
+def process_runs(pid: int) -> bool:
+    """The process exists and has not exited (a zombie has)."""
+    try:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.Error:
+        return False
 
 
 def kill_instances(runtime_dir: Path, timeout_s: float = 10.0) -> None:

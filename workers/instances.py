@@ -18,10 +18,8 @@ from app.models import (
     Project,
 )
 from app.services.configuration import ConfigType, effective_values, schema_of
+from app.services.masking import mask_secrets
 from workers.runtimes.base import InstanceSpec
-
-# Shorter secret values are not blanked out of free text: "1" would garble every number.
-MIN_SCRUBBED_LENGTH = 4
 
 
 @dataclass(frozen=True)
@@ -31,15 +29,16 @@ class InstanceTarget:
     artifact: str | None
     values: dict[str, str]
     file_keys: frozenset[str]
-    # The values of secret keys: never written anywhere but to the instance.
-    secret_values: frozenset[str] = frozenset()
+    secret_keys: frozenset[str] = frozenset()
+
+    @property
+    def secret_values(self) -> frozenset[str]:
+        """The values of secret keys: never written anywhere but to the instance."""
+        return frozenset(v for k, v in self.values.items() if k in self.secret_keys)
 
     def without_secrets(self, text: str) -> str:
         """The text (an instance's last output lines, say) with secret values blanked out."""
-        for value in sorted(self.secret_values, key=len, reverse=True):
-            if len(value) >= MIN_SCRUBBED_LENGTH:
-                text = text.replace(value, "[secret]")
-        return text
+        return mask_secrets(text, self.secret_values)
 
     def spec(self, *, health_timeout_s: float = 30.0) -> InstanceSpec:
         assert self.artifact is not None, "a change that runs nothing has no instance"
@@ -50,6 +49,8 @@ class InstanceTarget:
             artifact=self.artifact,
             values=self.values,
             file_keys=self.file_keys,
+            secret_keys=self.secret_keys,
+            organization_id=self.change.organization_id,
             route=self.route,
         )
 
@@ -93,7 +94,5 @@ async def instance_target(
         artifact=build.artifact if build else None,
         values=values,
         file_keys=frozenset(k for k, v in schema.items() if v.type is ConfigType.FILE),
-        secret_values=frozenset(
-            value for key, value in values.items() if key in schema and schema[key].secret
-        ),
+        secret_keys=frozenset(k for k, v in schema.items() if v.secret),
     )

@@ -19,7 +19,6 @@ import json
 import secrets
 import shlex
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -45,7 +44,13 @@ from app.models import Environment, Organization, User
 from app.services.organizations import create_organization
 from app.services.tokens import create_api_token
 from app.settings import Settings
-from tests.processes import free_port, kill_instances, run_promenade, running_promenade
+from tests.processes import (
+    INSTANCE_PYTHON,
+    free_port,
+    kill_instances,
+    run_promenade,
+    running_promenade,
+)
 
 GREETER = Path(__file__).resolve().parents[2] / "examples" / "greeter" / "app.py"
 PROTOCOL = Subprotocol("graphql-transport-ws")
@@ -252,7 +257,7 @@ def error_codes(message: Mapping[str, Any]) -> list[str]:
 def greeter_artifact() -> str:
     """The greeter behind a shell that first sleeps START_DELAY seconds (its configuration):
     how a test keeps a promotion in RESTARTING long enough to subscribe in the middle."""
-    greeter = shlex.join([sys.executable, str(GREETER)])
+    greeter = shlex.join([INSTANCE_PYTHON, str(GREETER)])
     return shlex.join(["sh", "-c", f'sleep "${{START_DELAY:-0}}"; exec {greeter}'])
 
 

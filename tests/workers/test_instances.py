@@ -6,7 +6,7 @@ from app.models import ChangeKind, DeploymentChange
 from workers.instances import InstanceTarget
 
 
-def _target(secret_values: frozenset[str]) -> InstanceTarget:
+def _target(values: dict[str, str]) -> InstanceTarget:
     change = DeploymentChange(
         organization_id="org_1", deployment_id="dep_1", kind=ChangeKind.RESTART
     )
@@ -14,19 +14,19 @@ def _target(secret_values: frozenset[str]) -> InstanceTarget:
         change=change,
         route="/acme/dev/billing/greeter",
         artifact="python3 app.py",
-        values={"API_KEY": "s3cret-value", "GREETING": "hello"},
+        values={"GREETING": "hello", **values},
         file_keys=frozenset(),
-        secret_values=secret_values,
+        secret_keys=frozenset(values),
     )
 
 
 def test_secret_values_are_blanked_out_of_an_instances_output() -> None:
     output = "exited with code 1\nlast lines of output:\nusing API_KEY=s3cret-value, hello"
-    cleaned = _target(frozenset({"s3cret-value"})).without_secrets(output)
+    cleaned = _target({"API_KEY": "s3cret-value"}).without_secrets(output)
     assert "s3cret-value" not in cleaned
     assert cleaned.endswith("using API_KEY=[secret], hello")
 
 
 def test_very_short_secrets_are_left_alone_rather_than_garble_the_text() -> None:
     output = "exited with code 1"
-    assert _target(frozenset({"1"})).without_secrets(output) == output
+    assert _target({"PIN": "1"}).without_secrets(output) == output

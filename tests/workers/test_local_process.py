@@ -22,7 +22,8 @@ import pytest
 
 from workers.gateway import create_gateway_app
 from workers.runtimes.base import Instance, InstanceSpec, StartFailed
-from workers.runtimes.local_process import LocalProcessRuntime, config_toml
+from workers.runtimes.instance_files import config_toml
+from workers.runtimes.local_process import LocalProcessRuntime
 
 GREETER = Path(__file__).resolve().parents[2] / "examples" / "greeter" / "app.py"
 GREETER_COMMAND = shlex.join([sys.executable, str(GREETER)])
@@ -209,12 +210,12 @@ async def test_restart_routes_to_the_new_instance_and_retires_the_old_one(
     assert (await greeting(gateway))["pid"] == second["pid"]
 
     # The old instance's log is kept; the newest instance's lines come last.
-    lines = runtime.logs(DEPLOYMENT)
+    lines = await runtime.logs(DEPLOYMENT)
     first_started = lines.index(f"greeter: listening on {_address_of(lines, first['pid'])}")
     first_stopped = lines.index("greeter: stopped")
     second_started = lines.index(f"greeter: listening on {_address_of(lines, second['pid'])}")
     assert first_started < first_stopped < second_started
-    assert runtime.logs(DEPLOYMENT, lines=2) == lines[-2:]
+    assert await runtime.logs(DEPLOYMENT, lines=2) == lines[-2:]
 
 
 def _address_of(lines: list[str], pid: int) -> str:
@@ -317,7 +318,7 @@ async def test_stop_removes_the_route_and_stops_the_instances(
     assert response.status_code == 404
     assert response.json() == {"error": "no integration at this path"}
     assert_gone(pid)
-    logs = runtime.logs(DEPLOYMENT)
+    logs = await runtime.logs(DEPLOYMENT)
     assert f"greeter: listening on {_address_of(logs, pid)}" in logs
     assert logs[-1] == "greeter: stopped"  # it was asked (SIGTERM), not killed
     await runtime.stop(DEPLOYMENT, ROUTE)  # idempotent

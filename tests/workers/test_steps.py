@@ -39,7 +39,6 @@ from app.messaging.inprocess import InProcessBus
 from app.messaging.outbox import OutboxRelay
 from app.messaging.rabbit import RabbitBus
 from app.models import (
-    ChangeStatus,
     Deployment,
     DeploymentChange,
     DeploymentRevision,
@@ -52,13 +51,14 @@ from app.models import (
 )
 from app.services import changes, promotions
 from app.services.configuration import ConfigEntry, ConfigKey, set_configuration
-from app.services.dataplanes import create_data_plane
+from app.services.dataplanes import ServedDataPlane, create_data_plane, served
 from app.services.environments import create_environment
 from app.services.pipelines import create_pipeline
 from app.services.projects import create_build, create_integration, create_project
 from tests.conftest import make_organization, make_user
 from tests.processes import instance_processes, kill_instances
 from workers.gateway import create_gateway_app
+from workers.planes import always
 from workers.runtimes.base import Instance, InstanceSpec
 from workers.runtimes.local_process import LocalProcessRuntime
 from workers.service import Worker
@@ -109,7 +109,7 @@ async def eventually(check: Callable[[], Awaitable[T | None]], *, within: float,
 @dataclass
 class World:
     admin: User
-    data_plane: str
+    plane: ServedDataPlane
     environments: dict[str, str]  # Build and Live -> id
     project_id: str
     organization_slug: str
@@ -118,10 +118,15 @@ class World:
     route: dict[str, str]  # environment -> endpoint URL
     builds: dict[str, str] = field(default_factory=dict)  # version -> id
 
+    @property
+    def data_plane(self) -> str:
+        """The data plane's routing key (its id): what its workers serve."""
+        return self.plane.routing_key
+
 
 async def make_world(session: AsyncSession, data_plane: str | None = None) -> World:
-    """An organization with a data plane (of a new name, unless one is given: a data plane's
-    name is what workers serve, in every organization) and Build -> Live on it."""
+    """An organization with a data plane (of a new name, unless one is given) and Build -> Live
+    on it."""
     suffix = secrets.token_hex(4)
     admin = await make_user(session, f"admin-{suffix}@example.com")
     org = await make_organization(session, admin, slug=f"org-{suffix}")
@@ -157,7 +162,7 @@ async def make_world(session: AsyncSession, data_plane: str | None = None) -> Wo
     )
     world = World(
         admin=admin,
-        data_plane=plane.name,
+        plane=served(plane, org.slug),
         environments=environments,
         project_id=project.id,
         organization_slug=org.slug,
@@ -215,8 +220,8 @@ class Plant:
             sessions=self.sessions,
             box=self.box,
             bus=await self.open_bus(),
-            runtime=runtime or LocalProcessRuntime(self.runtime_dir, GATEWAY_URL),
-            data_plane=self.world.data_plane,
+            runtime_for=always(runtime or LocalProcessRuntime(self.runtime_dir, GATEWAY_URL)),
+            planes=[self.world.plane],
             concurrency=concurrency,
         )
         await worker.start()
@@ -699,108 +704,28 @@ async def test_other_deployments_proceed_while_one_has_a_backlog(plant: Plant) -
     )
 
 
-async def test_two_organizations_with_the_same_names_have_endpoints_of_their_own(
+async def test_two_organizations_with_the_same_names_have_data_planes_and_endpoints_of_their_own(
     plant: Plant,
 ) -> None:
     await plant.start_worker()
     async with plant.sessions() as session:
         # Another organization whose data plane, environments, project and integration have
-        # the same names: the same workers serve both.
+        # the same names: a data plane of its own, which our workers do not serve.
         other = dataclasses.replace(
-            plant, world=await make_world(session, data_plane=plant.world.data_plane)
+            plant, world=await make_world(session, data_plane=plant.world.plane.label.split("/")[1])
         )
+    assert other.world.data_plane != plant.world.data_plane
     await plant.deploy(BUILD_VALUES)
     ours = await plant.wait_revision("Build", 1)
-    await other.deploy({"GREETING": "Hello from the other organization", "API_KEY": "k"})
-    theirs = await other.wait_revision("Build", 1)
+    theirs_deployment = await other.deploy({"GREETING": "Hello from the other one", "API_KEY": "k"})
+    await asyncio.sleep(1.0)
+    async with plant.sessions() as session:
+        waiting = await session.get(Deployment, theirs_deployment.id)
+        assert waiting is not None
+        assert waiting.status is DeploymentStatus.IN_PROGRESS, "our workers ran their change"
 
+    await other.start_worker()
+    theirs = await other.wait_revision("Build", 1)
     assert ours.endpoint_url != theirs.endpoint_url
     assert (await plant.greeting("Build"))["greeting"] == "Hello from Build"
-    assert (await other.greeting("Build"))["greeting"] == "Hello from the other organization"
-
-
-# ---- a worker that stops after a step, and the next one --------------------------------------
-
-
-@pytest.mark.parametrize("step", PAUSE_POINTS)
-async def test_a_change_interrupted_after_a_step_is_finished_once_by_the_next_worker(
-    step: str, engine: AsyncEngine, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    """The first step machine stops for good after ``step`` and is abandoned there (as a killed
-    worker's would be: no lease is involved, so no lease has to expire); a second one, with a
-    runtime object of its own, finishes the change."""
-    async with running_plant(engine, "inprocess", tmp_path, request) as plant:
-        await plant.start_worker()
-        await plant.deploy(BUILD_VALUES)
-        await plant.wait_revision("Build", 1)
-        for worker in plant.workers:
-            await worker.drain()
-        plant.workers.clear()
-
-        promotion = await plant.promote({"GREETING": f"after {step}", "API_KEY": "k"})
-        async with plant.sessions() as session:
-            [change_id] = (
-                await session.exec(
-                    select(DeploymentChange.id).where(DeploymentChange.promotion_id == promotion.id)
-                )
-            ).all()
-        live = await plant.deployment("Live")
-        first = StepMachine(
-            sessions=plant.sessions,
-            box=plant.box,
-            runtime=LocalProcessRuntime(plant.runtime_dir, GATEWAY_URL),
-            owner="first",
-            pause_after_step=step,
-        )
-        running = asyncio.create_task(first.run(change_id))
-
-        async def paused() -> bool | None:
-            async with plant.sessions() as session:
-                change = await session.get(DeploymentChange, change_id)
-                assert change is not None
-                reached = {
-                    "QUEUED": change.status is ChangeStatus.APPLYING_CONFIGURATION,
-                    "APPLYING_CONFIGURATION": change.status is ChangeStatus.RESTARTING,
-                    "STARTED": len(plant.instances(live.id)) == 1,
-                    "ROUTED": (await plant.gateway.get(plant.world.route["Live"])).status_code
-                    == 200,
-                }[step]
-            return True if reached else None
-
-        await eventually(paused, within=30, what=f"the pause after {step}")
-        await asyncio.sleep(0.2)  # it is paused, not merely passing through
-        assert not running.done()
-        started = plant.instances(live.id)
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
-
-        second = StepMachine(
-            sessions=plant.sessions,
-            box=plant.box,
-            runtime=LocalProcessRuntime(plant.runtime_dir, GATEWAY_URL),
-            owner="second",
-        )
-        await second.handle_command(
-            Message(
-                message_id="again",
-                routing_key=plant.world.data_plane,
-                body={"change_id": change_id, "deployment_id": live.id},
-            )
-        )
-        done = await plant.wait_promotion(promotion.id)
-        assert done.status is PromotionStatus.SUCCEEDED, done.error
-        assert [e.status.value for e in await plant.events(promotion.id)] == [
-            "QUEUED",
-            "APPLYING_CONFIGURATION",
-            "RESTARTING",
-            "SUCCEEDED",
-        ]
-        assert [(r.revision, r.cause.value) for r in await plant.revisions("Live")] == [
-            (1, "PROMOTION")
-        ]
-        answer = await plant.greeting("Live")
-        assert answer["greeting"] == f"after {step}"
-        assert plant.instances(live.id) == [answer["pid"]]
-        if step in ("STARTED", "ROUTED"):
-            assert started == [answer["pid"]]  # the instance was not started twice
+    assert (await other.greeting("Build"))["greeting"] == "Hello from the other one"

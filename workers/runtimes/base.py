@@ -1,4 +1,4 @@
-"""The interface every runtime driver implements (LOCAL_PROCESS now, KUBERNETES later).
+"""The interface every runtime driver implements (LOCAL_PROCESS, CONTAINER; KUBERNETES later).
 
 The step machine calls it in this order for a change: ``start`` (idempotent by change id, it
 returns once the instance answers its health check), ``route`` (traffic goes to the new
@@ -20,13 +20,17 @@ class InstanceSpec:
     deployment_id: str
     # The instance's identity: starting the same change again finds the instance it started.
     change_id: str
-    # What the build says to run: for LOCAL_PROCESS, a command line.
+    # What the build says to run: for LOCAL_PROCESS a command line, for CONTAINER an image.
     artifact: str
     # The configuration snapshot, plaintext (secrets included): it reaches only the runtime.
     values: Mapping[str, str]
     # Keys of ``values`` whose type is FILE: their value is written as a file at that path.
     file_keys: frozenset[str] = field(default_factory=frozenset)
-    # Where the gateway serves it: "/<dnsPrefix>/<project slug>/<integration slug>".
+    # Keys of ``values`` that are secret: written as files, never as labels or plain settings.
+    secret_keys: frozenset[str] = field(default_factory=frozenset)
+    # Whose instance it is (LOCAL_PROCESS runs each organization as a user of its own).
+    organization_id: str = ""
+    # Where the gateway serves it: "/<org>/<dnsPrefix>/<project slug>/<integration slug>".
     route: str = ""
     health_path: str = "/healthz"
     health_timeout_s: float = 30.0
@@ -36,6 +40,9 @@ class InstanceSpec:
 class Instance:
     change_id: str
     address: str  # host:port the gateway forwards to
+    # Set when ``start`` found the change's instance ended and started it again: how it ended
+    # (an exit code, out of memory), for the supervisor to report.
+    restarted_after: str | None = None
 
 
 class StartFailed(Exception):
@@ -66,6 +73,11 @@ class Runtime(Protocol):
         """The URL a route is served at; it does not change across restarts."""
         ...
 
-    def logs(self, deployment_id: str, lines: int = 100) -> list[str]:
+    async def logs(self, deployment_id: str, lines: int = 100) -> list[str]:
         """The last lines of output of the deployment's instances, newest last."""
+        ...
+
+    async def deployments(self) -> set[str]:
+        """The deployments that have instances (running or not yet removed) here: the
+        supervisor stops those that should have none."""
         ...

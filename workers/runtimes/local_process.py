@@ -4,16 +4,17 @@ Everything it knows lives in files under its state directory, so that a worker k
 point leaves state the next worker (or another worker on the same machine) picks up:
 
     <state>/routes.json                            route -> deployment, change, address
-    <state>/routes.lock                            flock taken around every routes.json update
     <state>/<deployment>/<change>/instance.json    pid, port, start time, state of one instance
     <state>/<deployment>/<change>/output.log       its stdout and stderr (kept after it stops)
-    <state>/<deployment>/<change>/config.toml      every configuration value (mode 0600)
-    <state>/<deployment>/<change>/files/           FILE keys, one file each (mode 0600)
 
-An instance gets the worker's environment (minus its PROMENADE_* settings, which hold the
-installation's secret key), every non-FILE value as a variable, PORT (a free port it must
-listen on, on 127.0.0.1), PROMENADE_CONFIG_FILE and PROMENADE_FILES_DIR. It is healthy once
-GET <health_path> answers 2xx.
+and the instance's configuration (``workers.runtimes.instance_files``), removed when the instance
+stops: under ``<state>/<deployment>/<change>/config/``, or, when instances run as users of their own
+(``workers.runtimes.local_users``, the worker runs as root), under ``/run/promenade/instances``.
+
+An instance gets a clean environment (nothing of the worker's: PATH, LANG and HOME are set
+anew), every non-FILE value as a variable, PORT (a free port it must listen on, on 127.0.0.1),
+PROMENADE_CONFIG_FILE, PROMENADE_FILES_DIR and PROMENADE_SECRETS_DIR. It is healthy once GET
+<health_path> answers 2xx.
 
 An instance runs in its own session, so it outlives the worker that started it; the gateway
 (``workers.gateway``) forwards a deployment's stable URL to whatever routes.json names.
@@ -24,61 +25,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-import httpx
-
+from workers.routes import RoutingTable, write_atomic
 from workers.runtimes.base import Instance, InstanceSpec, StartFailed
+from workers.runtimes.health import describe_exit, wait_healthy
+from workers.runtimes.instance_files import (
+    BadFileKey,
+    remove_instance_files,
+    write_instance_files,
+)
+from workers.runtimes.local_users import LocalUsers
+from workers.runtimes.locks import file_lock
 
 # How many lines of an instance's output a StartFailed message carries.
 OUTPUT_TAIL_LINES = 20
-# Health polls start fast (a small service answers within ~100 ms) and back off to this.
-HEALTH_POLL_MAX_S = 0.5
 # After SIGKILL, how long to wait for the kernel to take a process away.
 KILL_WAIT_S = 5.0
-# Variables of the worker's own environment that never reach an integration: the worker's
-# settings hold the installation's secret key and database URL.
-WORKER_ENV_PREFIX = "PROMENADE_"
+# The whole environment an instance starts with, before its configuration: none of the
+# worker's variables (they hold the installation's secret key and database URL).
+CLEAN_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 INSTANCE_FILE = "instance.json"
 OUTPUT_FILE = "output.log"
-CONFIG_FILE = "config.toml"
-FILES_DIR = "files"
-
-_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f"}
-_TOML_ESCAPES["\r"] = "\\r"
-
-
-def config_toml(values: Mapping[str, str]) -> str:
-    """A TOML document with every value as a string under its quoted key."""
-    return "".join(f"{_toml_string(key)} = {_toml_string(values[key])}\n" for key in sorted(values))
-
-
-def _toml_string(text: str) -> str:
-    out = ['"']
-    for char in text:
-        escaped = _TOML_ESCAPES.get(char)
-        if escaped is not None:
-            out.append(escaped)
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\u{ord(char):04X}")
-        else:
-            out.append(char)
-    out.append('"')
-    return "".join(out)
+# The instance's configuration files, when they are kept beside its record.
+CONFIG_DIR = "config"
 
 
 @dataclass(frozen=True)
@@ -98,6 +80,10 @@ class _Record:
     # Where this run's output begins in output.log (a restarted change appends to it).
     log_offset: int
     stopped_at: float | None = None
+    # Where its configuration files are (removed when it stops).
+    files_root: str | None = None
+    # The uid it runs as, when not the worker's own.
+    uid: int | None = None
 
     @property
     def address(self) -> str:
@@ -115,6 +101,8 @@ class _Record:
             "state": self.state,
             "log_offset": self.log_offset,
             "stopped_at": self.stopped_at,
+            "files_root": self.files_root,
+            "uid": self.uid,
         }
 
     @classmethod
@@ -125,6 +113,7 @@ class _Record:
             raise ValueError(f"implausible pid {pid}")
         ticks = data.get("start_ticks")
         stopped_at = data.get("stopped_at")
+        uid = data.get("uid")
         return cls(
             deployment_id=str(data["deployment_id"]),
             change_id=str(data["change_id"]),
@@ -135,6 +124,8 @@ class _Record:
             state=str(data["state"]),
             log_offset=int(data.get("log_offset", 0)),
             stopped_at=None if stopped_at is None else float(stopped_at),
+            files_root=data.get("files_root"),
+            uid=None if uid is None else int(uid),
         )
 
     def with_state(self, state: str) -> _Record:
@@ -143,12 +134,22 @@ class _Record:
 
 
 class LocalProcessRuntime:
-    """Runs builds whose artifact is a command line as local processes behind the gateway."""
+    """Runs builds whose artifact is a command line as local processes behind the gateway.
+    With ``users``, each organization's instances run as a Unix user of their own."""
 
-    def __init__(self, state_dir: Path, gateway_url: str, *, grace_period_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        gateway_url: str,
+        *,
+        grace_period_s: float = 10.0,
+        users: LocalUsers | None = None,
+        routes: RoutingTable | None = None,
+    ) -> None:
         self.state_dir = state_dir
-        self.gateway_url = gateway_url.rstrip("/")
+        self.routes = routes or RoutingTable(state_dir, gateway_url)
         self.grace_period_s = grace_period_s
+        self.users = users
         # Processes this object started, by pid. A thread per process waits for it, so that
         # its exit code is known and it never lingers as a zombie.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
@@ -156,7 +157,7 @@ class LocalProcessRuntime:
     @property
     def routes_file(self) -> Path:
         """The routing table the gateway serves from."""
-        return self.state_dir / "routes.json"
+        return self.routes.path
 
     # -- the Runtime interface ---------------------------------------------------------------
 
@@ -165,28 +166,26 @@ class LocalProcessRuntime:
         instance_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Two starts of one change (a redelivered command racing its first delivery) queue
         # here; the second finds the first's instance. flock goes away with a killed worker.
-        async with _file_lock(instance_dir / ".lock"):
+        async with file_lock(instance_dir / ".lock"):
             record = _read_record(instance_dir)
+            ended = None
             if record is not None:
                 if record.state in ("starting", "running") and self._alive(record):
                     await self._wait_healthy(spec, instance_dir, record)
                     return Instance(change_id=spec.change_id, address=record.address)
+                if record.state == "running":
+                    ended = self._exit_status(record)
                 await self._terminate(record)
-            return await self._launch(spec, instance_dir)
+            instance = await self._launch(spec, instance_dir)
+            return dataclasses.replace(instance, restarted_after=ended)
 
     async def route(self, deployment_id: str, route: str, instance: Instance) -> str:
-        route = _normal_route(route)
-        entry = {
-            "deployment_id": deployment_id,
-            "change_id": instance.change_id,
-            "address": instance.address,
-        }
-
-        def update(routes: dict[str, Any]) -> None:
-            routes[route] = entry
-
-        self._update_routes(update)
-        return self.endpoint_url(route)
+        return self.routes.route(
+            route,
+            deployment_id=deployment_id,
+            change_id=instance.change_id,
+            address=instance.address,
+        )
 
     async def retire_others(self, deployment_id: str, keep_change_id: str) -> None:
         deployment_dir = self._deployment_dir(deployment_id)
@@ -199,24 +198,29 @@ class LocalProcessRuntime:
         )
 
     async def stop(self, deployment_id: str, route: str) -> None:
-        route = _normal_route(route)
-
-        def update(routes: dict[str, Any]) -> None:
-            for key in list(routes):
-                owner = routes[key].get("deployment_id") if isinstance(routes[key], dict) else None
-                if owner == deployment_id:
-                    del routes[key]
-
         # The route goes first: the gateway answers 404 rather than 502 while the
         # instances shut down.
-        self._update_routes(update)
+        self.routes.remove_deployment(deployment_id)
         deployment_dir = self._deployment_dir(deployment_id)
         await asyncio.gather(*(self._retire(d) for d in _instance_dirs(deployment_dir)))
 
     def endpoint_url(self, route: str) -> str:
-        return f"{self.gateway_url}{_normal_route(route)}/"
+        return self.routes.endpoint_url(route)
 
-    def logs(self, deployment_id: str, lines: int = 100) -> list[str]:
+    async def logs(self, deployment_id: str, lines: int = 100) -> list[str]:
+        return await asyncio.to_thread(self._logs, deployment_id, lines)
+
+    async def deployments(self) -> set[str]:
+        """Deployments that have an instance that has not stopped."""
+        found = set()
+        for deployment_dir in _instance_dirs(self.state_dir):
+            for instance_dir in _instance_dirs(deployment_dir):
+                record = _read_record(instance_dir)
+                if record is not None and record.state != "stopped":
+                    found.add(record.deployment_id)
+        return found
+
+    def _logs(self, deployment_id: str, lines: int) -> list[str]:
         if lines <= 0:
             return []
         instances: list[tuple[float, Path]] = []
@@ -243,22 +247,42 @@ class LocalProcessRuntime:
             raise StartFailed(f"the artifact is not a valid command line: {exc}") from None
         if not argv:
             raise StartFailed("the artifact is an empty command line")
-        config_file = instance_dir / CONFIG_FILE
-        files_dir = instance_dir / FILES_DIR
+        if shutil.which(argv[0], path=CLEAN_PATH) is None:
+            reason = "No such file or directory" if "/" in argv[0] else f"not found in {CLEAN_PATH}"
+            raise StartFailed(f"could not run {argv[0]!r}: {reason}")
+        uid = None
+        files_root = instance_dir / CONFIG_DIR
+        if self.users is not None:
+            uid = self.users.uid_of(spec.organization_id)
+            files_root = self.users.instance_dir(spec.change_id)
+            argv = self.users.command(argv, uid)
         try:
-            _write_private(config_file, config_toml(spec.values))
-            _write_files(files_dir, {k: v for k, v in spec.values.items() if k in spec.file_keys})
+            files = write_instance_files(
+                files_root,
+                spec.values,
+                file_keys=spec.file_keys,
+                secret_keys=spec.secret_keys,
+                secrets_in_config=True,
+                group=uid,
+            )
+        except BadFileKey as exc:
+            raise StartFailed(str(exc)) from None
         except OSError as exc:
             raise StartFailed(f"could not write the configuration: {exc}") from None
         port = _free_port()
-        environment = {k: v for k, v in os.environ.items() if not k.startswith(WORKER_ENV_PREFIX)}
+        environment = {"PATH": CLEAN_PATH, "LANG": "C.UTF-8", "HOME": str(files_root)}
         environment.update({k: v for k, v in spec.values.items() if k not in spec.file_keys})
         environment.update(
             PORT=str(port),
-            PROMENADE_CONFIG_FILE=str(config_file),
-            PROMENADE_FILES_DIR=str(files_dir),
+            PROMENADE_CONFIG_FILE=str(files.config_file),
+            PROMENADE_FILES_DIR=str(files.files_dir),
+            PROMENADE_SECRETS_DIR=str(files.secrets_dir),
         )
-        process, log_offset = self._spawn(argv, environment, instance_dir)
+        try:
+            process, log_offset = self._spawn(argv, environment, instance_dir)
+        except StartFailed:
+            remove_instance_files(files_root)
+            raise
         record = _Record(
             deployment_id=spec.deployment_id,
             change_id=spec.change_id,
@@ -268,6 +292,8 @@ class LocalProcessRuntime:
             started_at=time.time(),
             state="starting",
             log_offset=log_offset,
+            files_root=str(files_root),
+            uid=uid,
         )
         _write_record(instance_dir, record)
         await self._wait_healthy(spec, instance_dir, record)
@@ -291,6 +317,8 @@ class LocalProcessRuntime:
                 # Its own session and process group: it outlives a killed worker, and stopping
                 # it signals the whole group (whatever it started too).
                 start_new_session=True,
+                # What it creates (in /tmp, say) is its own: other users cannot read it.
+                umask=0o077,
             )
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -304,49 +332,25 @@ class LocalProcessRuntime:
     async def _wait_healthy(self, spec: InstanceSpec, instance_dir: Path, record: _Record) -> None:
         """Returns once the health check answers 2xx; otherwise nothing of the instance is
         left running and StartFailed says why."""
-        path = spec.health_path if spec.health_path.startswith("/") else f"/{spec.health_path}"
-        url = f"http://{record.address}{path}"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + spec.health_timeout_s
-        last_answer = "was not tried"
-        pause = 0.05
-        # trust_env off: an HTTP(S)_PROXY of the worker must not stand between it and localhost.
-        async with httpx.AsyncClient(trust_env=False) as client:
-            while True:
-                exit_status = self._exit_status(record)
-                if exit_status is not None:
-                    # Anything it left behind in its group goes too; the leader has just gone,
-                    # so its group id cannot belong to anyone else yet.
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(record.pid, signal.SIGKILL)
-                    self._mark(instance_dir, record, "failed")
-                    raise StartFailed(exit_status + _output_tail(instance_dir, record))
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    answer = await client.get(url, timeout=min(remaining, 5.0))
-                except httpx.ConnectError:
-                    last_answer = (
-                        f"found nothing listening on {record.address} (does it listen on $PORT?)"
-                    )
-                except httpx.HTTPError as exc:
-                    last_answer = f"failed: {_describe_error(exc)}"
-                else:
-                    if answer.is_success:
-                        return
-                    last_answer = f"answered HTTP {answer.status_code}"
-                    body = " ".join(answer.text.split())[:200]
-                    if body:
-                        last_answer += f": {body}"
-                await asyncio.sleep(max(0.0, min(pause, deadline - loop.time())))
-                pause = min(pause * 2, HEALTH_POLL_MAX_S)
-        await self._terminate(record)
-        self._mark(instance_dir, record, "failed")
-        raise StartFailed(
-            f"did not become healthy within {spec.health_timeout_s:g}s: GET {path} {last_answer}"
-            + _output_tail(instance_dir, record)
-        )
+
+        async def exit_status() -> str | None:
+            return self._exit_status(record)
+
+        try:
+            await wait_healthy(
+                address=record.address,
+                path=spec.health_path,
+                timeout_s=spec.health_timeout_s,
+                exit_status=exit_status,
+            )
+        except StartFailed as failure:
+            # Anything it left behind in its group goes too.
+            await self._terminate(record)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(record.pid, signal.SIGKILL)
+            self._mark(instance_dir, record, "failed")
+            _remove_files(record)
+            raise StartFailed(str(failure) + _output_tail(instance_dir, record)) from None
 
     # -- stopping ----------------------------------------------------------------------------
 
@@ -355,6 +359,7 @@ class LocalProcessRuntime:
         if record is None:
             return
         await self._terminate(record)
+        _remove_files(record)
         if record.state != "stopped":
             self._mark(instance_dir, record, "stopped")
 
@@ -397,11 +402,7 @@ class LocalProcessRuntime:
         child = self._children.get(record.pid)
         if child is not None:
             code = child.returncode
-            if code is None:
-                return None
-            if code < 0:
-                return f"was killed by signal {_signal_name(-code)}"
-            return f"exited with code {code}"
+            return None if code is None else describe_exit(code)
         if _pid_alive(record.pid, record.start_ticks):
             return None
         # Started by a worker that is gone: its exit code went to whoever reaped it.
@@ -418,33 +419,13 @@ class LocalProcessRuntime:
     def _instance_dir(self, deployment_id: str, change_id: str) -> Path:
         return self._deployment_dir(deployment_id) / _path_component(change_id, "change id")
 
-    def _update_routes(self, update: Callable[[dict[str, Any]], None]) -> None:
-        """Read, change and write routes.json under an exclusive lock: several workers on one
-        machine share it."""
-        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        lock_fd = os.open(self.state_dir / "routes.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            try:
-                routes = json.loads(self.routes_file.read_text())
-            except FileNotFoundError:
-                routes = {}
-            if not isinstance(routes, dict):
-                raise RuntimeError(f"{self.routes_file} does not hold a JSON object")
-            update(routes)
-            _write_atomic(self.routes_file, json.dumps(routes, indent=2, sort_keys=True) + "\n")
-        finally:
-            os.close(lock_fd)  # closing releases the lock
-
 
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _normal_route(route: str) -> str:
-    route = route.rstrip("/")
-    if not route.startswith("/") or "//" in route or ".." in route.split("/"):
-        raise ValueError(f"a route is an absolute path like /stg/project/integration: {route!r}")
-    return route
+def _remove_files(record: _Record) -> None:
+    if record.files_root is not None:
+        remove_instance_files(Path(record.files_root))
 
 
 def _path_component(name: str, what: str) -> str:
@@ -468,38 +449,7 @@ def _read_record(instance_dir: Path) -> _Record | None:
 
 
 def _write_record(instance_dir: Path, record: _Record) -> None:
-    _write_atomic(instance_dir / INSTANCE_FILE, json.dumps(record.to_json(), indent=2) + "\n")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """A reader sees the old contents or the new ones, never half of them."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Mode 0600 from the start: mkstemp creates the file so, before anything is in it."""
-    _write_atomic(path, text)
-
-
-def _write_files(files_dir: Path, files: Mapping[str, str]) -> None:
-    files_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for key, content in files.items():
-        parts = PurePosixPath(key.lstrip("/")).parts
-        if not parts or ".." in parts or "\0" in key:
-            raise StartFailed(f"the FILE key {key!r} is not a path inside the instance")
-        target = files_dir.joinpath(*parts)
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _write_private(target, content)
+    write_atomic(instance_dir / INSTANCE_FILE, json.dumps(record.to_json(), indent=2) + "\n")
 
 
 def _free_port() -> int:
@@ -542,18 +492,6 @@ def _pid_alive(pid: int, start_ticks: int | None) -> bool:
     return start_ticks is None or ticks == start_ticks
 
 
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return str(number)
-
-
-def _describe_error(exc: httpx.HTTPError) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _output_tail(instance_dir: Path, record: _Record) -> str:
     lines = _tail(instance_dir / OUTPUT_FILE, OUTPUT_TAIL_LINES, start=record.log_offset)
     if not lines:
@@ -579,18 +517,3 @@ def _tail(path: Path, lines: int, *, start: int = 0) -> list[str]:
         return []
     text = data.decode("utf-8", errors="replace")
     return text.splitlines()[-lines:]
-
-
-@contextlib.asynccontextmanager
-async def _file_lock(path: Path) -> AsyncIterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                await asyncio.sleep(0.05)
-        yield
-    finally:
-        os.close(fd)

@@ -1,0 +1,76 @@
+"""Waiting for a new instance to answer its health check, for every runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from workers.runtimes.base import StartFailed
+
+# Health polls start fast (a small service answers within ~100 ms) and back off to this.
+HEALTH_POLL_MAX_S = 0.5
+
+
+async def wait_healthy(
+    *,
+    address: str,
+    path: str,
+    timeout_s: float,
+    exit_status: Callable[[], Awaitable[str | None]],
+) -> None:
+    """Return once ``GET http://<address><path>`` answers 2xx. ``exit_status()`` says how the
+    instance ended, or None while it runs: once it has ended, or when ``timeout_s`` passed,
+    StartFailed says why (the caller stops what is left and adds the instance's last output)."""
+    path = path if path.startswith("/") else f"/{path}"
+    url = f"http://{address}{path}"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    last_answer = "was not tried"
+    pause = 0.05
+    # trust_env off: an HTTP(S)_PROXY of the worker must not stand between it and localhost.
+    async with httpx.AsyncClient(trust_env=False) as client:
+        while True:
+            ended = await exit_status()
+            if ended is not None:
+                raise StartFailed(ended)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                answer = await client.get(url, timeout=min(remaining, 5.0))
+            except httpx.ConnectError:
+                last_answer = f"found nothing listening on {address} (does it listen on $PORT?)"
+            except httpx.HTTPError as exc:
+                last_answer = f"failed: {_describe_error(exc)}"
+            else:
+                if answer.is_success:
+                    return
+                last_answer = f"answered HTTP {answer.status_code}"
+                body = " ".join(answer.text.split())[:200]
+                if body:
+                    last_answer += f": {body}"
+            await asyncio.sleep(max(0.0, min(pause, deadline - loop.time())))
+            pause = min(pause * 2, HEALTH_POLL_MAX_S)
+    raise StartFailed(f"did not become healthy within {timeout_s:g}s: GET {path} {last_answer}")
+
+
+def describe_exit(code: int) -> str:
+    """How a process ended, from its exit code (negative: the signal that killed it)."""
+    if code < 0:
+        return f"was killed by signal {signal_name(-code)}"
+    return f"exited with code {code}"
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def _describe_error(exc: httpx.HTTPError) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
