@@ -62,7 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     worker = commands.add_parser(
         "worker", help="consume a data plane's commands from RabbitMQ (scaled mode)"
     )
-    worker.add_argument("--data-plane", default="local", help="default: local")
+    worker.add_argument(
+        "--data-plane",
+        action="append",
+        metavar="PLANE",
+        help="a data plane to serve: local (the installation's own, the default), a data "
+        "plane id, or ORGANIZATION/NAME; repeat it for more",
+    )
     worker.add_argument("--concurrency", type=int, default=4, help="changes at once (default 4)")
     worker.add_argument(
         "--no-gateway",
@@ -171,10 +177,12 @@ def _add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     logs = commands.add_parser(
         "logs",
         parents=[integration],
-        help="an integration's output, read on the worker's machine (LOCAL_PROCESS)",
+        help="an integration's last lines of output in an environment (through the API)",
     )
     logs.add_argument("--env", required=True, metavar="ENV")
-    logs.add_argument("--lines", type=_positive, default=100, metavar="N", help="default: 100")
+    logs.add_argument(
+        "--lines", type=_positive, default=100, metavar="N", help="default: 100, at most 1000"
+    )
     logs.set_defaults(run=_client, client_command="logs")
 
 

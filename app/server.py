@@ -24,13 +24,23 @@ from app.main import create_app
 from app.messaging.bus import Bus
 from app.messaging.fanout import EventHub
 from app.messaging.outbox import OutboxRelay
+from app.models import RuntimeKind
 from app.services.bootstrap import Bootstrapped, bootstrap, is_empty
-from app.services.organizations import DEFAULT_DATA_PLANE
+from app.services.dataplane_settings import ContainerSettings
+from app.services.dataplanes import (
+    INSTALLATION_LOCAL,
+    LOCAL_ROUTING_KEY,
+    LocalAdmission,
+    ServedDataPlane,
+    resolve_data_plane,
+    served_data_planes,
+)
 from app.serving import BackgroundServer, stop_on_signals
 from app.settings import Settings, SettingsError
 from app.sweeps import ExpirySweep
 
 if TYPE_CHECKING:
+    from workers.planes import Runtimes
     from workers.service import Worker
 
 EMBEDDED_ADMIN_EMAIL = "admin@localhost"
@@ -70,13 +80,14 @@ async def run_bootstrap(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def run_up(settings: Settings, args: argparse.Namespace) -> None:
-    """API, outbox relay, in-process bus, a worker for the ``local`` data plane and its gateway,
-    in one process."""
+    """API, outbox relay, in-process bus, a worker for the installation's data planes (the
+    ``local`` one and every CONTAINER one) and their gateway, in one process."""
     configure_logging()
     from app.messaging.inprocess import InProcessBus
-    from workers.service import Gateway, Worker, local_runtime
+    from workers.planes import Runtimes
+    from workers.service import Gateway, Worker
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.private_data_dir()
     settings.resolved_secret_key()  # generated once into the data directory
     engine = _engine(settings)
     try:
@@ -94,15 +105,23 @@ async def run_up(settings: Settings, args: argparse.Namespace) -> None:
             bus = InProcessBus()
             relay = await _start_relay(stack, engine, bus)
             sessions = create_session_factory(engine)
+
+            async def container_planes() -> list[ServedDataPlane]:
+                async with sessions() as session:
+                    return await served_data_planes(session, frozenset({RuntimeKind.CONTAINER}))
+
+            runtimes = Runtimes.for_settings(settings)
             worker = Worker(
                 sessions=sessions,
                 box=SecretBox(settings.resolved_secret_key()),
                 bus=bus,
-                runtime=local_runtime(settings),
-                data_plane=DEFAULT_DATA_PLANE,
+                runtime_for=runtimes.runtime_for,
+                planes=[INSTALLATION_LOCAL],
+                discover=container_planes,
                 stop_instances_on_drain=True,
                 after_commit=relay.wake,
                 health_timeout_s=settings.health_timeout_s,
+                admission=LocalAdmission(settings.local_admission()),
             )
             await worker.start()
             stack.push_async_callback(worker.drain)
@@ -110,11 +129,50 @@ async def run_up(settings: Settings, args: argparse.Namespace) -> None:
             await gateway.start()
             stack.push_async_callback(gateway.stop)
             print(f"Gateway at {settings.resolved_gateway_url}", file=sys.stderr)
+            await _print_isolation(settings, runtimes)
             hub = await _start_hub(stack, bus)
             _start_sweep(stack, settings, engine, relay.wake)
-            await _serve(settings, args, engine=engine, on_commit=relay.wake, hub=hub)
+            await _serve(settings, args, engine=engine, on_commit=relay.wake, hub=hub, bus=bus)
     finally:
         await engine.dispose()
+
+
+async def _print_isolation(settings: Settings, runtimes: Runtimes) -> None:
+    """Say how integrations are isolated here, and how to run them in containers."""
+    from workers.runtimes.container import DEFAULT_DOCKER_HOST, ContainerRuntime, EngineUnavailable
+
+    if runtimes.users is not None:
+        print(
+            "LOCAL_PROCESS: each organization's integrations run as a Unix user of their own",
+            file=sys.stderr,
+        )
+    else:
+        print(f"LOCAL_PROCESS: not isolated: {runtimes.sandbox_refusal}", file=sys.stderr)
+    probe = ContainerRuntime(
+        settings.containers_dir,
+        runtimes.routes,
+        data_plane="probe",
+        settings=ContainerSettings(),
+        docker_host=settings.docker_host,
+    )
+    try:
+        version = await probe.check()
+    except EngineUnavailable as exc:
+        print(
+            f"CONTAINER: unavailable ({exc}); CONTAINER data planes wait until a Docker "
+            f"Engine answers at DOCKER_HOST (default {DEFAULT_DOCKER_HOST})",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"CONTAINER: Docker Engine {version} at {probe.docker_host}. For isolated "
+            "integrations, create a data plane with runtime CONTAINER (createDataPlane) and "
+            "environments on it; a build's artifact is then an image the engine has "
+            "(README: 'Integrations in containers')",
+            file=sys.stderr,
+        )
+    finally:
+        probe.close()
 
 
 async def run_api(settings: Settings, args: argparse.Namespace) -> None:
@@ -127,6 +185,7 @@ async def run_api(settings: Settings, args: argparse.Namespace) -> None:
         async with contextlib.AsyncExitStack() as stack:
             on_commit = None
             hub = None
+            bus: Bus | None = None
             if settings.amqp_url:
                 bus = RabbitBus(settings.amqp_url)
                 relay = await _start_relay(stack, engine, bus)
@@ -139,16 +198,17 @@ async def run_api(settings: Settings, args: argparse.Namespace) -> None:
                     file=sys.stderr,
                 )
             _start_sweep(stack, settings, engine, on_commit)
-            await _serve(settings, args, engine=engine, on_commit=on_commit, hub=hub)
+            await _serve(settings, args, engine=engine, on_commit=on_commit, hub=hub, bus=bus)
     finally:
         await engine.dispose()
 
 
 async def run_worker(settings: Settings, args: argparse.Namespace) -> None:
-    """Consume a data plane's commands until SIGTERM, then drain."""
+    """Consume the given data planes' commands until SIGTERM, then drain."""
     configure_logging()
     from app.messaging.rabbit import RabbitBus
-    from workers.service import Gateway, Worker, local_runtime
+    from workers.planes import CannotServe, Runtimes
+    from workers.service import Gateway, Worker
 
     if not settings.amqp_url:
         raise SettingsError(
@@ -157,32 +217,49 @@ async def run_worker(settings: Settings, args: argparse.Namespace) -> None:
         )
     if args.concurrency < 1:
         raise SettingsError("--concurrency must be at least 1")
+    settings.private_data_dir()
     engine = _engine(settings)
     try:
         await _require_current_schema(engine, settings)
+        sessions = create_session_factory(engine)
+        async with sessions() as session:
+            planes = [
+                await resolve_data_plane(session, selector)
+                for selector in dict.fromkeys(args.data_plane or [LOCAL_ROUTING_KEY])
+            ]
         stop = stop_on_signals()
         async with contextlib.AsyncExitStack() as stack:
             bus = RabbitBus(settings.amqp_url)
             relay = await _start_relay(stack, engine, bus)
+            runtimes = Runtimes.for_settings(settings)
             worker = Worker(
-                sessions=create_session_factory(engine),
+                sessions=sessions,
                 box=SecretBox(settings.resolved_secret_key()),
                 bus=bus,
-                runtime=local_runtime(settings),
-                data_plane=args.data_plane,
+                runtime_for=runtimes.runtime_for,
+                planes=planes,
                 concurrency=args.concurrency,
                 pause_after_step=settings.pause_after_step,
                 after_commit=relay.wake,
                 health_timeout_s=settings.health_timeout_s,
+                admission=LocalAdmission(settings.local_admission()),
             )
             if args.gateway:
                 gateway = Gateway(settings)
                 await gateway.start()
                 stack.push_async_callback(gateway.stop)
-            if not await _start_when_broker_answers(worker, stop):
-                return
+            try:
+                if not await _start_when_broker_answers(worker, stop):
+                    return
+            except CannotServe as exc:
+                raise SettingsError(str(exc)) from None
             stack.push_async_callback(worker.drain)
-            print(f"Worker {worker.name} serves data plane {args.data_plane!r}", file=sys.stderr)
+            if runtimes.users is None and any(
+                p.runtime is RuntimeKind.LOCAL_PROCESS for p in planes
+            ):
+                print(f"LOCAL_PROCESS: not isolated: {runtimes.sandbox_refusal}", file=sys.stderr)
+            labels = ", ".join(plane.label for plane in planes)
+            print(f"Worker {worker.name} serves data planes {labels}", file=sys.stderr)
             await stop.wait()
             print("Draining: no new commands; waiting for the running ones", file=sys.stderr)
     finally:
@@ -266,13 +343,14 @@ async def _serve(
     engine: AsyncEngine,
     on_commit: Callable[[], None] | None,
     hub: EventHub | None = None,
+    bus: Bus | None = None,
 ) -> None:
     """Serve the API until SIGTERM or SIGINT; the caller's stack then stops the rest."""
     host = args.host or settings.host
     port = args.port or settings.port
     stop = stop_on_signals()
     server = BackgroundServer(
-        create_app(settings, engine=engine, on_commit=on_commit, hub=hub),
+        create_app(settings, engine=engine, on_commit=on_commit, hub=hub, bus=bus),
         host=host,
         port=port,
         setting="PROMENADE_PORT",
@@ -287,7 +365,7 @@ async def _serve(
 
 def _engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.private_data_dir()
     return create_engine(settings.resolved_database_url)
 
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from cryptography.fernet import Fernet
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_KEY_FILE = "secret.key"
@@ -54,6 +54,16 @@ class Settings(BaseSettings):
         gt=0,
         description="How often the API expires promotion requests that nobody decided on.",
     )
+    local_organizations: str = Field(
+        default="*",
+        description="Which organizations the installation's local data plane runs: * (all), "
+        "or their slugs separated by commas; empty: none.",
+    )
+    docker_host: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PROMENADE_DOCKER_HOST", "DOCKER_HOST"),
+        description="The Docker Engine of CONTAINER data planes whose settings name none.",
+    )
     pause_after_step: str | None = Field(
         default=None,
         description="Crash testing only: a worker stops forever after this step of a change "
@@ -70,6 +80,25 @@ class Settings(BaseSettings):
     def runtime_dir(self) -> Path:
         """Where LOCAL_PROCESS keeps instances, their logs and the gateway's routes."""
         return self.data_dir / "runtime"
+
+    @property
+    def containers_dir(self) -> Path:
+        """Where the CONTAINER runtime keeps what it knows of its containers' relays."""
+        return self.data_dir / "containers"
+
+    def local_admission(self) -> frozenset[str] | None:
+        """The slugs of the organizations the local data plane runs; None: every one."""
+        text = self.local_organizations.strip()
+        if text == "*":
+            return None
+        return frozenset(part.strip().lower() for part in text.split(",") if part.strip())
+
+    def private_data_dir(self) -> Path:
+        """The data directory, made if missing and readable by this user only (it holds the
+        database and the secret key; integrations must not read it)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
+        return self.data_dir
 
     @field_validator("secret_key")
     @classmethod

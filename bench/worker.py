@@ -28,9 +28,10 @@ from app.crypto import SecretBox
 from app.db import create_engine, create_session_factory
 from app.messaging.outbox import OutboxRelay
 from app.messaging.rabbit import RabbitBus
-from app.services.organizations import DEFAULT_DATA_PLANE
+from app.services.dataplanes import LOCAL_ROUTING_KEY, resolve_data_plane
 from app.serving import stop_on_signals
 from app.settings import Settings, SettingsError, load_settings
+from workers.planes import always
 from workers.runtimes.base import Instance, InstanceSpec
 from workers.service import Worker
 
@@ -59,8 +60,11 @@ class NoopRuntime:
     def endpoint_url(self, route: str) -> str:
         return f"{NOOP_GATEWAY}{route}"
 
-    def logs(self, deployment_id: str, lines: int = 100) -> list[str]:
+    async def logs(self, deployment_id: str, lines: int = 100) -> list[str]:
         return []
+
+    async def deployments(self) -> set[str]:
+        return set()
 
 
 async def serve(settings: Settings, *, data_plane: str, concurrency: int) -> None:
@@ -86,12 +90,15 @@ async def serve(settings: Settings, *, data_plane: str, concurrency: int) -> Non
                 await relaying
 
             stack.push_async_callback(stop_relay)
+            sessions = create_session_factory(engine)
+            async with sessions() as session:
+                plane = await resolve_data_plane(session, data_plane)
             worker = Worker(
-                sessions=create_session_factory(engine),
+                sessions=sessions,
                 box=SecretBox(settings.resolved_secret_key()),
                 bus=bus,
-                runtime=NoopRuntime(),
-                data_plane=data_plane,
+                runtime_for=always(NoopRuntime()),
+                planes=[plane],
                 concurrency=concurrency,
             )
             await worker.start()
@@ -104,7 +111,7 @@ async def serve(settings: Settings, *, data_plane: str, concurrency: int) -> Non
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.worker", description=__doc__)
-    parser.add_argument("--data-plane", default=DEFAULT_DATA_PLANE)
+    parser.add_argument("--data-plane", default=LOCAL_ROUTING_KEY)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument(
         "--profile", type=Path, help="run under cProfile and write the statistics to this file"

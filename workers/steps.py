@@ -47,6 +47,7 @@ from app.services.configuration import (
     schema_of,
     stored_values,
 )
+from app.services.dataplanes import LocalAdmission
 from app.services.events import announce_deployment, record_promotion_status
 from app.services.promotions import sealed_entries
 from workers.instances import instance_target
@@ -83,6 +84,8 @@ class StepMachine:
     pause_after_step: str | None = None
     # How long a new instance has to answer its health check (Settings.health_timeout_s).
     health_timeout_s: float = 30.0
+    # On the installation's local data plane: which organizations it runs (None: any).
+    admission: LocalAdmission | None = None
     _waiting: set[asyncio.Task[None]] = field(default_factory=set)
     # Called after each commit: it wakes this process's outbox relay, so that the events and
     # commands a step recorded leave now rather than at the relay's next poll.
@@ -185,6 +188,11 @@ class StepMachine:
     async def _run(self, change_id: str) -> None:
         async with self._transaction() as session:
             change = await self._change(session, change_id)
+            if change.status is ChangeStatus.QUEUED and self.admission is not None:
+                refusal = await self.admission.refusal(session, change.organization_id)
+                if refusal is not None:
+                    await self._fail(session, change, refusal)
+                    return
             if change.status is ChangeStatus.QUEUED:
                 # Conditional: a cancel may have won the race for this change.
                 taken = await session.exec(

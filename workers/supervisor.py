@@ -1,10 +1,15 @@
-"""Supervision: every ACTIVE deployment of the data plane has its instance running.
+"""Supervision: every ACTIVE deployment of the data plane has its instance running, and nothing
+else runs.
 
-On start and then periodically, for each ACTIVE deployment whose lease is free (no change in
-progress), the instance of the change that serves it is started if it is not running (the
-runtime's ``start`` is idempotent: a live instance is returned as it is) and routed. This
-restarts an integration that crashed, and brings back the integrations after the machine or
-``promenade up`` restarted. One that cannot start is marked ERROR with the reason.
+On start and then periodically:
+- for each ACTIVE deployment whose lease is free (no change in progress), the instance of the
+  change that serves it is started if it is not running (the runtime's ``start`` is idempotent:
+  a live instance is returned as it is), routed, and any other instance of it retired. This
+  restarts an integration that crashed (an event says how it ended), and brings back the
+  integrations after the machine or ``promenade up`` restarted. One that cannot start is
+  marked ERROR with the reason.
+- instances of deployments that should run nothing (suspended, failed, deleted: left behind by
+  a worker that died between two steps) are stopped and removed.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -20,8 +26,17 @@ from sqlmodel import col, select
 from app.crypto import SecretBox
 from app.db import SessionFactory, session_scope
 from app.messaging.bus import Bus
-from app.models import DataPlane, Deployment, DeploymentChange, DeploymentStatus, Environment
+from app.models import (
+    DataPlane,
+    Deployment,
+    DeploymentChange,
+    DeploymentStatus,
+    Environment,
+    Organization,
+)
 from app.models.base import utcnow
+from app.models.promotions import FINAL_CHANGE_STATUSES
+from app.services.dataplanes import LocalAdmission, served_by
 from app.services.events import announce_deployment
 from workers.announcements import announce_unfinished_changes
 from workers.instances import instance_target
@@ -40,12 +55,14 @@ class Supervisor:
     sessions: SessionFactory
     box: SecretBox
     runtime: Runtime
+    # The routing key of the data plane it watches (its id, or "local").
     data_plane: str
     owner: str
     interval_s: float = SUPERVISION_INTERVAL_S
     health_timeout_s: float = 30.0
     # Where stranded changes are announced again (None: not at all).
     bus: Bus | None = None
+    admission: LocalAdmission = field(default_factory=LocalAdmission)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
@@ -62,33 +79,41 @@ class Supervisor:
 
     async def active_deployments(self) -> list[str]:
         async with self.sessions() as session:
-            return list(
-                (
-                    await session.exec(
-                        select(Deployment.id)
-                        .join(Environment, col(Environment.id) == col(Deployment.environment_id))
-                        .join(DataPlane, col(DataPlane.id) == col(Environment.data_plane_id))
-                        .where(
-                            DataPlane.name == self.data_plane,
-                            col(Deployment.status) == DeploymentStatus.ACTIVE,
-                            col(Deployment.running_change_id).is_not(None),
-                        )
+            rows = (
+                await session.exec(
+                    select(Deployment.id, Organization.slug)
+                    .join(Environment, col(Environment.id) == col(Deployment.environment_id))
+                    .join(DataPlane, col(DataPlane.id) == col(Environment.data_plane_id))
+                    .join(Organization, col(Organization.id) == col(Deployment.organization_id))
+                    .where(
+                        served_by(self.data_plane),
+                        col(Deployment.status) == DeploymentStatus.ACTIVE,
+                        col(Deployment.running_change_id).is_not(None),
                     )
-                ).all()
-            )
+                )
+            ).all()
+        return [deployment_id for deployment_id, slug in rows if self.admission.admits(slug)]
 
     async def reconcile(self) -> None:
         await self._announce_stranded_changes()
-        for deployment_id in await self.active_deployments():
+        active = await self.active_deployments()
+        for deployment_id in active:
             if self._stop.is_set():
                 return
-            # Busy: a change is being applied, and it decides what runs.
-            if not await take_lease(self.sessions, deployment_id, self.owner):
-                continue
-            try:
-                await self._keep_running(deployment_id)
-            finally:
-                await release_lease(self.sessions, deployment_id, self.owner)
+            await self._holding_lease(deployment_id, self._keep_running)
+        for deployment_id in await self.runtime.deployments() - set(active):
+            if self._stop.is_set():
+                return
+            await self._holding_lease(deployment_id, self._stop_if_idle)
+
+    async def _holding_lease(self, deployment_id: str, work: _Work) -> None:
+        # Busy: a change is being applied, and it decides what runs.
+        if not await take_lease(self.sessions, deployment_id, self.owner):
+            return
+        try:
+            await work(deployment_id)
+        finally:
+            await release_lease(self.sessions, deployment_id, self.owner)
 
     async def _announce_stranded_changes(self) -> None:
         """Changes that wait while nobody holds their deployment's lease: a worker died holding
@@ -120,6 +145,7 @@ class Supervisor:
                 # Its output may show its configuration: no secret goes into lastError.
                 raise StartFailed(target.without_secrets(str(failure))) from None
             await self.runtime.route(deployment_id, target.route, instance)
+            await self.runtime.retire_others(deployment_id, keep_change_id=change.id)
         except StartFailed as failure:
             log.warning("deployment %s does not run: %s", deployment_id, failure)
             async with session_scope(self.sessions) as session:
@@ -128,18 +154,41 @@ class Supervisor:
                     deployment.status = DeploymentStatus.ERROR
                     deployment.last_error = f"the running instance stopped: {failure}"
                     await announce_deployment(session, deployment, detail=deployment.last_error)
+            return
+        if instance.restarted_after is not None:
+            reason = target.without_secrets(instance.restarted_after)
+            log.warning("deployment %s: its instance %s; restarted", deployment_id, reason)
+            async with session_scope(self.sessions) as session:
+                deployment = await session.get(Deployment, deployment_id)
+                if deployment is not None and deployment.status is DeploymentStatus.ACTIVE:
+                    # Shown until the next change succeeds: how the last instance ended.
+                    deployment.last_error = f"the instance {reason}; it was restarted"
+                    await announce_deployment(session, deployment, detail=deployment.last_error)
+
+    async def _stop_if_idle(self, deployment_id: str) -> None:
+        """Stop the instances of a deployment that should run none, unless a change of it is
+        pending (its worker decides what runs)."""
+        async with self.sessions() as session:
+            deployment = await session.get(Deployment, deployment_id)
+            if deployment is not None and deployment.status is DeploymentStatus.ACTIVE:
+                return
+            pending = (
+                await session.exec(
+                    select(DeploymentChange.id).where(
+                        DeploymentChange.deployment_id == deployment_id,
+                        col(DeploymentChange.status).not_in(FINAL_CHANGE_STATUSES),
+                    )
+                )
+            ).first()
+        if pending is None:
+            log.info("stopping the instances of %s, which should run none", deployment_id)
+            await self.runtime.stop(deployment_id, "")
 
     async def stop_all(self) -> None:
         """Stop the instances of every ACTIVE deployment (embedded mode, at shutdown); the
         next start brings them back."""
-        async with self.sessions() as session:
-            for deployment_id in await self.active_deployments():
-                deployment = await session.get(Deployment, deployment_id)
-                change = (
-                    await session.get(DeploymentChange, deployment.running_change_id)
-                    if deployment and deployment.running_change_id
-                    else None
-                )
-                if change is not None:
-                    target = await instance_target(session, self.box, change)
-                    await self.runtime.stop(deployment_id, target.route)
+        for deployment_id in await self.active_deployments():
+            await self.runtime.stop(deployment_id, "")
+
+
+_Work = Callable[[str], Awaitable[None]]

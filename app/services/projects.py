@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import Build, Integration, Pipeline, Project, User
+from app.models import (
+    Build,
+    DataPlane,
+    Environment,
+    Integration,
+    Pipeline,
+    PipelineStage,
+    Project,
+    RuntimeKind,
+    User,
+)
 from app.services import audit
 from app.services.auth import Permission, get_owned
 from app.services.configuration import ConfigKey, validate_schema
 from app.services.deployments import ensure_deployments
 from app.services.errors import Conflict, InvalidInput, NotFound
+from app.services.images import is_image_reference
 from app.services.names import clean_description, clean_name, unique_slug
 from app.services.organizations import get_organization
 from app.services.pipelines import default_pipeline, stage_environment_ids
@@ -110,6 +121,18 @@ async def create_integration(
     return integration
 
 
+async def pipeline_runtimes(session: AsyncSession, project_id: str) -> set[RuntimeKind]:
+    """The runtimes of the data planes that the project's pipeline environments run on."""
+    rows = await session.exec(
+        select(DataPlane.runtime)
+        .join(Environment, col(Environment.data_plane_id) == col(DataPlane.id))
+        .join(PipelineStage, col(PipelineStage.environment_id) == col(Environment.id))
+        .join(Project, col(Project.pipeline_id) == col(PipelineStage.pipeline_id))
+        .where(Project.id == project_id)
+    )
+    return {RuntimeKind(runtime) for runtime in rows.all()}
+
+
 async def create_build(
     session: AsyncSession,
     *,
@@ -128,6 +151,16 @@ async def create_build(
         raise InvalidInput("artifact must not be empty", field="artifact")
     if len(artifact) > 4000:
         raise InvalidInput("artifact must be at most 4000 characters", field="artifact")
+    runs_containers = RuntimeKind.CONTAINER in await pipeline_runtimes(
+        session, integration.project_id
+    )
+    if runs_containers and not is_image_reference(artifact):
+        raise InvalidInput(
+            "artifact must be a container image reference (such as greeter:1.0 or "
+            "registry.example.com/team/greeter@sha256:...): the project's pipeline has "
+            "environments on a CONTAINER data plane",
+            field="artifact",
+        )
     if commit is not None:
         commit = clean_name(commit, field="commit", max_length=100)
     clash = (

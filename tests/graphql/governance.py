@@ -43,7 +43,7 @@ from app.models import (
     Role,
     User,
 )
-from app.services.organizations import DEFAULT_DATA_PLANE
+from app.services.dataplanes import INSTALLATION_LOCAL
 from app.settings import Settings
 from tests.conftest import GraphQLClient, make_user
 from tests.graphql.queries import (
@@ -57,6 +57,7 @@ from tests.graphql.queries import (
     mutation,
     ok,
 )
+from workers.planes import always
 from workers.runtimes.base import Instance, InstanceSpec, StartFailed
 from workers.service import Worker
 
@@ -495,8 +496,11 @@ class FakeRuntime:
     def endpoint_url(self, route: str) -> str:
         return f"http://gateway.test{route}"
 
-    def logs(self, deployment_id: str, lines: int = 100) -> list[str]:
+    async def logs(self, deployment_id: str, lines: int = 100) -> list[str]:
         return []
+
+    async def deployments(self) -> set[str]:
+        return set()
 
 
 @contextlib.asynccontextmanager
@@ -513,8 +517,8 @@ async def running_engine(
         sessions=sessions,
         box=box,
         bus=bus,
-        runtime=runtime,
-        data_plane=DEFAULT_DATA_PLANE,
+        runtime_for=always(runtime),
+        planes=[INSTALLATION_LOCAL],
         concurrency=2,
         after_commit=relay.wake,
     )

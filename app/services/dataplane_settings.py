@@ -1,0 +1,93 @@
+"""What a data plane's ``settings`` may say, by runtime; checked when the data plane is created
+and read again by the workers that serve it.
+
+CONTAINER (every key optional; unknown keys are refused, so a typo is not silently ignored):
+
+- ``dockerHost``: the engine, a ``unix://`` socket on the worker's machine (default: the
+  worker's ``DOCKER_HOST``, else ``unix:///var/run/docker.sock``).
+- ``memoryMb`` (256): memory limit of each instance, no swap beyond it; over it the kernel
+  kills the instance.
+- ``cpus`` (1.0): CPU limit of each instance.
+- ``pids`` (128): how many processes and threads an instance may have.
+- ``tmpfsMb`` (64): size of the instance's writable ``/tmp`` (its root filesystem is read-only).
+- ``port`` (8080): the port an instance listens on (``$PORT``), in its own network namespace.
+- ``user`` (``65534:65534``): ``uid[:gid]`` that instances run as when the image names no
+  numeric non-root user of its own.
+- ``stopGraceSeconds`` (10): between SIGTERM and SIGKILL when an instance is retired.
+
+The engine must be on the worker's machine: the worker mounts each instance's files from its
+own disk and reaches instances through their network namespaces (see
+``workers/runtimes/container.py``), so a TCP engine address is refused rather than half working.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from app.models import RuntimeKind
+from app.services.errors import InvalidInput
+
+_USER = re.compile(r"^[0-9]{1,10}(:[0-9]{1,10})?$")
+
+
+class ContainerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    docker_host: str | None = Field(default=None, alias="dockerHost", max_length=500)
+    memory_mb: int = Field(default=256, alias="memoryMb", ge=16, le=262_144)
+    cpus: float = Field(default=1.0, ge=0.01, le=256)
+    pids: int = Field(default=128, ge=8, le=65_536)
+    tmpfs_mb: int = Field(default=64, alias="tmpfsMb", ge=0, le=65_536)
+    port: int = Field(default=8080, ge=1, le=65_535)
+    user: str = Field(default="65534:65534", max_length=21)
+    stop_grace_seconds: float = Field(default=10.0, alias="stopGraceSeconds", ge=0, le=600)
+
+    @field_validator("docker_host")
+    @classmethod
+    def _local_socket(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith("unix:///") or "\0" in value:
+            raise ValueError(
+                "must be a unix:///path socket on the worker's machine (the worker mounts its "
+                "instances' files and enters their network namespaces, so the engine is local)"
+            )
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _non_root(cls, value: str) -> str:
+        if not _USER.match(value):
+            raise ValueError("must be a numeric uid or uid:gid, e.g. 65534:65534")
+        uid, _, gid = value.partition(":")
+        if int(uid) == 0 or (gid and int(gid) == 0):
+            raise ValueError("instances never run as root (uid or gid 0)")
+        return value
+
+    @property
+    def uid(self) -> int:
+        return int(self.user.partition(":")[0])
+
+    @property
+    def gid(self) -> int:
+        uid, _, gid = self.user.partition(":")
+        return int(gid or uid)
+
+
+def container_settings(settings: dict[str, Any]) -> ContainerSettings:
+    """The CONTAINER settings, or InvalidInput on ``settings`` that names what is wrong."""
+    try:
+        return ContainerSettings.model_validate(settings)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise InvalidInput(f"settings.{where}: {first['msg']}", field="settings") from None
+
+
+def check_settings(runtime: RuntimeKind, settings: dict[str, Any]) -> None:
+    """Refuse settings the runtime cannot use (raises InvalidInput on ``settings``)."""
+    if runtime is RuntimeKind.CONTAINER:
+        container_settings(settings)
