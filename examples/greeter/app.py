@@ -1,11 +1,15 @@
-"""Greeter: a sample integration for Promenade's LOCAL_PROCESS runtime (Python 3.11, stdlib only).
+"""Greeter: a sample integration for Promenade (Python 3.11, stdlib only), as a command line
+(LOCAL_PROCESS) or as a container image (CONTAINER: the Dockerfile beside it).
 
 It listens on 127.0.0.1:$PORT and answers ``GET /`` with values from its configuration:
-GREETING, ENVIRONMENT_NAME, REPEAT, whether API_KEY is set (never its value), and the keys of
-the TOML file at $PROMENADE_CONFIG_FILE. ``GET /healthz`` is its health check.
+GREETING, ENVIRONMENT_NAME, REPEAT, whether API_KEY is set (never its value: from the
+environment, or from the file $PROMENADE_SECRETS_DIR/API_KEY, where the CONTAINER runtime puts
+secrets), the keys of the TOML file at $PROMENADE_CONFIG_FILE and the names of the files in
+$PROMENADE_SECRETS_DIR. ``GET /healthz`` is its health check.
 
 GREETER_FAIL=crash makes it exit with code 3 at start; GREETER_FAIL=unhealthy makes /healthz
-answer 503 forever. Both exist to show what a failed restart looks like.
+answer 503 forever; GREETER_FAIL=memory makes it take memory until its limit stops it. They
+exist to show what a failed restart looks like.
 """
 
 from __future__ import annotations
@@ -29,14 +33,32 @@ def config_file_keys() -> list[str]:
         return sorted(tomllib.load(config))
 
 
+def secret_files() -> list[str]:
+    directory = os.environ.get("PROMENADE_SECRETS_DIR")
+    if not directory or not os.path.isdir(directory):
+        return []
+    return sorted(os.listdir(directory))
+
+
+def api_key() -> str | None:
+    if os.environ.get("API_KEY"):
+        return os.environ["API_KEY"]
+    directory = os.environ.get("PROMENADE_SECRETS_DIR")
+    if directory and os.path.isfile(os.path.join(directory, "API_KEY")):
+        with open(os.path.join(directory, "API_KEY"), encoding="utf-8") as secret:
+            return secret.read()
+    return None
+
+
 def greeting() -> dict[str, Any]:
     return {
         "greeting": os.environ.get("GREETING"),
         "environment": os.environ.get("ENVIRONMENT_NAME") or None,
         "repeat": int(os.environ.get("REPEAT") or 1),
         # Only whether it is set: the value of a secret never leaves the process.
-        "has_api_key": bool(os.environ.get("API_KEY")),
+        "has_api_key": bool(api_key()),
         "config_file_keys": config_file_keys(),
+        "secret_files": secret_files(),
         "pid": os.getpid(),
     }
 
@@ -71,6 +93,11 @@ def main() -> int:
     if os.environ.get("GREETER_FAIL") == "crash":
         print("greeter: refusing to start (GREETER_FAIL=crash)", flush=True)
         return 3
+    if os.environ.get("GREETER_FAIL") == "memory":
+        print("greeter: taking memory until stopped (GREETER_FAIL=memory)", flush=True)
+        hoard = []
+        while True:
+            hoard.append(b"x" * (32 << 20))
     try:
         int(os.environ.get("REPEAT") or 1)
     except ValueError:

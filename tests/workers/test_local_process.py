@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import re
+import secrets
 import shlex
+import shutil
 import signal
 import stat
 import sys
+import tempfile
 import time
 import tomllib
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -18,12 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
+from tests.processes import INSTANCE_PYTHON
 from workers.gateway import create_gateway_app
 from workers.runtimes.base import Instance, InstanceSpec, StartFailed
 from workers.runtimes.instance_files import config_toml
 from workers.runtimes.local_process import LocalProcessRuntime
+from workers.runtimes.local_users import LocalUsers
 
 GREETER = Path(__file__).resolve().parents[2] / "examples" / "greeter" / "app.py"
 GREETER_COMMAND = shlex.join([sys.executable, str(GREETER)])
@@ -49,6 +56,7 @@ def greeter(
         artifact=GREETER_COMMAND,
         values={"GREETING": greeting, **(values or {})},
         file_keys=file_keys,
+        secret_keys=frozenset({"API_KEY"}) & frozenset(values or {}),
         route=ROUTE,
         health_timeout_s=health_timeout_s,
     )
@@ -161,6 +169,7 @@ async def test_instance_answers_with_its_configuration_through_the_gateway(
         "repeat": 3,
         "has_api_key": True,
         "config_file_keys": ["/certs/ca.pem", "API_KEY", "ENVIRONMENT_NAME", "GREETING", "REPEAT"],
+        "secret_files": ["API_KEY"],
         "pid": body["pid"],
     }
     # The route's prefix is stripped: the greeter sees /healthz.
@@ -339,3 +348,104 @@ async def test_workers_sharing_a_machine_keep_every_route(tmp_path: Path) -> Non
     )
     routes = json.loads((state_dir / "routes.json").read_text())
     assert len(routes) == 30
+
+
+# ---- a Unix user per organization --------------------------------------------------------------
+
+PROBE = Path(__file__).resolve().parents[1] / "support" / "probe" / "app.py"
+WORKER_KEY = "the-workers-own-secret-key-9d2e"
+
+
+@pytest.fixture
+def users(tmp_path: Path) -> Iterator[LocalUsers]:
+    if os.geteuid() != 0:
+        pytest.fail("a user per organization needs a worker that runs as root: run as root")
+    files_dir = Path("/run") / f"promenade-test-{secrets.token_hex(4)}" / "instances"
+    yield LocalUsers(registry=tmp_path / "users.json", files_dir=files_dir)
+    shutil.rmtree(files_dir.parent, ignore_errors=True)
+
+
+def private_data_dir() -> Path:
+    """A data directory as a worker has one (0700, with a secret key), where anyone could
+    look for it."""
+    data_dir = Path(tempfile.mkdtemp(prefix="promenade-data-", dir="/tmp"))
+    data_dir.chmod(0o700)
+    (data_dir / "secret.key").write_text(WORKER_KEY)
+    return data_dir
+
+
+async def test_each_organization_runs_as_a_user_of_its_own_and_reads_nothing_else(
+    tmp_path: Path, users: LocalUsers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a worker has that no integration may read: its settings, its data directory.
+    monkeypatch.setenv("PROMENADE_SECRET_KEY", WORKER_KEY)
+    data_dir = private_data_dir()
+    runtime = LocalProcessRuntime(data_dir / "runtime", GATEWAY_URL, users=users)
+    app = create_gateway_app(runtime.routes_file)
+    try:
+        victim = dataclasses.replace(
+            greeter("chg-victim", values={"API_KEY": SECRET}), organization_id="org_victim"
+        )
+        await deploy(runtime, victim)
+        probe = InstanceSpec(
+            deployment_id="dep-probe",
+            change_id="chg-probe",
+            artifact=shlex.join([INSTANCE_PYTHON, str(PROBE)]),
+            values={"PROBE_TOKEN": "the-probes-own-value"},
+            secret_keys=frozenset({"PROBE_TOKEN"}),
+            organization_id="org_attacker",
+            route="/attacker/dev/probe/probe",
+            health_timeout_s=15,
+        )
+        _, url = await deploy(runtime, probe)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url=GATEWAY_URL, timeout=30
+            ) as gateway,
+        ):
+            victim_body = await greeting(gateway)
+            found = (await gateway.get(url)).json()
+
+        victim_pid = victim_body["pid"]
+        victim_uid = psutil.Process(victim_pid).uids().real
+        assert victim_uid == users.uid_of("org_victim") != 0
+        assert found["uid"] == users.uid_of("org_attacker") not in (0, victim_uid)
+        # A clean environment: nothing of the worker's, its own values only.
+        assert "PROMENADE_SECRET_KEY" not in found["environment"]
+        assert found["environment"]["PATH"] == "/usr/local/bin:/usr/bin:/bin"
+        assert found["environment"]["PROBE_TOKEN"] == "the-probes-own-value"
+        # Nothing of the worker's or the other organization's, wherever it looked.
+        seen = json.dumps(found)
+        assert WORKER_KEY not in seen
+        assert SECRET not in seen
+        assert f"{victim_pid}/environ" not in found["processes"]
+        assert str(os.getpid()) + "/environ" not in found["processes"]
+        assert not any(path.startswith(str(data_dir)) for path in found["files"])
+        assert not any(str(users.files_dir) in path for path in found["files"])
+        assert found["docker"] == {}
+        # Its configuration belongs to root, readable by its group, and goes with it.
+        config = os.stat(process_environment(victim_pid)["PROMENADE_CONFIG_FILE"])
+        assert (config.st_uid, config.st_gid, stat.S_IMODE(config.st_mode)) == (
+            0,
+            victim_uid,
+            0o440,
+        )
+        await runtime.stop("dep-probe", "")
+        await runtime.stop(DEPLOYMENT, ROUTE)
+        assert not users.instance_dir("chg-victim").exists()
+        assert not users.instance_dir("chg-probe").exists()
+    finally:
+        for pid in recorded_pids(runtime.state_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def test_uids_are_allotted_once_per_organization_and_machine(tmp_path: Path) -> None:
+    registry = tmp_path / "users.json"
+    first = LocalUsers(registry=registry, files_dir=tmp_path / "files")
+    again = LocalUsers(registry=registry, files_dir=tmp_path / "elsewhere")
+    uids = [first.uid_of("org_a"), first.uid_of("org_b"), again.uid_of("org_a")]
+    assert uids[0] == uids[2] != uids[1]
+    assert all(uid >= 1_900_000_000 for uid in uids)
