@@ -132,7 +132,12 @@ async def run_up(settings: Settings, args: argparse.Namespace) -> None:
             await _print_isolation(settings, runtimes)
             hub = await _start_hub(stack, bus)
             _start_sweep(stack, settings, engine, relay.wake)
-            await _serve(settings, args, engine=engine, on_commit=relay.wake, hub=hub, bus=bus)
+
+            def after_commit() -> None:
+                relay.wake()
+                worker.look_for_data_planes()
+
+            await _serve(settings, args, engine=engine, on_commit=after_commit, hub=hub, bus=bus)
     finally:
         await engine.dispose()
 

@@ -174,7 +174,7 @@ def start_worker(
     data_dir: Path,
     extra_env: Mapping[str, str] | None = None,
     *,
-    data_plane: str = "local",
+    data_plane: str | list[str] = "local",
     concurrency: int = 4,
     gateway: bool = False,
     pause_after_step: str | None = None,
@@ -186,7 +186,9 @@ def start_worker(
     env = dict(extra_env or {})
     if pause_after_step is not None:
         env["PROMENADE_PAUSE_AFTER_STEP"] = pause_after_step
-    args = ["worker", "--data-plane", data_plane, "--concurrency", str(concurrency)]
+    planes = [data_plane] if isinstance(data_plane, str) else data_plane
+    args = ["worker", *(f"--data-plane={plane}" for plane in planes)]
+    args += ["--concurrency", str(concurrency)]
     if not gateway:
         args.append("--no-gateway")
     worker = start_promenade(args, data_dir, env)
@@ -228,9 +230,14 @@ def wait_for_gateway(gateway: PromenadeProcess, gateway_port: int) -> None:
 
 
 def run_promenade(
-    args: Sequence[str], data_dir: Path, extra_env: Mapping[str, str] | None = None
+    args: Sequence[str],
+    data_dir: Path,
+    extra_env: Mapping[str, str] | None = None,
+    *,
+    expect_failure: bool = False,
 ) -> str:
-    """``promenade <args>`` to completion (migrate, bootstrap); its stdout. Fails on an error."""
+    """``promenade <args>`` to completion (migrate, bootstrap); its stdout. Fails on an error;
+    with ``expect_failure``, fails unless it exits 2, and returns its stderr."""
     result = subprocess.run(
         [PROMENADE, *args],
         env=promenade_env(data_dir, extra_env),
@@ -240,6 +247,9 @@ def run_promenade(
         timeout=60,
         check=False,
     )
+    if expect_failure:
+        assert result.returncode == 2, f"promenade {' '.join(args)}: {result.returncode}"
+        return result.stderr
     assert result.returncode == 0, f"promenade {' '.join(args)}: {result.stderr}"
     return result.stdout
 

@@ -8,8 +8,15 @@ import sys
 from pathlib import Path
 
 from tests.processes import free_port, running_promenade
+from tests.support.docker import (
+    connect,
+    docker_host,
+    greeter_image,
+    remove_installation_containers,
+)
 
 WALKTHROUGH = Path(__file__).parents[1] / "examples" / "walkthrough.sh"
+CONTAINER_WALKTHROUGH = WALKTHROUGH.with_name("walkthrough-containers.sh")
 SECRETS = ("dev-secret-value", "staging-secret-value", "production-secret-value")
 PROMENADE = str(Path(sys.executable).parent / "promenade")
 
@@ -89,3 +96,52 @@ def test_walkthrough_works_as_written(tmp_path: Path) -> None:
         {"decision": "APPROVED", "reviewer": {"email": "rita@example.com"}}
     ]
     assert _answer(lines, "production answers: ")["greeting"] == "Hello from Production"
+
+
+def test_the_container_walkthrough_works_as_written(tmp_path: Path) -> None:
+    client = connect()
+    try:
+        image = greeter_image(client)
+        env = {"PROMENADE_GATEWAY_PORT": str(free_port()), "DOCKER_HOST": docker_host()}
+        with running_promenade("up", tmp_path, env) as promenade:
+            token = promenade.first_stdout_line()
+            result = subprocess.run(
+                ["bash", str(CONTAINER_WALKTHROUGH)],
+                env={
+                    "PATH": "/usr/bin:/bin",
+                    "TOKEN": token,
+                    "PROMENADE_URL": promenade.url,
+                    "IMAGE": image,
+                },
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            log = promenade.log_path.read_text()
+            running = client.containers.list(filters={"ancestor": image})
+        # Stopping embedded mode stops its integrations: their containers are removed.
+        left = client.containers.list(all=True, filters={"ancestor": image})
+    finally:
+        remove_installation_containers(tmp_path)
+        client.close()
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    # What `promenade up` said about the isolation at hand.
+    assert "CONTAINER: Docker Engine" in log
+    assert "LOCAL_PROCESS: each organization's integrations run as a Unix user" in log
+
+    promotion = json.loads(next(line for line in lines if line.startswith('{"status"')))
+    assert promotion == {"status": "SUCCEEDED", "error": None}
+    test = _answer(lines, "test answers: ")
+    live = _answer(lines, "live answers: ")
+    assert (test["greeting"], live["greeting"]) == ("Hello from a container", "Hello from Live")
+    assert test["has_api_key"] is live["has_api_key"] is True
+    assert live["secret_files"] == ["API_KEY"]
+    logs = [line for line in lines if line.startswith("live log: ")]
+    assert any("greeter: listening on 127.0.0.1:8080" in line for line in logs), lines
+    # Two containers ran it (Test and Live), gone with `promenade up`.
+    assert len(running) == 2
+    assert left == []
+    for secret in ("test-container-secret", "live-container-secret"):
+        assert secret not in result.stdout + result.stderr + log

@@ -81,6 +81,7 @@ class Worker:
     discover: Discovery | None = None
     _serving: dict[str, _Serving] = field(default_factory=dict)
     _discovery: asyncio.Task[None] | None = None
+    _look_now: asyncio.Event = field(default_factory=asyncio.Event)
     # Data planes found but not served, with the reason (said once, in the log).
     unserved: dict[str, str] = field(default_factory=dict)
 
@@ -152,10 +153,14 @@ class Worker:
             self.concurrency,
         )
 
-    async def _discover_forever(
-        self, discover: Callable[[], Awaitable[list[ServedDataPlane]]]
-    ) -> None:
+    def look_for_data_planes(self) -> None:
+        """Look for new data planes now (embedded mode calls it after each commit of the API:
+        a data plane created a moment ago is served before its first deploy waits)."""
+        self._look_now.set()
+
+    async def _discover_forever(self, discover: Discovery) -> None:
         while True:
+            self._look_now.clear()
             try:
                 for plane in await discover():
                     if plane.routing_key in self._serving:
@@ -169,7 +174,8 @@ class Worker:
                         self.unserved[plane.routing_key] = str(refusal)
             except Exception:
                 log.exception("looking for data planes failed; trying again")
-            await asyncio.sleep(DISCOVERY_INTERVAL_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._look_now.wait(), DISCOVERY_INTERVAL_S)
 
     async def drain(self) -> None:
         """Take no new command; wait for the running ones."""

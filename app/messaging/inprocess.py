@@ -245,6 +245,10 @@ class InProcessBus:
                 return await responders[0](message)
         except TimeoutError:
             raise NoResponder(f"no answer from {routing_key!r} within {within_s:g}s") from None
+        except Exception as exc:
+            # As on RabbitMQ: the asker learns that it failed, the log says how.
+            log.exception("Answering a request failed")
+            return {"error": type(exc).__name__}
 
     async def serve_requests(self, routing_key: str, responder: Responder) -> _Responding:
         self._check_open()

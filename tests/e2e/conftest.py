@@ -54,6 +54,7 @@ from tests.processes import (
     start_worker,
     wait_for_gateway,
 )
+from tests.support.docker import docker_host, remove_installation_containers
 
 GREETER = Path(__file__).resolve().parents[2] / "examples" / "greeter" / "app.py"
 ADMIN_EMAIL = "admin@e2e.test"
@@ -176,13 +177,14 @@ class Cluster:
     def start_worker(
         self,
         *,
-        data_plane: str = "local",
+        data_plane: str | list[str] = "local",
         concurrency: int = 4,
         pause_after_step: str | None = None,
     ) -> PromenadeProcess:
+        """A worker of the data plane(s), each named as ``--data-plane`` takes it."""
         worker = start_worker(
             self.data_dir,
-            self.env,
+            self.worker_env,
             data_plane=data_plane,
             concurrency=concurrency,
             pause_after_step=pause_after_step,
@@ -190,13 +192,18 @@ class Cluster:
         self.workers.append(worker)
         return worker
 
+    @property
+    def worker_env(self) -> dict[str, str]:
+        """The installation's settings, and the tests' Docker Engine for CONTAINER planes."""
+        return {**self.env, "DOCKER_HOST": docker_host()}
+
     def start_workers(
         self, data_planes: list[str], *, concurrency: int = 4
     ) -> list[PromenadeProcess]:
         """A worker for each data plane named (a name may repeat), started at once."""
         started = [
             start_worker(
-                self.data_dir, self.env, data_plane=name, concurrency=concurrency, wait=False
+                self.data_dir, self.worker_env, data_plane=name, concurrency=concurrency, wait=False
             )
             for name in data_planes
         ]
@@ -257,6 +264,7 @@ def running_cluster(data_dir: Path, database_url: str, amqp_url: str) -> Iterato
             cluster.stop_workers()
         gateway.stop()
         kill_instances(data_dir / "runtime")
+        remove_installation_containers(data_dir)
     left = instance_processes(data_dir / "runtime")
     assert not left, f"integration processes left running: {left}"
 
@@ -277,6 +285,7 @@ def cluster(shared_cluster: Cluster) -> Iterator[Cluster]:
     yield shared_cluster
     shared_cluster.stop_workers()
     kill_instances(shared_cluster.runtime_dir)
+    remove_installation_containers(shared_cluster.data_dir)
     left = instance_processes(shared_cluster.runtime_dir)
     assert not left, f"integration processes left running: {left}"
 
@@ -477,6 +486,8 @@ class Greeter:
     builds: dict[str, str]  # version -> id
     # The data plane of Live, as ``promenade worker --data-plane`` names it (ORG/NAME).
     live_plane: str | None = None
+    # The pipeline's first environment: Development, or Test on a CONTAINER data plane.
+    first: str = "Development"
 
     def endpoint(self, dns_prefix: str) -> str:
         return (
@@ -540,9 +551,11 @@ class Greeter:
         values: Mapping[str, str | None] | None = None,
         *,
         version: str = "1.0.0",
-        environment: str = "Development",
+        environment: str | None = None,
     ) -> dict[str, Any]:
-        """Deploy and wait until the new revision is ACTIVE."""
+        """Deploy (into the pipeline's first environment, unless told) and wait until the new
+        revision is ACTIVE."""
+        environment = environment or self.first
         before = await self.deployment(environment)
         await self.api.ok(
             DEPLOY,
@@ -615,13 +628,17 @@ async def new_greeter(
     staging: bool = False,
     live_on: str | None = None,
     schema: list[dict[str, Any]] | None = None,
+    image: str | None = None,
+    plane_settings: dict[str, Any] | None = None,
 ) -> Greeter:
     """An organization of its own, a project, the greeter integration and its build 1.0.0.
 
     The project's pipeline: Development -> Production; with ``staging``, Development -> Staging
     -> Production; with ``live_on``, Development -> Live, where Live (dnsPrefix "live") runs on
     a data plane of the organization's of that name, which only a worker started for it
-    (``greeter.live_plane``) serves."""
+    (``greeter.live_plane``) serves. With ``image`` (the greeter's image), that data plane is a
+    CONTAINER one (named ``live_on``, default "containers", with ``plane_settings``), and the
+    pipeline Test -> Live runs on it: build 1.0.0 is the image."""
     slug = f"org-{secrets.token_hex(4)}"
     await api.ok(
         """mutation($slug: String!) { createOrganization(slug: $slug, name: $slug) {
@@ -638,7 +655,33 @@ async def new_greeter(
     environments = {e["name"]: e["id"] for e in organization["environments"]}
     project_input: dict[str, Any] = {"organizationId": org_id}
     stages = ["Development", "Production"]
-    if live_on is not None:
+    if image is not None:
+        live_on = live_on or "containers"
+        plane = await api.ok(
+            """mutation($input: CreateDataPlaneInput!) { createDataPlane(input: $input) {
+                __typename ... on Error { code message } ... on DataPlane { id } } }""",
+            {
+                "input": {
+                    "organizationId": org_id,
+                    "name": live_on,
+                    "runtime": "CONTAINER",
+                    "settings": plane_settings or {},
+                }
+            },
+        )
+        for position, (name, prefix) in enumerate((("Test", "test"), ("Live", "live")), 2):
+            environments[name] = await _create_environment(
+                api,
+                {
+                    "organizationId": org_id,
+                    "name": name,
+                    "dnsPrefix": prefix,
+                    "position": position,
+                    "dataPlaneId": plane["id"],
+                },
+            )
+        stages = ["Test", "Live"]
+    elif live_on is not None:
         plane = await api.ok(
             """mutation($input: CreateDataPlaneInput!) { createDataPlane(input: $input) {
                 __typename ... on Error { code message } ... on DataPlane { id } } }""",
@@ -701,8 +744,9 @@ async def new_greeter(
         integration=integration["slug"],
         builds={},
         live_plane=f"{slug}/{live_on}" if live_on is not None else None,
+        first=stages[0],
     )
-    await greeter.create_build("1.0.0")
+    await greeter.create_build("1.0.0", image)
     return greeter
 
 

@@ -8,7 +8,9 @@ crashes are set up one after the other, the four paused workers are killed toget
 workers recover all four promotions at once, while each pause point is asserted by a test of its
 own. Each crash promotes to an environment on a data plane of its own, served by its paused
 worker alone (a worker announces every unfinished change of its data plane again when it
-starts; with one shared data plane, the paused workers would take each other's).
+starts; with one shared data plane, the paused workers would take each other's). All of it on
+both runtimes: LOCAL_PROCESS (Development -> Live) and CONTAINER (Test -> Live, both on the
+CONTAINER data plane, the build an image).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import docker
 import httpx
 import pytest
 
@@ -32,8 +35,11 @@ from tests.e2e.conftest import (
     revisions,
 )
 from tests.processes import instance_processes
+from tests.support.docker import connect, greeter_image
 
 PAUSE_POINTS = ["QUEUED", "APPLYING_CONFIGURATION", "STARTED", "ROUTED"]
+RUNTIMES = ["LOCAL_PROCESS", "CONTAINER"]
+CRASHES = [(runtime, step) for runtime in RUNTIMES for step in PAUSE_POINTS]
 # The promotion's status while the worker sits at each pause point.
 STATUS_AT_PAUSE = {
     "QUEUED": "APPLYING_CONFIGURATION",
@@ -48,6 +54,23 @@ def data_plane(step: str) -> str:
     return "crash-" + step.lower().replace("_", "-")
 
 
+@pytest.fixture(scope="module")
+def engine() -> Iterator[docker.DockerClient]:
+    client = connect()
+    yield client
+    client.close()
+
+
+def instances(
+    cluster: Cluster, engine: docker.DockerClient, runtime: str, target: str
+) -> list[str]:
+    """What runs for the deployment: process ids, or container ids."""
+    if runtime == "LOCAL_PROCESS":
+        return [str(pid) for pid in instance_processes(cluster.runtime_dir, target)]
+    running = engine.containers.list(filters={"label": f"promenade.deployment={target}"})
+    return sorted(str(container.id) for container in running)
+
+
 def target_values(step: str) -> dict[str, str]:
     return {"GREETING": f"Hello after a crash at {step}", "API_KEY": "prod-key"}
 
@@ -56,45 +79,50 @@ def target_values(step: str) -> dict[str, str]:
 class Crash:
     """A promotion whose worker was killed right after ``step``, and what was seen then."""
 
+    runtime: str
     step: str
     greeter: Greeter
     promotion_id: str
     target_id: str
     # Seen while the worker sat at the pause point, before the kill:
     status_at_pause: str
-    instances_at_pause: list[int]
+    instances_at_pause: list[str]
     endpoint_at_pause: tuple[int, Any]  # HTTP status, body
 
 
 @pytest.fixture(scope="module")
-def crashes(cluster: Cluster) -> Iterator[dict[str, Crash]]:
-    """For each pause point: a greeter ACTIVE in Development, its promotion to Live taken by a
-    worker that paused after that step; then every paused worker is killed with SIGKILL and a
-    normal worker is started for each data plane."""
+def crashes(
+    cluster: Cluster, engine: docker.DockerClient
+) -> Iterator[dict[tuple[str, str], Crash]]:
+    """For each runtime and pause point: a greeter ACTIVE in the pipeline's first environment,
+    its promotion to Live taken by a worker that paused after that step; then every paused
+    worker is killed with SIGKILL and a normal worker is started for each data plane."""
+    image = greeter_image(engine)
 
-    async def crash(api: Api, greeter: Greeter, step: str) -> Crash:
+    async def crash(greeter: Greeter, runtime: str, step: str) -> Crash:
         target = await greeter.deployment("Live")
         assert (target["status"], target["revision"]) == ("NOT_DEPLOYED", 0)
         assert greeter.live_plane is not None
         paused = cluster.start_worker(data_plane=greeter.live_plane, pause_after_step=step)
-        promoted = await greeter.promote("Development", "Live", target_values(step))
+        promoted = await greeter.promote(greeter.first, "Live", target_values(step))
         assert promoted["__typename"] == "Promotion", promoted
         await asyncio.to_thread(paused.wait_for_log, f"pausing after {step}")
         endpoint = await answer(greeter.endpoint("live"))
         return Crash(
+            runtime=runtime,
             step=step,
             greeter=greeter,
             promotion_id=promoted["id"],
             target_id=target["id"],
             status_at_pause=(await greeter.promotion(promoted["id"]))["status"],
-            instances_at_pause=instance_processes(cluster.runtime_dir, target["id"]),
+            instances_at_pause=instances(cluster, engine, runtime, target["id"]),
             endpoint_at_pause=(
                 endpoint.status_code,
                 endpoint.json() if endpoint.status_code == 200 else endpoint.text,
             ),
         )
 
-    async def setup() -> dict[str, Crash]:
+    async def setup() -> dict[tuple[str, str], Crash]:
         async with httpx.AsyncClient(
             base_url=cluster.api_url,
             headers={"Authorization": f"Bearer {cluster.token}"},
@@ -103,19 +131,26 @@ def crashes(cluster: Cluster) -> Iterator[dict[str, Crash]]:
         ) as http:
             api = Api(http)
             greeters = [
-                await new_greeter(api, cluster.gateway_url, live_on=data_plane(step))
-                for step in PAUSE_POINTS
+                await new_greeter(
+                    api,
+                    cluster.gateway_url,
+                    live_on=data_plane(step),
+                    image=image if runtime == "CONTAINER" else None,
+                )
+                for runtime, step in CRASHES
             ]
             # Deployed by a worker that is gone before the paused ones start.
-            deployer = cluster.start_worker()
+            deployer = cluster.start_worker(
+                data_plane=["local", *(str(g.live_plane) for g in greeters)]
+            )
             try:
                 await asyncio.gather(*(greeter.deploy(DEV_VALUES) for greeter in greeters))
             finally:
                 deployer.stop()
                 cluster.workers.remove(deployer)
             return {
-                step: await crash(api, greeter, step)
-                for step, greeter in zip(PAUSE_POINTS, greeters, strict=True)
+                (runtime, step): await crash(greeter, runtime, step)
+                for (runtime, step), greeter in zip(CRASHES, greeters, strict=True)
             }
 
     crashes = asyncio.run(setup())
@@ -127,11 +162,16 @@ def crashes(cluster: Cluster) -> Iterator[dict[str, Crash]]:
     cluster.stop_workers()
 
 
-@pytest.mark.parametrize("step", PAUSE_POINTS)
+@pytest.mark.parametrize(("runtime", "step"), CRASHES)
 async def test_a_worker_killed_after_a_step_leaves_work_the_next_one_finishes(
-    step: str, crashes: dict[str, Crash], cluster: Cluster, api: Api
+    runtime: str,
+    step: str,
+    crashes: dict[tuple[str, str], Crash],
+    cluster: Cluster,
+    engine: docker.DockerClient,
+    api: Api,
 ) -> None:
-    crash = crashes[step]
+    crash = crashes[(runtime, step)]
     greeter = dataclasses.replace(crash.greeter, api=api)
     values = target_values(step)
 
@@ -172,6 +212,9 @@ async def test_a_worker_killed_after_a_step_leaves_work_the_next_one_finishes(
     assert live["greeting"] == values["GREETING"]
     assert live["has_api_key"] is True
     # One instance runs, and an instance started before the kill is the one kept.
-    assert instance_processes(cluster.runtime_dir, crash.target_id) == [live["pid"]]
+    running = instances(cluster, engine, runtime, crash.target_id)
+    assert len(running) == 1, running
+    if runtime == "LOCAL_PROCESS":
+        assert running == [str(live["pid"])]
     if crash.instances_at_pause:
-        assert crash.instances_at_pause == [live["pid"]]
+        assert running == crash.instances_at_pause

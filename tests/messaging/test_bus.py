@@ -10,7 +10,14 @@ import uuid
 import aio_pika
 import pytest
 
-from app.messaging.bus import COMMANDS_EXCHANGE, DELIVERY_LIMIT, Bus, Message, command_queue
+from app.messaging.bus import (
+    COMMANDS_EXCHANGE,
+    DELIVERY_LIMIT,
+    Bus,
+    Message,
+    NoResponder,
+    command_queue,
+)
 from app.messaging.rabbit import QUEUE_DELIVERY_LIMIT, RabbitBus, command_queue_arguments
 from tests.messaging.conftest import (
     TEST_RECONNECT_INTERVAL,
@@ -347,3 +354,56 @@ async def test_a_command_that_is_not_json_is_set_aside_without_blocking_the_queu
         assert handled == [sent]
     finally:
         await bus.close()
+
+
+# ---- requests and answers --------------------------------------------------------------------
+
+
+async def test_a_request_gets_the_answer_of_one_responder(bus: Bus, data_plane: str) -> None:
+    asked: list[Message] = []
+
+    async def respond(message: Message) -> dict[str, object]:
+        asked.append(message)
+        return {"lines": [f"line {message.body['n']}"]}
+
+    responding = await bus.serve_requests(data_plane, respond)
+    answers = await asyncio.gather(
+        *(bus.request(data_plane, {"n": n}, within_s=5) for n in range(3))
+    )
+    assert answers == [{"lines": [f"line {n}"]} for n in range(3)]
+    assert sorted(m.body["n"] for m in asked) == [0, 1, 2]
+    await responding.stop()
+
+
+async def test_a_request_nobody_serves_is_refused_at_once(bus: Bus, data_plane: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(NoResponder, match="no worker serves"):
+        await bus.request(data_plane, {"n": 1}, within_s=5)
+    assert time.monotonic() - started < 2
+
+    async def respond(message: Message) -> dict[str, object]:
+        return {}
+
+    # Once its last responder stops, nobody serves it again.
+    responding = await bus.serve_requests(data_plane, respond)
+    assert await bus.request(data_plane, {}, within_s=5) == {}
+    await responding.stop()
+    with pytest.raises(NoResponder):
+        await bus.request(data_plane, {}, within_s=5)
+
+
+async def test_a_responder_that_fails_or_hangs_does_not_hang_the_asker(
+    bus: Bus, data_plane: str
+) -> None:
+    async def fails(message: Message) -> dict[str, object]:
+        if message.body.get("hang"):
+            await asyncio.sleep(2)
+        raise RuntimeError("the runtime broke; details stay with the worker")
+
+    responding = await bus.serve_requests(data_plane, fails)
+    assert await bus.request(data_plane, {}, within_s=5) == {"error": "RuntimeError"}
+    started = time.monotonic()
+    with pytest.raises(NoResponder, match="no answer"):
+        await bus.request(data_plane, {"hang": True}, within_s=0.5)
+    assert time.monotonic() - started < 2
+    await responding.stop()

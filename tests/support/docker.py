@@ -24,6 +24,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -139,3 +140,20 @@ def remove_containers(client: docker.DockerClient, label: str) -> None:
 
 def probe_image(client: docker.DockerClient) -> str:
     return sample_image(client, REPO / "tests" / "support" / "probe", "probe")
+
+
+def remove_installation_containers(data_dir: Path) -> None:
+    """Every container that an installation's CONTAINER runtime started (it keeps a directory
+    per deployment under ``<data dir>/containers``), and their relays."""
+    state = data_dir / "containers"
+    if not state.is_dir():
+        return
+    for relay in state.glob("*/*/relay.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError, psutil.Error):
+            psutil.Process(int(json.loads(relay.read_text())["pid"])).kill()
+    client = connect()
+    try:
+        for deployment in state.iterdir():
+            remove_containers(client, f"{CONTAINER_LABEL}={deployment.name}")
+    finally:
+        client.close()
