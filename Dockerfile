@@ -25,7 +25,7 @@ ENV PROMENADE_DATA_DIR=/var/lib/promenade/data \
     PROMENADE_HOST=0.0.0.0 \
     PROMENADE_GATEWAY_HOST=0.0.0.0 \
     PROMENADE_GATEWAY_URL=http://localhost:8080
-# 8000: GraphQL; 8080: the LOCAL_PROCESS gateway in front of running integrations.
+# 8000: GraphQL; 8080: the gateway in front of running integrations.
 EXPOSE 8000 8080
 
 ENTRYPOINT ["promenade"]

@@ -1,16 +1,21 @@
 # Promenade: the two commands the README names, and the schema export.
 #
 #   make up      run the control plane on embedded defaults (SQLite in ./.promenade, in-process bus)
-#   make test    ruff check, ruff format --check, mypy --strict, pytest: stops at the first failure
+#   make test    the services the tests need (scripts/test-services), then ruff check,
+#                ruff format --check, mypy --strict, pytest: stops at the first failure
 #   make schema  rewrite schema.graphql from the code (tests/test_schema.py fails when it drifts)
+#   make docker-stop  stop the Docker Engine that make test started (scripts/docker-engine)
 #
 # Each one first makes ./.venv (python3 -m venv) if it is missing and runs
 # `pip install -e '.[test]'` when pyproject.toml is newer than the last install (a stamp file in
 # .venv records it).
 #
-# The tests need a PostgreSQL server and a RabbitMQ broker. They read:
+# The tests need a PostgreSQL server, a RabbitMQ broker and a Docker Engine; scripts/test-services
+# starts them (as root: installs Debian's docker.io and starts an engine with no networking of
+# its own, kept running between runs so its test images stay built). The tests read:
 #   PROMENADE_TEST_DATABASE_URL  default postgresql://postgres@127.0.0.1:5432/test
 #   PROMENADE_TEST_AMQP_URL      default amqp://guest:guest@127.0.0.1:5672/
+#   DOCKER_HOST                  default: the engine scripts/docker-engine runs, if it does
 # The defaults apply only when a variable is unset. Set one to your own server's URL, or to an
 # empty value to have the fixtures start a container with testcontainers (needs a Docker
 # engine; the end-to-end tests need a real RabbitMQ URL):
@@ -26,7 +31,7 @@ export PROMENADE_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export PROMENADE_TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
 .DEFAULT_GOAL := help
-.PHONY: help up test lint typecheck pytest schema install
+.PHONY: help up test services lint typecheck pytest schema install docker-stop
 
 help:
 	@sed -n 's/^#   make /make /p' $(MAKEFILE_LIST)
@@ -36,11 +41,17 @@ up: $(STAMP)
 
 # One recipe, one step per line: make stops at the first step that fails. pytest exits 5 when
 # it collected no test, which fails the run like any other non-zero exit.
-test: $(STAMP)
+test: $(STAMP) services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app workers tests bench
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+services:
+	scripts/test-services
+
+docker-stop:
+	scripts/docker-engine stop
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

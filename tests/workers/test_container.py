@@ -5,6 +5,7 @@ removed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import secrets
@@ -68,6 +69,11 @@ async def runtime(tmp_path: Path, engine: docker.DockerClient) -> AsyncIterator[
         remove_containers(engine, f"{LABEL_DATA_PLANE}={plane}")
         kill_relays(tmp_path / "state")
         runtime.close()
+
+
+def _gone(process: psutil.Process) -> None:
+    with contextlib.suppress(psutil.Error, ChildProcessError):
+        process.wait(timeout=5)
 
 
 def kill_relays(state_dir: Path) -> None:
@@ -270,7 +276,9 @@ async def test_start_is_idempotent_and_a_new_worker_finds_the_containers(
 
     # Its relay died with the old worker's machine, say: a new one, on a new port.
     relay = json.loads((tmp_path / "state" / DEPLOYMENT / "chg_1" / "relay.json").read_text())
-    psutil.Process(relay["pid"]).kill()
+    killed = psutil.Process(relay["pid"])
+    killed.kill()
+    await asyncio.to_thread(_gone, killed)
     rerouted = await next_worker.start(spec)
     assert rerouted.address != first.address
     await next_worker.route(DEPLOYMENT, ROUTE, rerouted)

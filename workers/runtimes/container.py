@@ -75,11 +75,17 @@ SECRET_ENV_LABEL = "io.promenade.secret-env"
 OUTPUT_TAIL_LINES = 20
 RELAY_FILE = "relay.json"
 RELAY_STOP_WAIT_S = 3.0
+# How often a container's relay is started before the instance is given up.
+RELAY_STARTS = 3
 
 LABEL_DATA_PLANE = "promenade.data-plane"
 LABEL_DEPLOYMENT = "promenade.deployment"
 LABEL_CHANGE = "promenade.change"
 LABEL_ORGANIZATION = "promenade.organization"
+
+
+class _RelayStopped(Exception):
+    """The relay to a running container ended (killed, say): another one is started."""
 
 
 class EngineUnavailable(Exception):
@@ -98,9 +104,14 @@ class _Relay:
         return f"127.0.0.1:{self.port}"
 
     def alive(self) -> bool:
+        """Running, and the process recorded (not another that got its pid); a zombie (ended,
+        not yet reaped) does not count."""
         try:
             process = psutil.Process(self.pid)
-            return process.create_time() == self.create_time and process.is_running()
+            return (
+                process.create_time() == self.create_time
+                and process.status() != psutil.STATUS_ZOMBIE
+            )
         except psutil.Error:
             return False
 
@@ -165,10 +176,7 @@ class ContainerRuntime:
         async with file_lock(state / ".lock"):
             container = await self._container_of(spec.change_id)
             if container is not None and _running(container):
-                relay = _read_relay(state)
-                if relay is None or not relay.alive() or relay.container_pid != _pid(container):
-                    relay = await self._start_relay(state, container)
-                await self._wait_healthy(spec, container, relay)
+                relay = await self._healthy_through_relay(spec, state, container)
                 return Instance(change_id=spec.change_id, address=relay.address)
             ended = None
             if container is not None:
@@ -302,8 +310,7 @@ class ContainerRuntime:
             await asyncio.to_thread(container.reload)
             if not _running(container):
                 raise StartFailed(await self._ended(container))
-            relay = await self._start_relay(state, container)
-            await self._wait_healthy(spec, container, relay)
+            relay = await self._healthy_through_relay(spec, state, container)
         except BaseException:
             await self._remove(state, container)
             raise
@@ -346,12 +353,31 @@ class ContainerRuntime:
         write_atomic(state / RELAY_FILE, json.dumps(relay.__dict__) + "\n")
         return relay
 
+    async def _healthy_through_relay(
+        self, spec: InstanceSpec, state: Path, container: Container
+    ) -> _Relay:
+        """The running container's relay (a new one if it has none, or its relay stopped),
+        once the container answers its health check through it."""
+        relay = _read_relay(state)
+        for _ in range(RELAY_STARTS):
+            if relay is None or not relay.alive() or relay.container_pid != _pid(container):
+                relay = await self._start_relay(state, container)
+            try:
+                await self._wait_healthy(spec, container, relay)
+            except _RelayStopped:
+                relay = None
+                continue
+            return relay
+        raise StartFailed(f"its relay stopped {RELAY_STARTS} times (the worker's log says why)")
+
     async def _wait_healthy(self, spec: InstanceSpec, container: Container, relay: _Relay) -> None:
         async def exit_status() -> str | None:
             await asyncio.to_thread(container.reload)
-            if _running(container):
-                return None if relay.alive() else "its relay stopped"
-            return await self._ended(container)
+            if not _running(container):
+                return await self._ended(container)
+            if not relay.alive():
+                raise _RelayStopped
+            return None
 
         try:
             await wait_healthy(
