@@ -106,9 +106,14 @@ async def run_up(settings: Settings, args: argparse.Namespace) -> None:
             relay = await _start_relay(stack, engine, bus)
             sessions = create_session_factory(engine)
 
+            admission = LocalAdmission(settings.local_admission())
+
             async def container_planes() -> list[ServedDataPlane]:
+                """The CONTAINER data planes of the organizations the installation admits:
+                in embedded mode they run on the operator's machine too."""
                 async with sessions() as session:
-                    return await served_data_planes(session, frozenset({RuntimeKind.CONTAINER}))
+                    planes = await served_data_planes(session, frozenset({RuntimeKind.CONTAINER}))
+                return [p for p in planes if p.organization and admission.admits(p.organization)]
 
             runtimes = Runtimes.for_settings(settings)
             worker = Worker(
@@ -121,7 +126,7 @@ async def run_up(settings: Settings, args: argparse.Namespace) -> None:
                 stop_instances_on_drain=True,
                 after_commit=relay.wake,
                 health_timeout_s=settings.health_timeout_s,
-                admission=LocalAdmission(settings.local_admission()),
+                admission=admission,
             )
             await worker.start()
             stack.push_async_callback(worker.drain)
@@ -144,11 +149,12 @@ async def run_up(settings: Settings, args: argparse.Namespace) -> None:
 
 async def _print_isolation(settings: Settings, runtimes: Runtimes) -> None:
     """Say how integrations are isolated here, and how to run them in containers."""
-    from workers.runtimes.container import DEFAULT_DOCKER_HOST, ContainerRuntime, EngineUnavailable
+    from app.settings import DEFAULT_DOCKER_HOST
+    from workers.runtimes.container import ContainerRuntime, EngineUnavailable
 
     if runtimes.users is not None:
         print(
-            "LOCAL_PROCESS: each organization's integrations run as a Unix user of their own",
+            "LOCAL_PROCESS: each deployment's instances run as a Unix user of their own",
             file=sys.stderr,
         )
     else:

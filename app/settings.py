@@ -10,6 +10,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_KEY_FILE = "secret.key"
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 
 class SettingsError(Exception):
@@ -64,6 +65,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PROMENADE_DOCKER_HOST", "DOCKER_HOST"),
         description="The Docker Engine of CONTAINER data planes whose settings name none.",
     )
+    docker_hosts: str = Field(
+        default="",
+        description="Other Docker Engines (unix:// sockets, separated by commas) that a data "
+        "plane's dockerHost may name; the worker's own DOCKER_HOST is always allowed.",
+    )
     pause_after_step: str | None = Field(
         default=None,
         description="Crash testing only: a worker stops forever after this step of a change "
@@ -85,6 +91,11 @@ class Settings(BaseSettings):
     def containers_dir(self) -> Path:
         """Where the CONTAINER runtime keeps what it knows of its containers' relays."""
         return self.data_dir / "containers"
+
+    def allowed_docker_hosts(self) -> frozenset[str]:
+        """The engines a worker may use: its own, and the operator's list."""
+        own = self.docker_host or DEFAULT_DOCKER_HOST
+        return frozenset({own} | {h.strip() for h in self.docker_hosts.split(",") if h.strip()})
 
     def local_admission(self) -> frozenset[str] | None:
         """The slugs of the organizations the local data plane runs; None: every one."""

@@ -66,6 +66,9 @@ class NoopRuntime:
     async def deployments(self) -> set[str]:
         return set()
 
+    async def collect_garbage(self) -> None:
+        return None
+
 
 async def serve(settings: Settings, *, data_plane: str, concurrency: int) -> None:
     """Consume the data plane's commands until SIGTERM or SIGINT, then drain (as

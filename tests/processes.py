@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -292,3 +293,9 @@ def kill_instances(runtime_dir: Path, timeout_s: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"processes {pids} survived SIGKILL")
         time.sleep(0.05)
+    # Their configuration files (secrets among them), which a killed worker did not remove.
+    for record in runtime_dir.glob("*/*/instance.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            files = json.loads(record.read_text())["files_root"]
+            if files:
+                shutil.rmtree(files, ignore_errors=True)

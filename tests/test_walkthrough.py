@@ -129,7 +129,7 @@ def test_the_container_walkthrough_works_as_written(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     # What `promenade up` said about the isolation at hand.
     assert "CONTAINER: Docker Engine" in log
-    assert "LOCAL_PROCESS: each organization's integrations run as a Unix user" in log
+    assert "LOCAL_PROCESS: each deployment's instances run as a Unix user" in log
 
     promotion = json.loads(next(line for line in lines if line.startswith('{"status"')))
     assert promotion == {"status": "SUCCEEDED", "error": None}

@@ -4,6 +4,7 @@ secret values of their configuration blanked out, so that no secret leaves the w
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,8 @@ from workers.instances import instance_target
 from workers.runtimes.base import Runtime
 
 MAX_LOG_LINES = 1000
-# The changes whose configuration can show in the output of instances that still exist.
+# The changes whose configuration can show in the output of instances that still exist
+# (runtimes keep the output of a few stopped instances only: LOCAL_PROCESS three).
 RECENT_CHANGES = 10
 
 
@@ -43,8 +45,12 @@ class LogReader:
         if secrets is None:
             return {"error": "NOT_FOUND"}
         output = await self.runtime.logs(deployment_id, lines)
-        # Masked as one text, so that a value spanning lines is found too.
-        return {"lines": mask_secrets("\n".join(output), secrets).split("\n") if output else []}
+        if not output:
+            return {"lines": []}
+        # Masked as one text, so that a value spanning lines is found too; in a thread, since
+        # the text and the secrets can be large.
+        masked = await asyncio.to_thread(mask_secrets, "\n".join(output), secrets)
+        return {"lines": masked.split("\n")}
 
     async def _secrets_of(self, deployment_id: str) -> set[str] | None:
         """The secret values the deployment's recent instances ran with; None if the

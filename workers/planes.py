@@ -76,6 +76,13 @@ class Runtimes:
                 options = container_settings(plane.settings)
             except InvalidInput as exc:
                 raise CannotServe(f"data plane {plane.label}: {exc}") from None
+            allowed = self.settings.allowed_docker_hosts()
+            if options.docker_host is not None and options.docker_host not in allowed:
+                raise CannotServe(
+                    f"data plane {plane.label} names the Docker Engine {options.docker_host}, "
+                    "which this worker may not use (the operator allows engines with "
+                    "PROMENADE_DOCKER_HOSTS)"
+                )
             container = ContainerRuntime(
                 self.settings.containers_dir,
                 self.routes,

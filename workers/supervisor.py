@@ -105,6 +105,7 @@ class Supervisor:
             if self._stop.is_set():
                 return
             await self._holding_lease(deployment_id, self._stop_if_idle)
+        await self.runtime.collect_garbage()
 
     async def _holding_lease(self, deployment_id: str, work: _Work) -> None:
         # Busy: a change is being applied, and it decides what runs.

@@ -5,15 +5,21 @@ CONTAINER (every key optional; unknown keys are refused, so a typo is not silent
 
 - ``dockerHost``: the engine, a ``unix://`` socket on the worker's machine (default: the
   worker's ``DOCKER_HOST``, else ``unix:///var/run/docker.sock``).
-- ``memoryMb`` (256): memory limit of each instance, no swap beyond it; over it the kernel
-  kills the instance.
-- ``cpus`` (1.0): CPU limit of each instance.
-- ``pids`` (128): how many processes and threads an instance may have.
-- ``tmpfsMb`` (64): size of the instance's writable ``/tmp`` (its root filesystem is read-only).
+- ``memoryMb`` (256, at most 16384): memory limit of each instance, no swap beyond it; over it
+  the kernel kills the instance.
+- ``cpus`` (1.0, at most 8): CPU limit of each instance.
+- ``pids`` (128, at most 4096): how many processes and threads an instance may have.
+- ``tmpfsMb`` (64, at most 1024): size of the instance's writable ``/tmp`` (its root filesystem
+  is read-only).
 - ``port`` (8080): the port an instance listens on (``$PORT``), in its own network namespace.
 - ``user`` (``65534:65534``): ``uid[:gid]`` that instances run as when the image names no
-  numeric non-root user of its own.
-- ``stopGraceSeconds`` (10): between SIGTERM and SIGKILL when an instance is retired.
+  numeric non-root user of its own (1 to 1899999999: never root, never a LOCAL_PROCESS uid).
+- ``stopGraceSeconds`` (10, at most 120): between SIGTERM and SIGKILL when an instance is
+  retired.
+
+A worker uses a data plane's ``dockerHost`` only if the operator allows that engine
+(``PROMENADE_DOCKER_HOSTS``; the worker's own ``DOCKER_HOST`` always): an organization's ADMIN
+must not point the operator's root worker at a socket of its own choosing.
 
 The engine must be on the worker's machine: the worker mounts each instance's files from its
 own disk and reaches instances through their network namespaces (see
@@ -31,19 +37,28 @@ from app.models import RuntimeKind
 from app.services.errors import InvalidInput
 
 _USER = re.compile(r"^[0-9]{1,10}(:[0-9]{1,10})?$")
+# What one organization's ADMIN may ask of the operator's machine per instance.
+MAX_MEMORY_MB = 16_384
+MAX_CPUS = 8.0
+MAX_PIDS = 4096
+MAX_TMPFS_MB = 1024
+# Container users: not root, and not the range LOCAL_PROCESS instances run as
+# (workers.runtimes.local_users), whose files on the same machine they could otherwise read.
+LOWEST_ID = 1
+HIGHEST_ID = 1_899_999_999
 
 
 class ContainerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     docker_host: str | None = Field(default=None, alias="dockerHost", max_length=500)
-    memory_mb: int = Field(default=256, alias="memoryMb", ge=16, le=262_144)
-    cpus: float = Field(default=1.0, ge=0.01, le=256)
-    pids: int = Field(default=128, ge=8, le=65_536)
-    tmpfs_mb: int = Field(default=64, alias="tmpfsMb", ge=0, le=65_536)
+    memory_mb: int = Field(default=256, alias="memoryMb", ge=16, le=MAX_MEMORY_MB)
+    cpus: float = Field(default=1.0, ge=0.01, le=MAX_CPUS)
+    pids: int = Field(default=128, ge=8, le=MAX_PIDS)
+    tmpfs_mb: int = Field(default=64, alias="tmpfsMb", ge=0, le=MAX_TMPFS_MB)
     port: int = Field(default=8080, ge=1, le=65_535)
     user: str = Field(default="65534:65534", max_length=21)
-    stop_grace_seconds: float = Field(default=10.0, alias="stopGraceSeconds", ge=0, le=600)
+    stop_grace_seconds: float = Field(default=10.0, alias="stopGraceSeconds", ge=0, le=120)
 
     @field_validator("docker_host")
     @classmethod
@@ -65,6 +80,9 @@ class ContainerSettings(BaseModel):
         uid, _, gid = value.partition(":")
         if int(uid) == 0 or (gid and int(gid) == 0):
             raise ValueError("instances never run as root (uid or gid 0)")
+        for number in (uid, gid or uid):
+            if not LOWEST_ID <= int(number) <= HIGHEST_ID:
+                raise ValueError(f"uid and gid must be between {LOWEST_ID} and {HIGHEST_ID}")
         return value
 
     @property

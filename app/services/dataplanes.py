@@ -51,6 +51,8 @@ class ServedDataPlane:
     settings: dict[str, Any]
     # How people name it: "local", or "<organization slug>/<name>".
     label: str
+    # The slug of the organization it belongs to (None: the installation's own).
+    organization: str | None = None
 
     @property
     def is_installation_local(self) -> bool:
@@ -73,6 +75,7 @@ def served(plane: DataPlane, organization_slug: str) -> ServedDataPlane:
         runtime=plane.runtime,
         settings=dict(plane.settings),
         label=f"{organization_slug}/{plane.name}",
+        organization=organization_slug,
     )
 
 

@@ -502,6 +502,9 @@ class FakeRuntime:
     async def deployments(self) -> set[str]:
         return set()
 
+    async def collect_garbage(self) -> None:
+        return None
+
 
 @contextlib.asynccontextmanager
 async def running_engine(

@@ -65,6 +65,10 @@ async def test_a_container_data_plane_takes_its_limits_and_refuses_settings_it_c
         ({"pids": "many"}, "settings.pids"),
         ({"user": "0:0"}, "never run as root"),
         ({"user": "root"}, "numeric uid"),
+        ({"user": "9999999999:1"}, "between 1 and 1899999999"),
+        ({"user": "1900000001"}, "between 1 and 1899999999"),
+        ({"memoryMb": 100_000}, "settings.memoryMb"),
+        ({"stopGraceSeconds": 3600}, "settings.stopGraceSeconds"),
         ({"dockerHost": "tcp://10.0.0.5:2375"}, "unix:///path socket"),
         ({"dockerHost": "ssh://admin@engine"}, "unix:///path socket"),
     ):

@@ -45,6 +45,8 @@ BASE_RECIPE = {
     # Left out of the image: documentation and package lists (a third of its size).
     "strip": ["usr/share/doc", "usr/share/man", "usr/share/locale", "var/lib/apt/lists"],
 }
+# Where the CONTAINER runtime keeps its instances' files (workers.runtimes.container).
+CONTAINER_FILES = Path("/run/promenade/containers")
 # Labels of the containers Promenade's CONTAINER runtime makes.
 CONTAINER_LABEL = "promenade.deployment"
 
@@ -151,6 +153,10 @@ def remove_installation_containers(data_dir: Path) -> None:
     for relay in state.glob("*/*/relay.json"):
         with contextlib.suppress(OSError, ValueError, KeyError, psutil.Error):
             psutil.Process(int(json.loads(relay.read_text())["pid"])).kill()
+    # Their files (secrets among them), which a killed worker did not remove.
+    for change in state.glob("*/*"):
+        for files in CONTAINER_FILES.glob(f"*/{change.name}"):
+            shutil.rmtree(files, ignore_errors=True)
     client = connect()
     try:
         for deployment in state.iterdir():

@@ -8,7 +8,9 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,13 @@ import httpx
 import psutil
 import pytest
 
+from app.models import RuntimeKind
 from app.services.dataplane_settings import ContainerSettings
+from app.services.dataplanes import ServedDataPlane
+from app.settings import Settings
 from tests.support.docker import connect, docker_host, greeter_image, remove_containers
 from workers.gateway import create_gateway_app
+from workers.planes import CannotServe, Runtimes
 from workers.routes import RoutingTable
 from workers.runtimes.base import Instance, InstanceSpec, StartFailed
 from workers.runtimes.container import LABEL_DATA_PLANE, ContainerRuntime
@@ -245,8 +251,9 @@ async def test_a_new_instance_replaces_the_old_one_which_is_removed_with_its_fil
     assert (await greeting(gateway))["greeting"] == "Bonjour"
     (second,) = containers(engine, runtime)
     assert second.id != first.id
-    assert not (tmp_path / "files" / "chg_1").exists()  # no secret of it left on disk
-    assert (tmp_path / "files" / "chg_2" / "secrets" / "API_KEY").exists()
+    files = tmp_path / "files" / runtime.data_plane
+    assert not (files / "chg_1").exists()  # no secret of it left on disk
+    assert (files / "chg_2" / "secrets" / "API_KEY").exists()
     assert not psutil.pid_exists(first_relay["pid"]) or (
         psutil.Process(first_relay["pid"]).status() == psutil.STATUS_ZOMBIE
     )
@@ -326,7 +333,7 @@ async def test_failures_say_why_and_leave_nothing_behind(
     # The old instance serves on; the failed ones left no container, files or relay.
     assert (await greeting(gateway))["greeting"] == "Hello"
     assert [c.labels["promenade.change"] for c in containers(engine, runtime)] == ["chg_1"]
-    assert sorted(p.name for p in (tmp_path / "files").iterdir()) == ["chg_1"]
+    assert sorted(p.name for p in (tmp_path / "files" / runtime.data_plane).iterdir()) == ["chg_1"]
     for change in ("chg_2", "chg_3"):
         assert not (tmp_path / "state" / DEPLOYMENT / change / "relay.json").exists()
 
@@ -366,5 +373,71 @@ async def test_stop_removes_the_route_the_containers_and_their_files(
     assert response.status_code == 404
     assert containers(engine, runtime) == []
     assert await runtime.deployments() == set()
-    assert list((tmp_path / "files").iterdir()) == []
+    assert list((tmp_path / "files" / runtime.data_plane).iterdir()) == []
     await runtime.stop(DEPLOYMENT, ROUTE)  # idempotent
+
+
+async def test_a_data_plane_may_name_only_an_engine_the_operator_allows(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, docker_host=docker_host())
+    plane = ServedDataPlane(
+        routing_key="dp_evil",
+        runtime=RuntimeKind.CONTAINER,
+        settings={"dockerHost": f"unix://{tmp_path}/organizations-own.sock"},
+        label="evil/containers",
+    )
+    with pytest.raises(CannotServe, match="which this worker may not use"):
+        await Runtimes(settings).runtime_for(plane)
+    # The worker's own engine is allowed, and so is one the operator names.
+    allowed = Settings(
+        data_dir=tmp_path, docker_host=docker_host(), docker_hosts=f"unix://{tmp_path}/other.sock"
+    )
+    assert allowed.allowed_docker_hosts() == {docker_host(), f"unix://{tmp_path}/other.sock"}
+
+
+class _Answered:
+    """A container as an engine describes it; labels are whatever the engine says."""
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.id = "c0ffee"
+        self.labels = labels
+        self.removed = False
+
+    def remove(self, force: bool = False) -> None:
+        self.removed = True
+
+
+async def test_labels_that_name_no_change_of_this_data_plane_name_no_path(
+    runtime: ContainerRuntime, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep me")
+    for labels in (
+        {LABEL_DATA_PLANE: runtime.data_plane, "promenade.change": "../../victim"},
+        {LABEL_DATA_PLANE: runtime.data_plane, "promenade.change": str(victim)},
+        {LABEL_DATA_PLANE: runtime.data_plane, "promenade.change": ".."},
+        {LABEL_DATA_PLANE: "dp_another", "promenade.change": "chg_1"},
+    ):
+        container = _Answered({"promenade.deployment": "dep_1", **labels})
+        await runtime._remove(None, container)  # type: ignore[arg-type]
+        assert container.removed
+    assert (victim / "precious").read_text() == "keep me"
+
+
+async def test_files_of_containers_that_are_gone_are_collected(
+    runtime: ContainerRuntime, engine: docker.DockerClient, image: str, tmp_path: Path
+) -> None:
+    await runtime.start(greeter(image, "chg_1", values={"API_KEY": SECRET}))
+    files = tmp_path / "files" / runtime.data_plane
+    orphan, fresh = files / "chg_orphan", files / "chg_starting"
+    for directory in (orphan, fresh):
+        (directory / "secrets").mkdir(parents=True)
+        (directory / "secrets" / "API_KEY").write_text(SECRET)
+    old = time.time() - 3600
+    os.utime(orphan, (old, old))
+
+    await runtime.collect_garbage()
+
+    assert not orphan.exists()
+    assert fresh.exists()  # it may be a start under way
+    assert (files / "chg_1").exists()  # its container runs

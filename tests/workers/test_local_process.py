@@ -13,6 +13,7 @@ import shlex
 import shutil
 import signal
 import stat
+import subprocess
 import sys
 import tempfile
 import time
@@ -350,7 +351,7 @@ async def test_workers_sharing_a_machine_keep_every_route(tmp_path: Path) -> Non
     assert len(routes) == 30
 
 
-# ---- a Unix user per organization --------------------------------------------------------------
+# ---- a Unix user per deployment ----------------------------------------------------------------
 
 PROBE = Path(__file__).resolve().parents[1] / "support" / "probe" / "app.py"
 WORKER_KEY = "the-workers-own-secret-key-9d2e"
@@ -374,7 +375,7 @@ def private_data_dir() -> Path:
     return data_dir
 
 
-async def test_each_organization_runs_as_a_user_of_its_own_and_reads_nothing_else(
+async def test_each_deployment_runs_as_a_user_of_its_own_and_reads_nothing_else(
     tmp_path: Path, users: LocalUsers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # What a worker has that no integration may read: its settings, its data directory.
@@ -384,7 +385,9 @@ async def test_each_organization_runs_as_a_user_of_its_own_and_reads_nothing_els
     app = create_gateway_app(runtime.routes_file)
     try:
         victim = dataclasses.replace(
-            greeter("chg-victim", values={"API_KEY": SECRET}), organization_id="org_victim"
+            greeter("chg-victim", values={"API_KEY": SECRET}),
+            artifact=shlex.join([INSTANCE_PYTHON, str(GREETER)]),
+            organization_id="org_victim",
         )
         await deploy(runtime, victim)
         probe = InstanceSpec(
@@ -409,8 +412,8 @@ async def test_each_organization_runs_as_a_user_of_its_own_and_reads_nothing_els
 
         victim_pid = victim_body["pid"]
         victim_uid = psutil.Process(victim_pid).uids().real
-        assert victim_uid == users.uid_of("org_victim") != 0
-        assert found["uid"] == users.uid_of("org_attacker") not in (0, victim_uid)
+        assert victim_uid == users.uid_of(DEPLOYMENT) != 0
+        assert found["uid"] == users.uid_of("dep-probe") not in (0, victim_uid)
         # A clean environment: nothing of the worker's, its own values only.
         assert "PROMENADE_SECRET_KEY" not in found["environment"]
         assert found["environment"]["PATH"] == "/usr/local/bin:/usr/bin:/bin"
@@ -442,10 +445,99 @@ async def test_each_organization_runs_as_a_user_of_its_own_and_reads_nothing_els
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-async def test_uids_are_allotted_once_per_organization_and_machine(tmp_path: Path) -> None:
+async def test_uids_are_allotted_once_per_deployment_and_machine(tmp_path: Path) -> None:
     registry = tmp_path / "users.json"
     first = LocalUsers(registry=registry, files_dir=tmp_path / "files")
     again = LocalUsers(registry=registry, files_dir=tmp_path / "elsewhere")
-    uids = [first.uid_of("org_a"), first.uid_of("org_b"), again.uid_of("org_a")]
+    uids = [first.uid_of("dep_a"), first.uid_of("dep_b"), again.uid_of("dep_a")]
     assert uids[0] == uids[2] != uids[1]
     assert all(uid >= 1_900_000_000 for uid in uids)
+
+
+EVIL_LIBRARY = r"""
+#include <stdio.h>
+#include <unistd.h>
+__attribute__((constructor)) static void evil(void) {
+    FILE *marker = fopen(getenv("EVIL_MARKER"), "a");
+    if (marker) { fprintf(marker, "%d\n", (int)geteuid()); fclose(marker); }
+}
+"""
+
+
+def plant_steering_files() -> tuple[Path, Path, Path]:
+    """An organization's own files where any build could have put them: a program named like
+    the one its artifact runs, and a library that notes who loaded it (in ``marker``)."""
+    planted = Path(tempfile.mkdtemp(prefix="promenade-planted-", dir="/tmp"))
+    planted.chmod(0o755)
+    marker = planted / "marker"
+    marker.touch(mode=0o666)
+    marker.chmod(0o666)
+    evil = planted / "python3"
+    evil.write_text(f"#!/bin/sh\necho evil-$(id -u) >> {marker}\n")
+    evil.chmod(0o755)
+    source = planted / "evil.c"
+    source.write_text(EVIL_LIBRARY.replace('getenv("EVIL_MARKER")', f'"{marker}"'))
+    library = planted / "evil.so"
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True, timeout=60
+    )
+    return planted, marker, library
+
+
+async def test_values_that_steer_programs_affect_only_the_instance_never_root(
+    tmp_path: Path, users: LocalUsers
+) -> None:
+    planted, marker, library = plant_steering_files()
+    runtime = LocalProcessRuntime(tmp_path / "runtime", GATEWAY_URL, users=users)
+    spec = dataclasses.replace(
+        greeter("chg-steer", values={"PATH": str(planted), "LD_PRELOAD": str(library)}),
+        artifact=shlex.join(["python3", str(GREETER)]),
+    )
+    try:
+        instance = await runtime.start(spec)
+        assert instance.address.startswith("127.0.0.1:")
+        await runtime.stop(DEPLOYMENT, ROUTE)
+        # The planted python3 never ran; the library was loaded by the instance's own
+        # processes only, as its user.
+        noted = marker.read_text().split() if marker.exists() else []
+        assert not any(line.startswith("evil-") for line in noted), noted
+        assert noted and all(int(uid) == users.uid_of(DEPLOYMENT) for uid in noted), noted
+    finally:
+        for pid in recorded_pids(runtime.state_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        shutil.rmtree(planted, ignore_errors=True)
+
+
+def processes_of(uid: int) -> list[str]:
+    """The command lines of the processes of ``uid`` that have not ended."""
+    found = []
+    for process in psutil.process_iter(["uids", "status", "cmdline"]):
+        if process.info["uids"].real == uid and process.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(" ".join(process.info["cmdline"] or []))
+    return found
+
+
+async def test_processes_an_instance_left_behind_go_with_it(
+    tmp_path: Path, users: LocalUsers
+) -> None:
+    runtime = LocalProcessRuntime(tmp_path / "runtime", GATEWAY_URL, users=users)
+    # A build that starts a process of its own session, out of its instance's process group.
+    escaping = shlex.join(["/bin/sh", "-c", f"setsid sleep 600 & exec {INSTANCE_PYTHON} {GREETER}"])
+    try:
+        for n in range(5):
+            spec = dataclasses.replace(greeter(f"chg-{n}"), artifact=escaping)
+            await deploy(runtime, spec)
+        uid = users.uid_of(DEPLOYMENT)
+        # The kept instance: the shell's exec'd greeter and its sleep.
+        assert len(processes_of(uid)) == 2, processes_of(uid)
+        await runtime.stop(DEPLOYMENT, ROUTE)
+        await asyncio.sleep(0.2)
+        assert processes_of(uid) == []
+        # Of the stopped instances, the newest three keep their record and output.
+        kept = sorted(d.name for d in (runtime.state_dir / DEPLOYMENT).iterdir())
+        assert kept == ["chg-2", "chg-3", "chg-4"]
+    finally:
+        for pid in recorded_pids(runtime.state_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)

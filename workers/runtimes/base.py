@@ -81,3 +81,8 @@ class Runtime(Protocol):
         """The deployments that have instances (running or not yet removed) here: the
         supervisor stops those that should have none."""
         ...
+
+    async def collect_garbage(self) -> None:
+        """Remove what instances that are gone left behind (files of one whose worker was
+        killed while it removed it, say). The supervisor calls it every round."""
+        ...

@@ -39,7 +39,9 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -58,6 +60,7 @@ from docker.types import LogConfig, Mount
 
 from app.services.dataplane_settings import ContainerSettings
 from app.services.images import is_image_reference
+from app.settings import DEFAULT_DOCKER_HOST
 from workers.routes import RoutingTable, write_atomic
 from workers.runtimes.base import Instance, InstanceSpec, StartFailed
 from workers.runtimes.health import wait_healthy
@@ -67,14 +70,20 @@ from workers.runtimes.instance_files import (
     write_instance_files,
 )
 from workers.runtimes.locks import file_lock
+from workers.runtimes.output import output_lines
 
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+log = logging.getLogger(__name__)
+
 DEFAULT_FILES_DIR = Path("/run/promenade/containers")
 MOUNT_POINT = "/run/promenade"
 SECRET_ENV_LABEL = "io.promenade.secret-env"
 OUTPUT_TAIL_LINES = 20
 RELAY_FILE = "relay.json"
 RELAY_STOP_WAIT_S = 3.0
+# Instance files without a container are removed once they are this old.
+FILES_GRACE_S = 300.0
+# Promenade's ids, and what tests use for them: letters, digits, "_", "-", "."; never "." or "..".
+_ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,64}$")
 # How often a container's relay is started before the instance is given up.
 RELAY_STARTS = 3
 
@@ -243,7 +252,7 @@ class ContainerRuntime:
             )
         image = await self._image(spec.artifact)
         uid, gid = self._user_of(image)
-        files_root = self.files_dir / spec.change_id
+        files_root = self._files_root(spec.change_id)
         try:
             files = write_instance_files(
                 files_root,
@@ -254,8 +263,10 @@ class ContainerRuntime:
                 group=gid,
             )
         except BadFileKey as exc:
+            remove_instance_files(files_root)
             raise StartFailed(str(exc)) from None
-        except OSError as exc:
+        except (OSError, OverflowError) as exc:
+            remove_instance_files(files_root)
             raise StartFailed(f"could not write the configuration: {exc}") from None
         inside = Path(MOUNT_POINT)
         environment = {
@@ -412,28 +423,55 @@ class ContainerRuntime:
             raw = await asyncio.to_thread(container.logs, tail=lines, stdout=True, stderr=True)
         except docker.errors.DockerException:
             return []
-        return raw.decode("utf-8", errors="replace").splitlines()[-lines:]
+        return output_lines(raw, lines)
 
     # -- stopping ----------------------------------------------------------------------------
 
     async def _retire(self, deployment_id: str, container: Container) -> None:
-        change_id = container.labels.get(LABEL_CHANGE, "")
-        state = self._state_dir(deployment_id, change_id)
         with contextlib.suppress(docker.errors.NotFound):
             await asyncio.to_thread(container.stop, timeout=int(self.settings.stop_grace_seconds))
-        await self._remove(state, container)
+        await self._remove(None, container)
 
-    async def _remove(self, state: Path, container: Container) -> None:
-        """The container, its relay and its files go."""
+    async def _remove(self, state: Path | None, container: Container) -> None:
+        """The container, its relay and its files go. Paths come from its labels only once they
+        are checked to name a change of this data plane (an engine's answers are not trusted
+        to name paths)."""
         with contextlib.suppress(docker.errors.NotFound):
             await asyncio.to_thread(container.remove, force=True)
+        labels = container.labels or {}
+        change_id = labels.get(LABEL_CHANGE, "")
+        deployment_id = labels.get(LABEL_DEPLOYMENT, "")
+        if labels.get(LABEL_DATA_PLANE) != self.data_plane or not (
+            _ID.match(change_id) and _ID.match(deployment_id)
+        ):
+            log.warning("container %s has labels of no change of ours: %s", container.id, labels)
+            return
+        state = state or self._state_dir(deployment_id, change_id)
         relay = _read_relay(state)
         if relay is not None:
             await _stop_process(relay)
             (state / RELAY_FILE).unlink(missing_ok=True)
-        change_id = container.labels.get(LABEL_CHANGE)
-        if change_id:
-            remove_instance_files(self.files_dir / change_id)
+        remove_instance_files(self._files_root(change_id))
+
+    async def collect_garbage(self) -> None:
+        """Files of instances whose containers are gone (a worker killed while it removed
+        one, say), once they are older than a start could take."""
+        root = self.files_dir / self.data_plane
+        try:
+            entries = list(root.iterdir())
+        except FileNotFoundError:
+            return
+        containers = await asyncio.to_thread(
+            self._docker().containers.list,
+            all=True,
+            filters={"label": f"{LABEL_DATA_PLANE}={self.data_plane}"},
+        )
+        have = {c.labels.get(LABEL_CHANGE) for c in containers}
+        cutoff = time.time() - FILES_GRACE_S
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                if entry.name not in have and entry.stat().st_mtime < cutoff:
+                    remove_instance_files(entry)
 
     def _forget_changes(self, deployment_id: str, *, keep: set[str]) -> None:
         """State directories of changes whose containers are gone."""
@@ -469,13 +507,26 @@ class ContainerRuntime:
         return found
 
     def _state_dir(self, deployment_id: str, change_id: str) -> Path:
-        for name in (deployment_id, change_id):
-            if not name or "/" in name or name in (".", ".."):
-                raise ValueError(f"{name!r} cannot name a directory")
-        return self.state_dir / deployment_id / change_id
+        return self.state_dir / _name(deployment_id) / _name(change_id)
+
+    def _files_root(self, change_id: str) -> Path:
+        """Where an instance's files are: a directory per data plane and change, under a base
+        that instances can traverse but not list."""
+        plane = self.files_dir / _name(self.data_plane)
+        for directory in (self.files_dir.parent, self.files_dir, plane):
+            directory.mkdir(mode=0o711, parents=True, exist_ok=True)
+            os.chmod(directory, 0o711)
+        return plane / _name(change_id)
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _name(name: str) -> str:
+    """An id (of a deployment, change or data plane) that is safe as one path component."""
+    if not _ID.match(name):
+        raise ValueError(f"{name!r} cannot name a directory")
+    return name
 
 
 def _spawn_relay(container_pid: int, port: int) -> tuple[subprocess.Popen[bytes], int]:

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -38,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from workers.routes import RoutingTable, write_atomic
 from workers.runtimes.base import Instance, InstanceSpec, StartFailed
 from workers.runtimes.health import describe_exit, wait_healthy
@@ -48,6 +51,9 @@ from workers.runtimes.instance_files import (
 )
 from workers.runtimes.local_users import LocalUsers
 from workers.runtimes.locks import file_lock
+from workers.runtimes.output import MAX_READ_BYTES, output_lines
+
+log = logging.getLogger(__name__)
 
 # How many lines of an instance's output a StartFailed message carries.
 OUTPUT_TAIL_LINES = 20
@@ -61,6 +67,8 @@ INSTANCE_FILE = "instance.json"
 OUTPUT_FILE = "output.log"
 # The instance's configuration files, when they are kept beside its record.
 CONFIG_DIR = "config"
+# How many stopped instances of a deployment keep their record and output (for its logs).
+KEEP_STOPPED = 3
 
 
 @dataclass(frozen=True)
@@ -196,6 +204,7 @@ class LocalProcessRuntime:
                 if instance_dir.name != keep_change_id
             )
         )
+        self._after_retiring(deployment_dir)
 
     async def stop(self, deployment_id: str, route: str) -> None:
         # The route goes first: the gateway answers 404 rather than 502 while the
@@ -203,6 +212,23 @@ class LocalProcessRuntime:
         self.routes.remove_deployment(deployment_id)
         deployment_dir = self._deployment_dir(deployment_id)
         await asyncio.gather(*(self._retire(d) for d in _instance_dirs(deployment_dir)))
+        self._after_retiring(deployment_dir)
+
+    def _after_retiring(self, deployment_dir: Path) -> None:
+        """Whatever the deployment's user still runs outside its live instances goes (a child
+        that left its instance's process group, say); of the stopped instances only the newest
+        few are kept, for their logs."""
+        records = [r for d in _instance_dirs(deployment_dir) if (r := _read_record(d))]
+        live = {r.pid for r in records if r.state in ("starting", "running") and self._alive(r)}
+        for uid in {r.uid for r in records if r.uid is not None}:
+            _kill_strays(uid, live)
+        stopped = sorted(
+            (r for r in records if r.state in ("stopped", "failed")),
+            key=lambda r: r.started_at,
+            reverse=True,
+        )
+        for old in stopped[KEEP_STOPPED:]:
+            shutil.rmtree(self._instance_dir(old.deployment_id, old.change_id), ignore_errors=True)
 
     def endpoint_url(self, route: str) -> str:
         return self.routes.endpoint_url(route)
@@ -219,6 +245,14 @@ class LocalProcessRuntime:
                 if record is not None and record.state != "stopped":
                     found.add(record.deployment_id)
         return found
+
+    async def collect_garbage(self) -> None:
+        """Configuration files of instances that stopped without removing them."""
+        for deployment_dir in _instance_dirs(self.state_dir):
+            for instance_dir in _instance_dirs(deployment_dir):
+                record = _read_record(instance_dir)
+                if record is not None and record.state in ("stopped", "failed"):
+                    _remove_files(record)
 
     def _logs(self, deployment_id: str, lines: int) -> list[str]:
         if lines <= 0:
@@ -247,15 +281,16 @@ class LocalProcessRuntime:
             raise StartFailed(f"the artifact is not a valid command line: {exc}") from None
         if not argv:
             raise StartFailed("the artifact is an empty command line")
-        if shutil.which(argv[0], path=CLEAN_PATH) is None:
+        # Resolved here, on the clean PATH: a PATH among the values does not choose it.
+        executable = shutil.which(argv[0], path=CLEAN_PATH)
+        if executable is None:
             reason = "No such file or directory" if "/" in argv[0] else f"not found in {CLEAN_PATH}"
             raise StartFailed(f"could not run {argv[0]!r}: {reason}")
         uid = None
         files_root = instance_dir / CONFIG_DIR
         if self.users is not None:
-            uid = self.users.uid_of(spec.organization_id)
+            uid = self.users.uid_of(spec.deployment_id)
             files_root = self.users.instance_dir(spec.change_id)
-            argv = self.users.command(argv, uid)
         try:
             files = write_instance_files(
                 files_root,
@@ -266,8 +301,10 @@ class LocalProcessRuntime:
                 group=uid,
             )
         except BadFileKey as exc:
+            remove_instance_files(files_root)
             raise StartFailed(str(exc)) from None
         except OSError as exc:
+            remove_instance_files(files_root)
             raise StartFailed(f"could not write the configuration: {exc}") from None
         port = _free_port()
         environment = {"PATH": CLEAN_PATH, "LANG": "C.UTF-8", "HOME": str(files_root)}
@@ -279,7 +316,7 @@ class LocalProcessRuntime:
             PROMENADE_SECRETS_DIR=str(files.secrets_dir),
         )
         try:
-            process, log_offset = self._spawn(argv, environment, instance_dir)
+            process, log_offset = self._spawn(executable, argv, environment, instance_dir, uid)
         except StartFailed:
             remove_instance_files(files_root)
             raise
@@ -301,8 +338,16 @@ class LocalProcessRuntime:
         return Instance(change_id=spec.change_id, address=record.address)
 
     def _spawn(
-        self, argv: list[str], environment: dict[str, str], instance_dir: Path
+        self,
+        executable: str,
+        argv: list[str],
+        environment: dict[str, str],
+        instance_dir: Path,
+        uid: int | None,
     ) -> tuple[subprocess.Popen[bytes], int]:
+        """Start the instance; with ``uid``, as that user (and group), with no other group.
+        The child drops to it before it runs anything: no program runs as root with the
+        instance's environment (its values could name LD_PRELOAD, say)."""
         log_fd = os.open(instance_dir / OUTPUT_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             log_offset = os.fstat(log_fd).st_size
@@ -310,7 +355,11 @@ class LocalProcessRuntime:
             # artifact resolves as it would in the shell that started the worker.
             process = subprocess.Popen(
                 argv,
+                executable=executable,
                 env=environment,
+                user=uid,
+                group=uid,
+                extra_groups=[] if uid is not None else None,
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
@@ -423,6 +472,22 @@ class LocalProcessRuntime:
 # -- helpers ---------------------------------------------------------------------------------
 
 
+def _kill_strays(uid: int, live: set[int]) -> None:
+    """SIGKILL every process of ``uid`` that is none of ``live`` nor descends from one."""
+    for process in psutil.process_iter(["uids", "status"]):
+        try:
+            if process.info["uids"].real != uid or process.pid in live:
+                continue
+            if process.info["status"] == psutil.STATUS_ZOMBIE:
+                continue  # ended already; its parent (or init) reaps it
+            if any(parent.pid in live for parent in process.parents()):
+                continue
+            log.warning("killing process %d of uid %d, which no instance runs", process.pid, uid)
+            process.kill()
+        except psutil.Error:
+            continue
+
+
 def _remove_files(record: _Record) -> None:
     if record.files_root is not None:
         remove_instance_files(Path(record.files_root))
@@ -500,20 +565,23 @@ def _output_tail(instance_dir: Path, record: _Record) -> str:
 
 
 def _tail(path: Path, lines: int, *, start: int = 0) -> list[str]:
-    """The last ``lines`` lines of a file from byte ``start`` on, read from the end."""
+    """The last ``lines`` lines of a file from byte ``start`` on, read from the end (at most
+    MAX_READ_BYTES of it)."""
     if lines <= 0:
         return []
+    chunks: list[bytes] = []
+    newlines = read = 0
     try:
         with path.open("rb") as log:
-            end = log.seek(0, os.SEEK_END)
-            position = end
-            data = b""
-            while position > start and data.count(b"\n") <= lines:
-                step = min(65_536, position - start)
+            position = log.seek(0, os.SEEK_END)
+            while position > start and newlines <= lines and read < MAX_READ_BYTES:
+                step = min(65_536, position - start, MAX_READ_BYTES - read)
                 position -= step
                 log.seek(position)
-                data = log.read(step) + data
+                chunk = log.read(step)
+                chunks.append(chunk)
+                newlines += chunk.count(b"\n")
+                read += step
     except FileNotFoundError:
         return []
-    text = data.decode("utf-8", errors="replace")
-    return text.splitlines()[-lines:]
+    return output_lines(b"".join(reversed(chunks)), lines)
