@@ -13,19 +13,9 @@ set -euo pipefail
 URL=${PROMENADE_URL:-http://127.0.0.1:8000}
 : "${TOKEN:?set TOKEN to the API token that promenade up printed}"
 
-# gql QUERY [VARIABLES-JSON]: one GraphQL request; prints the response's data, or fails.
-gql() {
-  local body response
-  body=$(jq -n --arg query "$1" --argjson variables "${2:-{\}}" \
-    '{query: $query, variables: $variables}')
-  response=$(curl -sS -X POST "$URL/graphql" -H "Authorization: Bearer $TOKEN" \
-    -H 'Content-Type: application/json' -d "$body")
-  if jq -e '.errors' <<<"$response" >/dev/null; then
-    echo "GraphQL error: $response" >&2
-    return 1
-  fi
-  jq '.data' <<<"$response"
-}
+# gql and wait_for: one GraphQL request, and waiting for a condition.
+# shellcheck source=examples/gql.sh
+source "$(dirname "${BASH_SOURCE[0]}")/gql.sh"
 
 # 1. Who am I, and which organization?
 ORG=$(gql '{ organization(slug: "default") { id } }' | jq -r '.organization.id')
@@ -90,16 +80,6 @@ gql 'query($integration: ID!) { integration(id: $integration) { deployments {
     environment { name } status restartRequired missingConfiguration
     configuration { key value secret } } } }' "{\"integration\": \"$INTEGRATION\"}" \
   | jq -c '.integration.deployments[]'
-
-# wait_for QUERY VARIABLES JQ-FILTER: poll until the filter prints true (at most 60 s).
-wait_for() {
-  for _ in $(seq 120); do
-    [ "$(gql "$1" "$2" | jq -r "$3")" = true ] && return 0
-    sleep 0.5
-  done
-  echo "gave up waiting for: $3" >&2
-  return 1
-}
 
 # 8. Deploy the build to Development, the first environment of the pipeline.
 gql 'mutation($integration: ID!, $build: ID!, $env: ID!) {

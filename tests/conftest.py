@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import httpx
 import pytest
 from cryptography.fernet import Fernet
@@ -32,6 +33,7 @@ from app.models import Organization, User
 from app.services.organizations import create_organization
 from app.services.tokens import create_api_token
 from app.settings import Settings, async_database_url
+from tests.support.docker import connect as connect_docker
 
 POSTGRES_HELP = (
     "These tests need PostgreSQL. Start one and set PROMENADE_TEST_DATABASE_URL "
@@ -154,6 +156,14 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     async with create_session_factory(engine)() as session:
         yield session
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[docker.DockerClient]:
+    """The tests' Docker Engine (tests/support/docker.py says which)."""
+    client = connect_docker()
+    yield client
+    client.close()
 
 
 @pytest.fixture

@@ -16,7 +16,10 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workers.runtimes.base import Instance
 
 ROUTES_FILE = "routes.json"
 LOCK_FILE = "routes.lock"
@@ -81,6 +84,24 @@ class RoutingTable:
             write_atomic(self.path, json.dumps(routes, indent=2, sort_keys=True) + "\n")
         finally:
             os.close(lock_fd)  # closing releases the lock
+
+
+class GatewayRouted:
+    """What every runtime behind a machine's gateway does alike: route an instance, and say
+    where a route is served. A runtime sets ``self.routes``."""
+
+    routes: RoutingTable
+
+    async def route(self, deployment_id: str, route: str, instance: Instance) -> str:
+        return self.routes.route(
+            route,
+            deployment_id=deployment_id,
+            change_id=instance.change_id,
+            address=instance.address,
+        )
+
+    def endpoint_url(self, route: str) -> str:
+        return self.routes.endpoint_url(route)
 
 
 def write_atomic(path: Path, text: str) -> None:

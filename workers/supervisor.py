@@ -35,7 +35,7 @@ from app.models import (
     Organization,
 )
 from app.models.base import utcnow
-from app.models.promotions import FINAL_CHANGE_STATUSES
+from app.services.changes import pending_change
 from app.services.dataplanes import LocalAdmission, served_by
 from app.services.events import announce_deployment
 from workers.announcements import announce_unfinished_changes
@@ -173,14 +173,7 @@ class Supervisor:
             deployment = await session.get(Deployment, deployment_id)
             if deployment is not None and deployment.status is DeploymentStatus.ACTIVE:
                 return
-            pending = (
-                await session.exec(
-                    select(DeploymentChange.id).where(
-                        DeploymentChange.deployment_id == deployment_id,
-                        col(DeploymentChange.status).not_in(FINAL_CHANGE_STATUSES),
-                    )
-                )
-            ).first()
+            pending = await pending_change(session, deployment_id)
         if pending is None:
             log.info("stopping the instances of %s, which should run none", deployment_id)
             await self.runtime.stop(deployment_id, "")

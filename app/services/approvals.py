@@ -32,10 +32,9 @@ from app.models import (
     User,
 )
 from app.models.base import utcnow
-from app.models.promotions import FINAL_CHANGE_STATUSES
 from app.services import audit
 from app.services.auth import Permission, get_owned, role_in
-from app.services.changes import queue_change
+from app.services.changes import pending_change, queue_change
 from app.services.errors import Conflict, Forbidden, InvalidInput
 from app.services.events import announce_deployment, record_promotion_status
 from app.services.outbox import enqueue
@@ -450,14 +449,6 @@ async def settle_deployment(session: AsyncSession, deployment_id: str) -> None:
     deployment = await session.get(Deployment, deployment_id)
     if deployment is None or deployment.status is not DeploymentStatus.IN_PROGRESS:
         return
-    pending = (
-        await session.exec(
-            select(DeploymentChange.id).where(
-                DeploymentChange.deployment_id == deployment_id,
-                col(DeploymentChange.status).not_in(FINAL_CHANGE_STATUSES),
-            )
-        )
-    ).first()
-    if pending is None and deployment.revision == 0:
+    if await pending_change(session, deployment_id) is None and deployment.revision == 0:
         deployment.status = DeploymentStatus.NOT_DEPLOYED
         await announce_deployment(session, deployment, detail="nothing to deploy any more")

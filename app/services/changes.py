@@ -26,6 +26,7 @@ from app.models import (
     Project,
     User,
 )
+from app.models.promotions import FINAL_CHANGE_STATUSES
 from app.services import audit
 from app.services.auth import Permission, get_owned
 from app.services.configuration import (
@@ -84,6 +85,18 @@ async def queue_change(
         body={"change_id": change.id, "deployment_id": deployment.id},
     )
     return change
+
+
+async def pending_change(session: AsyncSession, deployment_id: str) -> str | None:
+    """The id of a change of the deployment that has not ended, if there is one."""
+    return (
+        await session.exec(
+            select(DeploymentChange.id).where(
+                DeploymentChange.deployment_id == deployment_id,
+                col(DeploymentChange.status).not_in(FINAL_CHANGE_STATUSES),
+            )
+        )
+    ).first()
 
 
 async def data_plane_of(session: AsyncSession, deployment: Deployment) -> str:

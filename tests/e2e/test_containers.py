@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import docker
@@ -29,7 +29,7 @@ from tests.e2e.conftest import (
     revisions,
 )
 from tests.processes import PromenadeProcess
-from tests.support.docker import connect, greeter_image
+from tests.support.docker import greeter_image
 
 TEST_VALUES = {"GREETING": "Hello from a container", "REPEAT": "2", "API_KEY": "test-key-71ab"}
 LIVE_VALUES = {"GREETING": "Hello from Live", "API_KEY": "live-key-93cd"}
@@ -38,15 +38,8 @@ PLANE_SETTINGS = {"memoryMb": 96, "pids": 64}
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[docker.DockerClient]:
-    client = connect()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def image(engine: docker.DockerClient) -> str:
-    return greeter_image(engine)
+def image(docker_engine: docker.DockerClient) -> str:
+    return greeter_image(docker_engine)
 
 
 @pytest.fixture
@@ -84,14 +77,16 @@ async def configure(
     )
 
 
-def containers_of(engine: docker.DockerClient, deployment_id: str) -> list[Any]:
+def containers_of(docker_engine: docker.DockerClient, deployment_id: str) -> list[Any]:
     return list(
-        engine.containers.list(all=True, filters={"label": f"promenade.deployment={deployment_id}"})
+        docker_engine.containers.list(
+            all=True, filters={"label": f"promenade.deployment={deployment_id}"}
+        )
     )
 
 
 async def test_deploy_promote_restart_rollback_suspend_resume_in_containers(
-    greeter: tuple[Greeter, PromenadeProcess], engine: docker.DockerClient
+    greeter: tuple[Greeter, PromenadeProcess], docker_engine: docker.DockerClient
 ) -> None:
     greeter_, _ = greeter
     test = await greeter_.deployment("Test")
@@ -103,7 +98,7 @@ async def test_deploy_promote_restart_rollback_suspend_resume_in_containers(
         True,
     )
     assert answered["secret_files"] == ["API_KEY"]
-    (test_container,) = containers_of(engine, test["id"])
+    (test_container,) = containers_of(docker_engine, test["id"])
     assert test_container.attrs["HostConfig"]["NetworkMode"] == "none"
 
     # The same image to Live, with Live's own values; Test keeps its own.
@@ -116,11 +111,11 @@ async def test_deploy_promote_restart_rollback_suspend_resume_in_containers(
     assert (await greeting(greeter_.endpoint("test")))["greeting"] == "Hello from a container"
 
     # A configuration change with a restart: a new container, the old one removed.
-    (before,) = containers_of(engine, live["id"])
+    (before,) = containers_of(docker_engine, live["id"])
     await configure(greeter_, "Live", {"GREETING": "Hello again"}, restart=True)
     await greeter_.wait_revision("Live", 2)
     assert (await greeting(greeter_.endpoint("live")))["greeting"] == "Hello again"
-    (after,) = containers_of(engine, live["id"])
+    (after,) = containers_of(docker_engine, live["id"])
     assert after.id != before.id
 
     await greeter_.api.ok(RESTART, {"id": live["id"]})
@@ -134,11 +129,11 @@ async def test_deploy_promote_restart_rollback_suspend_resume_in_containers(
     await greeter_.api.ok(SUSPEND, {"id": live["id"]})
     await greeter_.wait_deployment("Live", lambda d: d["status"] == "SUSPENDED", what="SUSPENDED")
     assert (await answer(greeter_.endpoint("live"))).status_code == 404
-    assert containers_of(engine, live["id"]) == []
+    assert containers_of(docker_engine, live["id"]) == []
     await greeter_.api.ok(RESUME, {"id": live["id"]})
     await greeter_.wait_deployment("Live", lambda d: d["status"] == "ACTIVE", what="ACTIVE")
     assert (await greeting(greeter_.endpoint("live")))["greeting"] == "Hello from Live"
-    assert len(containers_of(engine, live["id"])) == 1
+    assert len(containers_of(docker_engine, live["id"])) == 1
 
 
 async def test_images_that_fail_leave_the_running_one_serving(
@@ -205,11 +200,11 @@ async def test_a_build_for_containers_must_name_an_image(
 
 
 async def test_a_crashed_container_is_started_again_and_that_is_said(
-    greeter: tuple[Greeter, PromenadeProcess], engine: docker.DockerClient
+    greeter: tuple[Greeter, PromenadeProcess], docker_engine: docker.DockerClient
 ) -> None:
     greeter_, _ = greeter
     test = await greeter_.deployment("Test")
-    (container,) = containers_of(engine, test["id"])
+    (container,) = containers_of(docker_engine, test["id"])
     container.kill()
 
     # The supervisor (every 10 s) starts it again and says how it ended.
@@ -222,7 +217,7 @@ async def test_a_crashed_container_is_started_again_and_that_is_said(
     assert "exited with code 137" in restarted["lastError"]
     assert restarted["status"] == "ACTIVE"
     assert (await greeting(greeter_.endpoint("test")))["greeting"] == TEST_VALUES["GREETING"]
-    (again,) = containers_of(engine, test["id"])
+    (again,) = containers_of(docker_engine, test["id"])
     assert again.id != container.id
 
 

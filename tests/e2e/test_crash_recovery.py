@@ -35,7 +35,7 @@ from tests.e2e.conftest import (
     revisions,
 )
 from tests.processes import instance_processes
-from tests.support.docker import connect, greeter_image
+from tests.support.docker import greeter_image
 
 PAUSE_POINTS = ["QUEUED", "APPLYING_CONFIGURATION", "STARTED", "ROUTED"]
 RUNTIMES = ["LOCAL_PROCESS", "CONTAINER"]
@@ -54,20 +54,13 @@ def data_plane(step: str) -> str:
     return "crash-" + step.lower().replace("_", "-")
 
 
-@pytest.fixture(scope="module")
-def engine() -> Iterator[docker.DockerClient]:
-    client = connect()
-    yield client
-    client.close()
-
-
 def instances(
-    cluster: Cluster, engine: docker.DockerClient, runtime: str, target: str
+    cluster: Cluster, docker_engine: docker.DockerClient, runtime: str, target: str
 ) -> list[str]:
     """What runs for the deployment: process ids, or container ids."""
     if runtime == "LOCAL_PROCESS":
         return [str(pid) for pid in instance_processes(cluster.runtime_dir, target)]
-    running = engine.containers.list(filters={"label": f"promenade.deployment={target}"})
+    running = docker_engine.containers.list(filters={"label": f"promenade.deployment={target}"})
     return sorted(str(container.id) for container in running)
 
 
@@ -92,12 +85,12 @@ class Crash:
 
 @pytest.fixture(scope="module")
 def crashes(
-    cluster: Cluster, engine: docker.DockerClient
+    cluster: Cluster, docker_engine: docker.DockerClient
 ) -> Iterator[dict[tuple[str, str], Crash]]:
     """For each runtime and pause point: a greeter ACTIVE in the pipeline's first environment,
     its promotion to Live taken by a worker that paused after that step; then every paused
     worker is killed with SIGKILL and a normal worker is started for each data plane."""
-    image = greeter_image(engine)
+    image = greeter_image(docker_engine)
 
     async def crash(greeter: Greeter, runtime: str, step: str) -> Crash:
         target = await greeter.deployment("Live")
@@ -115,7 +108,7 @@ def crashes(
             promotion_id=promoted["id"],
             target_id=target["id"],
             status_at_pause=(await greeter.promotion(promoted["id"]))["status"],
-            instances_at_pause=instances(cluster, engine, runtime, target["id"]),
+            instances_at_pause=instances(cluster, docker_engine, runtime, target["id"]),
             endpoint_at_pause=(
                 endpoint.status_code,
                 endpoint.json() if endpoint.status_code == 200 else endpoint.text,
@@ -168,7 +161,7 @@ async def test_a_worker_killed_after_a_step_leaves_work_the_next_one_finishes(
     step: str,
     crashes: dict[tuple[str, str], Crash],
     cluster: Cluster,
-    engine: docker.DockerClient,
+    docker_engine: docker.DockerClient,
     api: Api,
 ) -> None:
     crash = crashes[(runtime, step)]
@@ -212,7 +205,7 @@ async def test_a_worker_killed_after_a_step_leaves_work_the_next_one_finishes(
     assert live["greeting"] == values["GREETING"]
     assert live["has_api_key"] is True
     # One instance runs, and an instance started before the kill is the one kept.
-    running = instances(cluster, engine, runtime, crash.target_id)
+    running = instances(cluster, docker_engine, runtime, crash.target_id)
     assert len(running) == 1, running
     if runtime == "LOCAL_PROCESS":
         assert running == [str(live["pid"])]

@@ -8,27 +8,18 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import docker
-import pytest
 
 from tests.e2e.conftest import Api, Cluster, answer, eventually, greeting, new_greeter
 from tests.processes import INSTANCE_PYTHON, run_promenade
-from tests.support.docker import connect, greeter_image, probe_image
+from tests.support.docker import greeter_image, probe_image
 
 PROBE = Path(__file__).resolve().parents[1] / "support" / "probe" / "app.py"
 PROBE_SCHEMA = [{"key": "PROBE_NOTE", "type": "STRING", "required": False}]
 VICTIM_VALUES = {"GREETING": "Hello", "API_KEY": "the-victims-secret-5f0e1d"}
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[docker.DockerClient]:
-    client = connect()
-    yield client
-    client.close()
 
 
 def assert_found_nothing(findings: dict[str, Any], cluster: Cluster, victim_secret: str) -> None:
@@ -68,11 +59,11 @@ async def test_a_hostile_process_finds_nothing_of_the_worker_or_of_others(
 
 
 async def test_a_hostile_container_finds_nothing_and_reaches_nothing(
-    api: Api, cluster: Cluster, engine: docker.DockerClient
+    api: Api, cluster: Cluster, docker_engine: docker.DockerClient
 ) -> None:
-    victim = await new_greeter(api, cluster.gateway_url, image=greeter_image(engine))
+    victim = await new_greeter(api, cluster.gateway_url, image=greeter_image(docker_engine))
     probe = await new_greeter(
-        api, cluster.gateway_url, image=probe_image(engine), schema=PROBE_SCHEMA
+        api, cluster.gateway_url, image=probe_image(docker_engine), schema=PROBE_SCHEMA
     )
     assert victim.live_plane and probe.live_plane
     worker = cluster.start_worker(data_plane=[victim.live_plane, probe.live_plane])

@@ -11,7 +11,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from app.models import RuntimeKind
 from app.services.dataplane_settings import ContainerSettings
 from app.services.dataplanes import ServedDataPlane
 from app.settings import Settings
-from tests.support.docker import connect, docker_host, greeter_image, remove_containers
+from tests.support.docker import docker_host, greeter_image, remove_containers
 from workers.gateway import create_gateway_app
 from workers.planes import CannotServe, Runtimes
 from workers.routes import RoutingTable
@@ -40,22 +40,15 @@ CERTIFICATE = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[docker.DockerClient]:
-    client = connect()
-    yield client
-    client.close()
+def image(docker_engine: docker.DockerClient) -> str:
+    return greeter_image(docker_engine)
 
 
 @pytest.fixture(scope="module")
-def image(engine: docker.DockerClient) -> str:
-    return greeter_image(engine)
-
-
-@pytest.fixture(scope="module")
-def secret_env_image(engine: docker.DockerClient, image: str) -> str:
+def secret_env_image(docker_engine: docker.DockerClient, image: str) -> str:
     """The greeter, asking for API_KEY as an environment variable too."""
     tag = image.replace(":", "-secret-env:")
-    engine.images.build(
+    docker_engine.images.build(
         fileobj=io.BytesIO(f"FROM {image}\n".encode()),
         labels={"io.promenade.secret-env": "API_KEY"},
         tag=tag,
@@ -66,13 +59,15 @@ def secret_env_image(engine: docker.DockerClient, image: str) -> str:
 
 
 @pytest.fixture
-async def runtime(tmp_path: Path, engine: docker.DockerClient) -> AsyncIterator[ContainerRuntime]:
+async def runtime(
+    tmp_path: Path, docker_engine: docker.DockerClient
+) -> AsyncIterator[ContainerRuntime]:
     plane = f"dp_test{secrets.token_hex(6)}"
     runtime = make_runtime(tmp_path, plane)
     try:
         yield runtime
     finally:
-        remove_containers(engine, f"{LABEL_DATA_PLANE}={plane}")
+        remove_containers(docker_engine, f"{LABEL_DATA_PLANE}={plane}")
         kill_relays(tmp_path / "state")
         runtime.close()
 
@@ -150,9 +145,9 @@ async def greeting(gateway: httpx.AsyncClient, url: str = ENDPOINT) -> dict[str,
     return body
 
 
-def containers(engine: docker.DockerClient, runtime: ContainerRuntime) -> list[Any]:
+def containers(docker_engine: docker.DockerClient, runtime: ContainerRuntime) -> list[Any]:
     return list(
-        engine.containers.list(
+        docker_engine.containers.list(
             all=True, filters={"label": f"{LABEL_DATA_PLANE}={runtime.data_plane}"}
         )
     )
@@ -164,7 +159,10 @@ def exec_in(container: Any, *command: str) -> str:
 
 
 async def test_an_instance_gets_its_configuration_and_nothing_it_should_not(
-    runtime: ContainerRuntime, gateway: httpx.AsyncClient, engine: docker.DockerClient, image: str
+    runtime: ContainerRuntime,
+    gateway: httpx.AsyncClient,
+    docker_engine: docker.DockerClient,
+    image: str,
 ) -> None:
     spec = greeter(
         image,
@@ -184,8 +182,8 @@ async def test_an_instance_gets_its_configuration_and_nothing_it_should_not(
     assert body["secret_files"] == ["API_KEY"]
     assert instance.address.startswith("127.0.0.1:")
 
-    (container,) = containers(engine, runtime)
-    inspected = engine.api.inspect_container(container.id)
+    (container,) = containers(docker_engine, runtime)
+    inspected = docker_engine.api.inspect_container(container.id)
     config, host = inspected["Config"], inspected["HostConfig"]
     # No secret in what `docker inspect` shows: environment, labels, command.
     assert SECRET not in json.dumps(inspected)
@@ -225,12 +223,12 @@ async def test_an_instance_gets_its_configuration_and_nothing_it_should_not(
 async def test_the_image_may_ask_for_secrets_in_its_environment(
     runtime: ContainerRuntime,
     gateway: httpx.AsyncClient,
-    engine: docker.DockerClient,
+    docker_engine: docker.DockerClient,
     secret_env_image: str,
 ) -> None:
     await deploy(runtime, greeter(secret_env_image, "chg_1", values={"API_KEY": SECRET}))
-    (container,) = containers(engine, runtime)
-    env = engine.api.inspect_container(container.id)["Config"]["Env"]
+    (container,) = containers(docker_engine, runtime)
+    env = docker_engine.api.inspect_container(container.id)["Config"]["Env"]
     assert f"API_KEY={SECRET}" in env
     assert (await greeting(gateway))["has_api_key"] is True
 
@@ -238,18 +236,18 @@ async def test_the_image_may_ask_for_secrets_in_its_environment(
 async def test_a_new_instance_replaces_the_old_one_which_is_removed_with_its_files(
     runtime: ContainerRuntime,
     gateway: httpx.AsyncClient,
-    engine: docker.DockerClient,
+    docker_engine: docker.DockerClient,
     image: str,
     tmp_path: Path,
 ) -> None:
     await deploy(runtime, greeter(image, "chg_1", values={"API_KEY": SECRET}))
-    (first,) = containers(engine, runtime)
+    (first,) = containers(docker_engine, runtime)
     first_relay = json.loads((tmp_path / "state" / DEPLOYMENT / "chg_1" / "relay.json").read_text())
 
     await deploy(runtime, greeter(image, "chg_2", greeting="Bonjour", values={"API_KEY": SECRET}))
 
     assert (await greeting(gateway))["greeting"] == "Bonjour"
-    (second,) = containers(engine, runtime)
+    (second,) = containers(docker_engine, runtime)
     assert second.id != first.id
     files = tmp_path / "files" / runtime.data_plane
     assert not (files / "chg_1").exists()  # no secret of it left on disk
@@ -260,13 +258,13 @@ async def test_a_new_instance_replaces_the_old_one_which_is_removed_with_its_fil
     assert not (tmp_path / "state" / DEPLOYMENT / "chg_1").exists()
     # Retiring again (a redelivered command) changes nothing.
     await runtime.retire_others(DEPLOYMENT, "chg_2")
-    assert [c.id for c in containers(engine, runtime)] == [second.id]
+    assert [c.id for c in containers(docker_engine, runtime)] == [second.id]
 
 
 async def test_start_is_idempotent_and_a_new_worker_finds_the_containers(
     runtime: ContainerRuntime,
     gateway: httpx.AsyncClient,
-    engine: docker.DockerClient,
+    docker_engine: docker.DockerClient,
     image: str,
     tmp_path: Path,
 ) -> None:
@@ -278,7 +276,7 @@ async def test_start_is_idempotent_and_a_new_worker_finds_the_containers(
     # A new worker on the machine, after the one that started it died.
     next_worker = make_runtime(tmp_path, runtime.data_plane)
     assert await next_worker.start(spec) == first
-    assert len(containers(engine, runtime)) == 1
+    assert len(containers(docker_engine, runtime)) == 1
     assert await next_worker.deployments() == {DEPLOYMENT}
 
     # Its relay died with the old worker's machine, say: a new one, on a new port.
@@ -290,23 +288,23 @@ async def test_start_is_idempotent_and_a_new_worker_finds_the_containers(
     assert rerouted.address != first.address
     await next_worker.route(DEPLOYMENT, ROUTE, rerouted)
     assert (await greeting(gateway))["greeting"] == "Hello"
-    assert len(containers(engine, runtime)) == 1
+    assert len(containers(docker_engine, runtime)) == 1
 
     # A container that died is started again for the same change, and says how it ended.
-    (container,) = containers(engine, runtime)
+    (container,) = containers(docker_engine, runtime)
     container.kill()
     restarted = await next_worker.start(spec)
     assert restarted.restarted_after == "exited with code 137"
     await next_worker.route(DEPLOYMENT, ROUTE, restarted)
     assert (await greeting(gateway))["greeting"] == "Hello"
-    assert len(containers(engine, runtime)) == 1
+    assert len(containers(docker_engine, runtime)) == 1
     next_worker.close()
 
 
 async def test_failures_say_why_and_leave_nothing_behind(
     runtime: ContainerRuntime,
     gateway: httpx.AsyncClient,
-    engine: docker.DockerClient,
+    docker_engine: docker.DockerClient,
     image: str,
     tmp_path: Path,
 ) -> None:
@@ -332,14 +330,14 @@ async def test_failures_say_why_and_leave_nothing_behind(
 
     # The old instance serves on; the failed ones left no container, files or relay.
     assert (await greeting(gateway))["greeting"] == "Hello"
-    assert [c.labels["promenade.change"] for c in containers(engine, runtime)] == ["chg_1"]
+    assert [c.labels["promenade.change"] for c in containers(docker_engine, runtime)] == ["chg_1"]
     assert sorted(p.name for p in (tmp_path / "files" / runtime.data_plane).iterdir()) == ["chg_1"]
     for change in ("chg_2", "chg_3"):
         assert not (tmp_path / "state" / DEPLOYMENT / change / "relay.json").exists()
 
 
 async def test_an_instance_over_its_memory_limit_is_killed_and_that_is_said(
-    tmp_path: Path, engine: docker.DockerClient, image: str
+    tmp_path: Path, docker_engine: docker.DockerClient, image: str
 ) -> None:
     plane = f"dp_test{secrets.token_hex(6)}"
     runtime = make_runtime(tmp_path, plane, ContainerSettings.model_validate({"memoryMb": 64}))
@@ -351,14 +349,14 @@ async def test_an_instance_over_its_memory_limit_is_killed_and_that_is_said(
         )
         assert "greeter: taking memory until stopped" in str(failure.value)
     finally:
-        remove_containers(engine, f"{LABEL_DATA_PLANE}={plane}")
+        remove_containers(docker_engine, f"{LABEL_DATA_PLANE}={plane}")
         runtime.close()
 
 
 async def test_stop_removes_the_route_the_containers_and_their_files(
     runtime: ContainerRuntime,
     gateway: httpx.AsyncClient,
-    engine: docker.DockerClient,
+    docker_engine: docker.DockerClient,
     image: str,
     tmp_path: Path,
 ) -> None:
@@ -371,7 +369,7 @@ async def test_stop_removes_the_route_the_containers_and_their_files(
 
     response = await gateway.get(url)
     assert response.status_code == 404
-    assert containers(engine, runtime) == []
+    assert containers(docker_engine, runtime) == []
     assert await runtime.deployments() == set()
     assert list((tmp_path / "files" / runtime.data_plane).iterdir()) == []
     await runtime.stop(DEPLOYMENT, ROUTE)  # idempotent
@@ -425,7 +423,7 @@ async def test_labels_that_name_no_change_of_this_data_plane_name_no_path(
 
 
 async def test_files_of_containers_that_are_gone_are_collected(
-    runtime: ContainerRuntime, engine: docker.DockerClient, image: str, tmp_path: Path
+    runtime: ContainerRuntime, docker_engine: docker.DockerClient, image: str, tmp_path: Path
 ) -> None:
     await runtime.start(greeter(image, "chg_1", values={"API_KEY": SECRET}))
     files = tmp_path / "files" / runtime.data_plane

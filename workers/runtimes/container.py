@@ -61,14 +61,10 @@ from docker.types import LogConfig, Mount
 from app.services.dataplane_settings import ContainerSettings
 from app.services.images import is_image_reference
 from app.settings import DEFAULT_DOCKER_HOST
-from workers.routes import RoutingTable, write_atomic
+from workers.routes import GatewayRouted, RoutingTable, write_atomic
 from workers.runtimes.base import Instance, InstanceSpec, StartFailed
 from workers.runtimes.health import wait_healthy
-from workers.runtimes.instance_files import (
-    BadFileKey,
-    remove_instance_files,
-    write_instance_files,
-)
+from workers.runtimes.instance_files import files_of, remove_instance_files
 from workers.runtimes.locks import file_lock
 from workers.runtimes.output import output_lines
 
@@ -125,7 +121,7 @@ class _Relay:
             return False
 
 
-class ContainerRuntime:
+class ContainerRuntime(GatewayRouted):
     """Runs builds whose artifact is an image reference as containers behind the gateway."""
 
     def __init__(
@@ -194,14 +190,6 @@ class ContainerRuntime:
             instance = await self._launch(spec, state)
             return dataclasses.replace(instance, restarted_after=ended)
 
-    async def route(self, deployment_id: str, route: str, instance: Instance) -> str:
-        return self.routes.route(
-            route,
-            deployment_id=deployment_id,
-            change_id=instance.change_id,
-            address=instance.address,
-        )
-
     async def retire_others(self, deployment_id: str, keep_change_id: str) -> None:
         containers = await self._containers(deployment_id)
         await asyncio.gather(
@@ -219,9 +207,6 @@ class ContainerRuntime:
         containers = await self._containers(deployment_id)
         await asyncio.gather(*(self._retire(deployment_id, c) for c in containers))
         self._forget_changes(deployment_id, keep=set())
-
-    def endpoint_url(self, route: str) -> str:
-        return self.routes.endpoint_url(route)
 
     async def logs(self, deployment_id: str, lines: int = 100) -> list[str]:
         if lines <= 0:
@@ -253,21 +238,7 @@ class ContainerRuntime:
         image = await self._image(spec.artifact)
         uid, gid = self._user_of(image)
         files_root = self._files_root(spec.change_id)
-        try:
-            files = write_instance_files(
-                files_root,
-                spec.values,
-                file_keys=spec.file_keys,
-                secret_keys=spec.secret_keys,
-                secrets_in_config=False,
-                group=gid,
-            )
-        except BadFileKey as exc:
-            remove_instance_files(files_root)
-            raise StartFailed(str(exc)) from None
-        except (OSError, OverflowError) as exc:
-            remove_instance_files(files_root)
-            raise StartFailed(f"could not write the configuration: {exc}") from None
+        files = files_of(spec, files_root, secrets_in_config=False, group=gid)
         inside = Path(MOUNT_POINT)
         environment = {
             key: value

@@ -21,6 +21,8 @@ from pathlib import Path, PurePosixPath
 
 import tomli_w
 
+from workers.runtimes.base import InstanceSpec, StartFailed
+
 CONFIG_FILE = "config.toml"
 FILES_DIR = "files"
 SECRETS_DIR = "secrets"
@@ -87,6 +89,28 @@ def write_instance_files(
             _own(Path(walked) / name, file_mode, group)
         _own(Path(walked), dir_mode, group)
     return files
+
+
+def files_of(
+    spec: InstanceSpec, root: Path, *, secrets_in_config: bool, group: int | None
+) -> InstanceFiles:
+    """The instance's files written under ``root``, or StartFailed saying why they could not
+    be (and nothing of them left)."""
+    try:
+        return write_instance_files(
+            root,
+            spec.values,
+            file_keys=spec.file_keys,
+            secret_keys=spec.secret_keys,
+            secrets_in_config=secrets_in_config,
+            group=group,
+        )
+    except BadFileKey as exc:
+        remove_instance_files(root)
+        raise StartFailed(str(exc)) from None
+    except (OSError, OverflowError) as exc:
+        remove_instance_files(root)
+        raise StartFailed(f"could not write the configuration: {exc}") from None
 
 
 def remove_instance_files(root: Path) -> None:

@@ -41,14 +41,10 @@ from typing import Any
 
 import psutil
 
-from workers.routes import RoutingTable, write_atomic
+from workers.routes import GatewayRouted, RoutingTable, write_atomic
 from workers.runtimes.base import Instance, InstanceSpec, StartFailed
 from workers.runtimes.health import describe_exit, wait_healthy
-from workers.runtimes.instance_files import (
-    BadFileKey,
-    remove_instance_files,
-    write_instance_files,
-)
+from workers.runtimes.instance_files import files_of, remove_instance_files
 from workers.runtimes.local_users import LocalUsers
 from workers.runtimes.locks import file_lock
 from workers.runtimes.output import MAX_READ_BYTES, output_lines
@@ -141,7 +137,7 @@ class _Record:
         return dataclasses.replace(self, state=state, stopped_at=stopped_at)
 
 
-class LocalProcessRuntime:
+class LocalProcessRuntime(GatewayRouted):
     """Runs builds whose artifact is a command line as local processes behind the gateway.
     With ``users``, each organization's instances run as a Unix user of their own."""
 
@@ -187,14 +183,6 @@ class LocalProcessRuntime:
             instance = await self._launch(spec, instance_dir)
             return dataclasses.replace(instance, restarted_after=ended)
 
-    async def route(self, deployment_id: str, route: str, instance: Instance) -> str:
-        return self.routes.route(
-            route,
-            deployment_id=deployment_id,
-            change_id=instance.change_id,
-            address=instance.address,
-        )
-
     async def retire_others(self, deployment_id: str, keep_change_id: str) -> None:
         deployment_dir = self._deployment_dir(deployment_id)
         await asyncio.gather(
@@ -229,9 +217,6 @@ class LocalProcessRuntime:
         )
         for old in stopped[KEEP_STOPPED:]:
             shutil.rmtree(self._instance_dir(old.deployment_id, old.change_id), ignore_errors=True)
-
-    def endpoint_url(self, route: str) -> str:
-        return self.routes.endpoint_url(route)
 
     async def logs(self, deployment_id: str, lines: int = 100) -> list[str]:
         return await asyncio.to_thread(self._logs, deployment_id, lines)
@@ -291,21 +276,7 @@ class LocalProcessRuntime:
         if self.users is not None:
             uid = self.users.uid_of(spec.deployment_id)
             files_root = self.users.instance_dir(spec.change_id)
-        try:
-            files = write_instance_files(
-                files_root,
-                spec.values,
-                file_keys=spec.file_keys,
-                secret_keys=spec.secret_keys,
-                secrets_in_config=True,
-                group=uid,
-            )
-        except BadFileKey as exc:
-            remove_instance_files(files_root)
-            raise StartFailed(str(exc)) from None
-        except OSError as exc:
-            remove_instance_files(files_root)
-            raise StartFailed(f"could not write the configuration: {exc}") from None
+        files = files_of(spec, files_root, secrets_in_config=True, group=uid)
         port = _free_port()
         environment = {"PATH": CLEAN_PATH, "LANG": "C.UTF-8", "HOME": str(files_root)}
         environment.update({k: v for k, v in spec.values.items() if k not in spec.file_keys})
