@@ -5,6 +5,7 @@
 #                ruff format --check, mypy --strict, pytest: stops at the first failure
 #   make schema  rewrite schema.graphql from the code (tests/test_schema.py fails when it drifts)
 #   make docker-stop  stop the Docker Engine that make test started (scripts/docker-engine)
+#   make contract     copy the design's API contract (../shared) into tests/contract/
 #
 # Each one first makes ./.venv (python3 -m venv) if it is missing and runs
 # `pip install -e '.[test]'` when pyproject.toml is newer than the last install (a stamp file in
@@ -31,7 +32,7 @@ export PROMENADE_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export PROMENADE_TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
 .DEFAULT_GOAL := help
-.PHONY: help up test services lint typecheck pytest schema install docker-stop
+.PHONY: help up test services lint typecheck pytest schema install docker-stop contract
 
 help:
 	@sed -n 's/^#   make /make /p' $(MAKEFILE_LIST)
@@ -52,6 +53,9 @@ services:
 
 docker-stop:
 	scripts/docker-engine stop
+
+contract:
+	cp ../shared/design/api-contract.graphql tests/contract/api-contract.graphql
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
