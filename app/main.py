@@ -45,8 +45,13 @@ def create_app(
             hub=hub or EventHub(None),
             on_commit=on_commit,
             bus=bus,
+            recheck_s=settings.ws_recheck_s,
+            max_sockets_per_user=settings.ws_per_user,
+            introspection=settings.introspection_on,
         ),
         sessions,
+        max_body_bytes=settings.max_body_bytes,
+        max_sockets_per_address=settings.ws_per_address,
     )
 
     async def healthz(_: Request) -> JSONResponse:

@@ -35,7 +35,27 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    production: bool = Field(default=False, description="Turns GraphiQL off.")
+    production: bool = Field(
+        default=False, description="Turns GraphiQL, introspection and suggestions off."
+    )
+    introspection: bool | None = Field(
+        default=None,
+        description="Schema introspection and 'Did you mean' suggestions; default: on unless "
+        "in production.",
+    )
+    max_body_bytes: int = Field(
+        default=1 << 20, ge=1024, description="The largest request body the API reads (413)."
+    )
+    ws_recheck_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How often an open websocket's token and memberships are checked again.",
+    )
+    ws_per_user: int = Field(default=100, ge=1, description="Open websockets per user.")
+    ws_per_address: int = Field(
+        default=200, ge=1, description="Open websockets per client address."
+    )
     gateway_host: str = Field(
         default="127.0.0.1", description="Address the LOCAL_PROCESS gateway listens on."
     )
@@ -81,6 +101,10 @@ class Settings(BaseSettings):
         if self.gateway_url:
             return self.gateway_url.rstrip("/")
         return f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def introspection_on(self) -> bool:
+        return not self.production if self.introspection is None else self.introspection
 
     @property
     def runtime_dir(self) -> Path:

@@ -33,6 +33,11 @@ class Context:
     # Asks the data planes' workers (an instance's logs); None without a broker.
     bus: Bus | None = None
     authenticated: User | None = None
+    # The bearer token a websocket connection authenticated with (checked again while it is
+    # open, and before each operation: a revoked token loses the connection).
+    bearer: str | None = field(default=None, repr=False)
+    # How often a long-lived subscription checks again that its viewer may still see it.
+    recheck_s: float = 5.0
     # What a websocket client sent in connection_init (Strawberry sets it).
     connection_params: dict[str, object] | None = None
     _roles: dict[str, Role] | None = field(default=None, repr=False)

@@ -3,10 +3,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import functools
+import json
+import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
+from datetime import timedelta
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -26,13 +32,19 @@ from app.crypto import SecretBox
 from app.db import SessionFactory
 from app.graphql.context import Context
 from app.graphql.loaders import Loaders
-from app.graphql.schema import schema
+from app.graphql.schema import PromenadeSchema, build_schema, schema
 from app.messaging.bus import Bus
 from app.messaging.fanout import EventHub
 from app.services.auth import authenticate
 
+log = logging.getLogger(__name__)
+
 # Subscriptions one websocket connection may hold at once.
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 50
+# The longest GraphQL document a request may carry; a longer one is refused before parsing.
+MAX_DOCUMENT_CHARS = 100_000
+# A websocket that has not sent connection_init by then is closed (4408).
+CONNECTION_INIT_WAIT = timedelta(seconds=5)
 
 UNAUTHENTICATED = {
     "errors": [
@@ -42,6 +54,12 @@ UNAUTHENTICATED = {
         }
     ]
 }
+
+
+@functools.cache
+def _closed_schema() -> PromenadeSchema:
+    """The schema of production mode: no introspection, no suggestions (built once)."""
+    return build_schema(introspection=False)
 
 
 def bearer_token(headers: Headers) -> str | None:
@@ -78,8 +96,11 @@ class _ContextPerOperation:
     async def operation_context(self) -> AsyncIterator[None]:
         connection = self._connection_context
         async with connection.sessions() as session:
+            # Roles are read again for each operation: a member removed meanwhile has none.
             token = _operation_context.set(
-                dataclasses.replace(connection, session=session, loaders=Loaders(session))
+                dataclasses.replace(
+                    connection, session=session, loaders=Loaders(session), _roles=None
+                )
             )
             try:
                 yield
@@ -90,9 +111,80 @@ class _ContextPerOperation:
 class _GraphQLTransportWSHandler(
     _ContextPerOperation, BaseGraphQLTransportWSHandler[Context, None]
 ):
+    """graphql-transport-ws with Promenade's rules on top: the token is checked again every
+    few seconds and before each operation (a revoked one closes the socket, 4403), a malformed
+    ``subscribe`` closes it with the protocol's 4400, and a user holds a bounded number of
+    sockets (4429)."""
+
+    view: PromenadeGraphQL
+    _recheck: asyncio.Task[None] | None = None
+    _counted_user: str | None = None
+
+    def on_request_accepted(self) -> None:
+        super().on_request_accepted()
+        self._recheck = asyncio.create_task(self._recheck_forever())
+
+    async def shutdown(self) -> None:
+        if self._recheck is not None:
+            self._recheck.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recheck
+        if self._counted_user is not None:
+            self.view.sockets_per_user[self._counted_user] -= 1
+            self._counted_user = None
+        await super().shutdown()
+
+    async def _recheck_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.view.recheck_s)
+            if self.connection_acknowledged and not await self._still_authenticated():
+                await self.websocket.close(code=4403, reason="Forbidden: the token is revoked")
+                return
+
+    async def _still_authenticated(self) -> bool:
+        try:
+            return await self.view.still_authenticated(self._connection_context)
+        except Exception:  # a database hiccup: the next check decides
+            log.warning("could not check a websocket's token", exc_info=True)
+            return True
+
+    async def handle_connection_init(self, message: Any) -> None:
+        await super().handle_connection_init(message)
+        viewer = self._connection_context.authenticated
+        if not self.connection_acknowledged or viewer is None or self._counted_user:
+            return
+        counts = self.view.sockets_per_user
+        if counts[viewer.id] >= self.view.max_sockets_per_user:
+            await self.websocket.close(code=4429, reason="Too many connections for this user")
+            return
+        counts[viewer.id] += 1
+        self._counted_user = viewer.id
+
+    async def handle_subscribe(self, message: Any) -> None:
+        payload = message.get("payload")
+        if not _valid_subscribe_payload(payload):
+            await self.websocket.close(code=4400, reason="Invalid subscribe payload")
+            return
+        if self.connection_acknowledged and not await self._still_authenticated():
+            await self.websocket.close(code=4403, reason="Forbidden: the token is revoked")
+            return
+        await super().handle_subscribe(message)
+
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         async with self.operation_context():
             await super().run_operation(operation)
+
+
+def _valid_subscribe_payload(payload: object) -> bool:
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        return False
+    if len(payload["query"]) > MAX_DOCUMENT_CHARS:
+        return False
+    variables = payload.get("variables")
+    name = payload.get("operationName")
+    return (variables is None or isinstance(variables, dict)) and (
+        name is None or isinstance(name, str)
+    )
 
 
 def _wants_ide(request: Request) -> bool:
@@ -122,12 +214,16 @@ class PromenadeGraphQL(GraphQL[Context, None]):
         hub: EventHub,
         on_commit: Callable[[], None] | None = None,
         bus: Bus | None = None,
+        recheck_s: float = 5.0,
+        max_sockets_per_user: int = 100,
+        introspection: bool = True,
     ) -> None:
         super().__init__(
-            schema,
+            schema if introspection else _closed_schema(),
             graphql_ide="graphiql" if graphiql else None,
             allow_queries_via_get=False,
             max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
+            connection_init_wait_timeout=CONNECTION_INIT_WAIT,
             # Not the legacy graphql-ws protocol too: Strawberry runs only subscriptions over
             # it, and clients that offer both (gql does, legacy first) would get it.
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
@@ -137,6 +233,19 @@ class PromenadeGraphQL(GraphQL[Context, None]):
         self._hub = hub
         self._on_commit = on_commit or (lambda: None)
         self._bus = bus
+        # How often an open websocket's token is checked again (the bound on how long a
+        # revoked token keeps a connection).
+        self.recheck_s = recheck_s
+        self.max_sockets_per_user = max_sockets_per_user
+        self.sockets_per_user: Counter[str] = Counter()
+
+    async def still_authenticated(self, context: Context) -> bool:
+        """Whether the connection's token still authenticates its user."""
+        if context.bearer is None or context.authenticated is None:
+            return False
+        async with self._sessions() as session:
+            user = await authenticate(session, context.bearer)
+        return user is not None and user.id == context.authenticated.id
 
     async def get_context(self, request: Any, response: Any) -> Context:
         session = request.state.session
@@ -148,6 +257,7 @@ class PromenadeGraphQL(GraphQL[Context, None]):
             hub=self._hub,
             after_commit=self._on_commit,
             bus=self._bus,
+            recheck_s=self.recheck_s,
             authenticated=getattr(request.state, "viewer", None),
         )
 
@@ -164,26 +274,37 @@ class PromenadeGraphQL(GraphQL[Context, None]):
         if viewer is None:
             raise ConnectionRejectionError({"message": "a valid bearer token is required"})
         context.authenticated = viewer
+        context.bearer = token.strip()
         return UnsetType()  # acknowledge without a payload
 
 
 class AuthenticatedGraphQL:
     """Opens the request's session, authenticates the bearer token, and answers 401 with a
-    GraphQL error when there is no valid one. The GraphiQL page needs no token."""
+    GraphQL error when there is no valid one. The GraphiQL page needs no token.
 
-    def __init__(self, graphql: PromenadeGraphQL, sessions: SessionFactory) -> None:
+    Before any of that, a request that could hurt others is refused with a 4xx and a GraphQL
+    error that says why: a body over ``max_body_bytes`` (413, read no further than that), a
+    body that is not UTF-8 JSON holding an object, a document over MAX_DOCUMENT_CHARS
+    (checked before it is parsed), more websockets from one address than
+    ``max_sockets_per_address`` (the handshake is refused)."""
+
+    def __init__(
+        self,
+        graphql: PromenadeGraphQL,
+        sessions: SessionFactory,
+        *,
+        max_body_bytes: int = 1 << 20,
+        max_sockets_per_address: int = 200,
+    ) -> None:
         self._graphql = graphql
         self._sessions = sessions
+        self._max_body_bytes = max_body_bytes
+        self._max_sockets_per_address = max_sockets_per_address
+        self._sockets_per_address: Counter[str] = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            # The connection's session, which no operation uses: each runs with a session of
-            # its own (_ContextPerOperation), so this one holds no database connection while
-            # the socket is open.
-            async with self._sessions() as session:
-                scope.setdefault("state", {})
-                scope["state"]["session"] = session
-                await self._graphql(scope, receive, send)
+            await self._websocket(scope, receive, send)
             return
         if scope["type"] != "http":
             await self._graphql(scope, receive, send)
@@ -194,6 +315,17 @@ class AuthenticatedGraphQL:
             page = await self._graphql.render_graphql_ide(request)
             await page(scope, receive, send)
             return
+        if request.method == "POST":
+            body = await _read_body(receive, self._max_body_bytes)
+            refusal = (
+                _refused(413, f"the request body is over {self._max_body_bytes} bytes")
+                if body is None
+                else _refusal_of(request, body)
+            )
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+            receive = _replay(body or b"", receive)
         async with self._sessions() as session:
             token = bearer_token(request.headers)
             viewer = await authenticate(session, token) if token else None
@@ -209,3 +341,93 @@ class AuthenticatedGraphQL:
             scope["state"]["session"] = session
             scope["state"]["viewer"] = viewer
             await self._graphql(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        address = str(client[0]) if client else ""
+        if self._sockets_per_address[address] >= self._max_sockets_per_address:
+            await receive()  # websocket.connect
+            # Closing before accepting refuses the handshake (HTTP 403).
+            await send({"type": "websocket.close", "code": 4429})
+            return
+        self._sockets_per_address[address] += 1
+        try:
+            # The connection's session, which no operation uses: each runs with a session of
+            # its own (_ContextPerOperation), so this one holds no database connection while
+            # the socket is open.
+            async with self._sessions() as session:
+                scope.setdefault("state", {})
+                scope["state"]["session"] = session
+                await self._graphql(scope, receive, send)
+        finally:
+            self._sockets_per_address[address] -= 1
+            if self._sockets_per_address[address] <= 0:
+                del self._sockets_per_address[address]
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request's body, or None as soon as it is longer than ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the body read already to the app, then passes on what the
+    server says next (the client going away)."""
+    sent = False
+
+    async def replayed() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+def _refusal_of(request: Request, body: bytes) -> Response | None:
+    """Why a POST body cannot be a GraphQL request, as the response that says so; None when
+    it can be one (JSON bodies are checked; other content types are Strawberry's to judge)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in ("", "application/json", "application/graphql-response+json"):
+        return None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return _refused(400, "the request body is not UTF-8")
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return _refused(400, "the request body is not JSON")
+    if not isinstance(document, dict):
+        return _refused(400, "the request body must be a JSON object with a query")
+    query = document.get("query")
+    if not isinstance(query, str):
+        return _refused(400, "the request's query must be a string")
+    if len(query) > MAX_DOCUMENT_CHARS:
+        return _refused(413, f"the query is over {MAX_DOCUMENT_CHARS} characters")
+    if not isinstance(document.get("variables"), dict | None):
+        return _refused(400, "the request's variables must be a JSON object")
+    if not isinstance(document.get("operationName"), str | None):
+        return _refused(400, "the request's operationName must be a string")
+    return None
+
+
+def _refused(status: int, message: str) -> Response:
+    return JSONResponse(
+        {"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]},
+        status_code=status,
+    )

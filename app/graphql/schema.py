@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+)
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from app.graphql.deployments import DeploymentMutations, DeploymentQueries
@@ -92,26 +100,37 @@ class PromenadeSchema(strawberry.Schema):
                 )
 
 
-schema = PromenadeSchema(
-    query=Query,
-    mutation=Mutation,
-    subscription=Subscription,
-    types=[
-        User,
-        ApiToken,
-        Organization,
-        DataPlane,
-        Environment,
-        DeploymentPipeline,
-        Project,
-        Integration,
-        Build,
-        Deployment,
-    ],
-    extensions=[
+def build_schema(*, introspection: bool = True) -> PromenadeSchema:
+    """The schema; without ``introspection`` (production, by default), clients can neither
+    introspect it nor learn field names from "Did you mean" suggestions."""
+    extensions: list[Any] = [
         lambda: QueryDepthLimiter(max_depth=MAX_QUERY_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: MaskErrors(should_mask_error=_should_mask),
-    ],
-)
+    ]
+    if not introspection:
+        extensions.append(DisableIntrospection)
+    return PromenadeSchema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        types=[
+            User,
+            ApiToken,
+            Organization,
+            DataPlane,
+            Environment,
+            DeploymentPipeline,
+            Project,
+            Integration,
+            Build,
+            Deployment,
+        ],
+        extensions=extensions,
+        config=StrawberryConfig(disable_field_suggestions=not introspection),
+    )
+
+
+# The schema with introspection (what `make schema` exports, and the default).
+schema = build_schema()

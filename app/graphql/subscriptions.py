@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator
 from datetime import datetime
 
@@ -71,6 +72,20 @@ async def _member_of(ctx: Context, organization_id: str) -> bool:
     return role is not None
 
 
+async def _memberships(ctx: Context) -> set[str]:
+    """The organizations the viewer is a member of now."""
+    async with ctx.sessions() as session:
+        return set(
+            (
+                await session.exec(
+                    select(models.Membership.organization_id).where(
+                        models.Membership.user_id == ctx.viewer.id
+                    )
+                )
+            ).all()
+        )
+
+
 async def _events_after(
     ctx: Context, promotion_id: str, after: tuple[datetime, str] | None
 ) -> list[models.PromotionEvent]:
@@ -96,7 +111,8 @@ class Subscription:
         self, info: Info, id: strawberry.ID
     ) -> AsyncGenerator[PromotionEvent, None]:
         ctx = info.context
-        if await _organization_of(ctx, models.Promotion, id) is None:
+        organization = await _organization_of(ctx, models.Promotion, id)
+        if organization is None:
             raise _not_found("promotion", id)
         key = promotion_routing_key(id)
         # Listen first, then read: an event recorded in between is seen by the read or wakes
@@ -111,7 +127,10 @@ class Subscription:
             last = (current.at, current.id)
             final = current.status.is_final
             while not final:
-                await wakeup.wait(POLL_INTERVAL_S)
+                await wakeup.wait(min(POLL_INTERVAL_S, ctx.recheck_s))
+                # A member removed meanwhile sees no more of it.
+                if not await _member_of(ctx, organization):
+                    raise _not_found("promotion", id)
                 for event in await _events_after(ctx, id, last):
                     yield PromotionEvent.from_model(event)
                     last = (event.at, event.id)
@@ -139,17 +158,9 @@ class Subscription:
             if org is None:
                 raise _not_found("integration", integration_id)
             organizations.add(org)
-        if not organizations:
-            async with ctx.sessions() as session:
-                organizations = set(
-                    (
-                        await session.exec(
-                            select(models.Membership.organization_id).where(
-                                models.Membership.user_id == ctx.viewer.id
-                            )
-                        )
-                    ).all()
-                )
+        filtered = bool(organizations)
+        if not filtered:
+            organizations = await _memberships(ctx)
 
         def accept(message: Message) -> bool:
             body = message.body
@@ -160,12 +171,26 @@ class Subscription:
                 and (integration_id is None or body.get("integrationId") == integration_id)
             )
 
+        checked = time.monotonic()
         with ctx.hub.subscribe(accept) as subscriber:
             while True:
                 try:
-                    message = await subscriber.next()
+                    message = await subscriber.next(ctx.recheck_s)
                 except SubscriberTooSlow as slow:
                     raise PublicError(str(slow), code="TOO_SLOW") from None
+                if time.monotonic() - checked >= ctx.recheck_s:
+                    # What the viewer may see now: a member removed from an organization
+                    # hears no more of it (a filtered subscription ends, as if not found).
+                    current = await _memberships(ctx)
+                    if filtered and not organizations <= current:
+                        what = "environment" if environment_id is not None else "integration"
+                        raise _not_found(what, str(environment_id or integration_id))
+                    if not filtered:
+                        organizations.clear()
+                        organizations.update(current)
+                    checked = time.monotonic()
+                if message is None or not accept(message):
+                    continue
                 yield DeploymentEvent.from_body(message.body)
 
     @strawberry.subscription(description="New promotion requests the viewer may review.")
@@ -179,9 +204,13 @@ class Subscription:
         with ctx.hub.subscribe(lambda message: message.routing_key == key) as subscriber:
             while True:
                 try:
-                    message = await subscriber.next()
+                    message = await subscriber.next(ctx.recheck_s)
                 except SubscriberTooSlow as slow:
                     raise PublicError(str(slow), code="TOO_SLOW") from None
+                if not await _member_of(ctx, organization_id):
+                    raise _not_found("organization", organization_id)
+                if message is None:
+                    continue
                 async with ctx.sessions() as session:
                     promotion = await session.get(
                         models.Promotion, str(message.body.get("promotionId"))

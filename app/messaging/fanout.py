@@ -44,10 +44,14 @@ class Subscriber:
             self._queue.get_nowait()
             self._queue.put_nowait(message)
 
-    async def next(self) -> Message:
+    async def next(self, at_most_s: float | None = None) -> Message | None:
+        """The next accepted event; None when ``at_most_s`` seconds pass without one."""
         if self._overflowed:
             raise SubscriberTooSlow("events arrived faster than they were read; subscribe again")
-        message = await self._queue.get()
+        try:
+            message = await asyncio.wait_for(self._queue.get(), at_most_s)
+        except TimeoutError:
+            return None
         if self._overflowed:
             raise SubscriberTooSlow("events arrived faster than they were read; subscribe again")
         return message

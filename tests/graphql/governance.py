@@ -578,7 +578,7 @@ def free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def live_api(
-    engine: AsyncEngine, session: AsyncSession, secret_key: str, data_dir: Any
+    engine: AsyncEngine, session: AsyncSession, secret_key: str, data_dir: Any, **settings: Any
 ) -> AsyncIterator[Live]:
     """The app served by uvicorn on a free port, with the outbox relay publishing on the
     in-process bus and an ``EventHub`` hearing it (as ``promenade up`` wires them)."""
@@ -587,8 +587,12 @@ async def live_api(
     relaying = asyncio.create_task(relay.run())
     hub = EventHub(bus)
     await hub.start()
-    settings = Settings(data_dir=data_dir, secret_key=secret_key)
-    app = create_app(settings, engine=engine, on_commit=relay.wake, hub=hub)
+    app = create_app(
+        Settings(data_dir=data_dir, secret_key=secret_key, **settings),
+        engine=engine,
+        on_commit=relay.wake,
+        hub=hub,
+    )
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
     )
