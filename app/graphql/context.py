@@ -16,6 +16,7 @@ from app.graphql.public_error import PublicError
 from app.messaging.bus import Bus
 from app.messaging.fanout import EventHub
 from app.models import Role, User
+from app.services.masking import without_output
 
 
 @dataclass
@@ -57,6 +58,13 @@ class Context:
 
     async def can_read(self, organization_id: str) -> bool:
         return await self.role_in(organization_id) is not None
+
+    async def output_for_viewer(self, organization_id: str, text: str | None) -> str | None:
+        """A failure text as the viewer may read it: an instance's output is for DEVELOPERs
+        and ADMINs; the others get the reason without it."""
+        if await self.role_in(organization_id) in (Role.ADMIN, Role.DEVELOPER):
+            return text
+        return without_output(text)
 
     def forget_roles(self) -> None:
         """After a mutation that changes memberships."""

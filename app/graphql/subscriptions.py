@@ -35,8 +35,13 @@ class DeploymentEvent:
     status: DeploymentStatus
     revision: int
     endpoint_url: str | None
-    detail: str | None
     at: datetime
+    organization_id: strawberry.Private[str]
+    detail_text: strawberry.Private[str | None]
+
+    @strawberry.field
+    async def detail(self, info: Info) -> str | None:
+        return await info.context.output_for_viewer(self.organization_id, self.detail_text)
 
     @classmethod
     def from_body(cls, body: dict[str, object]) -> DeploymentEvent:
@@ -47,8 +52,9 @@ class DeploymentEvent:
             status=DeploymentStatus(str(body["status"])),
             revision=int(str(body["revision"])),
             endpoint_url=None if body.get("endpointUrl") is None else str(body["endpointUrl"]),
-            detail=None if body.get("detail") is None else str(body["detail"]),
+            detail_text=None if body.get("detail") is None else str(body["detail"]),
             at=datetime.fromisoformat(str(body["at"])),
+            organization_id=str(body.get("organizationId", "")),
         )
 
 
@@ -123,7 +129,7 @@ class Subscription:
             if not events:
                 raise _not_found("promotion", id)
             current = events[-1]
-            yield PromotionEvent.from_model(current)
+            yield PromotionEvent.from_model(current, organization)
             last = (current.at, current.id)
             final = current.status.is_final
             while not final:
@@ -132,7 +138,7 @@ class Subscription:
                 if not await _member_of(ctx, organization):
                     raise _not_found("promotion", id)
                 for event in await _events_after(ctx, id, last):
-                    yield PromotionEvent.from_model(event)
+                    yield PromotionEvent.from_model(event, organization)
                     last = (event.at, event.id)
                     final = event.status.is_final
 

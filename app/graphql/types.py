@@ -560,11 +560,6 @@ class Deployment(Node):
     endpoint_url: str | None = strawberry.field(
         description="Reachable URL of the integration in this environment; null while not ACTIVE."
     )
-    last_error: str | None = strawberry.field(
-        description="Why the last change failed: "
-        "health-check output, exit code, the "
-        "runtime's message."
-    )
     restart_required: bool = strawberry.field(
         description="True when the configuration was changed "
         "after the last restart: it takes effect "
@@ -574,6 +569,8 @@ class Deployment(Node):
     integration_id: strawberry.Private[str]
     environment_id: strawberry.Private[str]
     build_id: strawberry.Private[str | None]
+    organization_id: strawberry.Private[str]
+    last_error_text: strawberry.Private[str | None]
 
     @classmethod
     def from_model(cls, row: models.Deployment) -> Deployment:
@@ -582,7 +579,8 @@ class Deployment(Node):
             status=row.status,
             revision=row.revision,
             endpoint_url=row.endpoint_url if row.status is DeploymentStatus.ACTIVE else None,
-            last_error=row.last_error,
+            last_error_text=row.last_error,
+            organization_id=row.organization_id,
             restart_required=(
                 row.status is not DeploymentStatus.NOT_DEPLOYED
                 and row.config_version != row.applied_config_version
@@ -592,6 +590,13 @@ class Deployment(Node):
             environment_id=row.environment_id,
             build_id=row.build_id,
         )
+
+    @strawberry.field(
+        description="Why the last change failed: health-check output, exit code, the "
+        "runtime's message (the instance's output for DEVELOPER and ADMIN only)."
+    )
+    async def last_error(self, info: Info) -> str | None:
+        return await info.context.output_for_viewer(self.organization_id, self.last_error_text)
 
     @strawberry.field
     async def integration(self, info: Info) -> Integration:
@@ -737,17 +742,23 @@ class Review:
 class PromotionEvent:
     promotion_id: strawberry.ID
     status: PromotionStatus
-    detail: str | None
     at: datetime
+    organization_id: strawberry.Private[str]
+    detail_text: strawberry.Private[str | None]
 
     @classmethod
-    def from_model(cls, row: models.PromotionEvent) -> PromotionEvent:
+    def from_model(cls, row: models.PromotionEvent, organization_id: str) -> PromotionEvent:
         return cls(
             promotion_id=strawberry.ID(row.promotion_id),
             status=row.status,
-            detail=row.detail,
+            detail_text=row.detail,
             at=row.at,
+            organization_id=organization_id,
         )
+
+    @strawberry.field
+    async def detail(self, info: Info) -> str | None:
+        return await info.context.output_for_viewer(self.organization_id, self.detail_text)
 
 
 @strawberry.type
@@ -756,7 +767,6 @@ class Promotion(Node):
     message: str | None
     requested_at: datetime
     required_approvals: int
-    error: str | None
     finished_at: datetime | None
     row: strawberry.Private[models.Promotion]
 
@@ -768,7 +778,6 @@ class Promotion(Node):
             message=row.message,
             requested_at=row.requested_at,
             required_approvals=row.required_approvals,
-            error=row.error,
             finished_at=row.finished_at,
             row=row,
         )
@@ -825,7 +834,11 @@ class Promotion(Node):
     @strawberry.field(description="Every status change, oldest first.")
     async def events(self, info: Info) -> list[PromotionEvent]:
         rows = await info.context.loaders.promotion_events_by_promotion.load(self.id)
-        return [PromotionEvent.from_model(row) for row in rows]
+        return [PromotionEvent.from_model(row, self.row.organization_id) for row in rows]
+
+    @strawberry.field
+    async def error(self, info: Info) -> str | None:
+        return await info.context.output_for_viewer(self.row.organization_id, self.row.error)
 
 
 @strawberry.type

@@ -11,14 +11,16 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import SecretBox
 from app.db import create_session_factory
 from app.main import create_app
 from app.messaging.inprocess import InProcessBus
-from app.models import ChangeKind, ChangeStatus, DeploymentChange
+from app.models import ChangeKind, ChangeStatus, Deployment, DeploymentChange
 from app.services.dataplanes import LOCAL_ROUTING_KEY
+from app.services.masking import with_output
 from app.settings import Settings
 from tests.conftest import GraphQLClient
 from tests.graphql.governance import SECRET_KEY, FakeRuntime, World, governed_world
@@ -151,3 +153,24 @@ async def test_bad_line_counts_and_absent_workers_are_errors_that_say_so(
     (error,) = body["errors"]
     assert error["extensions"]["code"] == "UNAVAILABLE"
     assert "no worker of the data plane 'local' answered" in error["message"]
+
+
+async def test_only_developers_and_admins_see_an_instances_output_in_failures(
+    served: tuple[GraphQLClient, World, LoggingRuntime], engine: AsyncEngine
+) -> None:
+    api, world, _ = served
+    failure = with_output("exited with code 3", ["greeter: the key is [secret]", "bye"])
+    deployment_id = world.invoices.source_deployment_id
+    async with engine.begin() as database:
+        await database.execute(
+            update(Deployment).where(col(Deployment.id) == deployment_id).values(last_error=failure)
+        )
+    query = "query($id: ID!) { deployment(id: $id) { lastError } }"
+    for user, sees in (
+        (world.admin, failure),
+        (world.developer, failure),
+        (world.members["viewer"], "exited with code 3"),
+        (world.approver, "exited with code 3"),
+    ):
+        data = await api.execute(query, {"id": deployment_id}, as_user=user)
+        assert data["deployment"]["lastError"] == sees

@@ -60,6 +60,7 @@ from docker.types import LogConfig, Mount
 
 from app.services.dataplane_settings import ContainerSettings
 from app.services.images import is_image_reference
+from app.services.masking import with_output
 from app.settings import DEFAULT_DOCKER_HOST
 from workers.routes import GatewayRouted, RoutingTable, write_atomic
 from workers.runtimes.base import Instance, InstanceSpec, StartFailed
@@ -370,8 +371,7 @@ class ContainerRuntime(GatewayRouted):
             )
         except StartFailed as failure:
             tail = await self._output(container, OUTPUT_TAIL_LINES)
-            output = "\nlast lines of output:\n" + "\n".join(tail) if tail else "\n(no output)"
-            raise StartFailed(str(failure) + output) from None
+            raise StartFailed(with_output(str(failure), tail)) from None
 
     async def _ended(self, container: Container) -> str:
         """How a container that does not run any more ended."""

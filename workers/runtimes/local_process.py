@@ -41,6 +41,7 @@ from typing import Any
 
 import psutil
 
+from app.services.masking import with_output
 from workers.routes import GatewayRouted, RoutingTable, write_atomic
 from workers.runtimes.base import Instance, InstanceSpec, StartFailed
 from workers.runtimes.health import describe_exit, wait_healthy
@@ -370,7 +371,9 @@ class LocalProcessRuntime(GatewayRouted):
                 os.killpg(record.pid, signal.SIGKILL)
             self._mark(instance_dir, record, "failed")
             _remove_files(record)
-            raise StartFailed(str(failure) + _output_tail(instance_dir, record)) from None
+            raise StartFailed(
+                with_output(str(failure), _output_tail(instance_dir, record))
+            ) from None
 
     # -- stopping ----------------------------------------------------------------------------
 
@@ -528,11 +531,8 @@ def _pid_alive(pid: int, start_ticks: int | None) -> bool:
     return start_ticks is None or ticks == start_ticks
 
 
-def _output_tail(instance_dir: Path, record: _Record) -> str:
-    lines = _tail(instance_dir / OUTPUT_FILE, OUTPUT_TAIL_LINES, start=record.log_offset)
-    if not lines:
-        return "\n(no output)"
-    return "\nlast lines of output:\n" + "\n".join(lines)
+def _output_tail(instance_dir: Path, record: _Record) -> list[str]:
+    return _tail(instance_dir / OUTPUT_FILE, OUTPUT_TAIL_LINES, start=record.log_offset)
 
 
 def _tail(path: Path, lines: int, *, start: int = 0) -> list[str]:
