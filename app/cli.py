@@ -120,8 +120,16 @@ def _add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         "--secret",
         action="append",
         default=[],
-        metavar="KEY=VALUE",
-        help="a configuration value that is never printed",
+        metavar="KEY",
+        help="a secret value, read from standard input (one line per --secret, in order) or "
+        "asked for on a terminal; never printed, never on the command line",
+    )
+    values.add_argument(
+        "--secret-env",
+        action="append",
+        default=[],
+        metavar="KEY=VARIABLE",
+        help="a secret value taken from the environment variable VARIABLE",
     )
     wait = argparse.ArgumentParser(add_help=False)
     wait.add_argument("--wait", action="store_true", help="follow the change until it ends")

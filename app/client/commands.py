@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import json
 import os
 import sys
@@ -260,6 +261,16 @@ class Command:
         self.out = out
         self.settings = settings
         self.args = args
+        self._secrets: dict[str, str] | None = None
+
+    def secrets(self) -> dict[str, str]:
+        """The values of ``--secret KEY`` (standard input, or a prompt on a terminal) and
+        ``--secret-env KEY=VARIABLE``, read once."""
+        if self._secrets is None:
+            self._secrets = read_secrets(
+                getattr(self.args, "secret", None), getattr(self.args, "secret_env", None)
+            )
+        return self._secrets
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -367,11 +378,41 @@ def parse_pairs(values: Sequence[str] | None, option: str, *, secret: bool) -> d
     return pairs
 
 
+def read_secrets(keys: Sequence[str] | None, from_env: Sequence[str] | None) -> dict[str, str]:
+    """Secret values that never pass through the command line, where any user of the machine
+    could read them (``ps``)."""
+    secrets: dict[str, str] = {}
+    for key in keys or ():
+        if "=" in key:
+            raise _usage(
+                "--secret takes a KEY only: its value comes from standard input or a prompt "
+                "(or use --secret-env KEY=VARIABLE), never from the command line, where other "
+                "users of the machine can read it"
+            )
+        key = key.strip()
+        if not key or key in secrets:
+            raise _usage(f"--secret: {key or 'a key'} is empty or given twice")
+        if sys.stdin.isatty():
+            secrets[key] = getpass.getpass(f"{key} (secret): ")
+        else:
+            line = sys.stdin.readline()
+            if not line:
+                raise _usage(f"--secret {key}: standard input has no line for its value")
+            secrets[key] = line.removesuffix("\n").removesuffix("\r")
+    for key, variable in parse_pairs(from_env, "--secret-env", secret=False).items():
+        if key in secrets:
+            raise _usage(f"--secret-env: {key} is given twice")
+        if variable not in os.environ:
+            raise _usage(f"--secret-env {key}: the environment has no variable {variable}")
+        secrets[key] = os.environ[variable]
+    return secrets
+
+
 def configuration_entries(command: Command, integration: Integration) -> list[ConfigEntry]:
-    """``--set`` and ``--secret`` as configuration entries; their secret values are registered
+    """``--set`` and the secrets as configuration entries; their secret values are registered
     with the output so that they are never printed."""
     plain = parse_pairs(command.args.set, "--set", secret=False)
-    secrets = parse_pairs(command.args.secret, "--secret", secret=True)
+    secrets = command.secrets()
     if both := sorted(plain.keys() & secrets.keys()):
         raise _usage(f"{', '.join(both)}: given with both --set and --secret")
     schema_secrets = {key["key"] for key in integration["configSchema"] if key["secret"]}
@@ -383,7 +424,7 @@ def configuration_entries(command: Command, integration: Integration) -> list[Co
 
 def secret_keys(command: Command, integration: Integration) -> set[str]:
     keys = {key["key"] for key in integration["configSchema"] if key["secret"]}
-    return keys | set(parse_pairs(command.args.secret, "--secret", secret=True))
+    return keys | set(command.secrets())
 
 
 def integration_label(integration: Integration) -> str:

@@ -54,12 +54,14 @@ class Installation:
             {"PROMENADE_URL": self.url, "PROMENADE_TOKEN": self.token, **extra},
         )
 
-    def cli(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        """``promenade <args>`` with PROMENADE_URL and PROMENADE_TOKEN, its output in a pipe."""
+    def cli(self, *args: str, stdin: str = "", **extra: str) -> subprocess.CompletedProcess[str]:
+        """``promenade <args>`` with PROMENADE_URL and PROMENADE_TOKEN, its output in a pipe,
+        ``stdin`` as its standard input."""
         return subprocess.run(
             [PROMENADE, *args],
             env=self.env(**extra),
             cwd=self.data_dir,
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=60,
@@ -191,8 +193,9 @@ def deployed(installation: Installation) -> subprocess.CompletedProcess[str]:
         "--set",
         "GREETING=Hello from Development",
         "--secret",
-        f"API_KEY={DEV_SECRET}",
+        "API_KEY",
         "--wait",
+        stdin=f"{DEV_SECRET}\n",
     )
 
 
@@ -209,11 +212,12 @@ def promoted(
         "development",
         "--set",
         "GREETING=Hello from Staging",
-        "--secret",
-        f"API_KEY={STAGING_SECRET}",
+        "--secret-env",
+        "API_KEY=STAGING_API_KEY",
         "--message",
         "first release to Staging",
         "--wait",
+        STAGING_API_KEY=STAGING_SECRET,
     )
 
 
@@ -429,9 +433,10 @@ def test_promote_json_is_one_document_without_the_secret(
         "--to",
         "STAGING",
         "--secret",
-        f"API_KEY={JSON_SECRET}",
+        "API_KEY",
         "--json",
         "--wait",
+        stdin=JSON_SECRET + "\n",
     )
     assert result.returncode == 0, result.stderr
     assert JSON_SECRET not in result.stdout + result.stderr
@@ -552,6 +557,23 @@ def test_logs_show_the_integrations_output_from_any_machine(
     assert shown["environment"] == "Development"
     assert any("greeter: listening on 127.0.0.1:" in line for line in shown["lines"])
     assert DEV_SECRET not in remote_result.stdout
+
+
+# ---- secrets off the command line ----------------------------------------------------------------
+
+
+def test_a_secret_value_on_the_command_line_is_refused(installation: Installation) -> None:
+    result = installation.cli(
+        "promote", INTEGRATION, "--from", "development", "--secret", "API_KEY=in-argv-4c1e"
+    )
+    assert result.returncode == 2
+    assert "never from the command line" in result.stderr
+    assert "in-argv-4c1e" not in result.stdout + result.stderr
+    missing = installation.cli(
+        "promote", INTEGRATION, "--from", "development", "--secret-env", "API_KEY=NOT_SET_9"
+    )
+    assert missing.returncode == 2
+    assert "the environment has no variable NOT_SET_9" in missing.stderr
 
 
 # ---- errors ------------------------------------------------------------------------------------
