@@ -94,6 +94,17 @@ def _parser() -> argparse.ArgumentParser:
     boot.set_defaults(run=_server("run_bootstrap"))
 
     commands.add_parser("secret-key", help="print a new PROMENADE_SECRET_KEY")
+    rotate = commands.add_parser(
+        "rotate-key",
+        help="re-encrypt every secret with the current key (PROMENADE_SECRET_KEY), opening "
+        "with PROMENADE_PREVIOUS_SECRET_KEYS what it cannot",
+    )
+    rotate.add_argument(
+        "--new-key",
+        action="store_true",
+        help="embedded mode: make a new current key in the data directory first",
+    )
+    rotate.set_defaults(run=_server("run_rotate_key"))
     _add_client_commands(commands)
     return parser
 

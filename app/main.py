@@ -36,7 +36,7 @@ def create_app(
     if engine is None:
         engine = create_engine(settings.resolved_database_url)
     sessions = create_session_factory(engine, class_=RequestSession)
-    box = SecretBox(settings.resolved_secret_key())
+    box = SecretBox(settings.secret_keys())
     graphql = AuthenticatedGraphQL(
         PromenadeGraphQL(
             box=box,

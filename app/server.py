@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -66,6 +67,44 @@ async def run_migrate(settings: Settings, _: argparse.Namespace) -> None:
         await engine.dispose()
 
 
+async def run_rotate_key(settings: Settings, args: argparse.Namespace) -> None:
+    """Re-encrypt every secret with the current key (app/services/keys.py says when); with
+    ``--new-key``, embedded mode's key file gets a new current key first."""
+    from cryptography.fernet import Fernet
+
+    from app.services.keys import rotate_secrets
+    from app.settings import SECRET_KEY_FILE
+
+    if args.new_key:
+        if settings.secret_key:
+            raise SettingsError(
+                "--new-key replaces the key in the data directory's secret.key; with "
+                "PROMENADE_SECRET_KEY set, set the new key there (and the old one in "
+                "PROMENADE_PREVIOUS_SECRET_KEYS) on every process instead"
+            )
+        keys = settings.secret_keys()  # made if missing
+        path = settings.data_dir / SECRET_KEY_FILE
+        fresh = Fernet.generate_key().decode()
+        path.write_text("\n".join([fresh, *keys]) + "\n")
+        os.chmod(path, 0o600)
+        print(f"new current key in {path}; the old ones follow it", file=sys.stderr)
+    engine = _engine(settings)
+    try:
+        await _require_current_schema(engine, settings)
+        rotation = await rotate_secrets(
+            create_session_factory(engine), SecretBox(settings.secret_keys())
+        )
+    finally:
+        await engine.dispose()
+    for table, count in rotation.resealed.items():
+        print(f"{table}: {count} value(s) sealed again", file=sys.stderr)
+    print(
+        f"every secret is sealed with the current key ({rotation.total} re-encrypted); the "
+        "previous keys can go",
+        file=sys.stderr,
+    )
+
+
 async def run_bootstrap(settings: Settings, args: argparse.Namespace) -> None:
     engine = _engine(settings)
     try:
@@ -118,7 +157,7 @@ async def run_up(settings: Settings, args: argparse.Namespace) -> None:
             runtimes = Runtimes.for_settings(settings)
             worker = Worker(
                 sessions=sessions,
-                box=SecretBox(settings.resolved_secret_key()),
+                box=SecretBox(settings.secret_keys()),
                 bus=bus,
                 runtime_for=runtimes.runtime_for,
                 planes=[INSTALLATION_LOCAL],
@@ -245,7 +284,7 @@ async def run_worker(settings: Settings, args: argparse.Namespace) -> None:
             runtimes = Runtimes.for_settings(settings)
             worker = Worker(
                 sessions=sessions,
-                box=SecretBox(settings.resolved_secret_key()),
+                box=SecretBox(settings.secret_keys()),
                 bus=bus,
                 runtime_for=runtimes.runtime_for,
                 planes=planes,

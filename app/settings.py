@@ -33,6 +33,11 @@ class Settings(BaseSettings):
         default=None,
         description="Fernet key that encrypts secret configuration values at rest.",
     )
+    previous_secret_keys: str = Field(
+        default="",
+        description="Fernet keys (separated by commas) that open what PROMENADE_SECRET_KEY "
+        "does not, while promenade rotate-key re-encrypts it.",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     production: bool = Field(
@@ -163,8 +168,22 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
 
+    def secret_keys(self) -> list[str]:
+        """The current key first, then the previous ones: the setting and
+        PROMENADE_PREVIOUS_SECRET_KEYS, or in embedded mode the lines of the key file (the
+        first line the current key)."""
+        current = self.resolved_secret_key()
+        previous = [k.strip() for k in self.previous_secret_keys.split(",") if k.strip()]
+        if not self.secret_key:
+            path = self.data_dir / SECRET_KEY_FILE
+            previous += [line.strip() for line in path.read_text().splitlines()[1:] if line.strip()]
+        for key in previous:
+            _check_fernet_key(key, "PROMENADE_PREVIOUS_SECRET_KEYS")
+        return list(dict.fromkeys([current, *previous]))
+
     def resolved_secret_key(self) -> str:
-        """The Fernet key: the setting, or in embedded mode one generated once into the data dir."""
+        """The Fernet key: the setting, or in embedded mode one generated once into the data dir
+        (its first line)."""
         if self.secret_key:
             return self.secret_key
         if not self.is_sqlite:
@@ -174,17 +193,24 @@ class Settings(BaseSettings):
             )
         path = self.data_dir / SECRET_KEY_FILE
         if path.exists():
-            return path.read_text().strip()
+            return path.read_text().split("\n", 1)[0].strip()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         key = Fernet.generate_key().decode()
         # O_EXCL: two processes starting at once must not write two different keys.
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            return path.read_text().strip()
+            return path.read_text().split("\n", 1)[0].strip()
         with os.fdopen(fd, "w") as handle:
             handle.write(key + "\n")
         return key
+
+
+def _check_fernet_key(key: str, setting: str) -> None:
+    try:
+        Fernet(key.encode())
+    except (ValueError, TypeError):
+        raise SettingsError(f"{setting}: not a Fernet key") from None
 
 
 def async_database_url(url: str) -> str:

@@ -98,7 +98,7 @@ async def serve(settings: Settings, *, data_plane: str, concurrency: int) -> Non
                 plane = await resolve_data_plane(session, data_plane)
             worker = Worker(
                 sessions=sessions,
-                box=SecretBox(settings.resolved_secret_key()),
+                box=SecretBox(settings.secret_keys()),
                 bus=bus,
                 runtime_for=always(NoopRuntime()),
                 planes=[plane],
