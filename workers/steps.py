@@ -38,6 +38,7 @@ from app.models import (
 from app.models.base import utcnow
 from app.models.promotions import FINAL_CHANGE_STATUSES
 from app.services import audit
+from app.services.approvals import requested_values
 from app.services.configuration import (
     apply_entries,
     effective_values,
@@ -270,6 +271,17 @@ class StepMachine:
             session.add(change)
             return
         values = await plaintext_values(session, box=self.box, deployment_id=deployment.id)
+        if change.promotion_id is not None and change.kind is not ChangeKind.ROLLBACK:
+            request = await session.get(Promotion, change.promotion_id)
+            assert request is not None
+            reviewed = requested_values(self.box, request)
+            if reviewed is not None and reviewed != values:
+                # What runs must be what was reviewed: values set after the request would
+                # otherwise run unreviewed.
+                raise ChangeRefused(
+                    "the configuration changed after the request was filed: file a new "
+                    "request for what is there now"
+                )
         schema = schema_of(integration)
         missing = missing_keys(schema, values)
         if missing:

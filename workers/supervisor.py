@@ -35,7 +35,7 @@ from app.models import (
     Organization,
 )
 from app.models.base import utcnow
-from app.services.changes import pending_change
+from app.services.change_queue import pending_change
 from app.services.dataplanes import LocalAdmission, served_by
 from app.services.events import announce_deployment
 from workers.announcements import announce_unfinished_changes

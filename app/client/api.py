@@ -80,6 +80,20 @@ class RequestFailed(ClientError):
         self.codes = codes
 
 
+class RequestFiled(ClientError):
+    """A change into a protected environment became a request that waits for reviews."""
+
+    exit_code = 0
+
+    def __init__(self, request_id: str, required_approvals: int) -> None:
+        super().__init__(
+            f"it is a request now, waiting for {required_approvals} approval(s) "
+            f"(request {request_id}; its reviewers see it in pendingApprovals)"
+        )
+        self.request_id = request_id
+        self.required_approvals = required_approvals
+
+
 class Refused(ClientError):
     """A mutation answered with one of the contract's error types: nothing was changed."""
 
@@ -438,7 +452,8 @@ query Promotion($id: ID!) { promotion(id: $id) { ...PromotionFields } }
 DEPLOY = (
     """
 mutation Deploy($input: DeployInput!) {
-  deploy(input: $input) { __typename ... on Deployment { ...DeploymentFields } ...ErrorFields }
+  deploy(input: $input) { __typename ... on Deployment { ...DeploymentFields } ...ErrorFields
+    ... on Promotion { id requiredApprovals } }
 }
 """
     + ERROR_FIELDS
@@ -448,7 +463,8 @@ mutation Deploy($input: DeployInput!) {
 ROLLBACK = (
     """
 mutation Rollback($input: RollbackInput!) {
-  rollback(input: $input) { __typename ... on Deployment { ...DeploymentFields } ...ErrorFields }
+  rollback(input: $input) { __typename ... on Deployment { ...DeploymentFields } ...ErrorFields
+    ... on Promotion { id requiredApprovals } }
 }
 """
     + ERROR_FIELDS
@@ -732,6 +748,8 @@ def _result(data: dict[str, Any], field: str, expected: str) -> dict[str, Any]:
     typename = str(result.get("__typename"))
     if typename == expected:
         return result
+    if typename == "Promotion" and expected == "Deployment":
+        raise RequestFiled(str(result["id"]), int(result["requiredApprovals"]))
     if typename == "NotFoundError":
         raise NotFound(str(result.get("errorMessage") or "not found"))
     raise Refused(

@@ -53,6 +53,7 @@ from app.client.api import (
     PromotionPlan,
     Refused,
     RequestFailed,
+    RequestFiled,
     RollbackInput,
     ServerUnreachable,
 )
@@ -881,7 +882,27 @@ async def _send_change(
     what: str,
 ) -> int:
     """Send a change of the integration's deployment in the environment; with --wait, follow
-    it until it is applied or has failed."""
+    it until it is applied or has failed. In a protected environment it is filed as a request:
+    that is said, and nothing is followed (a review may take days)."""
+    try:
+        return await _send_and_follow(command, integration, environment, send, what)
+    except RequestFiled as filed:
+        if command.out.json_mode:
+            command.out.json(
+                {"requestId": filed.request_id, "requiredApprovals": filed.required_approvals}
+            )
+        else:
+            command.out.line(f"{_sentence(what)} into {environment['name']}: {filed}")
+        return 0
+
+
+async def _send_and_follow(
+    command: Command,
+    integration: Integration,
+    environment: Environment,
+    send: Callable[[], Awaitable[Deployment]],
+    what: str,
+) -> int:
     args = command.args
     if not args.wait:
         deployment = await _refusable(send, what)

@@ -17,11 +17,16 @@ from app.graphql.errors import (
     mutate_change,
 )
 from app.graphql.loaders import forget
-from app.graphql.types import Deployment
+from app.graphql.types import Deployment, Promotion
+from app.models import Deployment as DeploymentRow
+from app.models import Promotion as PromotionRow
 from app.services import changes, configuration
 
+# A change of what runs answers the deployment, or, where an approval policy protects its
+# environment, the request filed for it (a Promotion of that kind).
 DeploymentResult = Annotated[
     Deployment
+    | Promotion
     | ValidationError
     | NotFoundError
     | ForbiddenError
@@ -73,7 +78,7 @@ class DeploymentMutations:
         ctx = info.context
         entries = [configuration.ConfigEntry(key=e.key, value=e.value) for e in input.entries]
 
-        async def change() -> Deployment:
+        async def change() -> Deployment | Promotion:
             deployment = await configuration.set_configuration(
                 ctx.session,
                 actor=ctx.viewer,
@@ -82,11 +87,19 @@ class DeploymentMutations:
                 environment_id=input.environment_id,
                 entries=entries,
             )
+            request = None
             if input.restart:
-                await changes.restart_for_configuration(
-                    ctx.session, actor=ctx.viewer, deployment=deployment
+                request = await changes.restart_for_configuration(
+                    ctx.session, actor=ctx.viewer, box=ctx.box, deployment=deployment
                 )
             forget(ctx.loaders.config_values_by_deployment, deployment.id)
-            return Deployment.from_model(deployment)
+            return answer_of(request or deployment)
 
         return await mutate_change(info, change)
+
+
+def answer_of(result: DeploymentRow | PromotionRow) -> Deployment | Promotion:
+    """What a change of what runs answers: the deployment, or the request filed for it."""
+    if isinstance(result, PromotionRow):
+        return Promotion.from_model(result)
+    return Deployment.from_model(result)

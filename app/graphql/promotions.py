@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import enum
 from typing import Annotated
 
 import strawberry
 
 from app.graphql.context import Info
-from app.graphql.deployments import ConfigEntryInput, DeploymentResult
+from app.graphql.deployments import ConfigEntryInput, DeploymentResult, answer_of
 from app.graphql.errors import (
     ConflictError,
     ForbiddenError,
@@ -20,7 +19,7 @@ from app.graphql.errors import (
     mutate_change,
 )
 from app.graphql.public_error import PublicError
-from app.graphql.types import Build, Deployment, Environment, Promotion
+from app.graphql.types import Build, ConfigChange, Deployment, Environment, Promotion
 from app.services import changes, promotions
 from app.services.configuration import ConfigEntry
 from app.services.errors import DomainError, PromotionBlocked
@@ -35,25 +34,6 @@ PromotionResult = Annotated[
     | PromotionBlockedError,
     strawberry.union("PromotionResult"),
 ]
-
-
-@strawberry.enum
-class ConfigChangeKind(enum.Enum):
-    ADDED = "ADDED"
-    CHANGED = "CHANGED"
-    REMOVED = "REMOVED"
-    UNCHANGED = "UNCHANGED"
-
-
-@strawberry.type
-class ConfigChange:
-    key: str
-    secret: bool
-    before: str | None = strawberry.field(
-        description="Null for secrets and for keys that had no value."
-    )
-    after: str | None = strawberry.field(description="Null for secrets and for removed keys.")
-    kind: ConfigChangeKind
 
 
 @strawberry.type(description="What a promotion would do, computed without changing anything.")
@@ -159,16 +139,7 @@ class PromotionQueries:
             source_environment=Environment.from_model(plan.source),
             target_environment=Environment.from_model(plan.target),
             missing_configuration=plan.missing,
-            configuration_changes=[
-                ConfigChange(
-                    key=c.key,
-                    secret=c.secret,
-                    before=c.before,
-                    after=c.after,
-                    kind=ConfigChangeKind(c.kind.value),
-                )
-                for c in plan.changes
-            ],
+            configuration_changes=[ConfigChange.from_diff(c) for c in plan.changes],
             requires_approval=plan.requires_approval,
             blockers=[PromotionBlocker(b) for b in plan.blockers],
         )
@@ -182,8 +153,8 @@ class PromotionMutations:
     async def deploy(self, info: Info, input: DeployInput) -> DeploymentResult:
         ctx = info.context
 
-        async def change() -> Deployment:
-            return Deployment.from_model(
+        async def change() -> Deployment | Promotion:
+            return answer_of(
                 await changes.deploy(
                     ctx.session,
                     actor=ctx.viewer,
@@ -218,9 +189,9 @@ class PromotionMutations:
     async def restart_deployment(self, info: Info, id: strawberry.ID) -> DeploymentResult:
         ctx = info.context
 
-        async def change() -> Deployment:
-            return Deployment.from_model(
-                await changes.restart(ctx.session, actor=ctx.viewer, deployment_id=id)
+        async def change() -> Deployment | Promotion:
+            return answer_of(
+                await changes.restart(ctx.session, actor=ctx.viewer, box=ctx.box, deployment_id=id)
             )
 
         return await mutate_change(info, change)
@@ -251,11 +222,12 @@ class PromotionMutations:
     async def rollback(self, info: Info, input: RollbackInput) -> DeploymentResult:
         ctx = info.context
 
-        async def change() -> Deployment:
-            return Deployment.from_model(
+        async def change() -> Deployment | Promotion:
+            return answer_of(
                 await changes.rollback(
                     ctx.session,
                     actor=ctx.viewer,
+                    box=ctx.box,
                     deployment_id=input.deployment_id,
                     revision=input.revision,
                 )

@@ -19,8 +19,8 @@ from app.graphql.pagination import Connection, Page, PageKey, decode_cursor, pag
 from app.graphql.public_error import PublicError
 from app.models import DeploymentStatus, PromotionStatus, RevisionCause, Role, RuntimeKind
 from app.services import approvals
+from app.services.configuration import ConfigDiff, ConfigType, missing_keys, schema_of
 from app.services.configuration import ConfigKey as ConfigKeyRecord
-from app.services.configuration import ConfigType, missing_keys, schema_of
 from app.services.errors import DomainError
 from app.services.logs import deployment_logs
 from app.services.promotions import sealed_entries
@@ -738,6 +738,47 @@ class Review:
         return await related(info.context.loaders.user, self.reviewer_id, User.from_model)
 
 
+@strawberry.enum
+class ConfigChangeKind(enum.Enum):
+    ADDED = "ADDED"
+    CHANGED = "CHANGED"
+    REMOVED = "REMOVED"
+    UNCHANGED = "UNCHANGED"
+
+
+@strawberry.type
+class ConfigChange:
+    key: str
+    secret: bool
+    before: str | None = strawberry.field(
+        description="Null for secrets and for keys that had no value."
+    )
+    after: str | None = strawberry.field(description="Null for secrets and for removed keys.")
+    kind: ConfigChangeKind
+
+    @classmethod
+    def from_diff(cls, diff: ConfigDiff) -> ConfigChange:
+        return cls(
+            key=diff.key,
+            secret=diff.secret,
+            before=diff.before,
+            after=diff.after,
+            kind=ConfigChangeKind(diff.kind.value),
+        )
+
+
+@strawberry.enum(
+    description="What a request asks for: a promotion, or (in an environment with an approval "
+    "policy) a deploy, a configuration change, a restart that applies new values, a rollback."
+)
+class RequestKind(enum.Enum):
+    PROMOTION = "PROMOTION"
+    DEPLOY = "DEPLOY"
+    CONFIGURATION = "CONFIGURATION"
+    RESTART = "RESTART"
+    ROLLBACK = "ROLLBACK"
+
+
 @strawberry.type
 class PromotionEvent:
     promotion_id: strawberry.ID
@@ -839,6 +880,24 @@ class Promotion(Node):
     @strawberry.field
     async def error(self, info: Info) -> str | None:
         return await info.context.output_for_viewer(self.row.organization_id, self.row.error)
+
+    @strawberry.field(description="What the request asks for.")
+    def kind(self) -> RequestKind:
+        return RequestKind(self.row.kind.value)
+
+    @strawberry.field(
+        description="The plan filed with the request: how the configuration the target runs "
+        "changes (secret values never shown)."
+    )
+    def configuration_changes(self, info: Info) -> list[ConfigChange]:
+        return [
+            ConfigChange.from_diff(change)
+            for change in approvals.requested_changes(info.context.box, self.row)
+        ]
+
+    @strawberry.field(description="A rollback request: the revision it re-applies.")
+    def rollback_to_revision(self) -> int | None:
+        return self.row.rollback_to_revision
 
 
 @strawberry.type

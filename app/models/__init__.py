@@ -15,6 +15,7 @@ from app.models.promotions import (
     Promotion,
     PromotionEvent,
     PromotionStatus,
+    RequestKind,
     RevisionCause,
 )
 
@@ -42,6 +43,7 @@ __all__ = [
     "Promotion",
     "PromotionEvent",
     "PromotionStatus",
+    "RequestKind",
     "Review",
     "ReviewDecision",
     "RevisionCause",

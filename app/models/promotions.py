@@ -40,6 +40,17 @@ FINAL_PROMOTION_STATUSES = frozenset(
 )
 
 
+class RequestKind(enum.StrEnum):
+    """What a request (a Promotion row) asks for. A promotion is one; in an environment with
+    an approval policy, every change of what runs there is filed as a request too."""
+
+    PROMOTION = "PROMOTION"
+    DEPLOY = "DEPLOY"
+    CONFIGURATION = "CONFIGURATION"
+    RESTART = "RESTART"
+    ROLLBACK = "ROLLBACK"
+
+
 class ChangeKind(enum.StrEnum):
     """What a change does to a deployment. The revision cause is the kind, but for the three
     that only start, stop or resume the same revision."""
@@ -91,10 +102,27 @@ class Promotion(SQLModel, table=True):
         sa_column=foreign_key("deployments.id", ondelete="CASCADE", index=True)
     )
     status: PromotionStatus = Field(sa_column=enum_column(PromotionStatus))
+    kind: RequestKind = Field(
+        default=RequestKind.PROMOTION,
+        sa_column=sa.Column(
+            sa.Enum(
+                RequestKind,
+                native_enum=False,
+                length=32,
+                values_callable=lambda kinds: [k.value for k in kinds],
+            ),
+            nullable=False,
+            server_default=RequestKind.PROMOTION.value,
+        ),
+    )
+    # For a rollback request: the revision it re-applies.
+    rollback_to_revision: int | None = None
     message: str | None = Field(default=None, max_length=2000)
     requested_by_id: str = Field(sa_column=foreign_key("users.id", index=True))
     requested_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
-    # The request's overrides: a Fernet token of a JSON list of {key, value, secret}.
+    # A Fernet token of JSON: a promotion's {"overrides", "copied"} entries; for the other kinds
+    # {"values"} (the configuration the change will run with); for every kind "changes", the
+    # plan a reviewer sees (how the running configuration changes, secrets without values).
     overrides_sealed: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     copy_source_configuration: bool = False
     idempotency_key: str | None = Field(default=None, max_length=200)

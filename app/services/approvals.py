@@ -1,12 +1,16 @@
-"""Approval policies and the review of promotion requests into protected environments.
+"""Approval policies and the review of requests into protected environments.
 
-A promotion into an environment with a policy is filed as a request (PENDING_APPROVAL) that
-keeps the rule it was filed under. Each eligible reviewer reviews once; the last required
-approval queues it, and one rejection ends it. A request nobody decides on in time expires.
+In an environment with a policy, every change of what runs there is filed as a request
+(PENDING_APPROVAL, a Promotion row of its kind) that keeps the rule it was filed under: a
+promotion into it, and a deploy, a configuration change with a restart, a restart that would
+apply values the running instance does not have, and a rollback there. Each eligible reviewer
+reviews once; the last required approval queues it, and one rejection ends it. A request nobody
+decides on in time expires.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,17 +19,19 @@ from typing import Any
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.crypto import SecretBox
 from app.models import (
     ApprovalPolicy,
-    ChangeKind,
     ChangeStatus,
     Deployment,
     DeploymentChange,
     DeploymentStatus,
     Environment,
+    Integration,
     Membership,
     Promotion,
     PromotionStatus,
+    RequestKind,
     Review,
     ReviewDecision,
     Role,
@@ -34,12 +40,14 @@ from app.models import (
 from app.models.base import utcnow
 from app.services import audit
 from app.services.auth import Permission, get_owned, role_in
-from app.services.changes import pending_change, queue_change
-from app.services.errors import Conflict, Forbidden, InvalidInput
+from app.services.change_queue import pending_change, queue_requested_change
+from app.services.configuration import ConfigChangeKind, ConfigDiff, diff_values, schema_of
+from app.services.errors import Conflict, Forbidden, InvalidInput, PromotionBlocked
 from app.services.events import announce_deployment, record_promotion_status
 from app.services.outbox import enqueue
 
 MAX_EXPIRY_HOURS = 24 * 365
+REQUEST_ALREADY_PENDING = "REQUEST_ALREADY_PENDING"
 
 
 def approval_routing_key(organization_id: str) -> str:
@@ -191,6 +199,114 @@ async def file_request(
     )
 
 
+async def request_change(
+    session: AsyncSession,
+    *,
+    actor: User,
+    box: SecretBox,
+    deployment: Deployment,
+    kind: RequestKind,
+    build_id: str,
+    values: dict[str, str],
+    rollback_to_revision: int | None = None,
+) -> Promotion | None:
+    """In an environment with an approval policy, a change of what runs there (a deploy, a
+    configuration change, a restart that applies new values, a rollback) as a request, filed
+    with its plan: how the running configuration changes. None where no review is needed (the
+    caller queues the change). The values are the ones the change will run with: they are
+    sealed in the request, and the change refuses to run if they changed after the review."""
+    policy = await policy_of(session, deployment.environment_id)
+    if policy is None:
+        return None
+    environment = await session.get(Environment, deployment.environment_id)
+    integration = await session.get(Integration, deployment.integration_id)
+    assert environment is not None and integration is not None
+    if await pending_request_for(session, integration.id, environment.id):
+        raise PromotionBlocked(
+            f"a request for {integration.name} in {environment.name} is already waiting "
+            "for reviews",
+            blockers=[REQUEST_ALREADY_PENDING],
+        )
+    schema = schema_of(integration)
+    running = await running_values(session, box, deployment)
+    changes = diff_values(schema, running, values, {k for k, v in schema.items() if v.secret})
+    promotion = Promotion(
+        organization_id=deployment.organization_id,
+        integration_id=integration.id,
+        build_id=build_id,
+        source_environment_id=environment.id,
+        target_environment_id=environment.id,
+        deployment_id=deployment.id,
+        status=PromotionStatus.PENDING_APPROVAL,
+        kind=kind,
+        rollback_to_revision=rollback_to_revision,
+        requested_by_id=actor.id,
+        overrides_sealed=box.seal_json(
+            {"values": values, "changes": [dataclasses.asdict(c) for c in changes]}
+        ),
+    )
+    session.add(promotion)
+    await session.flush()
+    audit.record(
+        session,
+        organization_id=promotion.organization_id,
+        actor=actor,
+        action="deployment.change_requested",
+        subject_id=deployment.id,
+        request_id=promotion.id,
+        kind=kind.value,
+        changed_keys=[c.key for c in changes if c.kind is not ConfigChangeKind.UNCHANGED],
+    )
+    await file_request(session, promotion=promotion, policy=policy)
+    return promotion
+
+
+async def pending_request_for(
+    session: AsyncSession, integration_id: str, environment_id: str
+) -> str | None:
+    """The id of the integration's request into the environment that waits for reviews."""
+    return (
+        await session.exec(
+            select(Promotion.id).where(
+                Promotion.integration_id == integration_id,
+                Promotion.target_environment_id == environment_id,
+                Promotion.status == PromotionStatus.PENDING_APPROVAL,
+            )
+        )
+    ).first()
+
+
+async def running_values(
+    session: AsyncSession, box: SecretBox, deployment: Deployment
+) -> dict[str, str]:
+    """The configuration the deployment's instance runs with now (none: nothing runs)."""
+    if deployment.running_change_id is None:
+        return {}
+    change = await session.get(DeploymentChange, deployment.running_change_id)
+    if change is None or change.snapshot_sealed is None:
+        return {}
+    values: dict[str, str] = box.open_json(change.snapshot_sealed)
+    return values
+
+
+def requested_values(box: SecretBox, promotion: Promotion) -> dict[str, str] | None:
+    """What a request of another kind than a promotion will run with (None for one)."""
+    if promotion.kind is RequestKind.PROMOTION:
+        return None
+    sealed = box.open_json(promotion.overrides_sealed)
+    values: dict[str, str] = sealed.get("values", {})
+    return values
+
+
+def requested_changes(box: SecretBox, promotion: Promotion) -> list[ConfigDiff]:
+    """The plan filed with the request: how the configuration that runs changes."""
+    sealed = box.open_json(promotion.overrides_sealed)
+    return [
+        ConfigDiff(**{**item, "kind": ConfigChangeKind(item["kind"])})
+        for item in sealed.get("changes", [])
+    ]
+
+
 def why_not_reviewer(
     rule: dict[str, Any], *, reviewer_id: str, role: Role | None, requester_id: str
 ) -> str | None:
@@ -299,24 +415,11 @@ async def _review(
         ).all()
     )
     if approvals >= promotion.required_approvals:
-        await record_promotion_status(
+        await queue_requested_change(
             session,
-            promotion,
-            PromotionStatus.QUEUED,
+            promotion=promotion,
             detail=f"approved ({approvals}/{promotion.required_approvals})",
         )
-        deployment = await session.get(Deployment, promotion.deployment_id)
-        assert deployment is not None
-        requester = await session.get(User, promotion.requested_by_id)
-        await queue_change(
-            session,
-            deployment=deployment,
-            kind=ChangeKind.PROMOTION,
-            actor=requester,
-            build_id=promotion.build_id,
-            promotion_id=promotion.id,
-        )
-        await announce_deployment(session, deployment, detail=f"promotion {promotion.id} queued")
     return promotion
 
 

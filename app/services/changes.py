@@ -16,7 +16,6 @@ from app.crypto import SecretBox
 from app.models import (
     Build,
     ChangeKind,
-    DataPlane,
     Deployment,
     DeploymentChange,
     DeploymentRevision,
@@ -24,92 +23,30 @@ from app.models import (
     Environment,
     Integration,
     Project,
+    Promotion,
+    RequestKind,
     User,
 )
-from app.models.promotions import FINAL_CHANGE_STATUSES
-from app.services import audit
+from app.services import approvals, audit
 from app.services.auth import Permission, get_owned
+from app.services.change_queue import queue_change
 from app.services.configuration import (
     ConfigEntry,
     apply_entries,
     deployment_for,
     missing_keys,
+    plaintext_values,
     schema_of,
     stored_values,
     validate_entries,
 )
-from app.services.dataplanes import routing_key
 from app.services.errors import InvalidInput, MissingConfiguration, NotFound, PromotionBlocked
 from app.services.events import announce_deployment
-from app.services.outbox import enqueue
 from app.services.pipelines import stage_environment_ids
 
 TARGET_FROZEN = "TARGET_FROZEN"
 ENVIRONMENT_NOT_IN_PIPELINE = "ENVIRONMENT_NOT_IN_PIPELINE"
 NOT_NEXT_ENVIRONMENT = "NOT_NEXT_ENVIRONMENT"
-
-
-async def queue_change(
-    session: AsyncSession,
-    *,
-    deployment: Deployment,
-    kind: ChangeKind,
-    actor: User | None,
-    build_id: str | None = None,
-    promotion_id: str | None = None,
-    rollback_to_revision: int | None = None,
-    idempotency_key: str | None = None,
-) -> DeploymentChange:
-    change = DeploymentChange(
-        organization_id=deployment.organization_id,
-        deployment_id=deployment.id,
-        kind=kind,
-        build_id=build_id,
-        promotion_id=promotion_id,
-        rollback_to_revision=rollback_to_revision,
-        actor_id=actor.id if actor else None,
-        idempotency_key=idempotency_key,
-    )
-    session.add(change)
-    await session.flush()
-    if kind in (ChangeKind.DEPLOY, ChangeKind.PROMOTION) and deployment.status in (
-        DeploymentStatus.NOT_DEPLOYED,
-        DeploymentStatus.ERROR,
-    ):
-        deployment.status = DeploymentStatus.IN_PROGRESS
-        session.add(deployment)
-    await enqueue(
-        session,
-        exchange="command",
-        routing_key=await data_plane_of(session, deployment),
-        body={"change_id": change.id, "deployment_id": deployment.id},
-    )
-    return change
-
-
-async def pending_change(session: AsyncSession, deployment_id: str) -> str | None:
-    """The id of a change of the deployment that has not ended, if there is one."""
-    return (
-        await session.exec(
-            select(DeploymentChange.id).where(
-                DeploymentChange.deployment_id == deployment_id,
-                col(DeploymentChange.status).not_in(FINAL_CHANGE_STATUSES),
-            )
-        )
-    ).first()
-
-
-async def data_plane_of(session: AsyncSession, deployment: Deployment) -> str:
-    """The routing key of the data plane the deployment's environment runs on: its id, never
-    its name (``local`` for the installation's own)."""
-    plane = (
-        await session.exec(
-            select(DataPlane)
-            .join(Environment, col(Environment.data_plane_id) == col(DataPlane.id))
-            .where(Environment.id == deployment.environment_id)
-        )
-    ).one()
-    return routing_key(plane)
 
 
 async def require_configuration(
@@ -143,8 +80,9 @@ async def deploy(
     environment_id: str,
     configuration: Sequence[ConfigEntry] = (),
     idempotency_key: str | None = None,
-) -> Deployment:
-    """Run a build in the first environment of the project's pipeline."""
+) -> Deployment | Promotion:
+    """Run a build in the first environment of the project's pipeline (or, where an approval
+    policy protects it, file the request)."""
     integration = await get_owned(
         session, Integration, integration_id, actor=actor, permission=Permission.DEVELOP
     )
@@ -195,6 +133,17 @@ async def deploy(
             entries=validate_entries(integration, configuration, field="configuration"),
         )
     await require_configuration(session, integration=integration, deployment=deployment)
+    request = await approvals.request_change(
+        session,
+        actor=actor,
+        box=box,
+        deployment=deployment,
+        kind=RequestKind.DEPLOY,
+        build_id=build.id,
+        values=await plaintext_values(session, box=box, deployment_id=deployment.id),
+    )
+    if request is not None:
+        return request
     await queue_change(
         session,
         deployment=deployment,
@@ -247,8 +196,13 @@ def _require_a_build(deployment: Deployment, *, field: str) -> None:
         )
 
 
-async def restart(session: AsyncSession, *, actor: User, deployment_id: str) -> Deployment:
-    """Restart with the environment's current configuration (it takes effect now)."""
+async def restart(
+    session: AsyncSession, *, actor: User, box: SecretBox, deployment_id: str
+) -> Deployment | Promotion:
+    """Restart with the environment's current configuration (it takes effect now). Where an
+    approval policy protects the environment and the restart would apply values the running
+    instance does not have, the request is filed instead; a restart that changes nothing
+    needs no review."""
     deployment, integration = await _running_deployment(
         session,
         actor=actor,
@@ -258,6 +212,19 @@ async def restart(session: AsyncSession, *, actor: User, deployment_id: str) -> 
     )
     _require_a_build(deployment, field="id")
     await require_configuration(session, integration=integration, deployment=deployment)
+    if deployment.config_version != deployment.applied_config_version:
+        assert deployment.build_id is not None
+        request = await approvals.request_change(
+            session,
+            actor=actor,
+            box=box,
+            deployment=deployment,
+            kind=RequestKind.RESTART,
+            build_id=deployment.build_id,
+            values=await plaintext_values(session, box=box, deployment_id=deployment.id),
+        )
+        if request is not None:
+            return request
     await queue_change(session, deployment=deployment, kind=ChangeKind.RESTART, actor=actor)
     await announce_deployment(session, deployment, detail="restart queued")
     audit.record(
@@ -271,9 +238,11 @@ async def restart(session: AsyncSession, *, actor: User, deployment_id: str) -> 
 
 
 async def restart_for_configuration(
-    session: AsyncSession, *, actor: User, deployment: Deployment
-) -> None:
-    """``setConfiguration(restart: true)``: the new values take effect now."""
+    session: AsyncSession, *, actor: User, box: SecretBox, deployment: Deployment
+) -> Promotion | None:
+    """``setConfiguration(restart: true)``: the new values take effect now, or, where an
+    approval policy protects the environment, once the request filed for them is approved
+    (the request, then)."""
     if deployment.status not in (DeploymentStatus.ACTIVE, DeploymentStatus.ERROR):
         raise InvalidInput(
             "nothing runs in this environment to restart: the values apply when "
@@ -285,6 +254,18 @@ async def restart_for_configuration(
     integration = await session.get(Integration, deployment.integration_id)
     assert integration is not None
     await require_configuration(session, integration=integration, deployment=deployment)
+    assert deployment.build_id is not None
+    request = await approvals.request_change(
+        session,
+        actor=actor,
+        box=box,
+        deployment=deployment,
+        kind=RequestKind.CONFIGURATION,
+        build_id=deployment.build_id,
+        values=await plaintext_values(session, box=box, deployment_id=deployment.id),
+    )
+    if request is not None:
+        return request
     await queue_change(session, deployment=deployment, kind=ChangeKind.CONFIG_CHANGE, actor=actor)
     audit.record(
         session,
@@ -294,6 +275,7 @@ async def restart_for_configuration(
         subject_id=deployment.id,
     )
     await announce_deployment(session, deployment, detail="configuration change queued")
+    return None
 
 
 async def suspend(session: AsyncSession, *, actor: User, deployment_id: str) -> Deployment:
@@ -337,9 +319,15 @@ async def resume(session: AsyncSession, *, actor: User, deployment_id: str) -> D
 
 
 async def rollback(
-    session: AsyncSession, *, actor: User, deployment_id: str, revision: int | None = None
-) -> Deployment:
-    """Re-apply an earlier revision's build and configuration, as a new revision."""
+    session: AsyncSession,
+    *,
+    actor: User,
+    box: SecretBox,
+    deployment_id: str,
+    revision: int | None = None,
+) -> Deployment | Promotion:
+    """Re-apply an earlier revision's build and configuration, as a new revision (or, where an
+    approval policy protects the environment, file the request)."""
     deployment, _ = await _running_deployment(
         session,
         actor=actor,
@@ -364,6 +352,18 @@ async def rollback(
             else f"there is no revision {revision}",
             field="revision",
         )
+    request = await approvals.request_change(
+        session,
+        actor=actor,
+        box=box,
+        deployment=deployment,
+        kind=RequestKind.ROLLBACK,
+        build_id=target.build_id,
+        values=box.open_json(target.snapshot_sealed),
+        rollback_to_revision=target.revision,
+    )
+    if request is not None:
+        return request
     await queue_change(
         session,
         deployment=deployment,

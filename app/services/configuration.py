@@ -333,3 +333,54 @@ def effective_values(schema: dict[str, ConfigKey], values: dict[str, str]) -> di
     }
     result.update(values)
     return {key: value for key, value in result.items() if value is not None}
+
+
+class ConfigChangeKind(enum.StrEnum):
+    ADDED = "ADDED"
+    CHANGED = "CHANGED"
+    REMOVED = "REMOVED"
+    UNCHANGED = "UNCHANGED"
+
+
+@dataclass(frozen=True)
+class ConfigDiff:
+    key: str
+    secret: bool
+    before: str | None  # None for secrets and for keys that had no value
+    after: str | None  # None for secrets and for removed keys
+    kind: ConfigChangeKind
+
+
+def diff_values(
+    schema: dict[str, ConfigKey],
+    before: dict[str, str],
+    after: dict[str, str],
+    touched: set[str],
+) -> list[ConfigDiff]:
+    """How the values change from ``before`` to ``after``. A secret in ``touched`` is CHANGED
+    whether or not the new value equals the old: comparing them would let whoever chose the
+    new value learn the old one."""
+    diffs = []
+    for key in [*schema, *sorted(k for k in {*before, *after} if k not in schema)]:
+        old, new = before.get(key), after.get(key)
+        if old is None and new is None:
+            continue
+        secret = key in schema and schema[key].secret
+        if old is None:
+            kind = ConfigChangeKind.ADDED
+        elif new is None:
+            kind = ConfigChangeKind.REMOVED
+        elif (key in touched) if secret else (old != new):
+            kind = ConfigChangeKind.CHANGED
+        else:
+            kind = ConfigChangeKind.UNCHANGED
+        diffs.append(
+            ConfigDiff(
+                key=key,
+                secret=secret,
+                before=None if secret else old,
+                after=None if secret else new,
+                kind=kind,
+            )
+        )
+    return diffs

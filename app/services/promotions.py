@@ -6,7 +6,7 @@ asked) the source's non-secret values for keys the target has none for. Secrets 
 
 from __future__ import annotations
 
-import enum
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +17,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.crypto import SecretBox
 from app.models import (
     Build,
-    ChangeKind,
     Deployment,
     DeploymentStatus,
     Environment,
@@ -28,45 +27,29 @@ from app.models import (
     User,
 )
 from app.services import approvals, audit
+from app.services.approvals import REQUEST_ALREADY_PENDING
 from app.services.auth import Permission, get_owned
+from app.services.change_queue import queue_requested_change
 from app.services.changes import (
     ENVIRONMENT_NOT_IN_PIPELINE,
     NOT_NEXT_ENVIRONMENT,
     TARGET_FROZEN,
-    queue_change,
 )
 from app.services.configuration import (
+    ConfigDiff,
     ConfigEntry,
-    ConfigKey,
     deployment_for,
+    diff_values,
     missing_keys,
     plaintext_values,
     schema_of,
     validate_entries,
 )
 from app.services.errors import InvalidInput, MissingConfiguration, NotFound, PromotionBlocked
-from app.services.events import announce_deployment, record_promotion_status
 from app.services.pipelines import stage_environment_ids
 
 SOURCE_NOT_ACTIVE = "SOURCE_NOT_ACTIVE"
-REQUEST_ALREADY_PENDING = "REQUEST_ALREADY_PENDING"
 MISSING_CONFIGURATION = "MISSING_CONFIGURATION"
-
-
-class ConfigChangeKind(enum.StrEnum):
-    ADDED = "ADDED"
-    CHANGED = "CHANGED"
-    REMOVED = "REMOVED"
-    UNCHANGED = "UNCHANGED"
-
-
-@dataclass(frozen=True)
-class ConfigDiff:
-    key: str
-    secret: bool
-    before: str | None  # None for secrets and for keys that had no value
-    after: str | None  # None for secrets and for removed keys
-    kind: ConfigChangeKind
 
 
 @dataclass(frozen=True)
@@ -148,16 +131,7 @@ async def plan_promotion(
         blockers.append(SOURCE_NOT_ACTIVE)
     if target.frozen:
         blockers.append(TARGET_FROZEN)
-    pending = (
-        await session.exec(
-            select(Promotion.id).where(
-                Promotion.integration_id == integration.id,
-                Promotion.target_environment_id == target.id,
-                Promotion.status == PromotionStatus.PENDING_APPROVAL,
-            )
-        )
-    ).first()
-    if pending is not None:
+    if await approvals.pending_request_for(session, integration.id, target.id):
         blockers.append(REQUEST_ALREADY_PENDING)
     requires_approval = await approvals.policy_of(session, target.id) is not None
     build = (
@@ -194,7 +168,7 @@ async def plan_promotion(
         overrides=overrides,
         copied=copied,
         missing=missing,
-        changes=_diff(schema, before, after, {e.key for e in overrides}),
+        changes=diff_values(schema, before, after, {e.key for e in overrides}),
         requires_approval=requires_approval,
         blockers=blockers,
     )
@@ -210,40 +184,6 @@ async def _deployment(session: AsyncSession, integration: Integration, env_id: s
             integration_id=integration.id,
             environment_id=env_id,
         )
-
-
-def _diff(
-    schema: dict[str, ConfigKey],
-    before: dict[str, str],
-    after: dict[str, str],
-    touched: set[str],
-) -> list[ConfigDiff]:
-    """How the target's values change. A secret that the request sets is CHANGED whether or not
-    the new value equals the stored one: comparing them would let a plan guess secrets."""
-    diffs = []
-    for key in [*schema, *sorted(k for k in {*before, *after} if k not in schema)]:
-        old, new = before.get(key), after.get(key)
-        if old is None and new is None:
-            continue
-        secret = key in schema and schema[key].secret
-        if old is None:
-            kind = ConfigChangeKind.ADDED
-        elif new is None:
-            kind = ConfigChangeKind.REMOVED
-        elif (key in touched) if secret else (old != new):
-            kind = ConfigChangeKind.CHANGED
-        else:
-            kind = ConfigChangeKind.UNCHANGED
-        diffs.append(
-            ConfigDiff(
-                key=key,
-                secret=secret,
-                before=None if secret else old,
-                after=None if secret else new,
-                kind=kind,
-            )
-        )
-    return diffs
 
 
 async def promote(
@@ -284,7 +224,11 @@ async def promote(
         message=request.message,
         requested_by_id=actor.id,
         overrides_sealed=box.seal_json(
-            {"overrides": _entries_json(plan.overrides), "copied": _entries_json(plan.copied)}
+            {
+                "overrides": _entries_json(plan.overrides),
+                "copied": _entries_json(plan.copied),
+                "changes": [dataclasses.asdict(change) for change in plan.changes],
+            }
         ),
         copy_source_configuration=request.copy_source_configuration,
         idempotency_key=request.idempotency_key,
@@ -309,22 +253,10 @@ async def promote(
         # Nothing runs yet: the request waits for its reviews.
         await approvals.file_request(session, promotion=promotion, policy=policy)
         return promotion
-    await record_promotion_status(
+    await queue_requested_change(
         session,
-        promotion,
-        PromotionStatus.QUEUED,
+        promotion=promotion,
         detail=f"{plan.build.version} from {plan.source.name} to {plan.target.name}",
-    )
-    await queue_change(
-        session,
-        deployment=plan.target_deployment,
-        kind=ChangeKind.PROMOTION,
-        actor=actor,
-        build_id=plan.build.id,
-        promotion_id=promotion.id,
-    )
-    await announce_deployment(
-        session, plan.target_deployment, detail=f"promotion {promotion.id} queued"
     )
     return promotion
 
@@ -356,4 +288,4 @@ def sealed_entries(
     def entries(items: list[dict[str, Any]]) -> list[ConfigEntry]:
         return [ConfigEntry(key=item["key"], value=item["value"]) for item in items]
 
-    return entries(data["overrides"]), entries(data["copied"])
+    return entries(data.get("overrides", [])), entries(data.get("copied", []))

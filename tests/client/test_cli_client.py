@@ -614,3 +614,45 @@ async def test_subscriptions_authenticate_in_connection_init(
         with pytest.raises(RequestFailed, match="no promotion with id pro_unknown"):
             async for _ in PromenadeAPI(client).promotion_status("pro_unknown"):
                 pass
+
+
+def test_a_rollback_into_a_protected_environment_says_it_is_a_request(
+    installation: Installation, promoted: subprocess.CompletedProcess[str]
+) -> None:
+    assert promoted.returncode == 0, promoted.stderr
+    staging = installation.deployments()["Staging"]
+    environments = installation.graphql(
+        "query($id: ID!) { integration(id: $id) { deployments { environment { id name } } } }",
+        {"id": installation.integration_id},
+    )
+    staging_id = next(
+        d["environment"]["id"]
+        for d in environments["integration"]["deployments"]
+        if d["environment"]["name"] == "Staging"
+    )
+    policy = """mutation($env: ID!, $n: Int!) { setApprovalPolicy(input: {environmentId: $env,
+        requiredApprovals: $n}) { __typename } }"""
+    installation.mutate(policy, {"env": staging_id, "n": 1}, "Environment")
+    try:
+        result = installation.cli(
+            "rollback", INTEGRATION, "--env", "staging", "--revision", "1", "--wait"
+        )
+        assert result.returncode == 0, result.stderr
+        assert "it is a request now, waiting for 1 approval(s)" in result.stdout
+        # Nothing ran: Staging keeps its revision.
+        assert installation.deployments()["Staging"]["revision"] == staging["revision"]
+    finally:
+        pending = installation.graphql(
+            """{ viewer { memberships { organization { pendingApprovals {
+                edges { node { id } } } } } } }"""
+        )
+        for membership in pending["viewer"]["memberships"]:
+            for edge in membership["organization"]["pendingApprovals"]["edges"]:
+                installation.graphql(
+                    "mutation($id: ID!) { cancelPromotion(id: $id) { __typename } }",
+                    {"id": edge["node"]["id"]},
+                )
+        installation.graphql(
+            "mutation($env: ID!) { removeApprovalPolicy(environmentId: $env) { __typename } }",
+            {"env": staging_id},
+        )

@@ -161,7 +161,7 @@ query($slug: String!) {
         }
         projects(first: 10) { edges { node { integrations(first: 10) { edges { node {
             name
-            deployments { environment { name } status revision build { version } }
+            deployments { id environment { name } status revision build { version } }
             promotions(first: 100) { totalCount edges { node {
                 id status requiredApprovals error
                 reviews { decision comment reviewer { email } }

@@ -239,7 +239,7 @@ class Plant:
         self, values: Mapping[str, str | None] | None = None, version: str = "1.0.0"
     ) -> Deployment:
         world = self.world
-        return await self.act(
+        deployed = await self.act(
             lambda s: changes.deploy(
                 s,
                 actor=world.admin,
@@ -250,6 +250,8 @@ class Plant:
                 configuration=entries(values or {}),
             )
         )
+        assert isinstance(deployed, Deployment), "Build is not protected: it deploys at once"
+        return deployed
 
     async def promote(self, overrides: Mapping[str, str | None]) -> Promotion:
         request = promotions.PromotionRequest(
@@ -478,14 +480,16 @@ async def test_restart_rollback_suspend_and_resume(plant: Plant) -> None:
             )
             if restart:
                 await changes.restart_for_configuration(
-                    session, actor=world.admin, deployment=deployment
+                    session, actor=world.admin, box=plant.box, deployment=deployment
                 )
 
         await plant.act(action)
 
     await set_greeting("Restarted", restart=False)
     assert (await plant.greeting("Build"))["greeting"] == "Hello from Build"
-    await plant.act(lambda s: changes.restart(s, actor=world.admin, deployment_id=first.id))
+    await plant.act(
+        lambda s: changes.restart(s, actor=world.admin, box=plant.box, deployment_id=first.id)
+    )
     await plant.wait_revision("Build", 2)
     assert (await plant.greeting("Build"))["greeting"] == "Restarted"
 
@@ -494,7 +498,9 @@ async def test_restart_rollback_suspend_and_resume(plant: Plant) -> None:
     assert (await plant.greeting("Build"))["greeting"] == "Reconfigured"
 
     await plant.act(
-        lambda s: changes.rollback(s, actor=world.admin, deployment_id=first.id, revision=1)
+        lambda s: changes.rollback(
+            s, actor=world.admin, box=plant.box, deployment_id=first.id, revision=1
+        )
     )
     rolled_back = await plant.wait_revision("Build", 4)
     assert (await plant.greeting("Build"))["greeting"] == "Hello from Build"

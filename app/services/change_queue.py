@@ -1,0 +1,126 @@
+"""The queue of a deployment's changes: a change recorded, with the command that tells the
+data plane's workers about it in the same transaction (an outbox row); and a reviewed request
+(a Promotion row of any kind) turned into the change it asked for.
+
+The lowest layer of the services that change what runs: ``changes``, ``promotions`` and
+``approvals`` all queue through here.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.models import (
+    ChangeKind,
+    DataPlane,
+    Deployment,
+    DeploymentChange,
+    DeploymentStatus,
+    Environment,
+    Promotion,
+    PromotionStatus,
+    RequestKind,
+    User,
+)
+from app.models.promotions import FINAL_CHANGE_STATUSES
+from app.services.dataplanes import routing_key
+from app.services.events import announce_deployment, record_promotion_status
+from app.services.outbox import enqueue
+
+# The change each kind of request becomes once it may run.
+CHANGE_OF_REQUEST = {
+    RequestKind.PROMOTION: ChangeKind.PROMOTION,
+    RequestKind.DEPLOY: ChangeKind.DEPLOY,
+    RequestKind.CONFIGURATION: ChangeKind.CONFIG_CHANGE,
+    RequestKind.RESTART: ChangeKind.RESTART,
+    RequestKind.ROLLBACK: ChangeKind.ROLLBACK,
+}
+
+
+async def queue_change(
+    session: AsyncSession,
+    *,
+    deployment: Deployment,
+    kind: ChangeKind,
+    actor: User | None,
+    build_id: str | None = None,
+    promotion_id: str | None = None,
+    rollback_to_revision: int | None = None,
+    idempotency_key: str | None = None,
+) -> DeploymentChange:
+    change = DeploymentChange(
+        organization_id=deployment.organization_id,
+        deployment_id=deployment.id,
+        kind=kind,
+        build_id=build_id,
+        promotion_id=promotion_id,
+        rollback_to_revision=rollback_to_revision,
+        actor_id=actor.id if actor else None,
+        idempotency_key=idempotency_key,
+    )
+    session.add(change)
+    await session.flush()
+    if kind in (ChangeKind.DEPLOY, ChangeKind.PROMOTION) and deployment.status in (
+        DeploymentStatus.NOT_DEPLOYED,
+        DeploymentStatus.ERROR,
+    ):
+        deployment.status = DeploymentStatus.IN_PROGRESS
+        session.add(deployment)
+    await enqueue(
+        session,
+        exchange="command",
+        routing_key=await data_plane_of(session, deployment),
+        body={"change_id": change.id, "deployment_id": deployment.id},
+    )
+    return change
+
+
+async def pending_change(session: AsyncSession, deployment_id: str) -> str | None:
+    """The id of a change of the deployment that has not ended, if there is one."""
+    return (
+        await session.exec(
+            select(DeploymentChange.id).where(
+                DeploymentChange.deployment_id == deployment_id,
+                col(DeploymentChange.status).not_in(FINAL_CHANGE_STATUSES),
+            )
+        )
+    ).first()
+
+
+async def data_plane_of(session: AsyncSession, deployment: Deployment) -> str:
+    """The routing key of the data plane the deployment's environment runs on: its id, never
+    its name (``local`` for the installation's own)."""
+    plane = (
+        await session.exec(
+            select(DataPlane)
+            .join(Environment, col(Environment.data_plane_id) == col(DataPlane.id))
+            .where(Environment.id == deployment.environment_id)
+        )
+    ).one()
+    return routing_key(plane)
+
+
+async def queue_requested_change(
+    session: AsyncSession, *, promotion: Promotion, detail: str
+) -> DeploymentChange:
+    """A request that may run now (no review needed, or the last approval came): QUEUED, and
+    the change it asked for queued for the workers."""
+    await record_promotion_status(session, promotion, PromotionStatus.QUEUED, detail=detail)
+    deployment = await session.get(Deployment, promotion.deployment_id)
+    assert deployment is not None
+    requester = await session.get(User, promotion.requested_by_id)
+    kind = CHANGE_OF_REQUEST[promotion.kind]
+    change = await queue_change(
+        session,
+        deployment=deployment,
+        kind=kind,
+        actor=requester,
+        build_id=promotion.build_id if kind is not ChangeKind.CONFIG_CHANGE else None,
+        promotion_id=promotion.id,
+        rollback_to_revision=promotion.rollback_to_revision,
+    )
+    await announce_deployment(
+        session, deployment, detail=f"{promotion.kind.value.lower()} {promotion.id} queued"
+    )
+    return change
