@@ -83,12 +83,38 @@ class RequestSession(AsyncSession):
         async with self._turn:
             await super().rollback()
 
+    async def close(self) -> None:
+        # After the statement under way (a DataLoader's batch runs in a task of its own, which
+        # the end of a request does not cancel): closing under it would return the connection
+        # to the pool while it still runs, and the pool later throws it away with a traceback.
+        async with self._turn:
+            await super().close()
+
 
 def create_session_factory(
     engine: AsyncEngine, *, class_: type[AsyncSession] = AsyncSession
 ) -> SessionFactory:
     # expire_on_commit off: objects stay readable after the commit that ends a mutation.
     return async_sessionmaker(engine, class_=class_, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def closing(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+    """A session that is closed however the block ends: also when its task is cancelled (a
+    client that went away), when closing it must not be cut short. A close cut short leaves
+    its connection half returned, and the pool later logs "Cannot operate on a closed
+    database" tracebacks as it throws the connection away."""
+    session = factory()
+    try:
+        yield session
+    finally:
+        closed = asyncio.ensure_future(session.close())
+        try:
+            await asyncio.shield(closed)
+        except asyncio.CancelledError:
+            # Cancelled again while it closes: let the close finish, then go on cancelling.
+            await asyncio.wait([closed])
+            raise
 
 
 @asynccontextmanager

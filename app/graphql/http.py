@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
@@ -21,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -29,7 +31,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.types.unset import UnsetType
 
 from app.crypto import SecretBox
-from app.db import SessionFactory
+from app.db import SessionFactory, closing
 from app.graphql.context import Context
 from app.graphql.loaders import Loaders
 from app.graphql.schema import PromenadeSchema, build_schema, schema
@@ -95,7 +97,7 @@ class _ContextPerOperation:
     @contextlib.asynccontextmanager
     async def operation_context(self) -> AsyncIterator[None]:
         connection = self._connection_context
-        async with connection.sessions() as session:
+        async with closing(connection.sessions) as session:
             # Roles are read again for each operation: a member removed meanwhile has none.
             token = _operation_context.set(
                 dataclasses.replace(
@@ -174,6 +176,13 @@ class _GraphQLTransportWSHandler(
         async with self.operation_context():
             await super().run_operation(operation)
 
+    async def handle_task_exception(self, error: Exception) -> None:
+        # A client that went away while its operation answered is no server error.
+        if isinstance(error, WebSocketDisconnected):
+            log.debug("a websocket client left while an operation answered it")
+            return
+        await super().handle_task_exception(error)
+
 
 def _valid_subscribe_payload(payload: object) -> bool:
     if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
@@ -182,8 +191,10 @@ def _valid_subscribe_payload(payload: object) -> bool:
         return False
     variables = payload.get("variables")
     name = payload.get("operationName")
-    return (variables is None or isinstance(variables, dict)) and (
-        name is None or isinstance(name, str)
+    return (
+        (variables is None or isinstance(variables, dict))
+        and (name is None or isinstance(name, str))
+        and not _holds_nul(payload)
     )
 
 
@@ -326,7 +337,7 @@ class AuthenticatedGraphQL:
                 await refusal(scope, receive, send)
                 return
             receive = _replay(body or b"", receive)
-        async with self._sessions() as session:
+        async with closing(self._sessions) as session:
             token = bearer_token(request.headers)
             viewer = await authenticate(session, token) if token else None
             if viewer is None:
@@ -355,7 +366,7 @@ class AuthenticatedGraphQL:
             # The connection's session, which no operation uses: each runs with a session of
             # its own (_ContextPerOperation), so this one holds no database connection while
             # the socket is open.
-            async with self._sessions() as session:
+            async with closing(self._sessions) as session:
                 scope.setdefault("state", {})
                 scope["state"]["session"] = session
                 await self._graphql(scope, receive, send)
@@ -423,7 +434,26 @@ def _refusal_of(request: Request, body: bytes) -> Response | None:
         return _refused(400, "the request's variables must be a JSON object")
     if not isinstance(document.get("operationName"), str | None):
         return _refused(400, "the request's operationName must be a string")
+    if _holds_nul(document):
+        return _refused(400, NUL_REFUSAL)
     return None
+
+
+# No field of the API takes a NUL character, and PostgreSQL stores none: refused at the door
+# rather than answered with an unexpected error from deep down.
+NUL_REFUSAL = "the request may not contain NUL characters (U+0000)"
+_NUL_ESCAPE = re.compile(r"\\u0000", re.IGNORECASE)
+
+
+def _holds_nul(value: object) -> bool:
+    """A NUL in any string of a request: raw, or escaped in a GraphQL string literal."""
+    if isinstance(value, str):
+        return "\x00" in value or bool(_NUL_ESCAPE.search(value))
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def _refused(status: int, message: str) -> Response:

@@ -42,7 +42,7 @@ from app.services import audit
 from app.services.auth import Permission, get_owned, role_in
 from app.services.change_queue import pending_change, queue_requested_change
 from app.services.configuration import ConfigChangeKind, ConfigDiff, diff_values, schema_of
-from app.services.errors import Conflict, Forbidden, InvalidInput, PromotionBlocked
+from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound, PromotionBlocked
 from app.services.events import announce_deployment, record_promotion_status
 from app.services.outbox import enqueue
 
@@ -94,9 +94,9 @@ async def set_approval_policy(
         )
         for user_id in approver_ids:
             if user_id not in members:
-                raise InvalidInput(
-                    f"{user_id} is not a member of the organization", field="approverIds"
-                )
+                # As any object outside the organization: not found (whether the user exists
+                # elsewhere is not this organization's to learn).
+                raise NotFound(f"no member of the organization with id {user_id}", id=user_id)
     roles = sorted({role.value for role in policy.approver_roles})
     if not roles and not approver_ids:
         raise InvalidInput(

@@ -127,8 +127,8 @@ async def test_only_an_admin_sets_a_policy_and_it_must_let_someone_review(
             (
                 "a reviewer from outside",
                 lambda: set_policy(api, world, approverIds=[world.outsider.id]),
-                "ValidationError",
-                "not a member",
+                "NotFoundError",
+                "no member of the organization",
             ),
             (
                 "removed by a developer",

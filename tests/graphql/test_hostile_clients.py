@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,13 @@ async def test_malformed_or_oversized_requests_get_a_4xx(live: tuple[Live, World
         (b'{"query": "{ __typename }", "variables": [1]}', 400, "variables"),
         (json.dumps({"query": comment}).encode(), 413, "characters"),
         (b"x" * (2 << 20), 413, "over 1048576 bytes"),
+        (b'{"query": "{ deployment(id: \\"\\\\u0000\\") { id } }"}', 400, "NUL"),
+        (
+            b'{"query": "query($i: ID!) { deployment(id: $i) { id } }", '
+            b'"variables": {"i": "\\u0000"}}',
+            400,
+            "NUL",
+        ),
     ]
     for body, status, says in cases:
         response = await post(served, token, body)
@@ -228,3 +236,41 @@ async def test_production_mode_hides_the_schema(
         typo = await post(served, token, b'{"query": "{ organizationz(slug: \\"acme\\") { id } }"}')
         assert "Did you mean" not in typo.text
         assert typo.status_code in (200, 400)
+
+
+async def test_clients_that_vanish_mid_request_leave_no_tracebacks(
+    engine: AsyncEngine,
+    session: AsyncSession,
+    secret_key: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Sockets cut off while their operations read the database (DataLoader batches among
+    them): every session is closed cleanly, nothing is logged as an error."""
+    async with live_api(engine, session, secret_key, tmp_path, ws_per_user=1000) as served:
+        world = await governed_world(served.api, session)
+        await _vanishing_clients(served, world, caplog)
+
+
+async def _vanishing_clients(served: Live, world: World, caplog: pytest.LogCaptureFixture) -> None:
+    token = await served.api.token_for(world.admin)
+    query = "{ viewer { memberships { organization { environments { name } } } } }"
+
+    async def vanish(n: int) -> None:
+        connection = await initialized(served, token)
+        for operation, document in enumerate((EVENTS, query)):
+            await connection.send(
+                json.dumps(
+                    {"id": str(operation), "type": "subscribe", "payload": {"query": document}}
+                )
+            )
+        await asyncio.sleep(0.01 * (n % 50))
+        connection.transport.abort()
+
+    with caplog.at_level(logging.WARNING):
+        await asyncio.gather(*(vanish(n) for n in range(150)), return_exceptions=True)
+        await asyncio.sleep(1.0)
+    problems = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert problems == [], [
+        (r.getMessage(), r.exc_info[1] if r.exc_info else None) for r in problems
+    ][:5]
