@@ -38,7 +38,6 @@ from app.models import (
 from app.models.base import utcnow
 from app.models.promotions import FINAL_CHANGE_STATUSES
 from app.services import audit
-from app.services.approvals import requested_values
 from app.services.configuration import (
     apply_entries,
     effective_values,
@@ -65,6 +64,12 @@ REVISION_CAUSES = {
     ChangeKind.RESTART: RevisionCause.RESTART,
     ChangeKind.ROLLBACK: RevisionCause.ROLLBACK,
 }
+
+# Kinds that run the values stored when they run, so values stored after a review (or after
+# a protected restart was asked for) would run unseen. A rollback runs a revision's own.
+VERSION_CHECKED = frozenset(
+    {ChangeKind.DEPLOY, ChangeKind.PROMOTION, ChangeKind.CONFIG_CHANGE, ChangeKind.RESTART}
+)
 
 
 # After a held lease's expiry, a moment more before looking again.
@@ -236,6 +241,18 @@ class StepMachine:
         deployment = await self._deployment(session, change.deployment_id)
         integration = await session.get(Integration, deployment.integration_id)
         assert integration is not None
+        if (
+            change.expected_config_version is not None
+            and change.kind in VERSION_CHECKED
+            and deployment.config_version != change.expected_config_version
+        ):
+            # What runs must be what was reviewed (or, for a restart in a protected
+            # environment, what was stored when it was asked for): values stored since
+            # would run unreviewed.
+            raise ChangeRefused(
+                "the configuration changed after the request was filed: file a new request "
+                "for what is there now"
+            )
         if change.kind is ChangeKind.PROMOTION:
             promotion = await session.get(Promotion, change.promotion_id)
             assert promotion is not None
@@ -271,17 +288,6 @@ class StepMachine:
             session.add(change)
             return
         values = await plaintext_values(session, box=self.box, deployment_id=deployment.id)
-        if change.promotion_id is not None and change.kind is not ChangeKind.ROLLBACK:
-            request = await session.get(Promotion, change.promotion_id)
-            assert request is not None
-            reviewed = requested_values(self.box, request)
-            if reviewed is not None and reviewed != values:
-                # What runs must be what was reviewed: values set after the request would
-                # otherwise run unreviewed.
-                raise ChangeRefused(
-                    "the configuration changed after the request was filed: file a new "
-                    "request for what is there now"
-                )
         schema = schema_of(integration)
         missing = missing_keys(schema, values)
         if missing:

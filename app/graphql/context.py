@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeAlias
@@ -16,6 +17,7 @@ from app.graphql.public_error import PublicError
 from app.messaging.bus import Bus
 from app.messaging.fanout import EventHub
 from app.models import Role, User
+from app.services.auth import role_in
 from app.services.masking import without_output
 
 
@@ -42,6 +44,8 @@ class Context:
     # What a websocket client sent in connection_init (Strawberry sets it).
     connection_params: dict[str, object] | None = None
     _roles: dict[str, Role] | None = field(default=None, repr=False)
+    # Shared by a websocket connection's operations (see _current_role).
+    _fresh_roles: dict[str, tuple[Role | None, float]] = field(default_factory=dict, repr=False)
 
     @property
     def viewer(self) -> User:
@@ -62,9 +66,27 @@ class Context:
     async def output_for_viewer(self, organization_id: str, text: str | None) -> str | None:
         """A failure text as the viewer may read it: an instance's output is for DEVELOPERs
         and ADMINs; the others get the reason without it."""
-        if await self.role_in(organization_id) in (Role.ADMIN, Role.DEVELOPER):
+        if text is None:
+            return None
+        if await self._current_role(organization_id) in (Role.ADMIN, Role.DEVELOPER):
             return text
         return without_output(text)
+
+    async def _current_role(self, organization_id: str) -> Role | None:
+        """The viewer's role, as of at most ``recheck_s`` ago. A websocket's subscriptions
+        live long: their role is read in a short session of its own (the operation's would
+        keep a database connection for as long as the subscription lives) and read again
+        once it is older than that, so a demoted member soon reads as their new role."""
+        if self.bearer is None:  # an HTTP request: its own session, for its short life
+            return await self.role_in(organization_id)
+        known = self._fresh_roles.get(organization_id)
+        now = time.monotonic()
+        if known is not None and now - known[1] < self.recheck_s:
+            return known[0]
+        async with self.sessions() as session:
+            role = await role_in(session, user_id=self.viewer.id, organization_id=organization_id)
+        self._fresh_roles[organization_id] = (role, now)
+        return role
 
     def forget_roles(self) -> None:
         """After a mutation that changes memberships."""

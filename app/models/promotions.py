@@ -117,6 +117,9 @@ class Promotion(SQLModel, table=True):
     )
     # For a rollback request: the revision it re-applies.
     rollback_to_revision: int | None = None
+    # The target's configuration version when a request was filed for review: the reviewed
+    # change runs only if nothing was stored since (else it would run what nobody reviewed).
+    config_version: int | None = None
     message: str | None = Field(default=None, max_length=2000)
     requested_by_id: str = Field(sa_column=foreign_key("users.id", index=True))
     requested_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
@@ -201,6 +204,9 @@ class DeploymentChange(SQLModel, table=True):
     snapshot_digest: str | None = Field(default=None, max_length=64)
     # The configuration version that the snapshot reflects (for restartRequired).
     snapshot_config_version: int | None = None
+    # When set, the change runs only if the deployment's configuration is still at this
+    # version: a reviewed request's, or an unreviewed restart's in a protected environment.
+    expected_config_version: int | None = None
     actor_id: str | None = Field(
         default=None, sa_column=foreign_key("users.id", nullable=True, index=True)
     )

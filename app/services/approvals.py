@@ -181,6 +181,9 @@ async def file_request(
     session: AsyncSession, *, promotion: Promotion, policy: ApprovalPolicy
 ) -> None:
     """Make a new promotion a request under the policy, and tell its reviewers."""
+    deployment = await session.get(Deployment, promotion.deployment_id)
+    if deployment is not None:
+        promotion.config_version = deployment.config_version
     promotion.required_approvals = policy.required_approvals
     promotion.approval_rule = rule_of(policy)
     if policy.expires_after_hours is not None:
@@ -213,8 +216,9 @@ async def request_change(
     """In an environment with an approval policy, a change of what runs there (a deploy, a
     configuration change, a restart that applies new values, a rollback) as a request, filed
     with its plan: how the running configuration changes. None where no review is needed (the
-    caller queues the change). The values are the ones the change will run with: they are
-    sealed in the request, and the change refuses to run if they changed after the review."""
+    caller queues the change). The values it will run with are the ones stored now: the change
+    refuses to run if any was stored after the request was filed (``file_request`` records
+    the configuration version)."""
     policy = await policy_of(session, deployment.environment_id)
     if policy is None:
         return None
@@ -286,15 +290,6 @@ async def running_values(
     if change is None or change.snapshot_sealed is None:
         return {}
     values: dict[str, str] = box.open_json(change.snapshot_sealed)
-    return values
-
-
-def requested_values(box: SecretBox, promotion: Promotion) -> dict[str, str] | None:
-    """What a request of another kind than a promotion will run with (None for one)."""
-    if promotion.kind is RequestKind.PROMOTION:
-        return None
-    sealed = box.open_json(promotion.overrides_sealed)
-    values: dict[str, str] = sealed.get("values", {})
     return values
 
 

@@ -48,8 +48,10 @@ async def queue_change(
     promotion_id: str | None = None,
     rollback_to_revision: int | None = None,
     idempotency_key: str | None = None,
+    expected_config_version: int | None = None,
 ) -> DeploymentChange:
     change = DeploymentChange(
+        expected_config_version=expected_config_version,
         organization_id=deployment.organization_id,
         deployment_id=deployment.id,
         kind=kind,
@@ -119,6 +121,8 @@ async def queue_requested_change(
         build_id=promotion.build_id if kind is not ChangeKind.CONFIG_CHANGE else None,
         promotion_id=promotion.id,
         rollback_to_revision=promotion.rollback_to_revision,
+        # Reviewed: it runs what was reviewed, or not at all.
+        expected_config_version=promotion.config_version,
     )
     await announce_deployment(
         session, deployment, detail=f"{promotion.kind.value.lower()} {promotion.id} queued"

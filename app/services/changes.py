@@ -225,7 +225,16 @@ async def restart(
         )
         if request is not None:
             return request
-    await queue_change(session, deployment=deployment, kind=ChangeKind.RESTART, actor=actor)
+    # In a protected environment a restart without a review must not apply values stored
+    # between now and when it runs.
+    protected = await approvals.policy_of(session, deployment.environment_id) is not None
+    await queue_change(
+        session,
+        deployment=deployment,
+        kind=ChangeKind.RESTART,
+        actor=actor,
+        expected_config_version=deployment.config_version if protected else None,
+    )
     await announce_deployment(session, deployment, detail="restart queued")
     audit.record(
         session,

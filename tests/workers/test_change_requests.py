@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import SecretBox
+from app.models import ChangeKind, ChangeStatus
 from tests.conftest import GraphQLClient
 from tests.graphql.governance import (
     APPROVE,
@@ -24,8 +25,10 @@ from tests.graphql.governance import (
     FakeRuntime,
     World,
     deployment_in,
+    eventually,
     expect,
     governed_world,
+    production_changes,
     promote,
     review,
     running_engine,
@@ -206,6 +209,66 @@ async def test_values_set_after_the_request_was_filed_do_not_run_unreviewed(
     assert "changed after the request was filed" in failed["error"]
     assert await protected.revision() == 1
     assert all(s.values["GREETING"] != "slipped in later" for s in protected.runtime.started)
+
+
+async def test_target_values_set_after_a_promotion_request_was_filed_do_not_run_unreviewed(
+    protected: Protected,
+) -> None:
+    api, world = protected.api, protected.world
+    request = expect(await promote(api, world, overrides=PRODUCTION_VALUES), "Promotion")
+    expect(await protected.configure("slipped in later", restart=False), "Deployment")
+    expect(await review(api, APPROVE, request["id"], as_user=world.approver), "Promotion")
+    failed = await status_becomes(api, world, request["id"], "FAILED")
+    assert "changed after the request was filed" in failed["error"]
+    assert all(s.values["GREETING"] != "slipped in later" for s in protected.runtime.started)
+
+
+async def test_values_stored_while_an_unreviewed_restart_waits_do_not_run(
+    api: GraphQLClient, session: AsyncSession, engine: AsyncEngine, box: SecretBox
+) -> None:
+    """A restart that changes nothing needs no review; values stored between asking for it
+    and its running (no worker was there to take it) are not applied by it."""
+    world = await governed_world(api, session)
+    await set_policy(api, world, required=1)
+    runtime = FakeRuntime()
+    async with running_engine(engine, box, runtime):
+        filed = expect(await promote(api, world, overrides=PRODUCTION_VALUES), "Promotion")
+        expect(await review(api, APPROVE, filed["id"], as_user=world.approver), "Promotion")
+        await status_becomes(api, world, filed["id"], "SUCCEEDED")
+    production = await deployment_in(api, world, "Invoices", "Production")
+    restarted = expect(
+        await call(api, RESTART, {"id": production["id"]}, as_user=world.developer),
+        "Deployment",
+    )
+    assert restarted["id"] == production["id"]
+    stored = await call(
+        api,
+        SET_CONFIGURATION,
+        {
+            "input": {
+                "integrationId": world.invoices.id,
+                "environmentId": world.production,
+                "entries": [{"key": "GREETING", "value": "slipped in later"}],
+                "restart": False,
+            }
+        },
+        as_user=world.developer,
+    )
+    expect(stored, "Deployment")
+    starts = len(runtime.started)
+
+    async def restart_ended() -> bool:
+        return (await production_changes(engine, world))[-1].status.is_final
+
+    async with running_engine(engine, box, runtime):
+        await eventually(restart_ended)
+    last = (await production_changes(engine, world))[-1]
+    assert (last.kind, last.status) == (ChangeKind.RESTART, ChangeStatus.FAILED)
+    assert last.error is not None and "changed after the request was filed" in last.error
+    # (The worker starts again what ran before, finding nothing of it on its runtime.)
+    assert all(s.change_id != last.id for s in runtime.started[starts:])
+    assert all(s.values["GREETING"] != "slipped in later" for s in runtime.started)
+    assert (await deployment_in(api, world, "Invoices", "Production"))["revision"] == 1
 
 
 async def test_a_deploy_into_a_protected_first_environment_is_a_request(

@@ -39,9 +39,15 @@ def upgrade() -> None:
             )
         )
         batch_op.add_column(sa.Column("rollback_to_revision", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("config_version", sa.Integer(), nullable=True))
+    with op.batch_alter_table("deployment_changes", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("expected_config_version", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("deployment_changes", schema=None) as batch_op:
+        batch_op.drop_column("expected_config_version")
     with op.batch_alter_table("promotions", schema=None) as batch_op:
+        batch_op.drop_column("config_version")
         batch_op.drop_column("rollback_to_revision")
         batch_op.drop_column("kind")
