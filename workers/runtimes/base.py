@@ -8,7 +8,7 @@ leaves state that the next worker's identical calls pick up without starting any
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -47,7 +47,13 @@ class Instance:
 
 class StartFailed(Exception):
     """The instance did not start or did not become healthy. The message says why: the exit
-    code or the health check's answer, and the last lines of its output."""
+    code or the health check's status, and the last lines of its output. ``output`` holds what
+    the instance said that is not in its output yet (the body of its health check's answer),
+    for the runtime to put with the output lines: only some roles may read those."""
+
+    def __init__(self, reason: str, output: Sequence[str] = ()) -> None:
+        super().__init__(reason)
+        self.output = list(output)
 
 
 class Runtime(Protocol):

@@ -371,7 +371,7 @@ class ContainerRuntime(GatewayRouted):
             )
         except StartFailed as failure:
             tail = await self._output(container, OUTPUT_TAIL_LINES)
-            raise StartFailed(with_output(str(failure), tail)) from None
+            raise StartFailed(with_output(str(failure), failure.output + tail)) from None
 
     async def _ended(self, container: Container) -> str:
         """How a container that does not run any more ended."""

@@ -29,6 +29,7 @@ async def wait_healthy(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     last_answer = "was not tried"
+    last_body: list[str] = []
     pause = 0.05
     # trust_env off: an HTTP(S)_PROXY of the worker must not stand between it and localhost.
     async with httpx.AsyncClient(trust_env=False) as client:
@@ -43,18 +44,22 @@ async def wait_healthy(
                 answer = await client.get(url, timeout=min(remaining, 5.0))
             except httpx.ConnectError:
                 last_answer = f"found nothing listening on {address} (does it listen on $PORT?)"
+                last_body = []
             except httpx.HTTPError as exc:
                 last_answer = f"failed: {_describe_error(exc)}"
+                last_body = []
             else:
                 if answer.is_success:
                     return
                 last_answer = f"answered HTTP {answer.status_code}"
+                # What the instance wrote is output: with its output lines, not in the reason.
                 body = " ".join(answer.text.split())[:200]
-                if body:
-                    last_answer += f": {body}"
+                last_body = [f"GET {path} answered: {body}"] if body else []
             await asyncio.sleep(max(0.0, min(pause, deadline - loop.time())))
             pause = min(pause * 2, HEALTH_POLL_MAX_S)
-    raise StartFailed(f"did not become healthy within {timeout_s:g}s: GET {path} {last_answer}")
+    raise StartFailed(
+        f"did not become healthy within {timeout_s:g}s: GET {path} {last_answer}", last_body
+    )
 
 
 def describe_exit(code: int) -> str:

@@ -372,7 +372,7 @@ class LocalProcessRuntime(GatewayRouted):
             self._mark(instance_dir, record, "failed")
             _remove_files(record)
             raise StartFailed(
-                with_output(str(failure), _output_tail(instance_dir, record))
+                with_output(str(failure), failure.output + _output_tail(instance_dir, record))
             ) from None
 
     # -- stopping ----------------------------------------------------------------------------
