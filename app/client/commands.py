@@ -167,6 +167,10 @@ class Output:
         self.stderr.write(f"promenade: {self.scrub(message)}\n")
         self.stderr.flush()
 
+    def warn(self, message: str) -> None:
+        self.stderr.write(f"promenade: warning: {self.scrub(message)}\n")
+        self.stderr.flush()
+
     def table(self, columns: Sequence[str], rows: Sequence[Sequence[Cell]], title: str) -> None:
         """Rows under column headers: a rich table on a terminal, aligned plain columns in a
         pipe (an empty cell is ``-``, so that every row splits into as many fields)."""
@@ -280,6 +284,11 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     try:
         url = args.url or os.environ.get("PROMENADE_URL") or DEFAULT_URL
         token = args.token or os.environ.get("PROMENADE_TOKEN")
+        if args.token:
+            out.warn(
+                "--token puts the token on the command line, where other users of this machine "
+                "can read it (ps); set PROMENADE_TOKEN instead"
+            )
         if not token:
             raise ClientError(
                 "no API token: set PROMENADE_TOKEN or pass --token (promenade up prints one "
@@ -419,6 +428,12 @@ def configuration_entries(command: Command, integration: Integration) -> list[Co
     schema_secrets = {key["key"] for key in integration["configSchema"] if key["secret"]}
     command.out.add_secrets(secrets.values())
     command.out.add_secrets(value for key, value in plain.items() if key in schema_secrets)
+    if given := sorted(plain.keys() & schema_secrets):
+        raise _usage(
+            f"{', '.join(given)}: secret in the integration's schema, so not with --set, which "
+            "puts its value where other users of the machine can read it: use --secret KEY "
+            "(standard input or a prompt) or --secret-env KEY=VARIABLE; nothing was changed"
+        )
     values = {**plain, **secrets}
     return [{"key": key, "value": value} for key, value in values.items()]
 

@@ -229,10 +229,15 @@ def greet(endpoint: str) -> dict[str, Any]:
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The single line a failed command printed on stderr (and nothing on stdout)."""
+    """The single line a failed command printed on stderr (and nothing on stdout), after any
+    warnings."""
     assert result.returncode != 0, result.stdout
     assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
+    lines = [
+        line
+        for line in result.stderr.strip().splitlines()
+        if not line.startswith("promenade: warning:")
+    ]
     assert len(lines) == 1, result.stderr
     assert result.stdout == ""
     return lines[0]
@@ -576,6 +581,21 @@ def test_a_secret_value_on_the_command_line_is_refused(installation: Installatio
     assert "the environment has no variable NOT_SET_9" in missing.stderr
 
 
+def test_a_secret_key_given_with_set_is_refused_and_changes_nothing(
+    installation: Installation, deployed: subprocess.CompletedProcess[str]
+) -> None:
+    assert deployed.returncode == 0, deployed.stderr
+    before = installation.deployments()["Development"]
+    result = installation.cli(
+        "deploy", INTEGRATION, "--build", "1.1.0", "--set", "API_KEY=in-argv-77d2", "--wait"
+    )
+    assert result.returncode == 2, result.stderr
+    assert "API_KEY: secret in the integration's schema, so not with --set" in result.stderr
+    assert "--secret KEY" in result.stderr
+    assert "in-argv-77d2" not in result.stdout + result.stderr
+    assert installation.deployments()["Development"] == before
+
+
 # ---- errors ------------------------------------------------------------------------------------
 
 
@@ -593,6 +613,7 @@ def test_errors_are_one_line_and_a_non_zero_exit(installation: Installation) -> 
     lines = {name: one_line(result) for name, result in results.items()}
     assert all(result.returncode == 1 for result in results.values()), lines
     assert "refused the token (HTTP 401)" in lines["bad token"]
+    assert "--token puts the token on the command line" in results["bad token"].stderr
     assert f"cannot reach Promenade at {unreachable}/graphql" in lines["no server"]
     assert "no project 'billing'" not in lines["unknown integration"]
     assert "no integration 'nothing-here' in project 'billing'" in lines["unknown integration"]
