@@ -33,13 +33,19 @@ BATCH = 200
 
 @dataclass
 class Rotation:
-    """How many values were sealed again, per table."""
+    """How many values were sealed again, per table, and the rows whose value no key given
+    opens (left as they are: the key that sealed them must stay until they are dealt with)."""
 
     resealed: dict[str, int] = field(default_factory=dict)
+    unreadable: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
         return sum(self.resealed.values())
+
+    @property
+    def complete(self) -> bool:
+        return not any(self.unreadable.values())
 
 
 def _sealed_columns() -> list[tuple[type[SQLModel], Any, ColumnElement[bool] | None]]:
@@ -52,11 +58,13 @@ def _sealed_columns() -> list[tuple[type[SQLModel], Any, ColumnElement[bool] | N
 
 
 async def rotate_secrets(sessions: SessionFactory, box: SecretBox) -> Rotation:
-    """Seal again with the box's current key every value that an older key sealed."""
+    """Seal again with the box's current key every value that an older key sealed; a value
+    that no key opens is reported, and the others are sealed again all the same."""
     rotation = Rotation()
     for model, column, condition in _sealed_columns():
         identifier: Any = getattr(model, "id")  # noqa: B009
         count = 0
+        unreadable: list[str] = []
         after = ""
         while True:
             query = (
@@ -70,7 +78,11 @@ async def rotate_secrets(sessions: SessionFactory, box: SecretBox) -> Rotation:
             async with session_scope(sessions) as session:
                 rows = (await session.exec(query)).all()
                 for row_id, sealed in rows:
-                    resealed = box.reseal(sealed)
+                    try:
+                        resealed = box.reseal(sealed)
+                    except ValueError:
+                        unreadable.append(str(row_id))
+                        continue
                     if resealed is None:
                         continue
                     # Only if nobody wrote it meanwhile (a writer seals with a current key).
@@ -83,5 +95,7 @@ async def rotate_secrets(sessions: SessionFactory, box: SecretBox) -> Rotation:
             if len(rows) < BATCH:
                 break
             after = rows[-1][0]
-        rotation.resealed[str(model.__table__.name)] = count  # type: ignore[attr-defined]
+        table = str(model.__table__.name)  # type: ignore[attr-defined]
+        rotation.resealed[table] = count
+        rotation.unreadable[table] = unreadable
     return rotation

@@ -140,6 +140,33 @@ async def test_rotation_reseals_every_secret_with_the_current_key(
     assert (await rotate_secrets(sessions, SecretBox([NEW, OLD]))).total == 0
 
 
+@pytest.mark.postgres
+async def test_a_value_no_key_opens_is_reported_and_the_rest_are_sealed_again(
+    engine: AsyncEngine, session: AsyncSession
+) -> None:
+    await _sealed_rows(session, SecretBox(OLD))
+    lost = Fernet.generate_key().decode()  # a key nobody kept
+    secret = (await session.exec(select(ConfigValue).where(ConfigValue.key == "K"))).one()
+    secret.value = SecretBox(lost).seal("v1")
+    session.add(secret)
+    await session.commit()
+    sessions = create_session_factory(engine)
+
+    rotation = await rotate_secrets(sessions, SecretBox([NEW, OLD]))
+
+    assert not rotation.complete
+    assert rotation.unreadable["config_values"] == [secret.id]
+    assert rotation.resealed == {
+        "config_values": 0,
+        "promotions": 1,
+        "deployment_changes": 1,
+        "deployment_revisions": 1,
+    }
+    async with sessions() as fresh:
+        kept = (await fresh.exec(select(ConfigValue).where(ConfigValue.key == "K"))).one()
+        assert SecretBox(lost).open(kept.value) == "v1"  # left as it was
+
+
 def test_rotate_key_new_key_in_embedded_mode(tmp_path: Path) -> None:
     promenade = str(Path(sys.executable).parent / "promenade")
     env = {"PATH": os.environ["PATH"], "PROMENADE_DATA_DIR": str(tmp_path)}
