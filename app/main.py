@@ -37,18 +37,19 @@ def create_app(
         engine = create_engine(settings.resolved_database_url)
     sessions = create_session_factory(engine, class_=RequestSession)
     box = SecretBox(settings.secret_keys())
+    api = PromenadeGraphQL(
+        box=box,
+        graphiql=not settings.production,
+        sessions=sessions,
+        hub=hub or EventHub(None),
+        on_commit=on_commit,
+        bus=bus,
+        recheck_s=settings.ws_recheck_s,
+        max_sockets_per_user=settings.ws_per_user,
+        introspection=settings.introspection_on,
+    )
     graphql = AuthenticatedGraphQL(
-        PromenadeGraphQL(
-            box=box,
-            graphiql=not settings.production,
-            sessions=sessions,
-            hub=hub or EventHub(None),
-            on_commit=on_commit,
-            bus=bus,
-            recheck_s=settings.ws_recheck_s,
-            max_sockets_per_user=settings.ws_per_user,
-            introspection=settings.introspection_on,
-        ),
+        api,
         sessions,
         max_body_bytes=settings.max_body_bytes,
         max_sockets_per_address=settings.ws_per_address,
@@ -62,6 +63,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
+        await api.access.close()
         if owns_engine:
             await engine.dispose()
 

@@ -13,10 +13,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiormq.exceptions import AMQPError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp
 
 from app import migrate
 from app.crypto import SecretBox
@@ -85,8 +87,7 @@ async def run_rotate_key(settings: Settings, args: argparse.Namespace) -> None:
         keys = settings.secret_keys()  # made if missing
         path = settings.data_dir / SECRET_KEY_FILE
         fresh = Fernet.generate_key().decode()
-        path.write_text("\n".join([fresh, *keys]) + "\n")
-        os.chmod(path, 0o600)
+        _replace_file(path, "\n".join([fresh, *keys]) + "\n")
         print(f"new current key in {path}; the old ones follow it", file=sys.stderr)
     engine = _engine(settings)
     try:
@@ -98,11 +99,45 @@ async def run_rotate_key(settings: Settings, args: argparse.Namespace) -> None:
         await engine.dispose()
     for table, count in rotation.resealed.items():
         print(f"{table}: {count} value(s) sealed again", file=sys.stderr)
+    if not rotation.complete:
+        for table, ids in rotation.unreadable.items():
+            if ids:
+                print(
+                    f"{table}: {len(ids)} value(s) no key given opens: {', '.join(ids[:20])}"
+                    + (" ..." if len(ids) > 20 else ""),
+                    file=sys.stderr,
+                )
+        raise SettingsError(
+            "some values are sealed with a key that is not among PROMENADE_SECRET_KEY and "
+            "PROMENADE_PREVIOUS_SECRET_KEYS (or secret.key): add that key and run rotate-key "
+            "again; until then, no previous key may go"
+        )
     print(
         f"every secret is sealed with the current key ({rotation.total} re-encrypted); the "
         "previous keys can go",
         file=sys.stderr,
     )
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a crash leaves the old file), readable by its owner
+    only: a key file half written would lose every key."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 async def run_bootstrap(settings: Settings, args: argparse.Namespace) -> None:
@@ -399,11 +434,11 @@ async def _serve(
     host = args.host or settings.host
     port = args.port or settings.port
     stop = stop_on_signals()
-    server = BackgroundServer(
+    server = api_server(
         create_app(settings, engine=engine, on_commit=on_commit, hub=hub, bus=bus),
+        settings,
         host=host,
         port=port,
-        setting="PROMENADE_PORT",
     )
     await server.start()
     print(f"Promenade GraphQL at http://{host}:{port}/graphql", file=sys.stderr)
@@ -411,6 +446,20 @@ async def _serve(
         await stop.wait()
     finally:
         await server.stop()
+
+
+def api_server(
+    app: ASGIApp, settings: Settings, *, host: str, port: int, access_log: bool = True
+) -> BackgroundServer:
+    """The API's uvicorn server: websocket messages bounded like request bodies."""
+    return BackgroundServer(
+        app,
+        host=host,
+        port=port,
+        setting="PROMENADE_PORT",
+        access_log=access_log,
+        ws_max_size=settings.max_body_bytes,
+    )
 
 
 def _engine(settings: Settings) -> AsyncEngine:

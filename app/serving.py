@@ -35,8 +35,17 @@ class _Server(uvicorn.Server):
 
 class BackgroundServer:
     def __init__(
-        self, app: ASGIApp, *, host: str, port: int, setting: str, access_log: bool = True
+        self,
+        app: ASGIApp,
+        *,
+        host: str,
+        port: int,
+        setting: str,
+        access_log: bool = True,
+        ws_max_size: int = 1 << 20,
     ) -> None:
+        """``ws_max_size``: the largest websocket message uvicorn takes (a larger one closes the
+        socket with 1009), the counterpart of the HTTP body limit."""
         self._setting = setting
         self._server = _Server(
             uvicorn.Config(
@@ -46,6 +55,7 @@ class BackgroundServer:
                 lifespan="on",
                 log_config=log_config(),
                 access_log=access_log,
+                ws_max_size=ws_max_size,
             )
         )
         self._task: asyncio.Task[None] | None = None

@@ -49,7 +49,10 @@ class Settings(BaseSettings):
         "in production.",
     )
     max_body_bytes: int = Field(
-        default=1 << 20, ge=1024, description="The largest request body the API reads (413)."
+        default=1 << 20,
+        ge=1024,
+        description="The largest request body the API reads (413), and the largest websocket "
+        "message (closed with 1009).",
     )
     ws_recheck_s: float = Field(
         default=5.0,

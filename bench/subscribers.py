@@ -56,6 +56,9 @@ ROOT = Path(__file__).resolve().parents[1]
 GREETER = ROOT / "examples" / "greeter" / "app.py"
 PROMENADE = str(Path(sys.executable).parent / "promenade")
 PROTOCOL = Subprotocol("graphql-transport-ws")
+# The greeter runs with the machine's Python: run as root, ``promenade up`` runs it as a user
+# of its own, who may not reach this checkout's virtual environment (tests/processes.py).
+INSTANCE_PYTHON = "/usr/bin/python3"
 STARTUP_TIMEOUT_S = 60.0
 # Connections a client process opens at once.
 CONNECT_AT_ONCE = 50
@@ -104,15 +107,18 @@ def raise_open_files_limit(needed: int) -> int:
 
 
 @contextlib.contextmanager
-def promenade_up(data_dir: Path) -> Iterator[Server]:
+def promenade_up(data_dir: Path, sockets: int) -> Iterator[Server]:
     """``promenade up`` on free ports, until it answers; stopped (with every integration it
-    started) at the end."""
+    started) at the end. Its limits of websockets per user and per address let ``sockets``
+    in (the benchmark's are all one user's, from one address)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROMENADE_")}
     env.update(
         PROMENADE_DATA_DIR=str(data_dir),
         PROMENADE_PORT=str(port),
         PROMENADE_GATEWAY_PORT=str(free_port()),
+        PROMENADE_WS_PER_USER=str(sockets + 10),
+        PROMENADE_WS_PER_ADDRESS=str(sockets + 10),
     )
     log_path = data_dir / "promenade-up.log"
     with log_path.open("w") as log:
@@ -219,7 +225,7 @@ async def deploy_greeter(api: Api) -> Greeter:
             "input": {
                 "integrationId": integration["id"],
                 "version": "1.0.0",
-                "artifact": shlex.join([sys.executable, str(GREETER)]),
+                "artifact": shlex.join([INSTANCE_PYTHON, str(GREETER)]),
             }
         },
     )
@@ -503,12 +509,22 @@ class Result:
     rss_before_kib: int
     rss_after_kib: int
     memory_per_subscriber_kib: float
+    rss_closed_kib: int  # once they all closed
+    rss_closed_again_kib: int  # once as many more opened, had an event, and closed
     alone_s: list[float]  # the single subscriber before the others were there
     single_s: list[float]  # the single subscriber, with the others
     last_s: list[float]  # the last of the others, same events
     spread_s: list[float]  # last - single, same event
     ratio: list[float]  # last / single, per event
     missed: int  # deliveries that never came (events x subscribers - received)
+
+    @property
+    def second_round_growth_ratio(self) -> float:
+        """What a second round of as many subscribers left behind, against what the first
+        one took: about 0 when closing gives back what opening took for reuse (the RSS stays
+        at its high-water mark, the allocator's), about 1 when every connection leaks."""
+        first = self.rss_after_kib - self.rss_before_kib
+        return (self.rss_closed_again_kib - self.rss_closed_kib) / first if first > 0 else 0.0
 
     def summary(self) -> dict[str, Any]:
         def stats(values: list[float]) -> dict[str, float]:
@@ -522,6 +538,9 @@ class Result:
             "rss_before_kib": self.rss_before_kib,
             "rss_after_kib": self.rss_after_kib,
             "memory_per_subscriber_kib": round(self.memory_per_subscriber_kib, 2),
+            "rss_closed_kib": self.rss_closed_kib,
+            "rss_closed_again_kib": self.rss_closed_again_kib,
+            "second_round_growth_ratio": round(self.second_round_growth_ratio, 3),
             "single_alone_s": stats(self.alone_s),
             "single_s": stats(self.single_s),
             "last_of_all_s": stats(self.last_s),
@@ -530,6 +549,13 @@ class Result:
             "missed_deliveries": self.missed,
             "raw": asdict(self),
         }
+
+
+async def settled_rss(server: Server) -> int:
+    """The server's RSS once the closed sockets were let go (their tasks end, the per-user
+    counts drop): read after a few seconds."""
+    await asyncio.sleep(3)
+    return rss_kib(server.pid)
 
 
 async def single_events(box: Received, start: int, revision: int) -> list[tuple[str, float]]:
@@ -602,6 +628,20 @@ async def run(args: argparse.Namespace, server: Server) -> Result:
                 rss_after = rss_kib(server.pid)
                 measured = await collect(api, greeter, box, args.events, clients)
                 reports = [json.loads(answer) for answer in await clients.ask("report")]
+            rss_closed = await settled_rss(server)
+            # A second round: as many subscribers open, each has an event, all close.
+            async with client_processes(
+                server,
+                greeter.environment_id,
+                args.subscribers,
+                args.clients,
+                compression=compression,
+            ) as clients:
+                while min(int(answer) for answer in await clients.ask("min")) < 1:
+                    await restart(api, greeter)
+                    await wait_active(api, greeter)
+                    await asyncio.sleep(0.5)
+            rss_closed_again = await settled_rss(server)
             reader.cancel()
     single_s, last_s, spread, ratio = [], [], [], []
     missed = 0
@@ -622,6 +662,8 @@ async def run(args: argparse.Namespace, server: Server) -> Result:
         rss_before_kib=rss_before,
         rss_after_kib=rss_after,
         memory_per_subscriber_kib=(rss_after - rss_before) / args.subscribers,
+        rss_closed_kib=rss_closed,
+        rss_closed_again_kib=rss_closed_again,
         alone_s=[arrived - key_at(key) for key, arrived in alone.items()],
         single_s=single_s,
         last_s=last_s,
@@ -644,6 +686,11 @@ def print_table(result: Result) -> None:
         f"memory per subscriber: {result.memory_per_subscriber_kib:.1f} KiB "
         f"(server RSS {result.rss_before_kib / 1024:.1f} MiB -> "
         f"{result.rss_after_kib / 1024:.1f} MiB)"
+    )
+    print(
+        f"after they closed: {result.rss_closed_kib / 1024:.1f} MiB; after as many more "
+        f"opened and closed: {result.rss_closed_again_kib / 1024:.1f} MiB "
+        f"(second round growth / first: {result.second_round_growth_ratio:.3f})"
     )
     print()
     heading = "time from the event's at until"
@@ -699,7 +746,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up on SIGTERM too
     with (
         tempfile.TemporaryDirectory(prefix=f"promenade-bench-{secrets.token_hex(3)}-") as tmp,
-        promenade_up(Path(tmp)) as server,
+        promenade_up(Path(tmp), args.subscribers) as server,
     ):
         result = asyncio.run(run(args, server))
     if args.json:

@@ -17,7 +17,8 @@ from app.graphql.public_error import PublicError
 from app.messaging.bus import Bus
 from app.messaging.fanout import EventHub
 from app.models import Role, User
-from app.services.auth import role_in
+from app.services.access_watch import AccessWatch
+from app.services.auth import roles_of
 from app.services.masking import without_output
 
 
@@ -43,9 +44,11 @@ class Context:
     recheck_s: float = 5.0
     # What a websocket client sent in connection_init (Strawberry sets it).
     connection_params: dict[str, object] | None = None
+    # What the open websockets' viewers may do, read for all of them at once.
+    access: AccessWatch | None = None
     _roles: dict[str, Role] | None = field(default=None, repr=False)
-    # Shared by a websocket connection's operations (see _current_role).
-    _fresh_roles: dict[str, tuple[Role | None, float]] = field(default_factory=dict, repr=False)
+    # Roles read by this connection itself, and when (see current_roles).
+    _fresh_roles: tuple[dict[str, Role], float] | None = field(default=None, repr=False)
 
     @property
     def viewer(self) -> User:
@@ -73,20 +76,27 @@ class Context:
         return without_output(text)
 
     async def _current_role(self, organization_id: str) -> Role | None:
-        """The viewer's role, as of at most ``recheck_s`` ago. A websocket's subscriptions
-        live long: their role is read in a short session of its own (the operation's would
-        keep a database connection for as long as the subscription lives) and read again
-        once it is older than that, so a demoted member soon reads as their new role."""
         if self.bearer is None:  # an HTTP request: its own session, for its short life
             return await self.role_in(organization_id)
-        known = self._fresh_roles.get(organization_id)
+        return (await self.current_roles()).get(organization_id)
+
+    async def current_roles(self) -> dict[str, Role]:
+        """The viewer's roles (organization id -> role) as of at most ``recheck_s`` ago. A
+        websocket's subscriptions live long: they read the roles the access watch read for
+        every open socket, or, until it has, read them in a short session of their own (the
+        operation's would keep a database connection for as long as the subscription
+        lives). A demoted or removed member soon reads as such."""
+        if self.access is not None:
+            watched = self.access.roles_of(self.viewer.id)
+            if watched is not None:
+                return watched
         now = time.monotonic()
-        if known is not None and now - known[1] < self.recheck_s:
-            return known[0]
+        if self._fresh_roles is not None and now - self._fresh_roles[1] < self.recheck_s:
+            return self._fresh_roles[0]
         async with self.sessions() as session:
-            role = await role_in(session, user_id=self.viewer.id, organization_id=organization_id)
-        self._fresh_roles[organization_id] = (role, now)
-        return role
+            roles = await roles_of(session, self.viewer.id)
+        self._fresh_roles = (roles, now)
+        return roles
 
     def forget_roles(self) -> None:
         """After a mutation that changes memberships."""

@@ -16,6 +16,7 @@ from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -37,6 +38,7 @@ from app.graphql.loaders import Loaders
 from app.graphql.schema import PromenadeSchema, build_schema, schema
 from app.messaging.bus import Bus
 from app.messaging.fanout import EventHub
+from app.services.access_watch import MAX_FAILED_READINGS, AccessWatch, Lost, Watched
 from app.services.auth import authenticate
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 50
 # The longest GraphQL document a request may carry; a longer one is refused before parsing.
 MAX_DOCUMENT_CHARS = 100_000
+# Token checks in a row that may fail (the database not answering) before a socket closes.
+MAX_FAILED_TOKEN_CHECKS = MAX_FAILED_READINGS
 # A websocket that has not sent connection_init by then is closed (4408).
 CONNECTION_INIT_WAIT = timedelta(seconds=5)
 
@@ -113,46 +117,62 @@ class _ContextPerOperation:
 class _GraphQLTransportWSHandler(
     _ContextPerOperation, BaseGraphQLTransportWSHandler[Context, None]
 ):
-    """graphql-transport-ws with Promenade's rules on top: the token is checked again every
-    few seconds and before each operation (a revoked one closes the socket, 4403), a malformed
-    ``subscribe`` closes it with the protocol's 4400, and a user holds a bounded number of
-    sockets (4429)."""
+    """graphql-transport-ws with Promenade's rules on top: the token is checked before each
+    operation and, through the process's access watch, every few seconds (a revoked one
+    closes the socket, 4403; one that cannot be checked closes it after a few tries, 1011),
+    a malformed ``subscribe`` closes it with the protocol's 4400, and a user holds a bounded
+    number of sockets (4429)."""
 
     view: PromenadeGraphQL
-    _recheck: asyncio.Task[None] | None = None
     _counted_user: str | None = None
-
-    def on_request_accepted(self) -> None:
-        super().on_request_accepted()
-        self._recheck = asyncio.create_task(self._recheck_forever())
+    _failed_checks = 0
+    _watched: Watched | None = None
+    _closing: asyncio.Task[None] | None = None
 
     async def shutdown(self) -> None:
-        if self._recheck is not None:
-            self._recheck.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._recheck
+        if self._watched is not None:
+            self.view.access.unwatch(self._watched)
+            self._watched = None
         if self._counted_user is not None:
             self.view.sockets_per_user[self._counted_user] -= 1
             self._counted_user = None
         await super().shutdown()
 
-    async def _recheck_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.view.recheck_s)
-            if self.connection_acknowledged and not await self._still_authenticated():
-                await self.websocket.close(code=4403, reason="Forbidden: the token is revoked")
-                return
+    def _lost(self, lost: Lost) -> None:
+        """The access watch found the token no longer authenticates (or cannot tell)."""
+        if self._closing is None:
+            self._closing = asyncio.create_task(self._close_lost(lost))
+            self._closing.add_done_callback(self._task_done)
+
+    async def _close_lost(self, lost: Lost) -> None:
+        try:
+            await self._close_unauthenticated(lost)
+        except Exception:  # closed meanwhile (an operation's check closed it, or the client)
+            log.debug("a websocket that lost its access was closed already", exc_info=True)
 
     async def _still_authenticated(self) -> bool:
+        """Whether the token still authenticates its user, read now. A check that cannot be
+        made (the database does not answer) counts as passed a few times in a row, not
+        more."""
         try:
-            return await self.view.still_authenticated(self._connection_context)
-        except Exception:  # a database hiccup: the next check decides
+            current = await self.view.still_authenticated(self._connection_context)
+        except Exception:
+            self._failed_checks += 1
             log.warning("could not check a websocket's token", exc_info=True)
-            return True
+            return self._failed_checks < MAX_FAILED_TOKEN_CHECKS
+        self._failed_checks = 0
+        return current
+
+    async def _close_unauthenticated(self, lost: Lost = Lost.REVOKED) -> None:
+        if lost is Lost.UNCHECKED or self._failed_checks >= MAX_FAILED_TOKEN_CHECKS:
+            await self.websocket.close(code=1011, reason="The token cannot be checked now")
+        else:
+            await self.websocket.close(code=4403, reason="Forbidden: the token is revoked")
 
     async def handle_connection_init(self, message: Any) -> None:
         await super().handle_connection_init(message)
-        viewer = self._connection_context.authenticated
+        context = self._connection_context
+        viewer = context.authenticated
         if not self.connection_acknowledged or viewer is None or self._counted_user:
             return
         counts = self.view.sockets_per_user
@@ -161,14 +181,15 @@ class _GraphQLTransportWSHandler(
             return
         counts[viewer.id] += 1
         self._counted_user = viewer.id
+        self._watched = self.view.access.watch(context.bearer or "", viewer.id, self._lost)
 
     async def handle_subscribe(self, message: Any) -> None:
         payload = message.get("payload")
-        if not _valid_subscribe_payload(payload):
+        if not isinstance(message.get("id"), str) or not _valid_subscribe_payload(payload):
             await self.websocket.close(code=4400, reason="Invalid subscribe payload")
             return
         if self.connection_acknowledged and not await self._still_authenticated():
-            await self.websocket.close(code=4403, reason="Forbidden: the token is revoked")
+            await self._close_unauthenticated()
             return
         await super().handle_subscribe(message)
 
@@ -195,6 +216,7 @@ def _valid_subscribe_payload(payload: object) -> bool:
         (variables is None or isinstance(variables, dict))
         and (name is None or isinstance(name, str))
         and not _holds_nul(payload)
+        and not _NUL_ESCAPE.search(payload["query"])
     )
 
 
@@ -247,8 +269,24 @@ class PromenadeGraphQL(GraphQL[Context, None]):
         # How often an open websocket's token is checked again (the bound on how long a
         # revoked token keeps a connection).
         self.recheck_s = recheck_s
+        self.access = AccessWatch(sessions, interval_s=recheck_s)
         self.max_sockets_per_user = max_sockets_per_user
         self.sockets_per_user: Counter[str] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        # Strawberry's refusals (batching, an operation type the transport does not carry)
+        # as GraphQL errors, like every other refusal, rather than plain text.
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as refused:
+            reason = refused.reason
+            if reason.startswith("subscriptions are not allowed"):
+                reason += ": subscribe over a websocket (graphql-transport-ws) at /graphql"
+            response = _refused(refused.status_code, reason)
+        await response(scope, receive, send)
 
     async def still_authenticated(self, context: Context) -> bool:
         """Whether the connection's token still authenticates its user."""
@@ -269,6 +307,7 @@ class PromenadeGraphQL(GraphQL[Context, None]):
             after_commit=self._on_commit,
             bus=self._bus,
             recheck_s=self.recheck_s,
+            access=self.access,
             authenticated=getattr(request.state, "viewer", None),
         )
 
@@ -411,10 +450,11 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 def _refusal_of(request: Request, body: bytes) -> Response | None:
     """Why a POST body cannot be a GraphQL request, as the response that says so; None when
-    it can be one (JSON bodies are checked; other content types are Strawberry's to judge)."""
+    it can be one. Strawberry reads as JSON every body whose content type mentions
+    application/json: each of those is checked here, and nothing else is read."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type not in ("", "application/json", "application/graphql-response+json"):
-        return None
+    if "application/json" not in media_type:
+        return _refused(415, "send the request as application/json")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -434,7 +474,7 @@ def _refusal_of(request: Request, body: bytes) -> Response | None:
         return _refused(400, "the request's variables must be a JSON object")
     if not isinstance(document.get("operationName"), str | None):
         return _refused(400, "the request's operationName must be a string")
-    if _holds_nul(document):
+    if _holds_nul(document) or _NUL_ESCAPE.search(query):
         return _refused(400, NUL_REFUSAL)
     return None
 
@@ -442,13 +482,14 @@ def _refusal_of(request: Request, body: bytes) -> Response | None:
 # No field of the API takes a NUL character, and PostgreSQL stores none: refused at the door
 # rather than answered with an unexpected error from deep down.
 NUL_REFUSAL = "the request may not contain NUL characters (U+0000)"
-_NUL_ESCAPE = re.compile(r"\\u0000", re.IGNORECASE)
+# A NUL escaped in a GraphQL string literal of the document: \u0000 or \u{0}.
+_NUL_ESCAPE = re.compile(r"\\u(?:0000|\{0+\})", re.IGNORECASE)
 
 
 def _holds_nul(value: object) -> bool:
-    """A NUL in any string of a request: raw, or escaped in a GraphQL string literal."""
+    """A NUL in any string of a request (a JSON \\u0000 is one once decoded)."""
     if isinstance(value, str):
-        return "\x00" in value or bool(_NUL_ESCAPE.search(value))
+        return "\x00" in value
     if isinstance(value, dict):
         return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
     if isinstance(value, list):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterable
 from typing import Any
 
 import strawberry
@@ -15,7 +17,8 @@ from strawberry.extensions import (
     QueryDepthLimiter,
 )
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from app.graphql.deployments import DeploymentMutations, DeploymentQueries
 from app.graphql.environments import EnvironmentMutations, EnvironmentQueries
@@ -46,6 +49,9 @@ log = logging.getLogger(__name__)
 MAX_QUERY_DEPTH = 12
 MAX_ALIASES = 30
 MAX_TOKENS = 3000
+
+# What ``execute`` runs: subscriptions go through ``subscribe``, on a websocket.
+EXECUTED = frozenset({OperationType.QUERY, OperationType.MUTATION})
 
 
 @strawberry.type
@@ -84,7 +90,32 @@ class PromenadeSchema(strawberry.Schema):
     """Logs what went wrong on the server, and only that. Errors of the request itself (a bad
     query, a variable of the wrong shape, a refused limit) are the client's to read, in the
     response: graphql-core quotes the offending variable values and query lines in them, and a
-    request may carry secret values, so they never reach the server's log."""
+    request may carry secret values, so they never reach the server's log.
+
+    A subscription is served over a websocket only (``subscribe``): ``execute`` runs queries
+    and mutations, so a subscription sent over HTTP is refused with a 400 rather than run
+    without an end and without the websocket's checks of its token."""
+
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        allowed = set(allowed_operation_types or EXECUTED) & EXECUTED
+        return await super().execute(
+            query,
+            variable_values=variable_values,
+            context_value=context_value,
+            root_value=root_value,
+            operation_name=operation_name,
+            allowed_operation_types=allowed,
+            operation_extensions=operation_extensions,
+        )
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -100,6 +131,29 @@ class PromenadeSchema(strawberry.Schema):
                 )
 
 
+# graphql-core's hints at names the schema has: of fields, arguments, types, enum values.
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+
+class HideSuggestions(MaskErrors):
+    """Errors without their "Did you mean ...?" hints, which name what the schema has to a
+    client that may not introspect it (``disable_field_suggestions`` covers fields only)."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=lambda error: "Did you mean" in error.message)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        return GraphQLError(
+            message=_SUGGESTION.sub("", error.message),
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            original_error=error.original_error,
+            extensions=error.extensions,
+        )
+
+
 def build_schema(*, introspection: bool = True) -> PromenadeSchema:
     """The schema; without ``introspection`` (production, by default), clients can neither
     introspect it nor learn field names from "Did you mean" suggestions."""
@@ -110,7 +164,7 @@ def build_schema(*, introspection: bool = True) -> PromenadeSchema:
         lambda: MaskErrors(should_mask_error=_should_mask),
     ]
     if not introspection:
-        extensions.append(DisableIntrospection)
+        extensions += [DisableIntrospection, HideSuggestions]
     return PromenadeSchema(
         query=Query,
         mutation=Mutation,

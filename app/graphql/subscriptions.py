@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator
 from datetime import datetime
 
@@ -19,7 +18,7 @@ from app.messaging.fanout import SubscriberTooSlow
 from app.models import DeploymentStatus
 from app.services import approvals
 from app.services.approvals import approval_routing_key
-from app.services.auth import Owned, role_in
+from app.services.auth import Owned
 from app.services.events import promotion_routing_key
 
 # Without an event, a promotion's subscription still looks at the database this often, so a bus
@@ -73,23 +72,7 @@ async def _organization_of(ctx: Context, model: type[Owned], object_id: str) -> 
 
 
 async def _member_of(ctx: Context, organization_id: str) -> bool:
-    async with ctx.sessions() as session:
-        role = await role_in(session, user_id=ctx.viewer.id, organization_id=organization_id)
-    return role is not None
-
-
-async def _memberships(ctx: Context) -> set[str]:
-    """The organizations the viewer is a member of now."""
-    async with ctx.sessions() as session:
-        return set(
-            (
-                await session.exec(
-                    select(models.Membership.organization_id).where(
-                        models.Membership.user_id == ctx.viewer.id
-                    )
-                )
-            ).all()
-        )
+    return organization_id in await ctx.current_roles()
 
 
 async def _events_after(
@@ -166,7 +149,7 @@ class Subscription:
             organizations.add(org)
         filtered = bool(organizations)
         if not filtered:
-            organizations = await _memberships(ctx)
+            organizations = set(await ctx.current_roles())
 
         def accept(message: Message) -> bool:
             body = message.body
@@ -177,24 +160,22 @@ class Subscription:
                 and (integration_id is None or body.get("integrationId") == integration_id)
             )
 
-        checked = time.monotonic()
         with ctx.hub.subscribe(accept) as subscriber:
             while True:
                 try:
                     message = await subscriber.next(ctx.recheck_s)
                 except SubscriberTooSlow as slow:
                     raise PublicError(str(slow), code="TOO_SLOW") from None
-                if time.monotonic() - checked >= ctx.recheck_s:
-                    # What the viewer may see now: a member removed from an organization
-                    # hears no more of it (a filtered subscription ends, as if not found).
-                    current = await _memberships(ctx)
-                    if filtered and not organizations <= current:
-                        what = "environment" if environment_id is not None else "integration"
-                        raise _not_found(what, str(environment_id or integration_id))
-                    if not filtered:
-                        organizations.clear()
-                        organizations.update(current)
-                    checked = time.monotonic()
+                # What the viewer may see now (roles at most recheck_s old, read for every
+                # socket at once): a member removed from an organization hears no more of it
+                # (a filtered subscription ends, as if not found).
+                current = set(await ctx.current_roles())
+                if filtered and not organizations <= current:
+                    what = "environment" if environment_id is not None else "integration"
+                    raise _not_found(what, str(environment_id or integration_id))
+                if not filtered:
+                    organizations.clear()
+                    organizations.update(current)
                 if message is None or not accept(message):
                     continue
                 yield DeploymentEvent.from_body(message.body)

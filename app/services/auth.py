@@ -77,6 +77,14 @@ async def role_in(session: AsyncSession, *, user_id: str, organization_id: str) 
     return membership.role if membership else None
 
 
+async def roles_of(session: AsyncSession, user_id: str) -> dict[str, Role]:
+    """The user's role in each organization they are a member of."""
+    rows = await session.exec(
+        select(Membership.organization_id, Membership.role).where(Membership.user_id == user_id)
+    )
+    return {organization_id: Role(role) for organization_id, role in rows.all()}
+
+
 class OrganizationOwned(Protocol):
     @property
     def id(self) -> str: ...

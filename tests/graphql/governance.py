@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -43,6 +42,7 @@ from app.models import (
     Role,
     User,
 )
+from app.server import api_server
 from app.services.dataplanes import INSTALLATION_LOCAL
 from app.settings import Settings
 from tests.conftest import GraphQLClient, make_user
@@ -587,26 +587,17 @@ async def live_api(
     relaying = asyncio.create_task(relay.run())
     hub = EventHub(bus)
     await hub.start()
-    app = create_app(
-        Settings(data_dir=data_dir, secret_key=secret_key, **settings),
-        engine=engine,
-        on_commit=relay.wake,
-        hub=hub,
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
-    )
-    serving = asyncio.create_task(server.serve())
+    configured = Settings(data_dir=data_dir, secret_key=secret_key, **settings)
+    app = create_app(configured, engine=engine, on_commit=relay.wake, hub=hub)
+    port = free_port()
+    server = api_server(app, configured, host="127.0.0.1", port=port, access_log=False)
+    await server.start()
     try:
-        while not server.started:
-            assert not serving.done(), "uvicorn did not start"
-            await asyncio.sleep(0.01)
-        url = f"http://127.0.0.1:{server.config.port}"
+        url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=30) as http:
             yield Live(url=url, api=GraphQLClient(http, session))
     finally:
-        server.should_exit = True
-        await serving
+        await server.stop()
         await hub.stop()
         await relay.stop()
         await relaying
