@@ -551,6 +551,15 @@ class Result:
         }
 
 
+async def until_each_had_one(api: Api, greeter: Greeter, clients: Clients) -> None:
+    """Restart until every subscriber has had an event (then every subscription is in the
+    hub)."""
+    while min(int(answer) for answer in await clients.ask("min")) < 1:
+        await restart(api, greeter)
+        await wait_active(api, greeter)
+        await asyncio.sleep(0.5)
+
+
 async def settled_rss(server: Server) -> int:
     """The server's RSS once the closed sockets were let go (their tasks end, the per-user
     counts drop): read after a few seconds."""
@@ -618,11 +627,7 @@ async def run(args: argparse.Namespace, server: Server) -> Result:
                 args.clients,
                 compression=compression,
             ) as clients:
-                # Once every subscriber has had an event, every subscription is in the hub.
-                while min(int(answer) for answer in await clients.ask("min")) < 1:
-                    await restart(api, greeter)
-                    await wait_active(api, greeter)
-                    await asyncio.sleep(0.5)
+                await until_each_had_one(api, greeter, clients)
                 await collect(api, greeter, box, 2, clients)  # warm-up
                 await asyncio.sleep(1)
                 rss_after = rss_kib(server.pid)
@@ -637,10 +642,7 @@ async def run(args: argparse.Namespace, server: Server) -> Result:
                 args.clients,
                 compression=compression,
             ) as clients:
-                while min(int(answer) for answer in await clients.ask("min")) < 1:
-                    await restart(api, greeter)
-                    await wait_active(api, greeter)
-                    await asyncio.sleep(0.5)
+                await until_each_had_one(api, greeter, clients)
             rss_closed_again = await settled_rss(server)
             reader.cancel()
     single_s, last_s, spread, ratio = [], [], [], []
