@@ -57,6 +57,7 @@ from app.client.api import (
     RollbackInput,
     ServerUnreachable,
 )
+from app.services.errors import Blocker
 from app.settings import Settings
 
 EXIT_FAILED = 1
@@ -90,13 +91,13 @@ STATUS_STYLES = {
     "EXPIRED": "red",
 }
 
-BLOCKERS = {
-    "SOURCE_NOT_ACTIVE": "nothing is ACTIVE in {source} to promote",
-    "NOT_NEXT_ENVIRONMENT": "{target} is not the environment after {source} in the pipeline",
-    "ENVIRONMENT_NOT_IN_PIPELINE": "an environment is not in the project's pipeline",
-    "TARGET_FROZEN": "{target} is frozen",
-    "MISSING_CONFIGURATION": "{target} lacks required configuration",
-    "REQUEST_ALREADY_PENDING": "a request to promote to {target} is already pending",
+BLOCKERS: dict[str, str] = {
+    Blocker.SOURCE_NOT_ACTIVE: "nothing is ACTIVE in {source} to promote",
+    Blocker.NOT_NEXT_ENVIRONMENT: "{target} is not the environment after {source} in the pipeline",
+    Blocker.ENVIRONMENT_NOT_IN_PIPELINE: "an environment is not in the project's pipeline",
+    Blocker.TARGET_FROZEN: "{target} is frozen",
+    Blocker.MISSING_CONFIGURATION: "{target} lacks required configuration",
+    Blocker.REQUEST_ALREADY_PENDING: "a request to promote to {target} is already pending",
 }
 
 Cell = str | tuple[str, str | None]
@@ -686,10 +687,10 @@ def refusal(integration: Integration, plan: PromotionPlan) -> str:
     reasons = []
     for blocker in plan["blockers"]:
         text = BLOCKERS.get(blocker, blocker).format(source=source, target=target)
-        if blocker == "MISSING_CONFIGURATION" and plan["missingConfiguration"]:
+        if blocker == Blocker.MISSING_CONFIGURATION and plan["missingConfiguration"]:
             text += ": " + ", ".join(plan["missingConfiguration"])
         reasons.append(text)
-    if plan["missingConfiguration"] and "MISSING_CONFIGURATION" not in plan["blockers"]:
+    if plan["missingConfiguration"] and Blocker.MISSING_CONFIGURATION not in plan["blockers"]:
         reasons.append(
             f"{target} lacks required configuration: {', '.join(plan['missingConfiguration'])}"
         )

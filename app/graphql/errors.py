@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -13,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from app.graphql.context import Info
 from app.graphql.types import Environment
 from app.services.errors import (
+    Blocker,
     Conflict,
     DomainError,
     Forbidden,
@@ -25,14 +25,8 @@ from app.services.errors import (
 log = logging.getLogger(__name__)
 
 
-@strawberry.enum
-class PromotionBlocker(enum.Enum):
-    SOURCE_NOT_ACTIVE = "SOURCE_NOT_ACTIVE"
-    NOT_NEXT_ENVIRONMENT = "NOT_NEXT_ENVIRONMENT"
-    ENVIRONMENT_NOT_IN_PIPELINE = "ENVIRONMENT_NOT_IN_PIPELINE"
-    TARGET_FROZEN = "TARGET_FROZEN"
-    MISSING_CONFIGURATION = "MISSING_CONFIGURATION"
-    REQUEST_ALREADY_PENDING = "REQUEST_ALREADY_PENDING"
+# The services' reasons, under the contract's name.
+strawberry.enum(Blocker, name="PromotionBlocker")
 
 
 @strawberry.interface(name="Error")
@@ -76,7 +70,7 @@ class MissingConfigurationError(Error):
 
 @strawberry.type
 class PromotionBlockedError(Error):
-    blockers: list[PromotionBlocker]
+    blockers: list[Blocker]
 
 
 CommonError = ValidationError | NotFoundError | ForbiddenError | ConflictError
@@ -116,7 +110,7 @@ async def mutate(info: Info, change: Callable[[], Awaitable[T]]) -> T | CommonEr
             # Two requests for the same target at once: the database kept one pending.
             raise PromotionBlocked(
                 "a request for this integration and target is already waiting for reviews",
-                blockers=["REQUEST_ALREADY_PENDING"],
+                blockers=[Blocker.REQUEST_ALREADY_PENDING],
             ) from None
         # Two requests raced past the same uniqueness check; the database kept the rule.
         log.info("unique constraint refused a concurrent change", exc_info=True)
@@ -137,7 +131,7 @@ async def mutate_change(
         return PromotionBlockedError(
             code=error.code,
             message=error.message,
-            blockers=[PromotionBlocker(b) for b in error.blockers],
+            blockers=error.blockers,
         )
     except MissingConfiguration as error:
         await info.context.session.rollback()

@@ -14,7 +14,6 @@ from app.graphql.errors import (
     MissingConfigurationError,
     NotFoundError,
     PromotionBlockedError,
-    PromotionBlocker,
     ValidationError,
     mutate_change,
 )
@@ -22,7 +21,7 @@ from app.graphql.public_error import PublicError
 from app.graphql.types import Build, ConfigChange, Deployment, Environment, Promotion
 from app.services import changes, promotions
 from app.services.configuration import ConfigEntry
-from app.services.errors import DomainError, PromotionBlocked
+from app.services.errors import Blocker, DomainError, PromotionBlocked
 
 PromotionResult = Annotated[
     Promotion
@@ -48,7 +47,7 @@ class PromotionPlan:
         description="How the target's configuration would change (secret values masked)."
     )
     requires_approval: bool
-    blockers: list[PromotionBlocker] = strawberry.field(
+    blockers: list[Blocker] = strawberry.field(
         description="Reasons the promotion cannot start now; empty when it can."
     )
 
@@ -141,7 +140,7 @@ class PromotionQueries:
             missing_configuration=plan.missing,
             configuration_changes=[ConfigChange.from_diff(c) for c in plan.changes],
             requires_approval=plan.requires_approval,
-            blockers=[PromotionBlocker(b) for b in plan.blockers],
+            blockers=plan.blockers,
         )
 
 

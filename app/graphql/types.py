@@ -3,7 +3,6 @@ related rows through the request's DataLoaders."""
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -17,9 +16,23 @@ from app import models
 from app.graphql.context import Info
 from app.graphql.pagination import Connection, Page, PageKey, decode_cursor, page_size
 from app.graphql.public_error import PublicError
-from app.models import DeploymentStatus, PromotionStatus, RevisionCause, Role, RuntimeKind
+from app.models import (
+    DeploymentStatus,
+    PromotionStatus,
+    RequestKind,
+    ReviewDecision,
+    RevisionCause,
+    Role,
+    RuntimeKind,
+)
 from app.services import approvals
-from app.services.configuration import ConfigDiff, ConfigType, missing_keys, schema_of
+from app.services.configuration import (
+    ConfigChangeKind,
+    ConfigDiff,
+    ConfigType,
+    missing_keys,
+    schema_of,
+)
 from app.services.configuration import ConfigKey as ConfigKeyRecord
 from app.services.errors import DomainError
 from app.services.logs import deployment_logs
@@ -28,14 +41,17 @@ from app.services.promotions import sealed_entries
 M = TypeVar("M", bound=SQLModel)
 T = TypeVar("T")
 
-for _enum in (Role, RuntimeKind, DeploymentStatus, ConfigType, PromotionStatus, RevisionCause):
+for _enum in (
+    Role,
+    RuntimeKind,
+    DeploymentStatus,
+    ConfigType,
+    PromotionStatus,
+    RevisionCause,
+    ReviewDecision,
+    ConfigChangeKind,
+):
     strawberry.enum(_enum)
-
-
-@strawberry.enum
-class ReviewDecision(enum.Enum):
-    APPROVED = "APPROVED"
-    REJECTED = "REJECTED"
 
 
 async def related(
@@ -727,7 +743,7 @@ class Review:
     @classmethod
     def from_model(cls, row: models.Review) -> Review:
         return cls(
-            decision=ReviewDecision(row.decision.value),
+            decision=row.decision,
             comment=row.comment,
             created_at=row.created_at,
             reviewer_id=row.reviewer_id,
@@ -736,14 +752,6 @@ class Review:
     @strawberry.field
     async def reviewer(self, info: Info) -> User:
         return await related(info.context.loaders.user, self.reviewer_id, User.from_model)
-
-
-@strawberry.enum
-class ConfigChangeKind(enum.Enum):
-    ADDED = "ADDED"
-    CHANGED = "CHANGED"
-    REMOVED = "REMOVED"
-    UNCHANGED = "UNCHANGED"
 
 
 @strawberry.type
@@ -763,20 +771,15 @@ class ConfigChange:
             secret=diff.secret,
             before=diff.before,
             after=diff.after,
-            kind=ConfigChangeKind(diff.kind.value),
+            kind=diff.kind,
         )
 
 
-@strawberry.enum(
+strawberry.enum(
+    RequestKind,
     description="What a request asks for: a promotion, or (in an environment with an approval "
-    "policy) a deploy, a configuration change, a restart that applies new values, a rollback."
+    "policy) a deploy, a configuration change, a restart that applies new values, a rollback.",
 )
-class RequestKind(enum.Enum):
-    PROMOTION = "PROMOTION"
-    DEPLOY = "DEPLOY"
-    CONFIGURATION = "CONFIGURATION"
-    RESTART = "RESTART"
-    ROLLBACK = "ROLLBACK"
 
 
 @strawberry.type
@@ -883,7 +886,7 @@ class Promotion(Node):
 
     @strawberry.field(description="What the request asks for.")
     def kind(self) -> RequestKind:
-        return RequestKind(self.row.kind.value)
+        return self.row.kind
 
     @strawberry.field(
         description="The plan filed with the request: how the configuration the target runs "

@@ -42,12 +42,18 @@ from app.services import audit
 from app.services.auth import Permission, get_owned, role_in
 from app.services.change_queue import pending_change, queue_requested_change
 from app.services.configuration import ConfigChangeKind, ConfigDiff, diff_values, schema_of
-from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound, PromotionBlocked
+from app.services.errors import (
+    Blocker,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PromotionBlocked,
+)
 from app.services.events import announce_deployment, record_promotion_status
 from app.services.outbox import enqueue
 
 MAX_EXPIRY_HOURS = 24 * 365
-REQUEST_ALREADY_PENDING = "REQUEST_ALREADY_PENDING"
 
 
 def approval_routing_key(organization_id: str) -> str:
@@ -229,7 +235,7 @@ async def request_change(
         raise PromotionBlocked(
             f"a request for {integration.name} in {environment.name} is already waiting "
             "for reviews",
-            blockers=[REQUEST_ALREADY_PENDING],
+            blockers=[Blocker.REQUEST_ALREADY_PENDING],
         )
     schema = schema_of(integration)
     running = await running_values(session, box, deployment)

@@ -40,13 +40,15 @@ from app.services.configuration import (
     stored_values,
     validate_entries,
 )
-from app.services.errors import InvalidInput, MissingConfiguration, NotFound, PromotionBlocked
+from app.services.errors import (
+    Blocker,
+    InvalidInput,
+    MissingConfiguration,
+    NotFound,
+    PromotionBlocked,
+)
 from app.services.events import announce_deployment
 from app.services.pipelines import stage_environment_ids
-
-TARGET_FROZEN = "TARGET_FROZEN"
-ENVIRONMENT_NOT_IN_PIPELINE = "ENVIRONMENT_NOT_IN_PIPELINE"
-NOT_NEXT_ENVIRONMENT = "NOT_NEXT_ENVIRONMENT"
 
 
 async def require_configuration(
@@ -66,7 +68,8 @@ async def _check_not_frozen(session: AsyncSession, environment_id: str) -> None:
     environment = await session.get(Environment, environment_id)
     if environment is not None and environment.frozen:
         raise PromotionBlocked(
-            f"{environment.name} is frozen: {environment.freeze_reason}", blockers=[TARGET_FROZEN]
+            f"{environment.name} is frozen: {environment.freeze_reason}",
+            blockers=[Blocker.TARGET_FROZEN],
         )
 
 
@@ -111,14 +114,14 @@ async def deploy(
     if environment.id not in stages:
         raise PromotionBlocked(
             f"{environment.name} is not in the project's pipeline",
-            blockers=[ENVIRONMENT_NOT_IN_PIPELINE],
+            blockers=[Blocker.ENVIRONMENT_NOT_IN_PIPELINE],
         )
     if environment.id != stages[0]:
         first = await session.get(Environment, stages[0])
         raise PromotionBlocked(
             f"a deploy goes into {first.name if first else 'the first environment'}, the "
             f"first environment of the pipeline; {environment.name} is reached by promotion",
-            blockers=[NOT_NEXT_ENVIRONMENT],
+            blockers=[Blocker.NOT_NEXT_ENVIRONMENT],
         )
     await _check_not_frozen(session, environment.id)
     deployment = await deployment_for(

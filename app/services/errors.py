@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 
 
@@ -56,11 +57,23 @@ class MissingConfiguration(DomainError):
         self.keys = list(keys)
 
 
+class Blocker(enum.StrEnum):
+    """Why a deploy, promotion or other change cannot start now (the API's PromotionBlocker;
+    the CLI words each one)."""
+
+    SOURCE_NOT_ACTIVE = "SOURCE_NOT_ACTIVE"
+    NOT_NEXT_ENVIRONMENT = "NOT_NEXT_ENVIRONMENT"
+    ENVIRONMENT_NOT_IN_PIPELINE = "ENVIRONMENT_NOT_IN_PIPELINE"
+    TARGET_FROZEN = "TARGET_FROZEN"
+    MISSING_CONFIGURATION = "MISSING_CONFIGURATION"
+    REQUEST_ALREADY_PENDING = "REQUEST_ALREADY_PENDING"
+
+
 class PromotionBlocked(DomainError):
-    """The change cannot start now; ``blockers`` names every reason (PromotionBlocker values)."""
+    """The change cannot start now; ``blockers`` names every reason."""
 
     code = "PROMOTION_BLOCKED"
 
-    def __init__(self, message: str, *, blockers: Sequence[str]) -> None:
+    def __init__(self, message: str, *, blockers: Sequence[Blocker]) -> None:
         super().__init__(message)
         self.blockers = list(blockers)

@@ -27,14 +27,8 @@ from app.models import (
     User,
 )
 from app.services import approvals, audit
-from app.services.approvals import REQUEST_ALREADY_PENDING
 from app.services.auth import Permission, get_owned
 from app.services.change_queue import queue_requested_change
-from app.services.changes import (
-    ENVIRONMENT_NOT_IN_PIPELINE,
-    NOT_NEXT_ENVIRONMENT,
-    TARGET_FROZEN,
-)
 from app.services.configuration import (
     ConfigDiff,
     ConfigEntry,
@@ -45,11 +39,14 @@ from app.services.configuration import (
     schema_of,
     validate_entries,
 )
-from app.services.errors import InvalidInput, MissingConfiguration, NotFound, PromotionBlocked
+from app.services.errors import (
+    Blocker,
+    InvalidInput,
+    MissingConfiguration,
+    NotFound,
+    PromotionBlocked,
+)
 from app.services.pipelines import stage_environment_ids
-
-SOURCE_NOT_ACTIVE = "SOURCE_NOT_ACTIVE"
-MISSING_CONFIGURATION = "MISSING_CONFIGURATION"
 
 
 @dataclass(frozen=True)
@@ -76,7 +73,7 @@ class Plan:
     missing: list[str]
     changes: list[ConfigDiff]
     requires_approval: bool = False
-    blockers: list[str] = field(default_factory=list)
+    blockers: list[Blocker] = field(default_factory=list)
 
 
 async def _environment(
@@ -101,7 +98,7 @@ async def plan_promotion(
     source = await _environment(
         session, integration, request.source_environment_id, "sourceEnvironmentId"
     )
-    blockers: list[str] = []
+    blockers: list[Blocker] = []
     if request.target_environment_id is not None:
         target = await _environment(
             session, integration, request.target_environment_id, "targetEnvironmentId"
@@ -116,23 +113,27 @@ async def plan_promotion(
             )
             raise PromotionBlocked(
                 f"{source.name} {where}: there is no next environment to promote to",
-                blockers=[ENVIRONMENT_NOT_IN_PIPELINE if position < 0 else NOT_NEXT_ENVIRONMENT],
+                blockers=[
+                    Blocker.ENVIRONMENT_NOT_IN_PIPELINE
+                    if position < 0
+                    else Blocker.NOT_NEXT_ENVIRONMENT
+                ],
             )
         target = await _environment(
             session, integration, stages[position + 1], "targetEnvironmentId"
         )
     if source.id not in stages or target.id not in stages:
-        blockers.append(ENVIRONMENT_NOT_IN_PIPELINE)
+        blockers.append(Blocker.ENVIRONMENT_NOT_IN_PIPELINE)
     elif stages.index(target.id) != stages.index(source.id) + 1:
-        blockers.append(NOT_NEXT_ENVIRONMENT)
+        blockers.append(Blocker.NOT_NEXT_ENVIRONMENT)
     source_deployment = await _deployment(session, integration, source.id)
     target_deployment = await _deployment(session, integration, target.id)
     if source_deployment.status is not DeploymentStatus.ACTIVE:
-        blockers.append(SOURCE_NOT_ACTIVE)
+        blockers.append(Blocker.SOURCE_NOT_ACTIVE)
     if target.frozen:
-        blockers.append(TARGET_FROZEN)
+        blockers.append(Blocker.TARGET_FROZEN)
     if await approvals.pending_request_for(session, integration.id, target.id):
-        blockers.append(REQUEST_ALREADY_PENDING)
+        blockers.append(Blocker.REQUEST_ALREADY_PENDING)
     requires_approval = await approvals.policy_of(session, target.id) is not None
     build = (
         await session.get(Build, source_deployment.build_id) if source_deployment.build_id else None
@@ -157,7 +158,7 @@ async def plan_promotion(
                 copied.append(ConfigEntry(key=key, value=value))
     missing = missing_keys(schema, after)
     if missing:
-        blockers.append(MISSING_CONFIGURATION)
+        blockers.append(Blocker.MISSING_CONFIGURATION)
     return Plan(
         integration=integration,
         source=source,
@@ -203,7 +204,7 @@ async def promote(
             await get_owned(session, Integration, earlier.integration_id, actor=actor)
             return earlier
     plan = await plan_promotion(session, actor=actor, box=box, request=request)
-    hard = [b for b in plan.blockers if b != MISSING_CONFIGURATION]
+    hard = [b for b in plan.blockers if b != Blocker.MISSING_CONFIGURATION]
     if hard:
         raise PromotionBlocked(_blocked_message(plan, hard), blockers=plan.blockers)
     if plan.missing:
@@ -261,18 +262,18 @@ async def promote(
     return promotion
 
 
-def _blocked_message(plan: Plan, blockers: Sequence[str]) -> str:
+def _blocked_message(plan: Plan, blockers: Sequence[Blocker]) -> str:
     reasons = {
-        SOURCE_NOT_ACTIVE: f"{plan.integration.name} is not ACTIVE in {plan.source.name}",
-        NOT_NEXT_ENVIRONMENT: f"{plan.target.name} is not the environment after "
+        Blocker.SOURCE_NOT_ACTIVE: f"{plan.integration.name} is not ACTIVE in {plan.source.name}",
+        Blocker.NOT_NEXT_ENVIRONMENT: f"{plan.target.name} is not the environment after "
         f"{plan.source.name} in the pipeline",
-        ENVIRONMENT_NOT_IN_PIPELINE: "the project's pipeline does not include "
+        Blocker.ENVIRONMENT_NOT_IN_PIPELINE: "the project's pipeline does not include "
         f"{plan.source.name} and {plan.target.name}",
-        TARGET_FROZEN: f"{plan.target.name} is frozen: {plan.target.freeze_reason}",
-        REQUEST_ALREADY_PENDING: f"a request to promote {plan.integration.name} to "
+        Blocker.TARGET_FROZEN: f"{plan.target.name} is frozen: {plan.target.freeze_reason}",
+        Blocker.REQUEST_ALREADY_PENDING: f"a request to promote {plan.integration.name} to "
         f"{plan.target.name} is already waiting for reviews",
     }
-    return "; ".join(reasons.get(b, b) for b in blockers)
+    return "; ".join(reasons.get(b, b.value) for b in blockers)
 
 
 def _entries_json(entries: Sequence[ConfigEntry]) -> list[dict[str, Any]]:
