@@ -3,6 +3,8 @@
 #   make up      run the control plane on embedded defaults (SQLite in ./.promenade, in-process bus)
 #   make test    the services the tests need (scripts/test-services), then ruff check,
 #                ruff format --check, mypy --strict, pytest: stops at the first failure
+#   make test-fast  the tests that need nothing but Python (SQLite, in-process bus): no
+#                PostgreSQL, RabbitMQ, Docker, Node.js or `promenade` processes; two pytest workers
 #   make schema  rewrite schema.graphql from the code (tests/test_schema.py fails when it drifts)
 #   make docker-stop  stop the Docker Engine that make test started (scripts/docker-engine)
 #   make contract     copy the design's API contract (../shared) into tests/contract/
@@ -32,7 +34,7 @@ export PROMENADE_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export PROMENADE_TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
 .DEFAULT_GOAL := help
-.PHONY: help up test services lint typecheck pytest schema install docker-stop contract
+.PHONY: help up test test-fast services lint typecheck pytest schema install docker-stop contract
 
 help:
 	@sed -n 's/^#   make /make /p' $(MAKEFILE_LIST)
@@ -47,6 +49,12 @@ test: $(STAMP) services
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app workers tests bench
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# What a test needs is a marker derived from its fixtures and folder (tests/conftest.py).
+FAST := not postgres and not rabbitmq and not docker and not processes
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -n 2 -m '$(FAST)' $(PYTEST_ARGS)
 
 services:
 	scripts/test-services

@@ -35,6 +35,47 @@ from app.services.tokens import create_api_token
 from app.settings import Settings, async_database_url
 from tests.support.docker import connect as connect_docker
 
+TESTS = Path(__file__).parent
+# What a test needs beyond Python, as markers derived from its fixtures and its folder (not
+# written by hand): `make test-fast` runs the tests that need none of them.
+NEEDS = {
+    "postgres": "needs PostgreSQL (the PostgreSQL run of a database test)",
+    "rabbitmq": "needs RabbitMQ",
+    "docker": "needs a Docker Engine",
+    "processes": "runs the promenade command, its servers and workers as processes, or Node.js "
+    "clients",
+}
+# Fixtures that bring a service, and the marker each one means.
+SERVICE_FIXTURES = {"postgres_url": "postgres", "amqp_url": "rabbitmq", "docker_engine": "docker"}
+SERVICE_PARAMS = {"postgres": "postgres", "rabbit": "rabbitmq"}
+# Folders and modules whose tests run the `promenade` command itself, its servers and workers.
+PROCESS_PATHS = {"e2e", "live", "test_cli.py", "test_walkthrough.py"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, meaning in NEEDS.items():
+        config.addinivalue_line("markers", f"{name}: {meaning}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for need in sorted(_needs(item)):
+            item.add_marker(need)
+
+
+def _needs(item: pytest.Item) -> set[str]:
+    fixtures = set(getattr(item, "fixturenames", ()))
+    needs = {marker for name, marker in SERVICE_FIXTURES.items() if name in fixtures}
+    # Fixtures that run each test twice (SQLite and PostgreSQL, in-process bus and RabbitMQ)
+    # fetch the service only in the run that needs it.
+    callspec = getattr(item, "callspec", None)
+    params = list(callspec.params.values()) if callspec is not None else []
+    needs.update(marker for param, marker in SERVICE_PARAMS.items() if param in params)
+    if PROCESS_PATHS & set(item.path.relative_to(TESTS).parts):
+        needs.add("processes")
+    return needs
+
+
 POSTGRES_HELP = (
     "These tests need PostgreSQL. Start one and set PROMENADE_TEST_DATABASE_URL "
     "(e.g. postgresql://postgres@127.0.0.1:5432/test), or make a Docker engine reachable for "

@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import docker
+
 from tests.processes import free_port, running_promenade
 from tests.support.docker import (
-    connect,
     docker_host,
     greeter_image,
     remove_installation_containers,
@@ -98,8 +99,10 @@ def test_walkthrough_works_as_written(tmp_path: Path) -> None:
     assert _answer(lines, "production answers: ")["greeting"] == "Hello from Production"
 
 
-def test_the_container_walkthrough_works_as_written(tmp_path: Path) -> None:
-    client = connect()
+def test_the_container_walkthrough_works_as_written(
+    tmp_path: Path, docker_engine: docker.DockerClient
+) -> None:
+    client = docker_engine
     try:
         image = greeter_image(client)
         env = {"PROMENADE_GATEWAY_PORT": str(free_port()), "DOCKER_HOST": docker_host()}
@@ -124,7 +127,6 @@ def test_the_container_walkthrough_works_as_written(tmp_path: Path) -> None:
         left = client.containers.list(all=True, filters={"ancestor": image})
     finally:
         remove_installation_containers(tmp_path)
-        client.close()
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     # What `promenade up` said about the isolation at hand.

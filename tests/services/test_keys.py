@@ -109,7 +109,6 @@ async def _sealed_rows(session: AsyncSession, old: SecretBox) -> None:
     await session.commit()
 
 
-@pytest.mark.postgres
 async def test_rotation_reseals_every_secret_with_the_current_key(
     engine: AsyncEngine, session: AsyncSession
 ) -> None:
@@ -140,7 +139,6 @@ async def test_rotation_reseals_every_secret_with_the_current_key(
     assert (await rotate_secrets(sessions, SecretBox([NEW, OLD]))).total == 0
 
 
-@pytest.mark.postgres
 async def test_a_value_no_key_opens_is_reported_and_the_rest_are_sealed_again(
     engine: AsyncEngine, session: AsyncSession
 ) -> None:
