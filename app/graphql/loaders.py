@@ -30,6 +30,7 @@ from app.models import (
     Project,
     Promotion,
     PromotionEvent,
+    PromotionStatus,
     Review,
     User,
 )
@@ -82,6 +83,11 @@ class Loaders:
         self.promotion = self._by_id(Promotion)
         self.approval_policies_by_environment = self._by_parent(ApprovalPolicy, "environment_id")
         self.reviews_by_promotion = self._by_parent(Review, "promotion_id")
+        self.pending_promotions_by_organization = self._by_parent(
+            Promotion,
+            "organization_id",
+            where=(col(Promotion.status) == PromotionStatus.PENDING_APPROVAL,),
+        )
         self.audit_page = self._pages(AuditEvent, "organization_id", descending=True)
         self.promotion_events_by_promotion = self._by_parent(PromotionEvent, "promotion_id")
         self.promotions_page = self._pages(
@@ -104,7 +110,12 @@ class Loaders:
         return DataLoader(load_fn=load)
 
     def _by_parent(
-        self, model: type[M], parent: str, *, order: Sequence[Any] | None = None
+        self,
+        model: type[M],
+        parent: str,
+        *,
+        order: Sequence[Any] | None = None,
+        where: Sequence[Any] = (),
     ) -> DataLoader[str, list[M]]:
         parent_column = col(getattr(model, parent))
         ordering = order if order is not None else (col(getattr(model, "id")),)  # noqa: B009
@@ -112,7 +123,9 @@ class Loaders:
         async def load(parent_ids: Sequence[str]) -> list[list[M]]:
             rows = (
                 await self._session.exec(
-                    select(model).where(parent_column.in_(list(parent_ids))).order_by(*ordering)
+                    select(model)
+                    .where(parent_column.in_(list(parent_ids)), *where)
+                    .order_by(*ordering)
                 )
             ).all()
             grouped: dict[str, list[M]] = defaultdict(list)

@@ -11,7 +11,7 @@ decides on in time expires.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -485,20 +485,26 @@ async def awaits_review_by(session: AsyncSession, *, user: User, promotion: Prom
     if promotion.status is not PromotionStatus.PENDING_APPROVAL:
         return False
     role = await role_in(session, user_id=user.id, organization_id=promotion.organization_id)
+    reviewers = (
+        await session.exec(select(Review.reviewer_id).where(Review.promotion_id == promotion.id))
+    ).all()
+    return awaits_review(promotion, user_id=user.id, role=role, reviewer_ids=set(reviewers))
+
+
+def awaits_review(
+    promotion: Promotion, *, user_id: str, role: Role | None, reviewer_ids: Collection[str]
+) -> bool:
+    """``awaits_review_by`` with what it reads already read: the user's role in the request's
+    organization and who reviewed it so far."""
+    if promotion.status is not PromotionStatus.PENDING_APPROVAL or role is None:
+        return False
     if role is Role.ADMIN:
         return True
-    reviewed = (
-        await session.exec(
-            select(Review.id).where(
-                Review.promotion_id == promotion.id, Review.reviewer_id == user.id
-            )
-        )
-    ).first()
     return (
-        reviewed is None
+        user_id not in reviewer_ids
         and why_not_reviewer(
             promotion.approval_rule or {},
-            reviewer_id=user.id,
+            reviewer_id=user_id,
             role=role,
             requester_id=promotion.requested_by_id,
         )

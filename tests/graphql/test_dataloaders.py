@@ -1,5 +1,5 @@
 """DataLoaders: an organization's dashboard costs the same number of SQL statements whether it
-shows 5 integrations or 50."""
+shows 5 integrations or 50, and its pending approvals whether 3 requests wait or 30."""
 
 from __future__ import annotations
 
@@ -9,12 +9,23 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import SecretBox
-from app.models import Environment, Project, User
+from app.models import (
+    Deployment,
+    Environment,
+    Project,
+    Promotion,
+    PromotionStatus,
+    Review,
+    ReviewDecision,
+    Role,
+    User,
+)
 from app.services.configuration import ConfigEntry, ConfigKey, set_configuration
+from app.services.members import add_member
 from app.services.projects import create_build, create_integration, create_project
 from tests.conftest import GraphQLClient, make_organization, make_user
 
@@ -158,3 +169,104 @@ async def test_the_dashboard_costs_the_same_statements_for_5_and_50_integrations
     assert deployment[1]["missingConfiguration"] == ["GREETING", "API_KEY"]
 
     assert len(many) == len(few), "\n".join(["5 integrations:", *few, "50 integrations:", *many])
+
+
+PENDING = """
+{
+  organization(slug: "acme") {
+    pendingApprovals(first: 100) { totalCount edges { node { id requestedBy { email } } } }
+  }
+}
+"""
+
+
+async def file_requests(
+    session: AsyncSession, box: SecretBox, admin: User, project: Project, names: range
+) -> list[str]:
+    """A new integration per name, each with a pending request to promote its build to
+    Production, as the promotion service files one (written here: the test measures reads)."""
+    environments = (
+        await session.exec(
+            select(Environment)
+            .where(Environment.organization_id == project.organization_id)
+            .order_by(col(Environment.position))
+        )
+    ).all()
+    development, production = environments[0], environments[-1]
+    filed = []
+    for number in names:
+        integration = await create_integration(
+            session, actor=admin, project_id=project.id, name=f"Requested {number}"
+        )
+        build = await create_build(
+            session, actor=admin, integration_id=integration.id, version="1.0", artifact="true"
+        )
+        target = (
+            await session.exec(
+                select(Deployment).where(
+                    Deployment.integration_id == integration.id,
+                    Deployment.environment_id == production.id,
+                )
+            )
+        ).one()
+        promotion = Promotion(
+            organization_id=project.organization_id,
+            integration_id=integration.id,
+            build_id=build.id,
+            source_environment_id=development.id,
+            target_environment_id=production.id,
+            deployment_id=target.id,
+            status=PromotionStatus.PENDING_APPROVAL,
+            requested_by_id=admin.id,
+            overrides_sealed=box.seal_json({"overrides": [], "copied": []}),
+            required_approvals=1,
+            approval_rule={"roles": ["APPROVER"], "approver_ids": [], "allow_self_approval": False},
+        )
+        session.add(promotion)
+        filed.append(promotion.id)
+    await session.commit()
+    return filed
+
+
+async def test_pending_approvals_cost_the_same_statements_for_3_and_30_requests(
+    api: GraphQLClient, session: AsyncSession, engine: AsyncEngine, box: SecretBox
+) -> None:
+    admin = await make_user(session, "ada@example.com")
+    org = await make_organization(session, admin)
+    approver = await make_user(session, "rita@example.com")
+    await add_member(
+        session,
+        actor=admin,
+        organization_id=org.id,
+        email=approver.email,
+        name=None,
+        role=Role.APPROVER,
+    )
+    project = await create_project(session, actor=admin, organization_id=org.id, name="Billing")
+    await session.commit()
+
+    async def pending(viewer: User) -> tuple[set[str], int, list[str]]:
+        await api.execute("{ viewer { user { id } } }", as_user=viewer)
+        with statements(engine) as sent:
+            data = await api.execute(PENDING, as_user=viewer)
+        connection = data["organization"]["pendingApprovals"]
+        ids = {edge["node"]["id"] for edge in connection["edges"]}
+        return ids, connection["totalCount"], sent
+
+    few = await file_requests(session, box, admin, project, range(3))
+    # The approver reviewed one already: it no longer waits for them (it does for an ADMIN).
+    session.add(
+        Review(promotion_id=few[0], reviewer_id=approver.id, decision=ReviewDecision.APPROVED)
+    )
+    await session.commit()
+    admin_few, admin_total, admin_sent_few = await pending(admin)
+    theirs_few, theirs_total, theirs_sent_few = await pending(approver)
+    assert (admin_few, admin_total) == (set(few), 3)
+    assert (theirs_few, theirs_total) == (set(few[1:]), 2)
+
+    many = few + await file_requests(session, box, admin, project, range(3, 30))
+    admin_many, _, admin_sent_many = await pending(admin)
+    theirs_many, _, theirs_sent_many = await pending(approver)
+    assert admin_many == set(many) and theirs_many == set(many[1:])
+    assert len(admin_sent_many) == len(admin_sent_few), "\n".join(admin_sent_many)
+    assert len(theirs_sent_many) == len(theirs_sent_few), "\n".join(theirs_sent_many)
