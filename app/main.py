@@ -1,9 +1,18 @@
-"""The Starlette application: GraphQL at /graphql, health at /healthz."""
+"""The API application: GraphQL at /graphql, health at /healthz, and what an API process runs
+beside serving, owned by the application's lifespan, so that whatever serves it (``promenade
+api``, ``promenade up``, or ``uvicorn --factory app.main:api``) runs a complete API:
+
+- with a bus, the outbox relay (the commands and events that mutations write leave after
+  each commit) and the event hub (the bus's events reach this process's subscriptions);
+  without one, subscriptions poll the database;
+- the expiry sweep (promotion requests that nobody decided on in time expire).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,37 +21,52 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
+from app import migrate
 from app.crypto import SecretBox
 from app.db import RequestSession, create_engine, create_session_factory
 from app.graphql.http import AuthenticatedGraphQL, PromenadeGraphQL
 from app.messaging.bus import Bus
 from app.messaging.fanout import EventHub
+from app.messaging.outbox import OutboxRelay
 from app.settings import Settings
+from app.sweeps import ExpirySweep
 
 
 def create_app(
     settings: Settings,
     *,
     engine: AsyncEngine | None = None,
-    on_commit: Callable[[], None] | None = None,
-    hub: EventHub | None = None,
     bus: Bus | None = None,
+    on_commit: Callable[[], None] | None = None,
+    owns_bus: bool = False,
 ) -> Starlette:
-    """The application; it disposes of the engine it made itself when it shuts down.
-    ``on_commit`` runs after each mutation that committed (the outbox relay's wake-up); ``hub``
-    brings the bus's events to subscriptions (without one, subscriptions poll the database); ``bus``
-    carries requests to the data planes' workers (an instance's logs)."""
+    """The application. ``bus`` carries its outbox's messages and requests to the data planes'
+    workers (an instance's logs), and brings their events; ``on_commit`` runs after each
+    mutation that committed, beside waking the relay. What the app made itself (the engine,
+    and the bus when ``owns_bus``) it closes when it shuts down. ``app.state.relay`` (None
+    without a bus) and ``app.state.hub`` are for what runs beside it in one process."""
     owns_engine = engine is None
     if engine is None:
         engine = create_engine(settings.resolved_database_url)
+    relay = OutboxRelay(create_session_factory(engine), bus) if bus is not None else None
+    hub = EventHub(bus)
+
+    def after_commit() -> None:
+        if relay is not None:
+            relay.wake()
+        if on_commit is not None:
+            on_commit()
+
+    sweep = ExpirySweep(
+        create_session_factory(engine), interval_s=settings.expiry_sweep_s, on_change=after_commit
+    )
     sessions = create_session_factory(engine, class_=RequestSession)
-    box = SecretBox(settings.secret_keys())
     api = PromenadeGraphQL(
-        box=box,
+        box=SecretBox(settings.secret_keys()),
         graphiql=not settings.production,
         sessions=sessions,
-        hub=hub or EventHub(None),
-        on_commit=on_commit,
+        hub=hub,
+        on_commit=after_commit,
         bus=bus,
         recheck_s=settings.ws_recheck_s,
         max_sockets_per_user=settings.ws_per_user,
@@ -60,14 +84,30 @@ def create_app(
             await connection.execute(text("SELECT 1"))
         return JSONResponse({"status": "ok"})
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        yield
-        await api.access.close()
-        if owns_engine:
-            await engine.dispose()
+        async with contextlib.AsyncExitStack() as stack:
+            if owns_engine:
+                stack.push_async_callback(engine.dispose)
+            if owns_bus and bus is not None:
+                stack.push_async_callback(bus.close)
+            await migrate.require_current(engine)
+            if relay is not None:
+                relaying = asyncio.create_task(relay.run())
 
-    return Starlette(
+                async def stop_relay() -> None:
+                    await relay.stop()
+                    await relaying
+
+                stack.push_async_callback(stop_relay)
+            await hub.start()
+            stack.push_async_callback(hub.stop)
+            sweep.start()
+            stack.push_async_callback(sweep.stop)
+            stack.push_async_callback(api.access.close)
+            yield
+
+    app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
@@ -75,3 +115,17 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+    app.state.relay = relay
+    app.state.hub = hub
+    return app
+
+
+def api() -> Starlette:
+    """The API as configured by the environment (PROMENADE_* variables, as ``promenade api``
+    reads them), for an ASGI server of one's choosing: ``uvicorn --factory app.main:api``.
+    With PROMENADE_AMQP_URL, it publishes over RabbitMQ and hears the workers' events."""
+    from app.messaging.rabbit import RabbitBus
+
+    settings = Settings()
+    bus = RabbitBus(settings.amqp_url) if settings.amqp_url else None
+    return create_app(settings, bus=bus, owns_bus=True)

@@ -40,3 +40,16 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def require_current(engine: AsyncEngine) -> None:
+    """SettingsError unless the database is at the newest revision (an API on an older schema
+    would fail request by request)."""
+    from app.settings import SettingsError
+
+    current = await current_revision(engine)
+    if current != head_revision():
+        raise SettingsError(
+            f"the database is at revision {current or 'none'}, not "
+            f"{head_revision()}: run `promenade migrate` first"
+        )

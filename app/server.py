@@ -12,12 +12,12 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiormq.exceptions import AMQPError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from app import migrate
@@ -25,7 +25,6 @@ from app.crypto import SecretBox
 from app.db import create_engine, create_session_factory, session_scope
 from app.main import create_app
 from app.messaging.bus import Bus
-from app.messaging.fanout import EventHub
 from app.messaging.outbox import OutboxRelay
 from app.models import RuntimeKind
 from app.services.bootstrap import Bootstrapped, bootstrap, is_empty
@@ -40,7 +39,6 @@ from app.services.dataplanes import (
 )
 from app.serving import BackgroundServer, stop_on_signals
 from app.settings import Settings, SettingsError
-from app.sweeps import ExpirySweep
 
 if TYPE_CHECKING:
     from workers.planes import Runtimes
@@ -91,7 +89,7 @@ async def run_rotate_key(settings: Settings, args: argparse.Namespace) -> None:
         print(f"new current key in {path}; the old ones follow it", file=sys.stderr)
     engine = _engine(settings)
     try:
-        await _require_current_schema(engine, settings)
+        await migrate.require_current(engine)
         rotation = await rotate_secrets(
             create_session_factory(engine), SecretBox(settings.secret_keys())
         )
@@ -143,7 +141,7 @@ def _replace_file(path: Path, text: str) -> None:
 async def run_bootstrap(settings: Settings, args: argparse.Namespace) -> None:
     engine = _engine(settings)
     try:
-        await _require_current_schema(engine, settings)
+        await migrate.require_current(engine)
         async with session_scope(create_session_factory(engine)) as session:
             result = await bootstrap(
                 session, email=args.email, name=args.name, organization_slug=args.org
@@ -177,8 +175,16 @@ async def run_up(settings: Settings, args: argparse.Namespace) -> None:
                 _print_bootstrapped(result)
         async with contextlib.AsyncExitStack() as stack:
             bus = InProcessBus()
-            relay = await _start_relay(stack, engine, bus)
+            stack.push_async_callback(bus.close)
             sessions = create_session_factory(engine)
+            worker: Worker | None = None
+
+            def after_commit() -> None:
+                if worker is not None:
+                    worker.look_for_data_planes()  # a data plane created or changed
+
+            app = create_app(settings, engine=engine, bus=bus, on_commit=after_commit)
+            relay: OutboxRelay = app.state.relay
 
             admission = LocalAdmission(settings.local_admission())
 
@@ -209,14 +215,7 @@ async def run_up(settings: Settings, args: argparse.Namespace) -> None:
             stack.push_async_callback(gateway.stop)
             print(f"Gateway at {settings.resolved_gateway_url}", file=sys.stderr)
             await _print_isolation(settings, runtimes)
-            hub = await _start_hub(stack, bus)
-            _start_sweep(stack, settings, engine, relay.wake)
-
-            def after_commit() -> None:
-                relay.wake()
-                worker.look_for_data_planes()
-
-            await _serve(settings, args, engine=engine, on_commit=after_commit, hub=hub, bus=bus)
+            await _serve(settings, args, app)
     finally:
         await engine.dispose()
 
@@ -266,24 +265,18 @@ async def run_api(settings: Settings, args: argparse.Namespace) -> None:
 
     engine = _engine(settings)
     try:
-        await _require_current_schema(engine, settings)
-        async with contextlib.AsyncExitStack() as stack:
-            on_commit = None
-            hub = None
-            bus: Bus | None = None
-            if settings.amqp_url:
-                bus = RabbitBus(settings.amqp_url)
-                relay = await _start_relay(stack, engine, bus)
-                on_commit = relay.wake
-                hub = await _start_hub(stack, bus)
-            else:
-                print(
-                    "promenade api: PROMENADE_AMQP_URL is not set: changes are recorded, but no "
-                    "worker hears of them (promenade up runs everything in one process)",
-                    file=sys.stderr,
-                )
-            _start_sweep(stack, settings, engine, on_commit)
-            await _serve(settings, args, engine=engine, on_commit=on_commit, hub=hub, bus=bus)
+        await migrate.require_current(engine)
+        bus: Bus | None = None
+        if settings.amqp_url:
+            bus = RabbitBus(settings.amqp_url)
+        else:
+            print(
+                "promenade api: PROMENADE_AMQP_URL is not set: changes are recorded, but no "
+                "worker hears of them (promenade up runs everything in one process)",
+                file=sys.stderr,
+            )
+        app = create_app(settings, engine=engine, bus=bus, owns_bus=True)
+        await _serve(settings, args, app)
     finally:
         await engine.dispose()
 
@@ -305,7 +298,7 @@ async def run_worker(settings: Settings, args: argparse.Namespace) -> None:
     settings.private_data_dir()
     engine = _engine(settings)
     try:
-        await _require_current_schema(engine, settings)
+        await migrate.require_current(engine)
         sessions = create_session_factory(engine)
         async with sessions() as session:
             planes = [
@@ -398,48 +391,13 @@ async def _start_relay(
     return relay
 
 
-def _start_sweep(
-    stack: contextlib.AsyncExitStack,
-    settings: Settings,
-    engine: AsyncEngine,
-    on_change: Callable[[], None] | None,
-) -> None:
-    sweep = ExpirySweep(
-        create_session_factory(engine),
-        interval_s=settings.expiry_sweep_s,
-        on_change=on_change or (lambda: None),
-    )
-    sweep.start()
-    stack.push_async_callback(sweep.stop)
-
-
-async def _start_hub(stack: contextlib.AsyncExitStack, bus: Bus) -> EventHub:
-    """Hear the bus's events for this process's subscriptions, until the stack closes."""
-    hub = EventHub(bus)
-    await hub.start()
-    stack.push_async_callback(hub.stop)
-    return hub
-
-
-async def _serve(
-    settings: Settings,
-    args: argparse.Namespace,
-    *,
-    engine: AsyncEngine,
-    on_commit: Callable[[], None] | None,
-    hub: EventHub | None = None,
-    bus: Bus | None = None,
-) -> None:
-    """Serve the API until SIGTERM or SIGINT; the caller's stack then stops the rest."""
+async def _serve(settings: Settings, args: argparse.Namespace, app: Starlette) -> None:
+    """Serve the API until SIGTERM or SIGINT (its lifespan starts and stops what it runs
+    beside serving); the caller's stack then stops the rest."""
     host = args.host or settings.host
     port = args.port or settings.port
     stop = stop_on_signals()
-    server = api_server(
-        create_app(settings, engine=engine, on_commit=on_commit, hub=hub, bus=bus),
-        settings,
-        host=host,
-        port=port,
-    )
+    server = api_server(app, settings, host=host, port=port)
     await server.start()
     print(f"Promenade GraphQL at http://{host}:{port}/graphql", file=sys.stderr)
     try:
@@ -466,15 +424,6 @@ def _engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         settings.private_data_dir()
     return create_engine(settings.resolved_database_url)
-
-
-async def _require_current_schema(engine: AsyncEngine, settings: Settings) -> None:
-    current = await migrate.current_revision(engine)
-    if current != migrate.head_revision():
-        raise SettingsError(
-            f"the database is at revision {current or 'none'}, not "
-            f"{migrate.head_revision()}: run `promenade migrate` first"
-        )
 
 
 def _print_bootstrapped(result: Bootstrapped) -> None:

@@ -60,17 +60,24 @@ def running_promenade(
 ) -> Iterator[RunningPromenade]:
     """``promenade <command>`` on a free port, until /healthz answers; stopped afterwards."""
     port = free_port()
-    env = promenade_env(data_dir, {"PROMENADE_PORT": str(port), **(extra_env or {})})
-    log_path = data_dir / f"promenade-{command}-{port}.log"
+    with running_server(
+        [PROMENADE, command], data_dir, {"PROMENADE_PORT": str(port), **(extra_env or {})}, port
+    ) as running:
+        yield running
+
+
+@contextmanager
+def running_server(
+    args: Sequence[str], data_dir: Path, extra_env: Mapping[str, str], port: int
+) -> Iterator[RunningPromenade]:
+    """A server process (``args``) that serves the API on ``port``, until /healthz answers;
+    stopped (SIGTERM) afterwards."""
+    env = promenade_env(data_dir, extra_env)
+    log_path = data_dir / f"{Path(args[0]).name}-{port}.log"
     # The log goes to a file: a pipe nobody reads would block the server once it fills.
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [PROMENADE, command],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            cwd=data_dir,
+            list(args), env=env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=data_dir
         )
     url = f"http://127.0.0.1:{port}"
     try:

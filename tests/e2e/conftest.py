@@ -222,7 +222,7 @@ class Cluster:
             self.workers.pop().stop()
 
 
-async def _bootstrap(database_url: str) -> str:
+async def admin_token(database_url: str) -> str:
     """The admin's API token (what ``promenade bootstrap`` does, without a process start)."""
     engine = create_engine(database_url)
     try:
@@ -244,7 +244,7 @@ def running_cluster(data_dir: Path, database_url: str, amqp_url: str) -> Iterato
         "PROMENADE_SECRET_KEY": Fernet.generate_key().decode(),
         "PROMENADE_GATEWAY_PORT": str(gateway_port),
     }
-    token = asyncio.run(_bootstrap(database_url))
+    token = asyncio.run(admin_token(database_url))
     # Both start at once: most of a start is importing Python modules.
     gateway = start_gateway(data_dir, env, gateway_port, wait=False)
     cluster: Cluster | None = None

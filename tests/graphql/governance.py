@@ -31,7 +31,6 @@ from websockets.typing import Subprotocol
 from app.crypto import SecretBox
 from app.db import create_session_factory
 from app.main import create_app
-from app.messaging.fanout import EventHub
 from app.messaging.inprocess import InProcessBus
 from app.messaging.outbox import OutboxRelay
 from app.models import (
@@ -580,15 +579,11 @@ def free_port() -> int:
 async def live_api(
     engine: AsyncEngine, session: AsyncSession, secret_key: str, data_dir: Any, **settings: Any
 ) -> AsyncIterator[Live]:
-    """The app served by uvicorn on a free port, with the outbox relay publishing on the
-    in-process bus and an ``EventHub`` hearing it (as ``promenade up`` wires them)."""
+    """The app served by uvicorn on a free port, on the in-process bus: its lifespan runs the
+    outbox relay and the event hub, as in ``promenade up``."""
     bus = InProcessBus()
-    relay = OutboxRelay(create_session_factory(engine), bus, poll_interval=0.05)
-    relaying = asyncio.create_task(relay.run())
-    hub = EventHub(bus)
-    await hub.start()
     configured = Settings(data_dir=data_dir, secret_key=secret_key, **settings)
-    app = create_app(configured, engine=engine, on_commit=relay.wake, hub=hub)
+    app = create_app(configured, engine=engine, bus=bus, owns_bus=True)
     port = free_port()
     server = api_server(app, configured, host="127.0.0.1", port=port, access_log=False)
     await server.start()
@@ -598,10 +593,6 @@ async def live_api(
             yield Live(url=url, api=GraphQLClient(http, session))
     finally:
         await server.stop()
-        await hub.stop()
-        await relay.stop()
-        await relaying
-        await bus.close()
 
 
 class Subscription:

@@ -528,13 +528,12 @@ async def live_app_on(
             select(Environment).where(Environment.organization_id == organization.id)
         )
         environments = {row.name: row.id for row in rows}
-    hub = EventHub(None)
     settings = Settings(data_dir=data_dir, secret_key=Fernet.generate_key().decode())
-    app = create_app(settings, engine=engine, hub=hub)
+    app = create_app(settings, engine=engine)
     async with serve(app, **uvicorn_config) as url:
         yield LiveApp(
             url=url,
-            hub=hub,
+            hub=app.state.hub,
             token=token,
             organization_id=organization.id,
             environments=environments,

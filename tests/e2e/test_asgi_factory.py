@@ -1,0 +1,170 @@
+"""The API factory served by plain uvicorn (``uvicorn --factory app.main:api``) is a complete
+API: its lifespan runs the outbox relay, so a deploy's command reaches RabbitMQ before any
+other Promenade process runs, and the event hub, so a websocket subscription hears the
+deployment's events; a worker started afterwards takes the command and the deployment goes
+ACTIVE."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
+from app.messaging.bus import command_queue
+from app.services.dataplanes import LOCAL_ROUTING_KEY
+from tests.e2e.conftest import (
+    DEPLOY,
+    Api,
+    admin_token,
+    entries,
+    eventually,
+    new_database,
+    new_greeter,
+    rabbitmqctl,
+    url_with_vhost,
+)
+from tests.processes import (
+    PromenadeProcess,
+    free_port,
+    kill_instances,
+    running_server,
+    start_worker,
+)
+from tests.support.docker import docker_host
+
+EVENTS = """
+subscription($environmentId: ID!) {
+  deploymentEvents(environmentId: $environmentId) { status revision }
+}
+"""
+
+
+@pytest.fixture
+def own_database(postgres_server_url: str) -> Iterator[str]:
+    """A database of this test's own: no other API's relay publishes its outbox."""
+    with new_database(postgres_server_url) as url:
+        yield url
+
+
+@pytest.fixture
+def own_vhost(amqp_server_url: str) -> Iterator[str]:
+    """A virtual host of this test's own: no other test's worker takes its commands."""
+    vhost = f"promenade-factory-{secrets.token_hex(4)}"
+    rabbitmqctl("add_vhost", vhost)
+    try:
+        user = urlsplit(amqp_server_url).username or "guest"
+        rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+        yield url_with_vhost(amqp_server_url, vhost)
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+
+
+async def test_uvicorn_on_the_factory_relays_commands_and_streams_events(
+    tmp_path: Path, own_database: str, own_vhost: str
+) -> None:
+    port = free_port()
+    token = await admin_token(own_database)
+    env = {
+        "PROMENADE_DATABASE_URL": own_database,
+        "PROMENADE_AMQP_URL": own_vhost,
+        "PROMENADE_SECRET_KEY": Fernet.generate_key().decode(),
+    }
+    uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "app.main:api"]
+    uvicorn += ["--host", "127.0.0.1", "--port", str(port)]
+    worker: PromenadeProcess | None = None
+    try:
+        with running_server(uvicorn, tmp_path, env, port) as served:
+            async with (
+                httpx.AsyncClient(
+                    base_url=served.url,
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=60,
+                    trust_env=False,
+                ) as http,
+                subscribed(port, token) as events,
+            ):
+                api = Api(http)
+                greeter = await new_greeter(api, "http://127.0.0.1:1")
+                development = greeter.environments["Development"]
+                await events.subscribe(EVENTS, {"environmentId": development})
+                await api.ok(
+                    DEPLOY,
+                    {
+                        "input": {
+                            "integrationId": greeter.integration_id,
+                            "buildId": greeter.builds["1.0.0"],
+                            "environmentId": development,
+                            "configuration": entries({"GREETING": "Hi", "API_KEY": "k"}),
+                        }
+                    },
+                )
+                # No worker runs yet: only this API's relay can have published the deploy's
+                # command (it waits in the data plane's queue) and its event, which this
+                # API's hub heard from RabbitMQ.
+                assert await events.next() == {"status": "IN_PROGRESS", "revision": 0}
+                await eventually(
+                    lambda: queued_commands(own_vhost), within=20, what="the command queued"
+                )
+                worker = start_worker(tmp_path, {**env, "DOCKER_HOST": docker_host()})
+                while (event := await events.next())["status"] != "ACTIVE":
+                    assert event["status"] == "IN_PROGRESS", event
+                assert event == {"status": "ACTIVE", "revision": 1}
+    finally:
+        if worker is not None:
+            worker.stop()
+        kill_instances(tmp_path / "runtime")
+
+
+async def queued_commands(amqp_url: str) -> bool | None:
+    """Whether one message waits in the ``local`` data plane's command queue (the broker's
+    counts lag by a few seconds)."""
+    vhost = unquote(urlsplit(amqp_url).path.lstrip("/"))
+    listing = rabbitmqctl(
+        "list_queues", "-p", vhost, "--quiet", "--no-table-headers", "name", "messages"
+    )
+    counts = dict(line.split() for line in listing.splitlines() if line.strip())
+    return int(counts.get(command_queue(LOCAL_ROUTING_KEY), 0)) == 1 or None
+
+
+class Events:
+    """One graphql-transport-ws connection with one subscription."""
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self._socket = socket
+
+    async def subscribe(self, query: str, variables: dict[str, Any]) -> None:
+        payload = {"query": query, "variables": variables}
+        await self._socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+
+    async def next(self) -> dict[str, Any]:
+        async with asyncio.timeout(30):
+            message = json.loads(await self._socket.recv())
+        assert message["type"] == "next", message
+        event: dict[str, Any] = message["payload"]["data"]["deploymentEvents"]
+        return event
+
+
+@contextlib.asynccontextmanager
+async def subscribed(port: int, token: str) -> AsyncIterator[Events]:
+    async with connect(
+        f"ws://127.0.0.1:{port}/graphql",
+        subprotocols=[Subprotocol("graphql-transport-ws")],
+        proxy=None,
+    ) as socket:
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+        await socket.send(json.dumps(init))
+        async with asyncio.timeout(30):
+            assert json.loads(await socket.recv())["type"] == "connection_ack"
+        yield Events(socket)
