@@ -3,11 +3,8 @@ shows 5 integrations or 50, and its pending approvals whether 3 requests wait or
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -28,6 +25,7 @@ from app.services.configuration import ConfigEntry, ConfigKey, set_configuration
 from app.services.members import add_member
 from app.services.projects import create_build, create_integration, create_project
 from tests.conftest import GraphQLClient, make_organization, make_user
+from tests.support.statements import statements
 
 DASHBOARD = """
 {
@@ -54,21 +52,6 @@ DASHBOARD = """
 """
 
 SCHEMA = [ConfigKey("GREETING"), ConfigKey("API_KEY", secret=True)]
-
-
-@contextmanager
-def statements(engine: AsyncEngine) -> Iterator[list[str]]:
-    """The SQL statements sent to the database inside the block."""
-    sent: list[str] = []
-
-    def record(*args: Any) -> None:
-        sent.append(args[2])  # (connection, cursor, statement, parameters, context, many)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 async def add_integrations(

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -19,17 +18,7 @@ from app.services.access_watch import MAX_FAILED_READINGS, AccessWatch, Lost, Re
 from app.services.members import add_member, remove_member
 from app.services.tokens import create_api_token, revoke_api_token
 from tests.conftest import make_organization, make_user
-
-
-class Statements:
-    """Counts the SQL statements an engine runs."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.count = 0
-        event.listen(engine.sync_engine, "before_cursor_execute", self._counted)
-
-    def _counted(self, *_: object) -> None:
-        self.count += 1
+from tests.support.statements import statements
 
 
 async def _members(session: AsyncSession, count: int) -> tuple[User, str, list[tuple[User, str]]]:
@@ -78,11 +67,11 @@ async def test_one_reading_finds_the_revoked_token_and_the_removed_member(
     in_use = await session.exec(select(ApiToken).where(ApiToken.user_id == kept))
     assert in_use.one().last_used_at is not None
 
-    statements = Statements(engine)
-    await watch.check()
+    with statements(engine) as sent:
+        await watch.check()
     # One query per chunk (of two here) of the 5 tokens, one per chunk of the 5 users, and
     # no write (the tokens were marked used less than a minute ago).
-    assert statements.count == 3 + 3
+    assert len(sent) == 3 + 3
     assert lost[revoked] == [Lost.REVOKED, Lost.REVOKED]  # until its socket closes
     assert all(not lost[user_id] for user_id in ids[1:])
     assert watch.roles_of(removed) == {}
