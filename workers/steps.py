@@ -48,7 +48,8 @@ from app.services.configuration import (
     stored_values,
 )
 from app.services.dataplanes import LocalAdmission
-from app.services.events import announce_deployment, record_promotion_status
+from app.services.events import announce_deployment
+from app.services.lifecycle import PROMOTION_STATUS_OF_CHANGE, move_change, move_promotion
 from app.services.promotions import sealed_entries
 from workers.instances import instance_target
 from workers.leases import holding_lease, take_lease
@@ -353,10 +354,7 @@ class StepMachine:
             if change.snapshot_config_version is not None:
                 deployment.applied_config_version = change.snapshot_config_version
         deployment.last_error = None
-        change.status = ChangeStatus.SUCCEEDED
-        change.finished_at = utcnow()
-        change.error = None
-        session.add(change)
+        move_change(session, change, ChangeStatus.SUCCEEDED)
         audit.record(
             session,
             organization_id=deployment.organization_id,
@@ -381,10 +379,7 @@ class StepMachine:
         deployment.last_error = reason
         if deployment.status is DeploymentStatus.IN_PROGRESS:
             deployment.status = DeploymentStatus.ERROR
-        change.status = ChangeStatus.FAILED
-        change.error = reason
-        change.finished_at = utcnow()
-        session.add(change)
+        move_change(session, change, ChangeStatus.FAILED, error=reason)
         audit.record(
             session,
             organization_id=deployment.organization_id,
@@ -406,9 +401,8 @@ class StepMachine:
     async def _enter(
         self, session: AsyncSession, change: DeploymentChange, status: ChangeStatus
     ) -> None:
-        change.status = status
-        session.add(change)
-        await self._promotion_status(session, change, PromotionStatus(status.value), None)
+        move_change(session, change, status)
+        await self._promotion_status(session, change, PROMOTION_STATUS_OF_CHANGE[status], None)
 
     async def _promotion_status(
         self,
@@ -421,7 +415,7 @@ class StepMachine:
             return
         promotion = await session.get(Promotion, change.promotion_id)
         assert promotion is not None
-        await record_promotion_status(session, promotion, status, detail=detail)
+        await move_promotion(session, promotion, status, detail=detail)
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncSession]:

@@ -50,7 +50,8 @@ from app.services.errors import (
     NotFound,
     PromotionBlocked,
 )
-from app.services.events import announce_deployment, record_promotion_status
+from app.services.events import announce_deployment
+from app.services.lifecycle import move_promotion
 from app.services.outbox import enqueue
 
 MAX_EXPIRY_HOURS = 24 * 365
@@ -194,7 +195,7 @@ async def file_request(
     promotion.approval_rule = rule_of(policy)
     if policy.expires_after_hours is not None:
         promotion.expires_at = promotion.requested_at + timedelta(hours=policy.expires_after_hours)
-    await record_promotion_status(
+    await move_promotion(
         session,
         promotion,
         PromotionStatus.PENDING_APPROVAL,
@@ -402,9 +403,7 @@ async def _review(
     )
     if decision is ReviewDecision.REJECTED:
         promotion.error = f"rejected by {actor.email}" + (f": {comment}" if comment else "")
-        await record_promotion_status(
-            session, promotion, PromotionStatus.REJECTED, detail=promotion.error
-        )
+        await move_promotion(session, promotion, PromotionStatus.REJECTED, detail=promotion.error)
         return promotion
     approvals = len(
         (
@@ -466,9 +465,7 @@ async def expire_due(session: AsyncSession, *, now: datetime | None = None) -> l
         if not await _hold_pending(session, promotion.id):
             continue  # decided meanwhile
         promotion.error = "no decision before the request expired"
-        await record_promotion_status(
-            session, promotion, PromotionStatus.EXPIRED, detail=promotion.error
-        )
+        await move_promotion(session, promotion, PromotionStatus.EXPIRED, detail=promotion.error)
         audit.record(
             session,
             organization_id=promotion.organization_id,
@@ -540,9 +537,7 @@ async def cancel(session: AsyncSession, *, actor: User, promotion_id: str) -> Pr
             "promotion can be cancelled"
         )
     promotion.error = f"cancelled by {actor.email}"
-    await record_promotion_status(
-        session, promotion, PromotionStatus.CANCELLED, detail=promotion.error
-    )
+    await move_promotion(session, promotion, PromotionStatus.CANCELLED, detail=promotion.error)
     audit.record(
         session,
         organization_id=promotion.organization_id,

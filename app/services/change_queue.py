@@ -25,7 +25,8 @@ from app.models import (
 )
 from app.models.promotions import FINAL_CHANGE_STATUSES
 from app.services.dataplanes import routing_key
-from app.services.events import announce_deployment, record_promotion_status
+from app.services.events import announce_deployment
+from app.services.lifecycle import move_promotion
 from app.services.outbox import enqueue
 
 # The change each kind of request becomes once it may run.
@@ -108,7 +109,7 @@ async def queue_requested_change(
 ) -> DeploymentChange:
     """A request that may run now (no review needed, or the last approval came): QUEUED, and
     the change it asked for queued for the workers."""
-    await record_promotion_status(session, promotion, PromotionStatus.QUEUED, detail=detail)
+    await move_promotion(session, promotion, PromotionStatus.QUEUED, detail=detail)
     deployment = await session.get(Deployment, promotion.deployment_id)
     assert deployment is not None
     requester = await session.get(User, promotion.requested_by_id)

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import Deployment, Promotion, PromotionEvent, PromotionStatus
+from app.models import Deployment
 from app.models.base import utcnow
 from app.services.outbox import enqueue
 
@@ -21,33 +21,6 @@ def promotion_routing_key(promotion_id: str) -> str:
 
 def deployment_routing_key(environment_id: str, integration_id: str) -> str:
     return f"deployment.{environment_id}.{integration_id}"
-
-
-async def record_promotion_status(
-    session: AsyncSession,
-    promotion: Promotion,
-    status: PromotionStatus,
-    *,
-    detail: str | None = None,
-) -> PromotionEvent:
-    now = utcnow()
-    promotion.status = status
-    if status.is_final:
-        promotion.finished_at = now
-    session.add(promotion)
-    event = PromotionEvent(promotion_id=promotion.id, status=status, detail=detail, at=now)
-    session.add(event)
-    body: dict[str, Any] = {
-        "promotionId": promotion.id,
-        "status": status.value,
-        "detail": detail,
-        "at": now.isoformat(),
-        "organizationId": promotion.organization_id,
-    }
-    await enqueue(
-        session, exchange="event", routing_key=promotion_routing_key(promotion.id), body=body
-    )
-    return event
 
 
 async def announce_deployment(

@@ -1,0 +1,124 @@
+"""The lifecycle of promotions and of deployment changes: which status may follow which, as
+data, and the one place where each one's status is written.
+
+A promotion (or another request, see ``RequestKind``) waits for its reviews, is queued, and
+then follows the change that carries it out; a change is queued, applies its configuration,
+restarts the integration and ends. A final status has no successor. Writing a status
+records it, with its event and the event's outbox row, in the caller's transaction: a move
+that the tables do not allow raises ``IllegalTransition`` and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.models import ChangeStatus, DeploymentChange, Promotion, PromotionEvent, PromotionStatus
+from app.models.base import utcnow
+from app.services.errors import Conflict
+from app.services.events import promotion_routing_key
+from app.services.outbox import enqueue
+
+P = PromotionStatus
+C = ChangeStatus
+
+# A promotion is made PENDING_APPROVAL, and from there filed for review (its first event,
+# PENDING_APPROVAL again) or queued at once; once queued it follows its change.
+PROMOTION_FLOW: Mapping[PromotionStatus, frozenset[PromotionStatus]] = {
+    P.PENDING_APPROVAL: frozenset(
+        {P.PENDING_APPROVAL, P.QUEUED, P.REJECTED, P.CANCELLED, P.EXPIRED}
+    ),
+    P.QUEUED: frozenset({P.APPLYING_CONFIGURATION, P.FAILED, P.CANCELLED}),
+    P.APPLYING_CONFIGURATION: frozenset({P.RESTARTING, P.FAILED}),
+    P.RESTARTING: frozenset({P.SUCCEEDED, P.FAILED}),
+    P.SUCCEEDED: frozenset(),
+    P.FAILED: frozenset(),
+    P.REJECTED: frozenset(),
+    P.CANCELLED: frozenset(),
+    P.EXPIRED: frozenset(),
+}
+
+# A change is queued, taken by one worker (QUEUED -> APPLYING_CONFIGURATION, a conditional
+# update in the step machine, since a cancel may win the race), restarts the integration and
+# ends. A step that a worker died in runs again in the same status.
+CHANGE_FLOW: Mapping[ChangeStatus, frozenset[ChangeStatus]] = {
+    C.QUEUED: frozenset({C.APPLYING_CONFIGURATION, C.FAILED, C.CANCELLED}),
+    C.APPLYING_CONFIGURATION: frozenset({C.RESTARTING, C.FAILED}),
+    C.RESTARTING: frozenset({C.SUCCEEDED, C.FAILED}),
+    C.SUCCEEDED: frozenset(),
+    C.FAILED: frozenset(),
+    C.CANCELLED: frozenset(),
+}
+
+# The status a promotion shows while the change that carries it out is in each of its own.
+PROMOTION_STATUS_OF_CHANGE: Mapping[ChangeStatus, PromotionStatus] = {
+    C.QUEUED: P.QUEUED,
+    C.APPLYING_CONFIGURATION: P.APPLYING_CONFIGURATION,
+    C.RESTARTING: P.RESTARTING,
+    C.SUCCEEDED: P.SUCCEEDED,
+    C.FAILED: P.FAILED,
+    C.CANCELLED: P.CANCELLED,
+}
+
+
+class IllegalTransition(Conflict):
+    """A status that may not follow the current one (a request decided meanwhile, say)."""
+
+    def __init__(self, what: str, current: str, requested: str) -> None:
+        super().__init__(f"the {what} is {current}: it cannot become {requested}")
+        self.current = current
+        self.requested = requested
+
+
+def promotion_may_move(current: PromotionStatus, to: PromotionStatus) -> bool:
+    return to in PROMOTION_FLOW[current]
+
+
+def change_may_move(current: ChangeStatus, to: ChangeStatus) -> bool:
+    return to in CHANGE_FLOW[current]
+
+
+async def move_promotion(
+    session: AsyncSession, promotion: Promotion, status: PromotionStatus, *, detail: str | None
+) -> PromotionEvent:
+    """The promotion's new status, its event and the event's outbox row."""
+    if not promotion_may_move(promotion.status, status):
+        raise IllegalTransition("request", promotion.status.value, status.value)
+    now = utcnow()
+    promotion.status = status
+    if status.is_final:
+        promotion.finished_at = now
+    session.add(promotion)
+    event = PromotionEvent(promotion_id=promotion.id, status=status, detail=detail, at=now)
+    session.add(event)
+    body: dict[str, Any] = {
+        "promotionId": promotion.id,
+        "status": status.value,
+        "detail": detail,
+        "at": now.isoformat(),
+        "organizationId": promotion.organization_id,
+    }
+    await enqueue(
+        session, exchange="event", routing_key=promotion_routing_key(promotion.id), body=body
+    )
+    return event
+
+
+def move_change(
+    session: AsyncSession,
+    change: DeploymentChange,
+    status: ChangeStatus,
+    *,
+    error: str | None = None,
+) -> None:
+    """The change's new status; once it ends, when, and why (``error``: None once it
+    succeeded). Before that, the error of an earlier failed attempt stays."""
+    if not change_may_move(change.status, status):
+        raise IllegalTransition("change", change.status.value, status.value)
+    change.status = status
+    if status.is_final:
+        change.error = error
+        change.finished_at = utcnow()
+    session.add(change)

@@ -1,0 +1,167 @@
+"""The lifecycle tables, and the one writer of each status: a move the tables allow is recorded
+with its event and outbox row; any other raises IllegalTransition and writes nothing."""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.crypto import SecretBox
+from app.models import (
+    ChangeKind,
+    ChangeStatus,
+    Deployment,
+    DeploymentChange,
+    Environment,
+    OutboxMessage,
+    Promotion,
+    PromotionEvent,
+    PromotionStatus,
+)
+from app.services.lifecycle import (
+    CHANGE_FLOW,
+    PROMOTION_FLOW,
+    PROMOTION_STATUS_OF_CHANGE,
+    IllegalTransition,
+    move_change,
+    move_promotion,
+)
+from app.services.projects import create_build, create_integration, create_project
+from tests.conftest import make_organization, make_user
+
+Flow = Mapping[Any, frozenset[Any]]
+
+
+def _reachable_finals(flow: Flow, start: Any) -> set[Any]:
+    seen, todo = {start}, deque([start])
+    while todo:
+        for following in flow[todo.popleft()]:
+            if following not in seen:
+                seen.add(following)
+                todo.append(following)
+    return {status for status in seen if status.is_final}
+
+
+@pytest.mark.parametrize("flow", [PROMOTION_FLOW, CHANGE_FLOW], ids=["promotion", "change"])
+def test_every_status_is_in_the_table_and_every_one_that_is_not_final_can_end(
+    flow: Flow,
+) -> None:
+    statuses: type[enum.Enum] = type(next(iter(flow)))
+    assert set(flow) == set(statuses)
+    for status, following in flow.items():
+        if status.is_final:
+            assert not following, f"{status} is final"
+        else:
+            assert _reachable_finals(flow, status), f"{status} can never end"
+
+
+def test_a_promotion_follows_its_change_by_moves_its_own_table_allows() -> None:
+    for status, following in CHANGE_FLOW.items():
+        for then in following:
+            before, after = PROMOTION_STATUS_OF_CHANGE[status], PROMOTION_STATUS_OF_CHANGE[then]
+            assert after in PROMOTION_FLOW[before], f"change {status} -> {then}"
+
+
+async def _queued_promotion(session: AsyncSession, box: SecretBox) -> Promotion:
+    admin = await make_user(session, "ada@lifecycle.example.com")
+    org = await make_organization(session, admin, slug="lifecycle")
+    project = await create_project(session, actor=admin, organization_id=org.id, name="P")
+    integration = await create_integration(session, actor=admin, project_id=project.id, name="I")
+    build = await create_build(
+        session, actor=admin, integration_id=integration.id, version="1", artifact="true"
+    )
+    environments = (
+        await session.exec(select(Environment).where(Environment.organization_id == org.id))
+    ).all()
+    source, target = sorted(environments, key=lambda e: e.position)[:2]
+    deployment = (
+        await session.exec(
+            select(Deployment).where(
+                Deployment.integration_id == integration.id,
+                Deployment.environment_id == target.id,
+            )
+        )
+    ).one()
+    promotion = Promotion(
+        organization_id=org.id,
+        integration_id=integration.id,
+        build_id=build.id,
+        source_environment_id=source.id,
+        target_environment_id=target.id,
+        deployment_id=deployment.id,
+        status=PromotionStatus.QUEUED,
+        requested_by_id=admin.id,
+        overrides_sealed=box.seal_json({"overrides": [], "copied": []}),
+    )
+    session.add(promotion)
+    await session.commit()
+    return promotion
+
+
+async def _written(session: AsyncSession, promotion_id: str) -> tuple[int, int]:
+    events = await session.exec(
+        select(PromotionEvent).where(PromotionEvent.promotion_id == promotion_id)
+    )
+    outbox = await session.exec(select(OutboxMessage))
+    return len(events.all()), len(outbox.all())
+
+
+async def test_a_promotion_move_is_recorded_with_its_event_and_outbox_row(
+    session: AsyncSession, box: SecretBox
+) -> None:
+    promotion = await _queued_promotion(session, box)
+    before = await _written(session, promotion.id)
+    await move_promotion(session, promotion, PromotionStatus.APPLYING_CONFIGURATION, detail="go")
+    await session.commit()
+    assert await _written(session, promotion.id) == (before[0] + 1, before[1] + 1)
+    assert promotion.status is PromotionStatus.APPLYING_CONFIGURATION
+    assert promotion.finished_at is None
+
+
+@pytest.mark.parametrize(
+    ("start", "to"),
+    [
+        (PromotionStatus.SUCCEEDED, PromotionStatus.QUEUED),  # a final status stays
+        (PromotionStatus.QUEUED, PromotionStatus.SUCCEEDED),  # a step skipped
+        (PromotionStatus.QUEUED, PromotionStatus.REJECTED),  # reviews are over once queued
+        (PromotionStatus.RESTARTING, PromotionStatus.CANCELLED),  # too late to cancel
+    ],
+)
+async def test_a_move_the_table_forbids_raises_and_writes_nothing(
+    session: AsyncSession, box: SecretBox, start: PromotionStatus, to: PromotionStatus
+) -> None:
+    promotion = await _queued_promotion(session, box)
+    promotion.status = start
+    session.add(promotion)
+    await session.commit()
+    before = await _written(session, promotion.id)
+    with pytest.raises(IllegalTransition, match=f"is {start.value}: it cannot become {to.value}"):
+        await move_promotion(session, promotion, to, detail=None)
+    await session.commit()
+    assert await _written(session, promotion.id) == before
+    await session.refresh(promotion)
+    assert promotion.status is start
+
+
+async def test_a_change_ends_once_with_when_and_why(session: AsyncSession, box: SecretBox) -> None:
+    promotion = await _queued_promotion(session, box)
+    change = DeploymentChange(
+        organization_id=promotion.organization_id,
+        deployment_id=promotion.deployment_id,
+        kind=ChangeKind.RESTART,
+        error="an earlier attempt failed",
+    )
+    session.add(change)
+    move_change(session, change, ChangeStatus.APPLYING_CONFIGURATION)
+    assert change.error == "an earlier attempt failed"  # kept until the change ends
+    move_change(session, change, ChangeStatus.FAILED, error="it did not start")
+    assert (change.error, change.finished_at is not None) == ("it did not start", True)
+    with pytest.raises(IllegalTransition):
+        move_change(session, change, ChangeStatus.SUCCEEDED)
+    assert change.status is ChangeStatus.FAILED
