@@ -49,7 +49,12 @@ from app.services.configuration import (
 )
 from app.services.dataplanes import LocalAdmission
 from app.services.events import announce_deployment
-from app.services.lifecycle import PROMOTION_STATUS_OF_CHANGE, move_change, move_promotion
+from app.services.lifecycle import (
+    PROMOTION_STATUS_OF_CHANGE,
+    move_change,
+    move_deployment,
+    move_promotion,
+)
 from app.services.promotions import sealed_entries
 from workers.instances import instance_target
 from workers.leases import holding_lease, take_lease
@@ -343,11 +348,11 @@ class StepMachine:
                 )
             )
         if change.kind is ChangeKind.SUSPEND:
-            deployment.status = DeploymentStatus.SUSPENDED
+            move_deployment(session, deployment, DeploymentStatus.SUSPENDED)
             deployment.endpoint_url = None
             deployment.running_change_id = None
         else:
-            deployment.status = DeploymentStatus.ACTIVE
+            move_deployment(session, deployment, DeploymentStatus.ACTIVE)
             deployment.build_id = change.build_id
             deployment.endpoint_url = endpoint
             deployment.running_change_id = change.id
@@ -378,7 +383,7 @@ class StepMachine:
         deployment = await self._deployment(session, change.deployment_id)
         deployment.last_error = reason
         if deployment.status is DeploymentStatus.IN_PROGRESS:
-            deployment.status = DeploymentStatus.ERROR
+            move_deployment(session, deployment, DeploymentStatus.ERROR)
         move_change(session, change, ChangeStatus.FAILED, error=reason)
         audit.record(
             session,

@@ -38,6 +38,7 @@ from app.models.base import utcnow
 from app.services.change_queue import pending_change
 from app.services.dataplanes import LocalAdmission, served_by
 from app.services.events import announce_deployment
+from app.services.lifecycle import move_deployment
 from workers.announcements import announce_unfinished_changes
 from workers.instances import instance_target
 from workers.leases import release_lease, take_lease
@@ -152,7 +153,7 @@ class Supervisor:
             async with session_scope(self.sessions) as session:
                 deployment = await session.get(Deployment, deployment_id)
                 if deployment is not None and deployment.status is DeploymentStatus.ACTIVE:
-                    deployment.status = DeploymentStatus.ERROR
+                    move_deployment(session, deployment, DeploymentStatus.ERROR)
                     deployment.last_error = f"the running instance stopped: {failure}"
                     await announce_deployment(session, deployment, detail=deployment.last_error)
             return

@@ -51,7 +51,7 @@ from app.services.errors import (
     PromotionBlocked,
 )
 from app.services.events import announce_deployment
-from app.services.lifecycle import move_promotion
+from app.services.lifecycle import move_deployment, move_promotion
 from app.services.outbox import enqueue
 
 MAX_EXPIRY_HOURS = 24 * 365
@@ -555,5 +555,5 @@ async def settle_deployment(session: AsyncSession, deployment_id: str) -> None:
     if deployment is None or deployment.status is not DeploymentStatus.IN_PROGRESS:
         return
     if await pending_change(session, deployment_id) is None and deployment.revision == 0:
-        deployment.status = DeploymentStatus.NOT_DEPLOYED
+        move_deployment(session, deployment, DeploymentStatus.NOT_DEPLOYED)
         await announce_deployment(session, deployment, detail="nothing to deploy any more")

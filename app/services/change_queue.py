@@ -26,7 +26,7 @@ from app.models import (
 from app.models.promotions import FINAL_CHANGE_STATUSES
 from app.services.dataplanes import routing_key
 from app.services.events import announce_deployment
-from app.services.lifecycle import move_promotion
+from app.services.lifecycle import move_deployment, move_promotion
 from app.services.outbox import enqueue
 
 # The change each kind of request becomes once it may run.
@@ -68,8 +68,7 @@ async def queue_change(
         DeploymentStatus.NOT_DEPLOYED,
         DeploymentStatus.ERROR,
     ):
-        deployment.status = DeploymentStatus.IN_PROGRESS
-        session.add(deployment)
+        move_deployment(session, deployment, DeploymentStatus.IN_PROGRESS)
     await enqueue(
         session,
         exchange="command",

@@ -1,5 +1,5 @@
-"""The lifecycle of promotions and of deployment changes: which status may follow which, as
-data, and the one place where each one's status is written.
+"""The lifecycles of promotions, deployment changes and deployments: which status may follow
+which, as data, and the one place where each one's status is written.
 
 A promotion (or another request, see ``RequestKind``) waits for its reviews, is queued, and
 then follows the change that carries it out; a change is queued, applies its configuration,
@@ -15,7 +15,15 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import ChangeStatus, DeploymentChange, Promotion, PromotionEvent, PromotionStatus
+from app.models import (
+    ChangeStatus,
+    Deployment,
+    DeploymentChange,
+    DeploymentStatus,
+    Promotion,
+    PromotionEvent,
+    PromotionStatus,
+)
 from app.models.base import utcnow
 from app.services.errors import Conflict
 from app.services.events import promotion_routing_key
@@ -50,6 +58,21 @@ CHANGE_FLOW: Mapping[ChangeStatus, frozenset[ChangeStatus]] = {
     C.SUCCEEDED: frozenset(),
     C.FAILED: frozenset(),
     C.CANCELLED: frozenset(),
+}
+
+D = DeploymentStatus
+
+# A deployment is NOT_DEPLOYED until a deploy or promotion is queued for it (IN_PROGRESS; back
+# to NOT_DEPLOYED when that request is withdrawn before anything ran); a change that succeeds
+# makes it ACTIVE (SUSPENDED for a suspend), one that fails while nothing ran yet ERROR, and
+# an ACTIVE one whose instance stops for good is ERROR too; from ERROR a new deploy starts
+# over, a restart or rollback recovers it.
+DEPLOYMENT_FLOW: Mapping[DeploymentStatus, frozenset[DeploymentStatus]] = {
+    D.NOT_DEPLOYED: frozenset({D.IN_PROGRESS}),
+    D.IN_PROGRESS: frozenset({D.NOT_DEPLOYED, D.ACTIVE, D.SUSPENDED, D.ERROR}),
+    D.ACTIVE: frozenset({D.ACTIVE, D.SUSPENDED, D.ERROR}),
+    D.SUSPENDED: frozenset({D.ACTIVE, D.SUSPENDED, D.ERROR}),
+    D.ERROR: frozenset({D.IN_PROGRESS, D.ACTIVE, D.SUSPENDED, D.ERROR}),
 }
 
 # The status a promotion shows while the change that carries it out is in each of its own.
@@ -104,6 +127,16 @@ async def move_promotion(
         session, exchange="event", routing_key=promotion_routing_key(promotion.id), body=body
     )
     return event
+
+
+def move_deployment(
+    session: AsyncSession, deployment: Deployment, status: DeploymentStatus
+) -> None:
+    """The deployment's new status (the caller announces it, once its other fields are set)."""
+    if status not in DEPLOYMENT_FLOW[deployment.status]:
+        raise IllegalTransition("deployment", deployment.status.value, status.value)
+    deployment.status = status
+    session.add(deployment)
 
 
 def move_change(

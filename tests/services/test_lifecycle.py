@@ -18,6 +18,7 @@ from app.models import (
     ChangeStatus,
     Deployment,
     DeploymentChange,
+    DeploymentStatus,
     Environment,
     OutboxMessage,
     Promotion,
@@ -26,6 +27,7 @@ from app.models import (
 )
 from app.services.lifecycle import (
     CHANGE_FLOW,
+    DEPLOYMENT_FLOW,
     PROMOTION_FLOW,
     PROMOTION_STATUS_OF_CHANGE,
     IllegalTransition,
@@ -59,6 +61,19 @@ def test_every_status_is_in_the_table_and_every_one_that_is_not_final_can_end(
             assert not following, f"{status} is final"
         else:
             assert _reachable_finals(flow, status), f"{status} can never end"
+
+
+def test_every_deployment_status_is_in_the_table_and_can_come_back_to_active() -> None:
+    assert set(DEPLOYMENT_FLOW) == set(DeploymentStatus)
+    for status in DeploymentStatus:
+        seen, todo = {status}, deque([status])
+        while todo:
+            for following in DEPLOYMENT_FLOW[todo.popleft()] - seen:
+                seen.add(following)
+                todo.append(following)
+        assert DeploymentStatus.ACTIVE in seen, status
+    # Nothing runs yet: only a queued deploy or promotion moves it.
+    assert DEPLOYMENT_FLOW[DeploymentStatus.NOT_DEPLOYED] == {DeploymentStatus.IN_PROGRESS}
 
 
 def test_a_promotion_follows_its_change_by_moves_its_own_table_allows() -> None:
