@@ -14,7 +14,7 @@ from app.graphql.errors import (
     NotFoundError,
     PromotionBlockedError,
     ValidationError,
-    mutate_change,
+    in_change_transaction,
 )
 from app.graphql.loaders import forget
 from app.graphql.types import Deployment, Promotion
@@ -74,28 +74,25 @@ class DeploymentMutations:
         "integration's config schema; secret values are stored encrypted and "
         "never returned."
     )
+    @in_change_transaction
     async def set_configuration(self, info: Info, input: SetConfigurationInput) -> DeploymentResult:
         ctx = info.context
         entries = [configuration.ConfigEntry(key=e.key, value=e.value) for e in input.entries]
-
-        async def change() -> Deployment | Promotion:
-            deployment = await configuration.set_configuration(
-                ctx.session,
-                actor=ctx.viewer,
-                box=ctx.box,
-                integration_id=input.integration_id,
-                environment_id=input.environment_id,
-                entries=entries,
+        deployment = await configuration.set_configuration(
+            ctx.session,
+            actor=ctx.viewer,
+            box=ctx.box,
+            integration_id=input.integration_id,
+            environment_id=input.environment_id,
+            entries=entries,
+        )
+        request = None
+        if input.restart:
+            request = await changes.restart_for_configuration(
+                ctx.session, actor=ctx.viewer, box=ctx.box, deployment=deployment
             )
-            request = None
-            if input.restart:
-                request = await changes.restart_for_configuration(
-                    ctx.session, actor=ctx.viewer, box=ctx.box, deployment=deployment
-                )
-            forget(ctx.loaders.config_values_by_deployment, deployment.id)
-            return answer_of(request or deployment)
-
-        return await mutate_change(info, change)
+        forget(ctx.loaders.config_values_by_deployment, deployment.id)
+        return answer_of(request or deployment)
 
 
 def answer_of(result: DeploymentRow | PromotionRow) -> Deployment | Promotion:

@@ -8,7 +8,13 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app.graphql.context import Info
-from app.graphql.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError, mutate
+from app.graphql.errors import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    ValidationError,
+    in_transaction,
+)
 from app.graphql.identity import DeleteResult, OrganizationResult
 from app.graphql.loaders import forget
 from app.graphql.types import DataPlane, Deleted, Environment, Organization
@@ -76,99 +82,84 @@ def _environment(row: EnvironmentRow) -> Environment:
 @strawberry.type
 class EnvironmentMutations:
     @strawberry.mutation(description="ADMIN only.")
+    @in_transaction
     async def create_data_plane(self, info: Info, input: CreateDataPlaneInput) -> DataPlaneResult:
         ctx = info.context
-
-        async def change() -> DataPlane:
-            plane = await dataplanes.create_data_plane(
-                ctx.session,
-                actor=ctx.viewer,
-                organization_id=input.organization_id,
-                name=input.name,
-                runtime=input.runtime,
-                settings=input.settings,
-            )
-            return DataPlane.from_model(plane)
-
-        return await mutate(info, change)
+        plane = await dataplanes.create_data_plane(
+            ctx.session,
+            actor=ctx.viewer,
+            organization_id=input.organization_id,
+            name=input.name,
+            runtime=input.runtime,
+            settings=input.settings,
+        )
+        return DataPlane.from_model(plane)
 
     @strawberry.mutation(description="ADMIN only.")
+    @in_transaction
     async def create_environment(
         self, info: Info, input: CreateEnvironmentInput
     ) -> EnvironmentResult:
         ctx = info.context
-
-        async def change() -> Environment:
-            return _environment(
-                await environments.create_environment(
-                    ctx.session,
-                    actor=ctx.viewer,
-                    organization_id=input.organization_id,
-                    name=input.name,
-                    dns_prefix=input.dns_prefix,
-                    description=input.description,
-                    critical=bool(input.critical),
-                    data_plane_id=input.data_plane_id,
-                    position=input.position,
-                )
+        return _environment(
+            await environments.create_environment(
+                ctx.session,
+                actor=ctx.viewer,
+                organization_id=input.organization_id,
+                name=input.name,
+                dns_prefix=input.dns_prefix,
+                description=input.description,
+                critical=bool(input.critical),
+                data_plane_id=input.data_plane_id,
+                position=input.position,
             )
-
-        return await mutate(info, change)
+        )
 
     @strawberry.mutation(description="ADMIN only.")
+    @in_transaction
     async def update_environment(
         self, info: Info, input: UpdateEnvironmentInput
     ) -> EnvironmentResult:
         ctx = info.context
-
-        async def change() -> Environment:
-            return _environment(
-                await environments.update_environment(
-                    ctx.session,
-                    actor=ctx.viewer,
-                    environment_id=input.id,
-                    name=input.name,
-                    description=input.description,
-                    critical=input.critical,
-                )
+        return _environment(
+            await environments.update_environment(
+                ctx.session,
+                actor=ctx.viewer,
+                environment_id=input.id,
+                name=input.name,
+                description=input.description,
+                critical=input.critical,
             )
-
-        return await mutate(info, change)
+        )
 
     @strawberry.mutation(
         description="confirmName must equal the environment's name. Refused while "
         "any deployment is not NOT_DEPLOYED or a pipeline uses it."
     )
+    @in_transaction
     async def delete_environment(
         self, info: Info, id: strawberry.ID, confirm_name: str
     ) -> DeleteResult:
         ctx = info.context
-
-        async def change() -> Deleted:
-            await environments.delete_environment(
-                ctx.session, actor=ctx.viewer, environment_id=id, confirm_name=confirm_name
-            )
-            return Deleted(id=id)
-
-        return await mutate(info, change)
+        await environments.delete_environment(
+            ctx.session, actor=ctx.viewer, environment_id=id, confirm_name=confirm_name
+        )
+        return Deleted(id=id)
 
     @strawberry.mutation(
         description="environmentIds lists every environment of the organization "
         "once, in the new order."
     )
+    @in_transaction
     async def reorder_environments(
         self, info: Info, organization_id: strawberry.ID, environment_ids: list[strawberry.ID]
     ) -> OrganizationResult:
         ctx = info.context
-
-        async def change() -> Organization:
-            org = await environments.reorder_environments(
-                ctx.session,
-                actor=ctx.viewer,
-                organization_id=organization_id,
-                environment_ids=[str(i) for i in environment_ids],
-            )
-            forget(ctx.loaders.environments_by_organization, org.id)
-            return Organization.from_model(org)
-
-        return await mutate(info, change)
+        org = await environments.reorder_environments(
+            ctx.session,
+            actor=ctx.viewer,
+            organization_id=organization_id,
+            environment_ids=[str(i) for i in environment_ids],
+        )
+        forget(ctx.loaders.environments_by_organization, org.id)
+        return Organization.from_model(org)

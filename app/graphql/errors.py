@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import ParamSpec, TypeVar, cast
 
 import strawberry
 from sqlalchemy.exc import IntegrityError
+from strawberry.types import Info as StrawberryInfo
 
 from app.graphql.context import Info
 from app.graphql.types import Environment
@@ -143,3 +145,33 @@ async def mutate_change(
             environment=Environment.from_model(environment),
             missing_keys=error.keys,
         )
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def in_transaction(resolver: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """A mutation resolver run as one transaction (``mutate``): its body is the change; the
+    domain's refusals become the contract's error types, which its result union lists."""
+
+    @functools.wraps(resolver)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        info = kwargs["info"]
+        assert isinstance(info, StrawberryInfo)
+        return cast(R, await mutate(info, lambda: resolver(*args, **kwargs)))
+
+    return run
+
+
+def in_change_transaction(resolver: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """``in_transaction`` for changes to what runs (``mutate_change``): they can also be
+    blocked or miss configuration."""
+
+    @functools.wraps(resolver)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        info = kwargs["info"]
+        assert isinstance(info, StrawberryInfo)
+        return cast(R, await mutate_change(info, lambda: resolver(*args, **kwargs)))
+
+    return run

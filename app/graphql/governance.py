@@ -6,7 +6,10 @@ import strawberry
 
 from app.graphql.context import Info
 from app.graphql.environments import EnvironmentResult
-from app.graphql.errors import mutate, mutate_change
+from app.graphql.errors import (
+    in_change_transaction,
+    in_transaction,
+)
 from app.graphql.promotions import PromotionResult
 from app.graphql.types import Environment, Promotion
 from app.models import Role
@@ -31,6 +34,7 @@ class GovernanceMutations:
         description="ADMIN only. Changing a policy applies to new requests; pending ones keep "
         "the rule they were filed under."
     )
+    @in_transaction
     async def set_approval_policy(
         self, info: Info, input: ApprovalPolicyInput
     ) -> EnvironmentResult:
@@ -43,102 +47,76 @@ class GovernanceMutations:
             allow_self_approval=input.allow_self_approval,
             expires_after_hours=input.expires_after_hours,
         )
-
-        async def change() -> Environment:
-            return Environment.from_model(
-                await approvals.set_approval_policy(ctx.session, actor=ctx.viewer, policy=policy)
-            )
-
-        return await mutate(info, change)
+        return Environment.from_model(
+            await approvals.set_approval_policy(ctx.session, actor=ctx.viewer, policy=policy)
+        )
 
     @strawberry.mutation(description="ADMIN only. Pending requests keep their rule.")
+    @in_transaction
     async def remove_approval_policy(
         self, info: Info, environment_id: strawberry.ID
     ) -> EnvironmentResult:
         ctx = info.context
-
-        async def change() -> Environment:
-            return Environment.from_model(
-                await approvals.remove_approval_policy(
-                    ctx.session, actor=ctx.viewer, environment_id=environment_id
-                )
+        return Environment.from_model(
+            await approvals.remove_approval_policy(
+                ctx.session, actor=ctx.viewer, environment_id=environment_id
             )
-
-        return await mutate(info, change)
+        )
 
     @strawberry.mutation(
         description="ADMIN only. New promotions, deploys, restarts and rollbacks into the "
         "environment are refused (TARGET_FROZEN); queued ones wait; a running one finishes."
     )
+    @in_transaction
     async def freeze_environment(
         self, info: Info, id: strawberry.ID, reason: str
     ) -> EnvironmentResult:
         ctx = info.context
-
-        async def change() -> Environment:
-            return Environment.from_model(
-                await environments.freeze_environment(
-                    ctx.session, actor=ctx.viewer, environment_id=id, reason=reason
-                )
+        return Environment.from_model(
+            await environments.freeze_environment(
+                ctx.session, actor=ctx.viewer, environment_id=id, reason=reason
             )
-
-        return await mutate(info, change)
+        )
 
     @strawberry.mutation(description="ADMIN only. Queued changes that waited run now.")
+    @in_transaction
     async def unfreeze_environment(self, info: Info, id: strawberry.ID) -> EnvironmentResult:
         ctx = info.context
-
-        async def change() -> Environment:
-            return Environment.from_model(
-                await environments.unfreeze_environment(
-                    ctx.session, actor=ctx.viewer, environment_id=id
-                )
+        return Environment.from_model(
+            await environments.unfreeze_environment(
+                ctx.session, actor=ctx.viewer, environment_id=id
             )
-
-        return await mutate(info, change)
+        )
 
     @strawberry.mutation(
         description="An eligible reviewer approves once; the last required approval queues the "
         "promotion."
     )
+    @in_change_transaction
     async def approve_promotion(
         self, info: Info, id: strawberry.ID, comment: str | None = None
     ) -> PromotionResult:
         ctx = info.context
-
-        async def change() -> Promotion:
-            return Promotion.from_model(
-                await approvals.approve(
-                    ctx.session, actor=ctx.viewer, promotion_id=id, comment=comment
-                )
-            )
-
-        return await mutate_change(info, change)
+        return Promotion.from_model(
+            await approvals.approve(ctx.session, actor=ctx.viewer, promotion_id=id, comment=comment)
+        )
 
     @strawberry.mutation(description="An eligible reviewer rejects: the request ends REJECTED.")
+    @in_change_transaction
     async def reject_promotion(
         self, info: Info, id: strawberry.ID, comment: str | None = None
     ) -> PromotionResult:
         ctx = info.context
-
-        async def change() -> Promotion:
-            return Promotion.from_model(
-                await approvals.reject(
-                    ctx.session, actor=ctx.viewer, promotion_id=id, comment=comment
-                )
-            )
-
-        return await mutate_change(info, change)
+        return Promotion.from_model(
+            await approvals.reject(ctx.session, actor=ctx.viewer, promotion_id=id, comment=comment)
+        )
 
     @strawberry.mutation(
         description="The requester or an ADMIN, while the promotion is PENDING_APPROVAL or QUEUED."
     )
+    @in_change_transaction
     async def cancel_promotion(self, info: Info, id: strawberry.ID) -> PromotionResult:
         ctx = info.context
-
-        async def change() -> Promotion:
-            return Promotion.from_model(
-                await approvals.cancel(ctx.session, actor=ctx.viewer, promotion_id=id)
-            )
-
-        return await mutate_change(info, change)
+        return Promotion.from_model(
+            await approvals.cancel(ctx.session, actor=ctx.viewer, promotion_id=id)
+        )

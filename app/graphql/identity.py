@@ -7,7 +7,13 @@ from typing import Annotated
 import strawberry
 
 from app.graphql.context import Info
-from app.graphql.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError, mutate
+from app.graphql.errors import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    ValidationError,
+    in_transaction,
+)
 from app.graphql.types import (
     ApiToken,
     Deleted,
@@ -66,73 +72,56 @@ class IdentityMutations:
         "a LOCAL_PROCESS data plane, the environments Development and Production "
         "(critical), and a default pipeline Development -> Production."
     )
+    @in_transaction
     async def create_organization(self, info: Info, slug: str, name: str) -> OrganizationResult:
         ctx = info.context
-
-        async def change() -> Organization:
-            org = await organizations.create_organization(
-                ctx.session, actor=ctx.viewer, slug=slug, name=name
-            )
-            ctx.forget_roles()
-            return Organization.from_model(org)
-
-        return await mutate(info, change)
+        org = await organizations.create_organization(
+            ctx.session, actor=ctx.viewer, slug=slug, name=name
+        )
+        ctx.forget_roles()
+        return Organization.from_model(org)
 
     @strawberry.mutation(
         description="ADMIN only. A new email creates the user; "
         "`promenade bootstrap --email` then gives them a token."
     )
+    @in_transaction
     async def add_member(self, info: Info, input: AddMemberInput) -> MembershipResult:
         ctx = info.context
-
-        async def change() -> Membership:
-            membership = await members.add_member(
-                ctx.session,
-                actor=ctx.viewer,
-                organization_id=input.organization_id,
-                email=input.email,
-                name=input.name,
-                role=input.role,
-            )
-            return Membership.from_model(membership)
-
-        return await mutate(info, change)
+        membership = await members.add_member(
+            ctx.session,
+            actor=ctx.viewer,
+            organization_id=input.organization_id,
+            email=input.email,
+            name=input.name,
+            role=input.role,
+        )
+        return Membership.from_model(membership)
 
     @strawberry.mutation(description="ADMIN only. The last ADMIN cannot be removed.")
+    @in_transaction
     async def remove_member(
         self, info: Info, organization_id: strawberry.ID, user_id: strawberry.ID
     ) -> DeleteResult:
         ctx = info.context
-
-        async def change() -> Deleted:
-            await members.remove_member(
-                ctx.session, actor=ctx.viewer, organization_id=organization_id, user_id=user_id
-            )
-            ctx.forget_roles()
-            return Deleted(id=user_id)
-
-        return await mutate(info, change)
+        await members.remove_member(
+            ctx.session, actor=ctx.viewer, organization_id=organization_id, user_id=user_id
+        )
+        ctx.forget_roles()
+        return Deleted(id=user_id)
 
     @strawberry.mutation(
         description="The token is shown once, in this result; only its hash is stored."
     )
+    @in_transaction
     async def create_api_token(self, info: Info, name: str) -> ApiTokenResult:
         ctx = info.context
-
-        async def change() -> NewApiToken:
-            token, secret = await tokens.create_api_token(ctx.session, actor=ctx.viewer, name=name)
-            return NewApiToken(token=secret, api_token=ApiToken.from_model(token))
-
-        result = await mutate(info, change)
-        assert not isinstance(result, NotFoundError | ConflictError)  # never raised here
-        return result
+        token, secret = await tokens.create_api_token(ctx.session, actor=ctx.viewer, name=name)
+        return NewApiToken(token=secret, api_token=ApiToken.from_model(token))
 
     @strawberry.mutation(description="Revokes one of the caller's own tokens.")
+    @in_transaction
     async def revoke_api_token(self, info: Info, id: strawberry.ID) -> DeleteResult:
         ctx = info.context
-
-        async def change() -> Deleted:
-            await tokens.revoke_api_token(ctx.session, actor=ctx.viewer, token_id=id)
-            return Deleted(id=id)
-
-        return await mutate(info, change)
+        await tokens.revoke_api_token(ctx.session, actor=ctx.viewer, token_id=id)
+        return Deleted(id=id)

@@ -7,7 +7,13 @@ from typing import Annotated
 import strawberry
 
 from app.graphql.context import Info
-from app.graphql.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError, mutate
+from app.graphql.errors import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    ValidationError,
+    in_transaction,
+)
 from app.graphql.types import Build, Integration, Project
 from app.services import projects
 from app.services.configuration import ConfigKey, ConfigType
@@ -82,24 +88,22 @@ class ProjectQueries:
 @strawberry.type
 class ProjectMutations:
     @strawberry.mutation(description="DEVELOPER or ADMIN. The slug is derived from the name.")
+    @in_transaction
     async def create_project(self, info: Info, input: CreateProjectInput) -> ProjectResult:
         ctx = info.context
-
-        async def change() -> Project:
-            return Project.from_model(
-                await projects.create_project(
-                    ctx.session,
-                    actor=ctx.viewer,
-                    organization_id=input.organization_id,
-                    name=input.name,
-                    description=input.description,
-                    pipeline_id=input.pipeline_id,
-                )
+        return Project.from_model(
+            await projects.create_project(
+                ctx.session,
+                actor=ctx.viewer,
+                organization_id=input.organization_id,
+                name=input.name,
+                description=input.description,
+                pipeline_id=input.pipeline_id,
             )
-
-        return await mutate(info, change)
+        )
 
     @strawberry.mutation(description="DEVELOPER or ADMIN.")
+    @in_transaction
     async def create_integration(
         self, info: Info, input: CreateIntegrationInput
     ) -> IntegrationResult:
@@ -115,35 +119,28 @@ class ProjectMutations:
             )
             for k in input.config_schema
         ]
-
-        async def change() -> Integration:
-            return Integration.from_model(
-                await projects.create_integration(
-                    ctx.session,
-                    actor=ctx.viewer,
-                    project_id=input.project_id,
-                    name=input.name,
-                    description=input.description,
-                    config_schema=schema,
-                )
+        return Integration.from_model(
+            await projects.create_integration(
+                ctx.session,
+                actor=ctx.viewer,
+                project_id=input.project_id,
+                name=input.name,
+                description=input.description,
+                config_schema=schema,
             )
-
-        return await mutate(info, change)
+        )
 
     @strawberry.mutation(description="DEVELOPER or ADMIN. Versions are unique per integration.")
+    @in_transaction
     async def create_build(self, info: Info, input: CreateBuildInput) -> BuildResult:
         ctx = info.context
-
-        async def change() -> Build:
-            return Build.from_model(
-                await projects.create_build(
-                    ctx.session,
-                    actor=ctx.viewer,
-                    integration_id=input.integration_id,
-                    version=input.version,
-                    artifact=input.artifact,
-                    commit=input.commit,
-                )
+        return Build.from_model(
+            await projects.create_build(
+                ctx.session,
+                actor=ctx.viewer,
+                integration_id=input.integration_id,
+                version=input.version,
+                artifact=input.artifact,
+                commit=input.commit,
             )
-
-        return await mutate(info, change)
+        )

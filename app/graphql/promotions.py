@@ -15,7 +15,7 @@ from app.graphql.errors import (
     NotFoundError,
     PromotionBlockedError,
     ValidationError,
-    mutate_change,
+    in_change_transaction,
 )
 from app.graphql.public_error import PublicError
 from app.graphql.types import Build, ConfigChange, Deployment, Environment, Promotion
@@ -149,87 +149,69 @@ class PromotionMutations:
     @strawberry.mutation(
         description="DEVELOPER or ADMIN. Runs a build in the first environment of the pipeline."
     )
+    @in_change_transaction
     async def deploy(self, info: Info, input: DeployInput) -> DeploymentResult:
         ctx = info.context
-
-        async def change() -> Deployment | Promotion:
-            return answer_of(
-                await changes.deploy(
-                    ctx.session,
-                    actor=ctx.viewer,
-                    box=ctx.box,
-                    integration_id=input.integration_id,
-                    build_id=input.build_id,
-                    environment_id=input.environment_id,
-                    configuration=_entries(input.configuration),
-                    idempotency_key=input.idempotency_key,
-                )
+        return answer_of(
+            await changes.deploy(
+                ctx.session,
+                actor=ctx.viewer,
+                box=ctx.box,
+                integration_id=input.integration_id,
+                build_id=input.build_id,
+                environment_id=input.environment_id,
+                configuration=_entries(input.configuration),
+                idempotency_key=input.idempotency_key,
             )
-
-        return await mutate_change(info, change)
+        )
 
     @strawberry.mutation(
         description="Starts a promotion, or files a request when the target's "
         "approval policy asks for reviews."
     )
+    @in_change_transaction
     async def promote(self, info: Info, input: PromoteInput) -> PromotionResult:
         ctx = info.context
-
-        async def change() -> Promotion:
-            return Promotion.from_model(
-                await promotions.promote(
-                    ctx.session, actor=ctx.viewer, box=ctx.box, request=input.to_request()
-                )
+        return Promotion.from_model(
+            await promotions.promote(
+                ctx.session, actor=ctx.viewer, box=ctx.box, request=input.to_request()
             )
-
-        return await mutate_change(info, change)
+        )
 
     @strawberry.mutation(description="Restart with the environment's current configuration.")
+    @in_change_transaction
     async def restart_deployment(self, info: Info, id: strawberry.ID) -> DeploymentResult:
         ctx = info.context
-
-        async def change() -> Deployment | Promotion:
-            return answer_of(
-                await changes.restart(ctx.session, actor=ctx.viewer, box=ctx.box, deployment_id=id)
-            )
-
-        return await mutate_change(info, change)
+        return answer_of(
+            await changes.restart(ctx.session, actor=ctx.viewer, box=ctx.box, deployment_id=id)
+        )
 
     @strawberry.mutation(description="Stop the integration here; it keeps its revision.")
+    @in_change_transaction
     async def suspend_deployment(self, info: Info, id: strawberry.ID) -> DeploymentResult:
         ctx = info.context
-
-        async def change() -> Deployment:
-            return Deployment.from_model(
-                await changes.suspend(ctx.session, actor=ctx.viewer, deployment_id=id)
-            )
-
-        return await mutate_change(info, change)
+        return Deployment.from_model(
+            await changes.suspend(ctx.session, actor=ctx.viewer, deployment_id=id)
+        )
 
     @strawberry.mutation(description="Start a suspended deployment again, at its revision.")
+    @in_change_transaction
     async def resume_deployment(self, info: Info, id: strawberry.ID) -> DeploymentResult:
         ctx = info.context
-
-        async def change() -> Deployment:
-            return Deployment.from_model(
-                await changes.resume(ctx.session, actor=ctx.viewer, deployment_id=id)
-            )
-
-        return await mutate_change(info, change)
+        return Deployment.from_model(
+            await changes.resume(ctx.session, actor=ctx.viewer, deployment_id=id)
+        )
 
     @strawberry.mutation(description="Re-apply an earlier revision's build and configuration.")
+    @in_change_transaction
     async def rollback(self, info: Info, input: RollbackInput) -> DeploymentResult:
         ctx = info.context
-
-        async def change() -> Deployment | Promotion:
-            return answer_of(
-                await changes.rollback(
-                    ctx.session,
-                    actor=ctx.viewer,
-                    box=ctx.box,
-                    deployment_id=input.deployment_id,
-                    revision=input.revision,
-                )
+        return answer_of(
+            await changes.rollback(
+                ctx.session,
+                actor=ctx.viewer,
+                box=ctx.box,
+                deployment_id=input.deployment_id,
+                revision=input.revision,
             )
-
-        return await mutate_change(info, change)
+        )
