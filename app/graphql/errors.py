@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 import strawberry
 from sqlalchemy.exc import IntegrityError
@@ -151,27 +151,25 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def in_transaction(resolver: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """A mutation resolver run as one transaction (``mutate``): its body is the change; the
-    domain's refusals become the contract's error types, which its result union lists."""
-
-    @functools.wraps(resolver)
-    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        info = kwargs["info"]
-        assert isinstance(info, StrawberryInfo)
-        return cast(R, await mutate(info, lambda: resolver(*args, **kwargs)))
-
-    return run
+Runner = Callable[[Info, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
 
-def in_change_transaction(resolver: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """``in_transaction`` for changes to what runs (``mutate_change``): they can also be
-    blocked or miss configuration."""
+def _run_by(runner: Runner) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    def decorate(resolver: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(resolver)
+        async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            info = kwargs["info"]
+            assert isinstance(info, StrawberryInfo)
+            return cast(R, await runner(info, lambda: resolver(*args, **kwargs)))
 
-    @functools.wraps(resolver)
-    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        info = kwargs["info"]
-        assert isinstance(info, StrawberryInfo)
-        return cast(R, await mutate_change(info, lambda: resolver(*args, **kwargs)))
+        return run
 
-    return run
+    return decorate
+
+
+# A mutation resolver run as one transaction (``mutate``): its body is the change; the domain's
+# refusals become the contract's error types, which its result union lists.
+in_transaction = _run_by(mutate)
+# The same for changes to what runs (``mutate_change``): they can also be blocked or miss
+# configuration.
+in_change_transaction = _run_by(mutate_change)
