@@ -25,8 +25,7 @@ import secrets
 import shlex
 import shutil
 import subprocess
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,6 +54,7 @@ from tests.processes import (
     wait_for_gateway,
 )
 from tests.support.docker import docker_host, remove_installation_containers
+from tests.support.waiting import eventually
 
 GREETER = Path(__file__).resolve().parents[2] / "examples" / "greeter" / "app.py"
 ADMIN_EMAIL = "admin@e2e.test"
@@ -356,20 +356,6 @@ async def greeting(url: str) -> dict[str, Any]:
     assert response.status_code == 200, (url, response.status_code, response.text)
     body: dict[str, Any] = response.json()
     return body
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T | None]], *, within: float, what: str, interval: float = 0.2
-) -> T:
-    """The first result of ``check()`` that is not None; fails after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result is not None:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within:g}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 # ---- GraphQL documents -----------------------------------------------------------------------

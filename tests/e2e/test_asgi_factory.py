@@ -29,7 +29,6 @@ from tests.e2e.conftest import (
     Api,
     admin_token,
     entries,
-    eventually,
     new_database,
     new_greeter,
     rabbitmqctl,
@@ -43,6 +42,7 @@ from tests.processes import (
     start_worker,
 )
 from tests.support.docker import docker_host
+from tests.support.waiting import eventually
 
 EVENTS = """
 subscription($environmentId: ID!) {

@@ -13,9 +13,10 @@ from typing import Any
 
 import docker
 
-from tests.e2e.conftest import Api, Cluster, answer, eventually, greeting, new_greeter
+from tests.e2e.conftest import Api, Cluster, answer, greeting, new_greeter
 from tests.processes import INSTANCE_PYTHON, run_promenade
 from tests.support.docker import greeter_image, probe_image
+from tests.support.waiting import eventually
 
 PROBE = Path(__file__).resolve().parents[1] / "support" / "probe" / "app.py"
 PROBE_SCHEMA = [{"key": "PROBE_NOTE", "type": "STRING", "required": False}]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +55,8 @@ from tests.graphql.queries import (
     mutation,
     ok,
 )
+from tests.processes import free_port
+from tests.support.waiting import eventually
 from workers.planes import always
 from workers.runtimes.base import Instance, InstanceSpec, StartFailed
 from workers.service import Worker
@@ -534,29 +535,14 @@ async def running_engine(
         await bus.close()
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 15.0) -> None:
-    """Wait until ``check()`` is true; TimeoutError after ``within`` seconds. Polling: the
-    state is in the database, written by other tasks, with no in-process event to wait on."""
-    async with asyncio.timeout(within):
-        while not await check():  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-
-
 async def status_becomes(
     api: GraphQLClient, world: World, promotion_id: str, status: str, *, within: float = 15.0
 ) -> dict[str, Any]:
-    latest: dict[str, Any] = {}
-
-    async def reached() -> bool:
-        nonlocal latest
+    async def reached() -> dict[str, Any] | None:
         latest = await promotion(api, world, promotion_id)
-        return bool(latest["status"] == status)
+        return latest if latest["status"] == status else None
 
-    try:
-        await eventually(reached, within=within)
-    except TimeoutError:
-        raise AssertionError(f"promotion never became {status}: {latest}") from None
-    return latest
+    return await eventually(reached, within=within, what=f"promotion {promotion_id} {status}")
 
 
 # ---- live: the API served by uvicorn, its subscriptions fed by the bus -----------------------
@@ -566,13 +552,6 @@ async def status_becomes(
 class Live:
     url: str
     api: GraphQLClient
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.asynccontextmanager

@@ -35,7 +35,6 @@ from tests.graphql.governance import (
     World,
     acting,
     deployment_in,
-    eventually,
     expect,
     governed_world,
     live_api,
@@ -51,6 +50,7 @@ from tests.graphql.governance import (
     state,
 )
 from tests.graphql.queries import call, create_build
+from tests.support.waiting import eventually
 
 
 def statuses(result: dict[str, Any]) -> list[str]:

@@ -20,7 +20,7 @@ import secrets
 import shlex
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +51,7 @@ from tests.processes import (
     run_promenade,
     running_promenade,
 )
+from tests.support.waiting import eventually
 
 GREETER = Path(__file__).resolve().parents[2] / "examples" / "greeter" / "app.py"
 PROTOCOL = Subprotocol("graphql-transport-ws")
@@ -70,20 +71,6 @@ subscription($environmentId: ID, $integrationId: ID) {
 """
 
 T = TypeVar("T")
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T | None]], *, within: float, what: str, every: float = 0.05
-) -> T:
-    """The first result of ``check()`` that is not None; fails after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result is not None:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within:g}s waiting for {what}")
-        await asyncio.sleep(every)
 
 
 # ---- GraphQL over HTTP -----------------------------------------------------------------------

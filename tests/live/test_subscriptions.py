@@ -42,12 +42,12 @@ from tests.live.conftest import (
     connection_init,
     data_of,
     error_codes,
-    eventually,
     live_app_on,
     new_greeter,
     raw_connection,
     small_receive_buffer_socket,
 )
+from tests.support.waiting import eventually
 
 # ---- authentication --------------------------------------------------------------------------
 

@@ -11,10 +11,9 @@ import asyncio
 import contextlib
 import gc
 import os
-import socket
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,6 +23,7 @@ import pytest
 from app.messaging.bus import Bus, command_queue, dead_letter_queue
 from app.messaging.inprocess import InProcessBus
 from app.messaging.rabbit import RabbitBus
+from tests.processes import free_port
 
 AMQP_HELP = (
     "These tests need RabbitMQ. Start one and set PROMENADE_TEST_AMQP_URL "
@@ -154,25 +154,7 @@ async def rabbit_queues(amqp_url: str, data_plane: str) -> AsyncIterator[None]:
     await delete_queues(amqp_url, data_plane)
 
 
-async def eventually(
-    condition: Callable[[], bool], *, within: float = 10.0, what: str = "condition"
-) -> None:
-    """Wait until ``condition()`` holds; fail the test after ``within`` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
 # ---- a broker that goes away ----------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class BrokerProxy:
@@ -182,7 +164,7 @@ class BrokerProxy:
     def __init__(self, amqp_url: str) -> None:
         parts = urlsplit(amqp_url)
         self._target = (parts.hostname or "127.0.0.1", parts.port or 5672)
-        self.port = _free_port()
+        self.port = free_port()
         credentials = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
         self.url = urlunsplit(parts._replace(netloc=f"{credentials}127.0.0.1:{self.port}"))
         self._server: asyncio.Server | None = None

@@ -24,8 +24,8 @@ from tests.messaging.conftest import (
     TEST_RETRY_DELAY,
     BrokerProxy,
     Buses,
-    eventually,
 )
+from tests.support.waiting import until
 
 # How long a test waits to be confident that something does NOT happen.
 QUIET = 0.3
@@ -49,7 +49,7 @@ async def test_a_published_command_is_handled_once_and_acknowledged(
     sent = command(data_plane)
     await bus.publish_command(sent)
     consumer = await bus.consume_commands(data_plane, handle, concurrency=2)
-    await eventually(lambda: len(received) == 1, what="the command")
+    await until(lambda: len(received) == 1, what="the command")
     await asyncio.sleep(QUIET)
     await consumer.stop()
 
@@ -84,7 +84,7 @@ async def test_a_failed_delivery_comes_again_until_the_handler_succeeds(
     sent = command(data_plane)
     await bus.consume_commands(data_plane, flaky, concurrency=1)
     await bus.publish_command(sent)
-    await eventually(lambda: len(attempts) == 3, what="three deliveries")
+    await until(lambda: len(attempts) == 3, what="three deliveries")
     await asyncio.sleep(QUIET)
 
     assert attempts == [sent.message_id] * 3
@@ -110,7 +110,7 @@ async def test_a_command_that_keeps_failing_is_dead_lettered_after_the_delivery_
     await bus.consume_dead_letters(data_plane, dead_letter)
     sent = command(data_plane)
     await bus.publish_command(sent)
-    await eventually(lambda: len(dead) == 1, what="the dead letter")
+    await until(lambda: len(dead) == 1, what="the dead letter")
     await asyncio.sleep(QUIET)
 
     # DELIVERY_LIMIT deliveries in all, then the dead-letter queue, and nothing more.
@@ -138,7 +138,7 @@ async def test_concurrency_bounds_the_handlers_running_at_once(bus: Bus, data_pl
     await bus.consume_commands(data_plane, slow, concurrency=3)
     for n in range(12):
         await bus.publish_command(command(data_plane, n))
-    await eventually(lambda: len(handled) == 12, what="twelve commands")
+    await until(lambda: len(handled) == 12, what="twelve commands")
 
     assert most == 3
     assert sorted(handled) == list(range(12))
@@ -159,7 +159,7 @@ async def test_stop_waits_for_the_running_handler_and_starts_no_other(
     consumer = await bus.consume_commands(data_plane, blocking, concurrency=1)
     await bus.publish_command(command(data_plane, 1))
     await bus.publish_command(command(data_plane, 2))
-    await eventually(lambda: started == [1], what="the first handler")
+    await until(lambda: started == [1], what="the first handler")
 
     stopping = asyncio.create_task(consumer.stop())
     await asyncio.sleep(QUIET)
@@ -177,7 +177,7 @@ async def test_stop_waits_for_the_running_handler_and_starts_no_other(
         later.append(message.body["n"])
 
     await (await buses.open()).consume_commands(data_plane, record, concurrency=1)
-    await eventually(lambda: later == [2], what="the second command")
+    await until(lambda: later == [2], what="the second command")
 
 
 async def test_events_reach_every_subscriber_in_publish_order(bus: Bus, data_plane: str) -> None:
@@ -203,7 +203,7 @@ async def test_events_reach_every_subscriber_in_publish_order(bus: Bus, data_pla
         # Another topic: no subscriber here matches it.
         other = Message(message_id=f"dep_{n}", routing_key=f"{data_plane}.deployment.{n}", body={})
         await bus.publish_event(other)
-    await eventually(lambda: len(first) == 30 and len(second) == 30, what="thirty events each")
+    await until(lambda: len(first) == 30 and len(second) == 30, what="thirty events each")
     await asyncio.sleep(QUIET)
 
     assert first == expected
@@ -218,7 +218,7 @@ async def test_a_stopped_subscriber_gets_no_more_events(bus: Bus, data_plane: st
 
     subscriber = await bus.subscribe_events(record, pattern=f"{data_plane}.#")
     await bus.publish_event(Message(message_id="one", routing_key=f"{data_plane}.x", body={}))
-    await eventually(lambda: seen == ["one"], what="the first event")
+    await until(lambda: seen == ["one"], what="the first event")
     await subscriber.stop()
     await bus.publish_event(Message(message_id="two", routing_key=f"{data_plane}.x", body={}))
     await asyncio.sleep(QUIET)
@@ -238,7 +238,7 @@ async def test_the_unacknowledged_message_of_a_closed_connection_goes_to_another
     await first.consume_commands(data_plane, hangs, concurrency=1)
     sent = command(data_plane)
     await first.publish_command(sent)
-    await eventually(lambda: started == [sent.message_id], what="the first consumer")
+    await until(lambda: started == [sent.message_id], what="the first consumer")
 
     # The connection goes away with the message unacknowledged (a worker killed, say).
     await first.close()
@@ -249,7 +249,7 @@ async def test_the_unacknowledged_message_of_a_closed_connection_goes_to_another
 
     second = await buses.open()
     await second.consume_commands(data_plane, record, concurrency=1)
-    await eventually(lambda: redelivered == [sent], what="the redelivery")
+    await until(lambda: redelivered == [sent], what="the redelivery")
 
 
 # ---- RabbitMQ only: the broker itself ----------------------------------------------------------
@@ -318,14 +318,14 @@ async def test_a_consumer_carries_on_after_the_connection_comes_back(
     try:
         await consuming.consume_commands(data_plane, record, concurrency=1)
         await publishing.publish_command(command(data_plane, 1))
-        await eventually(lambda: received == [1], what="the first command")
+        await until(lambda: received == [1], what="the first command")
 
         await broker_proxy.down()
         await publishing.publish_command(command(data_plane, 2))
         await asyncio.sleep(QUIET)
         assert received == [1]
         await broker_proxy.up()
-        await eventually(lambda: received == [1, 2], what="the command sent during the outage")
+        await until(lambda: received == [1, 2], what="the command sent during the outage")
     finally:
         await consuming.close()
         await publishing.close()
@@ -349,7 +349,7 @@ async def test_a_command_that_is_not_json_is_set_aside_without_blocking_the_queu
             await exchange.publish(aio_pika.Message(b"{not json", message_id="junk"), data_plane)
         sent = command(data_plane)
         await bus.publish_command(sent)
-        await eventually(lambda: handled == [sent], what="the command after the junk")
+        await until(lambda: handled == [sent], what="the command after the junk")
         await asyncio.sleep(QUIET)
         assert handled == [sent]
     finally:

@@ -23,8 +23,8 @@ from tests.messaging.conftest import (
     TEST_RECONNECT_INTERVAL,
     TEST_RETRY_DELAY,
     BrokerProxy,
-    eventually,
 )
+from tests.support.waiting import until
 
 QUIET = 0.3
 
@@ -124,7 +124,7 @@ async def test_rows_of_a_rolled_back_transaction_are_never_published(
 
     relay = relays.start(fast_relay(engine, bus))
     relay.wake()
-    await eventually(lambda: len(inbox.commands) == 1, what="the committed command")
+    await until(lambda: len(inbox.commands) == 1, what="the committed command")
     await asyncio.sleep(QUIET)
 
     assert [message.body for message in inbox.commands] == [{"n": "kept"}]
@@ -150,7 +150,7 @@ async def test_committed_rows_are_published_once_in_order_and_marked(
     await session.commit()
 
     relay = relays.start(fast_relay(engine, bus))
-    await eventually(lambda: len(inbox.commands) == 5 and len(inbox.events) == 1, what="all")
+    await until(lambda: len(inbox.commands) == 5 and len(inbox.events) == 1, what="all")
     # More rounds find nothing left to publish.
     for _ in range(3):
         relay.wake()
@@ -185,7 +185,7 @@ async def test_rows_wait_while_the_broker_is_down_and_go_out_when_it_is_back(
 
     caplog.set_level(logging.WARNING, logger="app.messaging.outbox")
     relay = relays.start(fast_relay(engine, bus))
-    await eventually(lambda: bus.attempts >= 5, what="several attempts")
+    await until(lambda: bus.attempts >= 5, what="several attempts")
     for _ in range(5):
         relay.wake()  # requests keep coming during the outage
     await asyncio.sleep(QUIET)
@@ -196,7 +196,7 @@ async def test_rows_wait_while_the_broker_is_down_and_go_out_when_it_is_back(
     assert len(outage) == 1, "the outage is logged once, not per attempt or per row"
 
     bus.down = False
-    await eventually(lambda: len(inbox.commands) == 3, what="the rows after the outage")
+    await until(lambda: len(inbox.commands) == 3, what="the rows after the outage")
     await asyncio.sleep(QUIET)
     assert inbox.command_ids() == [row.id for row in rows]
     assert any("publishing again" in r.getMessage() for r in caplog.records)
@@ -231,7 +231,7 @@ async def test_the_relay_rides_out_a_rabbitmq_outage(
         assert await unpublished(session) == [first.id]
 
         await broker_proxy.up()
-        await eventually(lambda: inbox.command_ids() == [first.id], what="the first row")
+        await until(lambda: inbox.command_ids() == [first.id], what="the first row")
 
         # Broker gone again while the relay is connected: the robust connection comes back.
         await broker_proxy.down()
@@ -242,9 +242,7 @@ async def test_the_relay_rides_out_a_rabbitmq_outage(
         session.expunge_all()
         assert await unpublished(session) == [second.id]
         await broker_proxy.up()
-        await eventually(
-            lambda: inbox.command_ids() == [first.id, second.id], what="the second row"
-        )
+        await until(lambda: inbox.command_ids() == [first.id, second.id], what="the second row")
         await asyncio.sleep(QUIET)
         assert inbox.command_ids() == [first.id, second.id]
     finally:
@@ -288,9 +286,7 @@ async def test_two_relays_on_postgresql_publish_each_row_once(
     buses = [RecordingBus(), RecordingBus()]
     for bus in buses:
         relays.start(OutboxRelay(sessions, bus, batch_size=10, poll_interval=0.05))
-    await eventually(
-        lambda: sum(len(bus.published) for bus in buses) >= 200, what="every row published"
-    )
+    await until(lambda: sum(len(bus.published) for bus in buses) >= 200, what="every row published")
     await asyncio.sleep(QUIET)
 
     published = Counter(buses[0].published + buses[1].published)

@@ -25,7 +25,6 @@ from tests.graphql.governance import (
     FakeRuntime,
     World,
     deployment_in,
-    eventually,
     expect,
     governed_world,
     production_changes,
@@ -42,6 +41,7 @@ from tests.graphql.queries import (
     create_project,
     mutation,
 )
+from tests.support.waiting import eventually
 
 # The request's status under an alias: Deployment.status is of another type, and GraphQL
 # refuses one field name of two types in one selection.

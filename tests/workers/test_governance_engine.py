@@ -26,7 +26,6 @@ from tests.graphql.governance import (
     UNFREEZE,
     FakeRuntime,
     deployment_in,
-    eventually,
     expect,
     governed_world,
     production_changes,
@@ -40,6 +39,7 @@ from tests.graphql.governance import (
     status_becomes,
 )
 from tests.graphql.queries import call
+from tests.support.waiting import eventually
 
 RUN = ["QUEUED", "APPLYING_CONFIGURATION", "RESTARTING", "SUCCEEDED"]
 

@@ -17,7 +17,6 @@ import os
 import secrets
 import shlex
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ from app.services.pipelines import create_pipeline
 from app.services.projects import create_build, create_integration, create_project
 from tests.conftest import make_organization, make_user
 from tests.processes import instance_processes, kill_instances
+from tests.support.waiting import eventually
 from workers.gateway import create_gateway_app
 from workers.planes import always
 from workers.runtimes.base import Instance, InstanceSpec
@@ -92,15 +92,6 @@ def artifact(label: str | None = None) -> str:
 
 def entries(values: Mapping[str, str | None]) -> list[ConfigEntry]:
     return [ConfigEntry(key=key, value=value) for key, value in values.items()]
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], *, within: float, what: str) -> T:
-    deadline = time.monotonic() + within
-    while (result := await check()) is None:
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within:g}s waiting for {what}")
-        await asyncio.sleep(0.05)
-    return result
 
 
 # ---- the world: an organization with a data plane of its own ----------------------------------
