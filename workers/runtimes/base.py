@@ -12,6 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+# How long old instances keep running after the route moved to the new one: a request that
+# the gateway routed just before the move (the route read, the connection not yet made) still
+# reaches a live instance. On a loaded machine that gap grows; this is its bound.
+ROUTE_SETTLE_S = 0.5
+
 
 @dataclass(frozen=True)
 class InstanceSpec:

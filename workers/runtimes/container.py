@@ -22,7 +22,8 @@ An instance of change C of deployment D is the container ``promenade-<C>`` of th
   too only when the image asks for it: ``LABEL io.promenade.secret-env="API_KEY,OTHER"`` (or
   ``*``). So ``docker inspect`` shows no secret an image did not ask to receive that way.
 - **Replacement**: the new container starts, answers its health check through its relay, the
-  route moves to it, then the old one is stopped (SIGTERM, the grace period, SIGKILL) and
+  route moves to it, and once requests routed just before the move had time to arrive
+  (``ROUTE_SETTLE_S``) the old one is stopped (SIGTERM, the grace period, SIGKILL) and
   removed with its relay and its files. A container that fails is removed, and the reason
   (exit code, out of memory, the health check's answer, its last lines of output) is raised.
 
@@ -63,7 +64,7 @@ from app.services.images import is_image_reference
 from app.services.masking import with_output
 from app.settings import DEFAULT_DOCKER_HOST
 from workers.routes import GatewayRouted, RoutingTable, write_atomic
-from workers.runtimes.base import Instance, InstanceSpec, StartFailed
+from workers.runtimes.base import ROUTE_SETTLE_S, Instance, InstanceSpec, StartFailed
 from workers.runtimes.health import wait_healthy
 from workers.runtimes.instance_files import files_of, remove_instance_files
 from workers.runtimes.locks import file_lock
@@ -192,14 +193,14 @@ class ContainerRuntime(GatewayRouted):
             return dataclasses.replace(instance, restarted_after=ended)
 
     async def retire_others(self, deployment_id: str, keep_change_id: str) -> None:
-        containers = await self._containers(deployment_id)
-        await asyncio.gather(
-            *(
-                self._retire(deployment_id, container)
-                for container in containers
-                if container.labels.get(LABEL_CHANGE) != keep_change_id
-            )
-        )
+        old = [
+            container
+            for container in await self._containers(deployment_id)
+            if container.labels.get(LABEL_CHANGE) != keep_change_id
+        ]
+        if old:
+            await asyncio.sleep(ROUTE_SETTLE_S)
+        await asyncio.gather(*(self._retire(deployment_id, container) for container in old))
         self._forget_changes(deployment_id, keep={keep_change_id})
 
     async def stop(self, deployment_id: str, route: str) -> None:

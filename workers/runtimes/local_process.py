@@ -43,7 +43,7 @@ import psutil
 
 from app.services.masking import with_output
 from workers.routes import GatewayRouted, RoutingTable, write_atomic
-from workers.runtimes.base import Instance, InstanceSpec, StartFailed
+from workers.runtimes.base import ROUTE_SETTLE_S, Instance, InstanceSpec, StartFailed
 from workers.runtimes.health import describe_exit, wait_healthy
 from workers.runtimes.instance_files import files_of, remove_instance_files
 from workers.runtimes.local_users import LocalUsers
@@ -186,13 +186,10 @@ class LocalProcessRuntime(GatewayRouted):
 
     async def retire_others(self, deployment_id: str, keep_change_id: str) -> None:
         deployment_dir = self._deployment_dir(deployment_id)
-        await asyncio.gather(
-            *(
-                self._retire(instance_dir)
-                for instance_dir in _instance_dirs(deployment_dir)
-                if instance_dir.name != keep_change_id
-            )
-        )
+        old = [d for d in _instance_dirs(deployment_dir) if d.name != keep_change_id]
+        if any(self._runs(d) for d in old):
+            await asyncio.sleep(ROUTE_SETTLE_S)
+        await asyncio.gather(*(self._retire(instance_dir) for instance_dir in old))
         self._after_retiring(deployment_dir)
 
     async def stop(self, deployment_id: str, route: str) -> None:
@@ -410,6 +407,12 @@ class LocalProcessRuntime(GatewayRouted):
         return True
 
     # -- processes ---------------------------------------------------------------------------
+
+    def _runs(self, instance_dir: Path) -> bool:
+        record = _read_record(instance_dir)
+        return (
+            record is not None and record.state in ("starting", "running") and self._alive(record)
+        )
 
     def _alive(self, record: _Record) -> bool:
         child = self._children.get(record.pid)
