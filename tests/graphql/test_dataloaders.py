@@ -6,15 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, select
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import SecretBox
 from app.models import (
-    Deployment,
     Environment,
     Project,
-    Promotion,
     PromotionStatus,
     Review,
     ReviewDecision,
@@ -25,6 +23,7 @@ from app.services.configuration import ConfigEntry, ConfigKey, set_configuration
 from app.services.members import add_member
 from app.services.projects import create_build, create_integration, create_project
 from tests.conftest import GraphQLClient, make_organization, make_user
+from tests.support.promotions import promotion_of_new_integration
 from tests.support.statements import statements
 
 DASHBOARD = """
@@ -167,48 +166,22 @@ async def file_requests(
     session: AsyncSession, box: SecretBox, admin: User, project: Project, names: range
 ) -> list[str]:
     """A new integration per name, each with a pending request to promote its build to
-    Production, as the promotion service files one (written here: the test measures reads)."""
-    environments = (
-        await session.exec(
-            select(Environment)
-            .where(Environment.organization_id == project.organization_id)
-            .order_by(col(Environment.position))
-        )
-    ).all()
-    development, production = environments[0], environments[-1]
-    filed = []
-    for number in names:
-        integration = await create_integration(
-            session, actor=admin, project_id=project.id, name=f"Requested {number}"
-        )
-        build = await create_build(
-            session, actor=admin, integration_id=integration.id, version="1.0", artifact="true"
-        )
-        target = (
-            await session.exec(
-                select(Deployment).where(
-                    Deployment.integration_id == integration.id,
-                    Deployment.environment_id == production.id,
-                )
-            )
-        ).one()
-        promotion = Promotion(
-            organization_id=project.organization_id,
-            integration_id=integration.id,
-            build_id=build.id,
-            source_environment_id=development.id,
-            target_environment_id=production.id,
-            deployment_id=target.id,
+    Production."""
+    filed = [
+        await promotion_of_new_integration(
+            session,
+            box,
+            admin=admin,
+            project=project,
+            name=f"Requested {number}",
             status=PromotionStatus.PENDING_APPROVAL,
-            requested_by_id=admin.id,
-            overrides_sealed=box.seal_json({"overrides": [], "copied": []}),
             required_approvals=1,
             approval_rule={"roles": ["APPROVER"], "approver_ids": [], "allow_self_approval": False},
         )
-        session.add(promotion)
-        filed.append(promotion.id)
+        for number in names
+    ]
     await session.commit()
-    return filed
+    return [promotion.id for promotion in filed]
 
 
 async def test_pending_approvals_cost_the_same_statements_for_3_and_30_requests(

@@ -16,10 +16,8 @@ from app.crypto import SecretBox
 from app.models import (
     ChangeKind,
     ChangeStatus,
-    Deployment,
     DeploymentChange,
     DeploymentStatus,
-    Environment,
     OutboxMessage,
     Promotion,
     PromotionEvent,
@@ -34,8 +32,9 @@ from app.services.lifecycle import (
     move_change,
     move_promotion,
 )
-from app.services.projects import create_build, create_integration, create_project
+from app.services.projects import create_project
 from tests.conftest import make_organization, make_user
+from tests.support.promotions import promotion_of_new_integration
 
 Flow = Mapping[Any, frozenset[Any]]
 
@@ -87,34 +86,9 @@ async def _queued_promotion(session: AsyncSession, box: SecretBox) -> Promotion:
     admin = await make_user(session, "ada@lifecycle.example.com")
     org = await make_organization(session, admin, slug="lifecycle")
     project = await create_project(session, actor=admin, organization_id=org.id, name="P")
-    integration = await create_integration(session, actor=admin, project_id=project.id, name="I")
-    build = await create_build(
-        session, actor=admin, integration_id=integration.id, version="1", artifact="true"
+    promotion = await promotion_of_new_integration(
+        session, box, admin=admin, project=project, name="I", status=PromotionStatus.QUEUED
     )
-    environments = (
-        await session.exec(select(Environment).where(Environment.organization_id == org.id))
-    ).all()
-    source, target = sorted(environments, key=lambda e: e.position)[:2]
-    deployment = (
-        await session.exec(
-            select(Deployment).where(
-                Deployment.integration_id == integration.id,
-                Deployment.environment_id == target.id,
-            )
-        )
-    ).one()
-    promotion = Promotion(
-        organization_id=org.id,
-        integration_id=integration.id,
-        build_id=build.id,
-        source_environment_id=source.id,
-        target_environment_id=target.id,
-        deployment_id=deployment.id,
-        status=PromotionStatus.QUEUED,
-        requested_by_id=admin.id,
-        overrides_sealed=box.seal_json({"overrides": [], "copied": []}),
-    )
-    session.add(promotion)
     await session.commit()
     return promotion
 
