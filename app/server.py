@@ -19,6 +19,7 @@ from aiormq.exceptions import AMQPError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_fixed
 
 from app import migrate
 from app.crypto import SecretBox
@@ -26,6 +27,7 @@ from app.db import create_engine, create_session_factory, session_scope
 from app.main import create_app
 from app.messaging.bus import Bus
 from app.messaging.outbox import OutboxRelay
+from app.messaging.retrying import pause
 from app.models import RuntimeKind
 from app.services.bootstrap import Bootstrapped, bootstrap, is_empty
 from app.services.dataplane_settings import ContainerSettings
@@ -345,19 +347,28 @@ async def run_worker(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _start_when_broker_answers(worker: Worker, stop: asyncio.Event) -> bool:
-    """Start consuming, retrying while the broker does not answer; False if stopped first."""
-    waiting = False
-    while not stop.is_set():
-        try:
-            await worker.start()
-            return True
-        except (OSError, AMQPError) as exc:
-            if not waiting:
-                print(f"Waiting for RabbitMQ ({type(exc).__name__}: {exc})", file=sys.stderr)
-                waiting = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), BROKER_RETRY_S)
-    return False
+    """Start consuming, retrying every BROKER_RETRY_S while the broker does not answer; False
+    if stopped first (a stop cuts the pause short, and no attempt follows it)."""
+
+    async def start() -> bool:
+        if stop.is_set():
+            return False
+        await worker.start()
+        return True
+
+    def say_waiting(state: RetryCallState) -> None:
+        if state.attempt_number == 1 and state.outcome is not None:
+            exc = state.outcome.exception()
+            print(f"Waiting for RabbitMQ ({type(exc).__name__}: {exc})", file=sys.stderr)
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type((OSError, AMQPError)),
+        wait=wait_fixed(BROKER_RETRY_S),
+        sleep=lambda seconds: pause(seconds, unless=stop),
+        before_sleep=say_waiting,
+    )
+    started: bool = await retrying(start)
+    return started
 
 
 async def run_gateway(settings: Settings, _: argparse.Namespace) -> None:

@@ -14,11 +14,17 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
 from app.messaging.bus import Bus, Consumer, Message
 
 log = logging.getLogger(__name__)
 
 SUBSCRIBER_QUEUE_SIZE = 256
+# While the bus does not answer, the hub tries to subscribe again RESUBSCRIBE_FIRST_S after the
+# first attempt, and then after pauses that double, up to RESUBSCRIBE_MAX_S.
+RESUBSCRIBE_FIRST_S = 1.0
+RESUBSCRIBE_MAX_S = 30.0
 
 Filter = Callable[[Message], bool]
 
@@ -96,15 +102,20 @@ class EventHub:
             self._retry = asyncio.create_task(self._subscribe_when_possible())
 
     async def _subscribe_when_possible(self) -> None:
+        """Subscribe RESUBSCRIBE_FIRST_S after start()'s attempt failed, then, while it fails,
+        after a pause twice as long as the last, at most RESUBSCRIBE_MAX_S: 1, 2, 4 ... 30 s."""
         assert self._bus is not None
-        delay = 1.0
-        while self._consumer is None:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-            try:
-                self._consumer = await self._bus.subscribe_events(self.dispatch, pattern="#")
-            except Exception as exc:
-                log.debug("events still unavailable: %r", exc)
+        bus = self._bus
+        await asyncio.sleep(RESUBSCRIBE_FIRST_S)
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(Exception),
+            # The pauses after this task's attempts, which come second, third ...
+            wait=wait_exponential(multiplier=2 * RESUBSCRIBE_FIRST_S, max=RESUBSCRIBE_MAX_S),
+            before_sleep=lambda state: log.debug(
+                "events still unavailable: %r", state.outcome and state.outcome.exception()
+            ),
+        )
+        self._consumer = await retrying(bus.subscribe_events, self.dispatch, pattern="#")
         log.warning("live events flow again")
 
     async def stop(self) -> None:

@@ -27,12 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.messaging.bus import DELIVERY_LIMIT, Handler, Message, NoResponder, Responder
+from app.messaging.retrying import REDELIVERY_DELAY, pause, redelivery_delay
 
 log = logging.getLogger(__name__)
-
-# As in RabbitBus: a failed delivery is retried after RETRY_DELAY * 2 ** (failures - 1) s.
-RETRY_DELAY = 0.5
-MAX_RETRY_DELAY = 10.0
 
 
 def topic_matches(pattern: str, routing_key: str) -> bool:
@@ -149,7 +146,7 @@ class _Responding:
 class InProcessBus:
     """The bus of one process (embedded mode); see the module's docstring."""
 
-    def __init__(self, *, retry_delay: float = RETRY_DELAY) -> None:
+    def __init__(self, *, retry_delay: float = REDELIVERY_DELAY) -> None:
         self._retry_delay = retry_delay
         self._commands: dict[str, _Mailbox] = {}
         self._dead: dict[str, _Mailbox] = {}
@@ -293,10 +290,8 @@ class InProcessBus:
         try:
             last = dead is not None and envelope.failures + 1 >= DELIVERY_LIMIT
             if not consumer.stopping.is_set() and not last:
-                pause = min(self._retry_delay * 2.0**envelope.failures, MAX_RETRY_DELAY)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(pause):
-                        await consumer.stopping.wait()
+                delay = redelivery_delay(self._retry_delay, envelope.failures + 1)
+                await pause(delay, unless=consumer.stopping)
         except asyncio.CancelledError:
             self._requeue(envelope, back_to, dead, front=True)
             raise

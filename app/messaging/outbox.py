@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from app.db import SessionFactory
 from app.messaging.bus import Bus, Message
@@ -95,37 +97,41 @@ class OutboxRelay:
             await asyncio.shield(self._running)
 
     async def _loop(self) -> None:
-        retry_delay = self._first_retry_delay
-        failing_since: float | None = None
         while not self._stopping.is_set():
             self._wakeup.clear()
-            try:
-                published = await self.publish_pending()
-            except Exception as exc:
-                if failing_since is None:
-                    failing_since = asyncio.get_running_loop().time()
-                    log.warning(
-                        "Outbox relay cannot publish (%s: %s); retrying until it can",
-                        type(exc).__name__,
-                        exc,
-                    )
-                else:
-                    log.debug("Outbox relay still failing: %r", exc)
-                await self._sleep(retry_delay, wakeable=False)
-                retry_delay = min(retry_delay * 2, self._max_retry_delay)
-                continue
-            if failing_since is not None:
-                log.warning(
-                    "Outbox relay publishing again after %.1f s",
-                    asyncio.get_running_loop().time() - failing_since,
-                )
-                failing_since = None
-                retry_delay = self._first_retry_delay
+            published = await self._publish_when_possible()
+            if published is None:
+                return  # stopped during an outage
             if published < self._batch_size:
+                # A poll, not a retry: rows that a commit elsewhere wrote (another replica, a
+                # worker) are found within poll_interval; wake() cuts it short.
                 await self._sleep(self._poll_interval, wakeable=True)
 
+    async def _publish_when_possible(self) -> int | None:
+        """``publish_pending``, retried while it fails with a pause from ``first_retry_delay``
+        doubling up to ``max_retry_delay``; None when ``stop()`` came first."""
+
+        async def attempt() -> int | None:
+            if self._stopping.is_set():
+                return None
+            return await self.publish_pending()
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(Exception),
+            wait=wait_exponential(multiplier=self._first_retry_delay, max=self._max_retry_delay),
+            # During an outage wake() does not cut the pause short: every request would retry.
+            sleep=lambda seconds: self._sleep(seconds, wakeable=False),
+            before_sleep=_log_failure,
+        )
+        published: int | None = await retrying(attempt)
+        if published is not None and retrying.statistics["attempt_number"] > 1:
+            log.warning(
+                "Outbox relay publishing again after %.1f s",
+                time.monotonic() - retrying.statistics["start_time"],
+            )
+        return published
+
     async def _sleep(self, seconds: float, *, wakeable: bool) -> None:
-        # During an outage wake() does not cut the pause short: every request would retry.
         events = [self._stopping.wait()]
         if wakeable:
             events.append(self._wakeup.wait())
@@ -201,3 +207,15 @@ class OutboxRelay:
             else:
                 await self._bus.publish_event(message)
             published.append(row)
+
+
+def _log_failure(state: RetryCallState) -> None:
+    """Once per outage at WARNING, the attempts after the first at DEBUG."""
+    assert state.outcome is not None
+    exc = state.outcome.exception()
+    if state.attempt_number == 1:
+        log.warning(
+            "Outbox relay cannot publish (%s: %s); retrying until it can", type(exc).__name__, exc
+        )
+    else:
+        log.debug("Outbox relay still failing: %r", exc)

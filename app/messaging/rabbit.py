@@ -60,6 +60,7 @@ from app.messaging.bus import (
     dead_letter_queue,
     request_queue,
 )
+from app.messaging.retrying import REDELIVERY_DELAY, pause, redelivery_delay
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,6 @@ QUEUE_DELIVERY_LIMIT = DELIVERY_LIMIT - 1
 
 # How many events an event subscriber has in flight; they are still handled one at a time.
 DEFAULT_EVENT_PREFETCH = 64
-# A failed delivery is requeued after RETRY_DELAY * 2 ** (failures - 1) seconds, at most
-# MAX_RETRY_DELAY: with the defaults a command gets 0.5 + 1 + 2 + 4 = 7.5 s for a passing
-# outage (a database restart, say) before it is dead-lettered, instead of five failures
-# within milliseconds.
-RETRY_DELAY = 0.5
-MAX_RETRY_DELAY = 10.0
 # Seconds between reconnection attempts of the robust connection.
 RECONNECT_INTERVAL = 1.0
 # Upper bound for one publish and its confirm, and for a connection attempt.
@@ -99,10 +94,6 @@ def dead_letter_queue_arguments() -> dict[str, Any]:
 
 class PublishRefused(Exception):
     """The broker did not confirm a message (nacked, or returned as unroutable)."""
-
-
-def retry_delay(base: float, deliveries: int) -> float:
-    return min(base * 2.0 ** max(deliveries - 1, 0), MAX_RETRY_DELAY)
 
 
 def encode(message: Message) -> aio_pika.Message:
@@ -146,7 +137,7 @@ class RabbitBus:
         url: str,
         *,
         prefetch: int = DEFAULT_EVENT_PREFETCH,
-        retry_delay: float = RETRY_DELAY,
+        retry_delay: float = REDELIVERY_DELAY,
         reconnect_interval: float = RECONNECT_INTERVAL,
         publish_timeout: float = PUBLISH_TIMEOUT,
     ) -> None:
@@ -519,17 +510,11 @@ class _CommandDispatcher(_Dispatcher):
                         deliveries,
                     )
                     if not (self._limited and deliveries >= DELIVERY_LIMIT):
-                        await self._pause(retry_delay(self._retry_delay, deliveries))
+                        delay = redelivery_delay(self._retry_delay, deliveries)
+                        await pause(delay, unless=self.stopping)
                     raise _HandlerFailed from exc
         except _HandlerFailed:
             pass  # logged above, and requeued by process()
-
-    async def _pause(self, seconds: float) -> None:
-        try:
-            async with asyncio.timeout(seconds):
-                await self.stopping.wait()
-        except TimeoutError:
-            pass
 
 
 class _HandlerFailed(Exception):
