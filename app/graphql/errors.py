@@ -5,14 +5,15 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Annotated, Any, ParamSpec, TypeVar, cast
 
 import strawberry
 from sqlalchemy.exc import IntegrityError
 from strawberry.types import Info as StrawberryInfo
 
 from app.graphql.context import Info
-from app.graphql.types import Environment
+from app.graphql.environments.types import Environment
+from app.graphql.objects import Deleted
 from app.services.errors import (
     Blocker,
     Conflict,
@@ -25,10 +26,6 @@ from app.services.errors import (
 )
 
 log = logging.getLogger(__name__)
-
-
-# The services' reasons, under the contract's name.
-strawberry.enum(Blocker, name="PromotionBlocker")
 
 
 @strawberry.interface(name="Error")
@@ -76,6 +73,11 @@ class PromotionBlockedError(Error):
 
 
 CommonError = ValidationError | NotFoundError | ForbiddenError | ConflictError
+
+DeleteResult = Annotated[
+    Deleted | ValidationError | NotFoundError | ForbiddenError | ConflictError,
+    strawberry.union("DeleteResult"),
+]
 
 
 def _as_error(error: DomainError) -> CommonError:

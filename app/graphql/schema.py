@@ -20,28 +20,30 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from app.graphql.deployments import DeploymentMutations, DeploymentQueries
-from app.graphql.environments import EnvironmentMutations, EnvironmentQueries
-from app.graphql.governance import GovernanceMutations
-from app.graphql.identity import IdentityMutations, IdentityQueries
+from app.graphql import enums  # noqa: F401  (registers the domain's enums)
+from app.graphql.deployments.mutations import DeploymentMutations
+from app.graphql.deployments.queries import DeploymentQueries
+from app.graphql.deployments.types import Deployment
+from app.graphql.environments.mutations import EnvironmentMutations
+from app.graphql.environments.queries import EnvironmentQueries
+from app.graphql.environments.types import DataPlane, Environment
+from app.graphql.governance.mutations import GovernanceMutations
+from app.graphql.identity.mutations import IdentityMutations
+from app.graphql.identity.queries import IdentityQueries
+from app.graphql.identity.types import ApiToken, User
 from app.graphql.nodes import NodeQueries
-from app.graphql.pipelines import PipelineMutations
-from app.graphql.projects import ProjectMutations, ProjectQueries
-from app.graphql.promotions import PromotionMutations, PromotionQueries
+from app.graphql.organizations.mutations import OrganizationMutations
+from app.graphql.organizations.queries import OrganizationQueries
+from app.graphql.organizations.types import Organization
+from app.graphql.pipelines.mutations import PipelineMutations
+from app.graphql.pipelines.types import DeploymentPipeline
+from app.graphql.projects.mutations import ProjectMutations
+from app.graphql.projects.queries import ProjectQueries
+from app.graphql.projects.types import Build, Integration, Project
+from app.graphql.promotions.mutations import PromotionMutations
+from app.graphql.promotions.queries import PromotionQueries
 from app.graphql.public_error import PublicError
 from app.graphql.subscriptions import Subscription
-from app.graphql.types import (
-    ApiToken,
-    Build,
-    DataPlane,
-    Deployment,
-    DeploymentPipeline,
-    Environment,
-    Integration,
-    Organization,
-    Project,
-    User,
-)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ EXECUTED = frozenset({OperationType.QUERY, OperationType.MUTATION})
 @strawberry.type
 class Query(
     IdentityQueries,
+    OrganizationQueries,
     NodeQueries,
     EnvironmentQueries,
     ProjectQueries,
@@ -68,6 +71,7 @@ class Query(
 
 @strawberry.type
 class Mutation(
+    OrganizationMutations,
     IdentityMutations,
     EnvironmentMutations,
     PipelineMutations,

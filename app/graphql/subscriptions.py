@@ -11,8 +11,8 @@ from sqlmodel import col, select
 from app import models
 from app.graphql.context import Context, Info
 from app.graphql.loaders import Loaders
+from app.graphql.promotions.types import Promotion, PromotionEvent
 from app.graphql.public_error import PublicError
-from app.graphql.types import Promotion, PromotionEvent
 from app.messaging.bus import Message
 from app.messaging.fanout import SubscriberTooSlow
 from app.models import DeploymentStatus

@@ -1,4 +1,4 @@
-"""Pipelines, and which pipeline a project uses."""
+"""Creating, changing and deleting deployment pipelines."""
 
 from __future__ import annotations
 
@@ -9,37 +9,23 @@ import strawberry
 from app.graphql.context import Info
 from app.graphql.errors import (
     ConflictError,
+    DeleteResult,
     ForbiddenError,
     NotFoundError,
     ValidationError,
     in_transaction,
 )
-from app.graphql.identity import DeleteResult
 from app.graphql.loaders import forget
-from app.graphql.projects import ProjectResult
-from app.graphql.types import Deleted, DeploymentPipeline, Project
+from app.graphql.objects import Deleted
+from app.graphql.pipelines.types import CreatePipelineInput, DeploymentPipeline, UpdatePipelineInput
+from app.graphql.projects.mutations import ProjectResult
+from app.graphql.projects.types import Project
 from app.services import pipelines
 
 PipelineResult = Annotated[
     DeploymentPipeline | ValidationError | NotFoundError | ForbiddenError | ConflictError,
     strawberry.union("PipelineResult"),
 ]
-
-
-@strawberry.input
-class CreatePipelineInput:
-    organization_id: strawberry.ID
-    name: str
-    environment_ids: list[strawberry.ID]
-    is_default: bool | None = False
-
-
-@strawberry.input
-class UpdatePipelineInput:
-    id: strawberry.ID
-    name: str | None = None
-    environment_ids: list[strawberry.ID] | None = None
-    is_default: bool | None = None
 
 
 @strawberry.type

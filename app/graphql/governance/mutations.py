@@ -1,31 +1,17 @@
-"""Approval policies, reviews of promotion requests, and freezes."""
+"""Approval policies, freezes and the reviews of requests."""
 
 from __future__ import annotations
 
 import strawberry
 
 from app.graphql.context import Info
-from app.graphql.environments import EnvironmentResult
-from app.graphql.errors import (
-    in_change_transaction,
-    in_transaction,
-)
-from app.graphql.promotions import PromotionResult
-from app.graphql.types import Environment, Promotion
-from app.models import Role
+from app.graphql.environments.mutations import EnvironmentResult
+from app.graphql.environments.types import Environment
+from app.graphql.errors import in_change_transaction, in_transaction
+from app.graphql.governance.types import ApprovalPolicyInput
+from app.graphql.promotions.mutations import PromotionResult
+from app.graphql.promotions.types import Promotion
 from app.services import approvals, environments
-
-
-@strawberry.input
-class ApprovalPolicyInput:
-    environment_id: strawberry.ID
-    required_approvals: int
-    approver_roles: list[Role] = strawberry.field(
-        default_factory=lambda: [Role.ADMIN, Role.APPROVER]
-    )
-    approver_ids: list[strawberry.ID] = strawberry.field(default_factory=list)
-    allow_self_approval: bool = False
-    expires_after_hours: int | None = None
 
 
 @strawberry.type

@@ -1,4 +1,4 @@
-"""Viewer, organizations, members and API tokens."""
+"""Creating organizations and managing their members."""
 
 from __future__ import annotations
 
@@ -9,64 +9,30 @@ import strawberry
 from app.graphql.context import Info
 from app.graphql.errors import (
     ConflictError,
+    DeleteResult,
     ForbiddenError,
     NotFoundError,
     ValidationError,
     in_transaction,
 )
-from app.graphql.types import (
-    ApiToken,
-    Deleted,
-    Membership,
-    NewApiToken,
-    Organization,
-    Viewer,
-)
-from app.models import Role
-from app.services import members, organizations, tokens
+from app.graphql.objects import Deleted
+from app.graphql.organizations.types import AddMemberInput, Membership, Organization
+from app.services import members, organizations
 
 OrganizationResult = Annotated[
     Organization | ValidationError | NotFoundError | ForbiddenError | ConflictError,
     strawberry.union("OrganizationResult"),
 ]
+
+
 MembershipResult = Annotated[
     Membership | ValidationError | NotFoundError | ForbiddenError | ConflictError,
     strawberry.union("MembershipResult"),
 ]
-ApiTokenResult = Annotated[
-    NewApiToken | ValidationError | ForbiddenError, strawberry.union("ApiTokenResult")
-]
-DeleteResult = Annotated[
-    Deleted | ValidationError | NotFoundError | ForbiddenError | ConflictError,
-    strawberry.union("DeleteResult"),
-]
-
-
-@strawberry.input
-class AddMemberInput:
-    organization_id: strawberry.ID
-    email: str
-    name: str | None = strawberry.field(
-        default=None, description="Used when no user with this email exists yet."
-    )
-    role: Role
 
 
 @strawberry.type
-class IdentityQueries:
-    @strawberry.field
-    def viewer(self) -> Viewer:
-        return Viewer()
-
-    @strawberry.field
-    async def organization(self, info: Info, slug: str) -> Organization | None:
-        ctx = info.context
-        org = await organizations.find_by_slug(ctx.session, slug, actor=ctx.viewer)
-        return Organization.from_model(org) if org else None
-
-
-@strawberry.type
-class IdentityMutations:
+class OrganizationMutations:
     @strawberry.mutation(
         description="The caller becomes its ADMIN. A new organization starts with "
         "a LOCAL_PROCESS data plane, the environments Development and Production "
@@ -109,19 +75,3 @@ class IdentityMutations:
         )
         ctx.forget_roles()
         return Deleted(id=user_id)
-
-    @strawberry.mutation(
-        description="The token is shown once, in this result; only its hash is stored."
-    )
-    @in_transaction
-    async def create_api_token(self, info: Info, name: str) -> ApiTokenResult:
-        ctx = info.context
-        token, secret = await tokens.create_api_token(ctx.session, actor=ctx.viewer, name=name)
-        return NewApiToken(token=secret, api_token=ApiToken.from_model(token))
-
-    @strawberry.mutation(description="Revokes one of the caller's own tokens.")
-    @in_transaction
-    async def revoke_api_token(self, info: Info, id: strawberry.ID) -> DeleteResult:
-        ctx = info.context
-        await tokens.revoke_api_token(ctx.session, actor=ctx.viewer, token_id=id)
-        return Deleted(id=id)

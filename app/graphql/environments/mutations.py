@@ -1,78 +1,44 @@
-"""Data planes and environments."""
+"""Creating, changing and deleting data planes and environments."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import strawberry
-from strawberry.scalars import JSON
 
 from app.graphql.context import Info
+from app.graphql.environments.types import (
+    CreateDataPlaneInput,
+    CreateEnvironmentInput,
+    DataPlane,
+    Environment,
+    UpdateEnvironmentInput,
+)
 from app.graphql.errors import (
     ConflictError,
+    DeleteResult,
     ForbiddenError,
     NotFoundError,
     ValidationError,
     in_transaction,
 )
-from app.graphql.identity import DeleteResult, OrganizationResult
 from app.graphql.loaders import forget
-from app.graphql.types import DataPlane, Deleted, Environment, Organization
+from app.graphql.objects import Deleted
+from app.graphql.organizations.mutations import OrganizationResult
+from app.graphql.organizations.types import Organization
 from app.models import Environment as EnvironmentRow
-from app.models import RuntimeKind
 from app.services import dataplanes, environments
 
 DataPlaneResult = Annotated[
     DataPlane | ValidationError | NotFoundError | ForbiddenError | ConflictError,
     strawberry.union("DataPlaneResult"),
 ]
+
+
 EnvironmentResult = Annotated[
     Environment | ValidationError | NotFoundError | ForbiddenError | ConflictError,
     strawberry.union("EnvironmentResult"),
 ]
-
-
-@strawberry.input
-class CreateDataPlaneInput:
-    organization_id: strawberry.ID
-    name: str
-    runtime: RuntimeKind
-    settings: JSON | None = strawberry.field(
-        default=None,
-        description="Runtime settings: for KUBERNETES the context and namespace "
-        "prefix; for LOCAL_PROCESS the host that endpoint URLs use.",
-    )
-
-
-@strawberry.input
-class CreateEnvironmentInput:
-    organization_id: strawberry.ID
-    name: str
-    dns_prefix: str
-    description: str | None = None
-    critical: bool | None = False
-    data_plane_id: strawberry.ID | None = strawberry.field(
-        default=None, description="Defaults to the organization's default data plane."
-    )
-    position: int | None = strawberry.field(default=None, description="Defaults to last.")
-
-
-@strawberry.input
-class UpdateEnvironmentInput:
-    id: strawberry.ID
-    name: str | None = None
-    description: str | None = None
-    critical: bool | None = None
-
-
-@strawberry.type
-class EnvironmentQueries:
-    @strawberry.field
-    async def environment(self, info: Info, id: strawberry.ID) -> Environment | None:
-        row = await info.context.loaders.environment.load(id)
-        if row is None or not await info.context.can_read(row.organization_id):
-            return None
-        return Environment.from_model(row)
 
 
 def _environment(row: EnvironmentRow) -> Environment:

@@ -1,4 +1,4 @@
-"""Projects, integrations and builds."""
+"""Creating projects, integrations and builds."""
 
 from __future__ import annotations
 
@@ -14,75 +14,33 @@ from app.graphql.errors import (
     ValidationError,
     in_transaction,
 )
-from app.graphql.types import Build, Integration, Project
+from app.graphql.projects.types import (
+    Build,
+    CreateBuildInput,
+    CreateIntegrationInput,
+    CreateProjectInput,
+    Integration,
+    Project,
+)
 from app.services import projects
-from app.services.configuration import ConfigKey, ConfigType
+from app.services.configuration import ConfigKey
 
 ProjectResult = Annotated[
     Project | ValidationError | NotFoundError | ForbiddenError | ConflictError,
     strawberry.union("ProjectResult"),
 ]
+
+
 IntegrationResult = Annotated[
     Integration | ValidationError | NotFoundError | ForbiddenError | ConflictError,
     strawberry.union("IntegrationResult"),
 ]
+
+
 BuildResult = Annotated[
     Build | ValidationError | NotFoundError | ForbiddenError | ConflictError,
     strawberry.union("BuildResult"),
 ]
-
-
-@strawberry.input
-class CreateProjectInput:
-    organization_id: strawberry.ID
-    name: str
-    description: str | None = None
-    pipeline_id: strawberry.ID | None = strawberry.field(
-        default=None, description="Defaults to the organization's default pipeline."
-    )
-
-
-@strawberry.input
-class ConfigKeyInput:
-    key: str
-    type: ConfigType = ConfigType.STRING
-    required: bool = True
-    secret: bool = False
-    default_value: str | None = None
-    description: str | None = None
-
-
-@strawberry.input
-class CreateIntegrationInput:
-    project_id: strawberry.ID
-    name: str
-    description: str | None = None
-    config_schema: list[ConfigKeyInput] = strawberry.field(default_factory=list)
-
-
-@strawberry.input
-class CreateBuildInput:
-    integration_id: strawberry.ID
-    version: str
-    artifact: str
-    commit: str | None = None
-
-
-@strawberry.type
-class ProjectQueries:
-    @strawberry.field
-    async def project(self, info: Info, id: strawberry.ID) -> Project | None:
-        row = await info.context.loaders.project.load(id)
-        if row is None or not await info.context.can_read(row.organization_id):
-            return None
-        return Project.from_model(row)
-
-    @strawberry.field
-    async def integration(self, info: Info, id: strawberry.ID) -> Integration | None:
-        row = await info.context.loaders.integration.load(id)
-        if row is None or not await info.context.can_read(row.organization_id):
-            return None
-        return Integration.from_model(row)
 
 
 @strawberry.type

@@ -1,0 +1,151 @@
+"""Environments, their data planes and approval policies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from strawberry.scalars import JSON
+
+from app import models
+from app.graphql.context import Info
+from app.graphql.deployments import LazyDeployment
+from app.graphql.deployments import types as deployment_types
+from app.graphql.identity import LazyUser
+from app.graphql.identity import types as identity_types
+from app.graphql.objects import Node, related, snapshot
+from app.graphql.organizations import LazyOrganization
+from app.graphql.organizations import types as organization_types
+from app.graphql.pagination import Connection, PageKey, decode_cursor, page_size
+from app.models import Role, RuntimeKind
+
+
+@strawberry.type
+class DataPlane(Node):
+    name: str
+    runtime: RuntimeKind
+
+    @classmethod
+    def from_model(cls, row: models.DataPlane) -> DataPlane:
+        return snapshot(cls, row)
+
+    @strawberry.field
+    async def environments(self, info: Info) -> list[Environment]:
+        rows = await info.context.loaders.environments_by_data_plane.load(self.id)
+        return [Environment.from_model(row) for row in rows]
+
+
+@strawberry.type(
+    description="Promotions into the environment need reviews. Changing a policy applies to new "
+    "requests; pending ones keep the rule they were filed under."
+)
+class ApprovalPolicy:
+    required_approvals: int
+    approver_roles: list[Role] = strawberry.field(
+        description="Members with one of these roles may review."
+    )
+    allow_self_approval: bool
+    expires_after_hours: int | None = strawberry.field(
+        description="A request with no decision after this many hours becomes EXPIRED. Null: never."
+    )
+    approver_ids: strawberry.Private[list[str]]
+
+    @classmethod
+    def from_model(cls, row: models.ApprovalPolicy) -> ApprovalPolicy:
+        return snapshot(
+            cls,
+            row,
+            approver_roles=[Role(role) for role in row.approver_roles],
+            approver_ids=list(row.approver_ids),
+        )
+
+    @strawberry.field(description="Individually named reviewers, in addition to the roles.")
+    async def approvers(self, info: Info) -> list[LazyUser]:
+        rows = await info.context.loaders.user.load_many(self.approver_ids)
+        return [identity_types.User.from_model(row) for row in rows if row is not None]
+
+
+@strawberry.type
+class Environment(Node):
+    name: str
+    description: str | None
+    dns_prefix: str = strawberry.field(
+        description="DNS label used to build endpoint URLs of integrations in this environment."
+    )
+    critical: bool = strawberry.field(
+        description="A production environment. Several may exist (one per region, say)."
+    )
+    position: int
+    frozen: bool
+    freeze_reason: str | None
+    created_at: datetime
+    organization_id: strawberry.Private[str]
+    data_plane_id: strawberry.Private[str]
+
+    @classmethod
+    def from_model(cls, row: models.Environment) -> Environment:
+        return snapshot(cls, row)
+
+    @strawberry.field
+    async def organization(self, info: Info) -> LazyOrganization:
+        return await related(
+            info.context.loaders.organization,
+            self.organization_id,
+            organization_types.Organization.from_model,
+        )
+
+    @strawberry.field(description="Null when promotions into this environment need no review.")
+    async def approval_policy(self, info: Info) -> ApprovalPolicy | None:
+        rows = await info.context.loaders.approval_policies_by_environment.load(self.id)
+        return ApprovalPolicy.from_model(rows[0]) if rows else None
+
+    @strawberry.field
+    async def data_plane(self, info: Info) -> DataPlane:
+        return await related(
+            info.context.loaders.data_plane, self.data_plane_id, DataPlane.from_model
+        )
+
+    @strawberry.field(
+        description="Deployments that run something here (NOT_DEPLOYED ones are "
+        "left out), oldest first."
+    )
+    async def deployments(
+        self, info: Info, first: int | None = 50, after: str | None = None
+    ) -> Connection[LazyDeployment]:
+        page = await info.context.loaders.deployments_page.load(
+            PageKey(self.id, page_size(first), decode_cursor(after))
+        )
+        return page.connection(deployment_types.Deployment.from_model)
+
+
+@strawberry.input
+class CreateDataPlaneInput:
+    organization_id: strawberry.ID
+    name: str
+    runtime: RuntimeKind
+    settings: JSON | None = strawberry.field(
+        default=None,
+        description="Runtime settings: for KUBERNETES the context and namespace "
+        "prefix; for LOCAL_PROCESS the host that endpoint URLs use.",
+    )
+
+
+@strawberry.input
+class CreateEnvironmentInput:
+    organization_id: strawberry.ID
+    name: str
+    dns_prefix: str
+    description: str | None = None
+    critical: bool | None = False
+    data_plane_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Defaults to the organization's default data plane."
+    )
+    position: int | None = strawberry.field(default=None, description="Defaults to last.")
+
+
+@strawberry.input
+class UpdateEnvironmentInput:
+    id: strawberry.ID
+    name: str | None = None
+    description: str | None = None
+    critical: bool | None = None

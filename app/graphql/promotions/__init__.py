@@ -1,0 +1,13 @@
+"""Promotion requests and their reviews:
+the object and input types, the queries and the mutations."""
+
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+if TYPE_CHECKING:
+    from app.graphql.promotions.types import Promotion
+
+# The domain's object types as the other domains' annotations name them: resolved when the
+# schema is built, so that the domains' type modules may refer to each other.
+LazyPromotion = Annotated["Promotion", strawberry.lazy("app.graphql.promotions.types")]
