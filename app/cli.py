@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -15,13 +16,11 @@ from app.settings import Settings, SettingsError, load_settings
 Command = Callable[[Settings, argparse.Namespace], Awaitable[None]]
 
 
-def _server(name: str) -> Command:
-    """A server-side command of app/server.py, imported when it runs."""
+def _server(module: str, name: str) -> Command:
+    """A server-side command of app/processes/<module>.py, imported when it runs."""
 
     async def run(settings: Settings, args: argparse.Namespace) -> None:
-        from app import server
-
-        command: Command = getattr(server, name)
+        command: Command = getattr(importlib.import_module(f"app.processes.{module}"), name)
         await command(settings, args)
 
     return run
@@ -52,9 +51,9 @@ def _parser() -> argparse.ArgumentParser:
         help="run everything in one process on embedded defaults "
         "(SQLite in the data directory, the in-process bus)",
     )
-    up.set_defaults(run=_server("run_up"))
+    up.set_defaults(run=_server("embedded", "run_up"))
     api = commands.add_parser("api", help="run the GraphQL API (scaled mode: migrate first)")
-    api.set_defaults(run=_server("run_api"))
+    api.set_defaults(run=_server("api", "run_api"))
     for command in (up, api):
         command.add_argument("--host", help="overrides PROMENADE_HOST")
         command.add_argument("--port", type=int, help="overrides PROMENADE_PORT")
@@ -76,13 +75,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="do not serve the LOCAL_PROCESS gateway in this process",
     )
-    worker.set_defaults(run=_server("run_worker"))
+    worker.set_defaults(run=_server("worker", "run_worker"))
     commands.add_parser("gateway", help="serve the LOCAL_PROCESS gateway alone").set_defaults(
-        run=_server("run_gateway")
+        run=_server("gateway", "run_gateway")
     )
 
     commands.add_parser("migrate", help="apply database migrations").set_defaults(
-        run=_server("run_migrate")
+        run=_server("maintenance", "run_migrate")
     )
 
     boot = commands.add_parser(
@@ -91,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     boot.add_argument("--email", required=True)
     boot.add_argument("--name", help="the user's name when the user is new")
     boot.add_argument("--org", help="organization slug; created, with the user as ADMIN, if new")
-    boot.set_defaults(run=_server("run_bootstrap"))
+    boot.set_defaults(run=_server("maintenance", "run_bootstrap"))
 
     commands.add_parser("secret-key", help="print a new PROMENADE_SECRET_KEY")
     rotate = commands.add_parser(
@@ -104,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="embedded mode: make a new current key in the data directory first",
     )
-    rotate.set_defaults(run=_server("run_rotate_key"))
+    rotate.set_defaults(run=_server("maintenance", "run_rotate_key"))
     _add_client_commands(commands)
     return parser
 

@@ -40,7 +40,7 @@ from app.models import (
     Role,
     User,
 )
-from app.server import api_server
+from app.processes.api import api_server
 from app.services.dataplanes import INSTALLATION_LOCAL
 from app.settings import Settings
 from tests.conftest import GraphQLClient, make_user
