@@ -3,17 +3,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import dataclasses
 import functools
-import json
 import logging
-import re
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextvars import ContextVar
-from datetime import timedelta
+from collections.abc import Callable
 from typing import Any
 
 from cross_web import HTTPException
@@ -23,34 +16,27 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
-    BaseGraphQLTransportWSHandler,
-    Operation,
-)
 from strawberry.types.unset import UnsetType
 
 from app.crypto import SecretBox
 from app.db import SessionFactory, closing
 from app.graphql.context import Context
 from app.graphql.loaders import Loaders
+from app.graphql.refusals import read_body, refusal_of, refused, replay
 from app.graphql.schema import PromenadeSchema, build_schema, schema
+from app.graphql.websocket import (
+    CONNECTION_INIT_WAIT,
+    MAX_SUBSCRIPTIONS_PER_CONNECTION,
+    GraphQLTransportWSHandler,
+)
 from app.messaging.bus import Bus
 from app.messaging.fanout import EventHub
-from app.services.access_watch import MAX_FAILED_READINGS, AccessWatch, Lost, Watched
+from app.services.access_watch import AccessWatch
 from app.services.auth import authenticate
 
 log = logging.getLogger(__name__)
 
-# Subscriptions one websocket connection may hold at once.
-MAX_SUBSCRIPTIONS_PER_CONNECTION = 50
-# The longest GraphQL document a request may carry; a longer one is refused before parsing.
-MAX_DOCUMENT_CHARS = 100_000
-# Token checks in a row that may fail (the database not answering) before a socket closes.
-MAX_FAILED_TOKEN_CHECKS = MAX_FAILED_READINGS
-# A websocket that has not sent connection_init by then is closed (4408).
-CONNECTION_INIT_WAIT = timedelta(seconds=5)
 
 UNAUTHENTICATED = {
     "errors": [
@@ -76,150 +62,6 @@ def bearer_token(headers: Headers) -> str | None:
     return token.strip()
 
 
-# The context of the websocket operation running in this task (each runs in a task of its own).
-_operation_context: ContextVar[Context | None] = ContextVar("operation_context", default=None)
-
-
-class _ContextPerOperation:
-    """For Strawberry's websocket handler, which builds one context per connection: each
-    operation (subscription, query, mutation) runs with a copy of it that has a session and
-    DataLoaders of its own, closed when the operation ends. Otherwise every operation of a
-    socket shares one session: a query sees what the connection's first reads cached, the
-    session keeps its database connection (in a transaction) for as long as the socket is
-    open, and two mutations of one socket commit or roll back each other's work."""
-
-    _connection_context: Context
-
-    @property
-    def context(self) -> Context:
-        return _operation_context.get() or self._connection_context
-
-    @context.setter
-    def context(self, value: Context) -> None:
-        self._connection_context = value
-
-    @contextlib.asynccontextmanager
-    async def operation_context(self) -> AsyncIterator[None]:
-        connection = self._connection_context
-        async with closing(connection.sessions) as session:
-            # Roles are read again for each operation: a member removed meanwhile has none.
-            token = _operation_context.set(
-                dataclasses.replace(
-                    connection, session=session, loaders=Loaders(session), _roles=None
-                )
-            )
-            try:
-                yield
-            finally:
-                _operation_context.reset(token)
-
-
-class _GraphQLTransportWSHandler(
-    _ContextPerOperation, BaseGraphQLTransportWSHandler[Context, None]
-):
-    """graphql-transport-ws with Promenade's rules on top: the token is checked before each
-    operation and, through the process's access watch, every few seconds (a revoked one
-    closes the socket, 4403; one that cannot be checked closes it after a few tries, 1011),
-    a malformed ``subscribe`` closes it with the protocol's 4400, and a user holds a bounded
-    number of sockets (4429)."""
-
-    view: PromenadeGraphQL
-    _counted_user: str | None = None
-    _failed_checks = 0
-    _watched: Watched | None = None
-    _closing: asyncio.Task[None] | None = None
-
-    async def shutdown(self) -> None:
-        if self._watched is not None:
-            self.view.access.unwatch(self._watched)
-            self._watched = None
-        if self._counted_user is not None:
-            self.view.sockets_per_user[self._counted_user] -= 1
-            self._counted_user = None
-        await super().shutdown()
-
-    def _lost(self, lost: Lost) -> None:
-        """The access watch found the token no longer authenticates (or cannot tell)."""
-        if self._closing is None:
-            self._closing = asyncio.create_task(self._close_lost(lost))
-            self._closing.add_done_callback(self._task_done)
-
-    async def _close_lost(self, lost: Lost) -> None:
-        try:
-            await self._close_unauthenticated(lost)
-        except Exception:  # closed meanwhile (an operation's check closed it, or the client)
-            log.debug("a websocket that lost its access was closed already", exc_info=True)
-
-    async def _still_authenticated(self) -> bool:
-        """Whether the token still authenticates its user, read now. A check that cannot be
-        made (the database does not answer) counts as passed a few times in a row, not
-        more."""
-        try:
-            current = await self.view.still_authenticated(self._connection_context)
-        except Exception:
-            self._failed_checks += 1
-            log.warning("could not check a websocket's token", exc_info=True)
-            return self._failed_checks < MAX_FAILED_TOKEN_CHECKS
-        self._failed_checks = 0
-        return current
-
-    async def _close_unauthenticated(self, lost: Lost = Lost.REVOKED) -> None:
-        if lost is Lost.UNCHECKED or self._failed_checks >= MAX_FAILED_TOKEN_CHECKS:
-            await self.websocket.close(code=1011, reason="The token cannot be checked now")
-        else:
-            await self.websocket.close(code=4403, reason="Forbidden: the token is revoked")
-
-    async def handle_connection_init(self, message: Any) -> None:
-        await super().handle_connection_init(message)
-        context = self._connection_context
-        viewer = context.authenticated
-        if not self.connection_acknowledged or viewer is None or self._counted_user:
-            return
-        counts = self.view.sockets_per_user
-        if counts[viewer.id] >= self.view.max_sockets_per_user:
-            await self.websocket.close(code=4429, reason="Too many connections for this user")
-            return
-        counts[viewer.id] += 1
-        self._counted_user = viewer.id
-        self._watched = self.view.access.watch(context.bearer or "", viewer.id, self._lost)
-
-    async def handle_subscribe(self, message: Any) -> None:
-        payload = message.get("payload")
-        if not isinstance(message.get("id"), str) or not _valid_subscribe_payload(payload):
-            await self.websocket.close(code=4400, reason="Invalid subscribe payload")
-            return
-        if self.connection_acknowledged and not await self._still_authenticated():
-            await self._close_unauthenticated()
-            return
-        await super().handle_subscribe(message)
-
-    async def run_operation(self, operation: Operation[Context, None]) -> None:
-        async with self.operation_context():
-            await super().run_operation(operation)
-
-    async def handle_task_exception(self, error: Exception) -> None:
-        # A client that went away while its operation answered is no server error.
-        if isinstance(error, WebSocketDisconnected):
-            log.debug("a websocket client left while an operation answered it")
-            return
-        await super().handle_task_exception(error)
-
-
-def _valid_subscribe_payload(payload: object) -> bool:
-    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
-        return False
-    if len(payload["query"]) > MAX_DOCUMENT_CHARS:
-        return False
-    variables = payload.get("variables")
-    name = payload.get("operationName")
-    return (
-        (variables is None or isinstance(variables, dict))
-        and (name is None or isinstance(name, str))
-        and not _holds_nul(payload)
-        and not _NUL_ESCAPE.search(payload["query"])
-    )
-
-
 def _wants_ide(request: Request) -> bool:
     """A browser asking for the GraphiQL page (strawberry's own test)."""
     accept = request.headers.get("accept", "")
@@ -236,7 +78,7 @@ class PromenadeGraphQL(GraphQL[Context, None]):
     ``{"authorization": "Bearer <token>"}``; without a valid token the connection is closed
     with 4403, as the graphql-transport-ws protocol recommends."""
 
-    graphql_transport_ws_handler_class = _GraphQLTransportWSHandler
+    graphql_transport_ws_handler_class = GraphQLTransportWSHandler
 
     def __init__(
         self,
@@ -281,11 +123,11 @@ class PromenadeGraphQL(GraphQL[Context, None]):
         # as GraphQL errors, like every other refusal, rather than plain text.
         try:
             response = await self.run(Request(scope=scope, receive=receive))
-        except HTTPException as refused:
-            reason = refused.reason
+        except HTTPException as refusal:
+            reason = refusal.reason
             if reason.startswith("subscriptions are not allowed"):
                 reason += ": subscribe over a websocket (graphql-transport-ws) at /graphql"
-            response = _refused(refused.status_code, reason)
+            response = refused(refusal.status_code, reason)
         await response(scope, receive, send)
 
     async def still_authenticated(self, context: Context) -> bool:
@@ -366,16 +208,16 @@ class AuthenticatedGraphQL:
             await page(scope, receive, send)
             return
         if request.method == "POST":
-            body = await _read_body(receive, self._max_body_bytes)
+            body = await read_body(receive, self._max_body_bytes)
             refusal = (
-                _refused(413, f"the request body is over {self._max_body_bytes} bytes")
+                refused(413, f"the request body is over {self._max_body_bytes} bytes")
                 if body is None
-                else _refusal_of(request, body)
+                else refusal_of(request, body)
             )
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
-            receive = _replay(body or b"", receive)
+            receive = replay(body or b"", receive)
         async with closing(self._sessions) as session:
             token = bearer_token(request.headers)
             viewer = await authenticate(session, token) if token else None
@@ -413,92 +255,3 @@ class AuthenticatedGraphQL:
             self._sockets_per_address[address] -= 1
             if self._sockets_per_address[address] <= 0:
                 del self._sockets_per_address[address]
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The request's body, or None as soon as it is longer than ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-    return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that hands the body read already to the app, then passes on what the
-    server says next (the client going away)."""
-    sent = False
-
-    async def replayed() -> Any:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed
-
-
-def _refusal_of(request: Request, body: bytes) -> Response | None:
-    """Why a POST body cannot be a GraphQL request, as the response that says so; None when
-    it can be one. Strawberry reads as JSON every body whose content type mentions
-    application/json: each of those is checked here, and nothing else is read."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if "application/json" not in media_type:
-        return _refused(415, "send the request as application/json")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return _refused(400, "the request body is not UTF-8")
-    try:
-        document = json.loads(text)
-    except ValueError:
-        return _refused(400, "the request body is not JSON")
-    if not isinstance(document, dict):
-        return _refused(400, "the request body must be a JSON object with a query")
-    query = document.get("query")
-    if not isinstance(query, str):
-        return _refused(400, "the request's query must be a string")
-    if len(query) > MAX_DOCUMENT_CHARS:
-        return _refused(413, f"the query is over {MAX_DOCUMENT_CHARS} characters")
-    if not isinstance(document.get("variables"), dict | None):
-        return _refused(400, "the request's variables must be a JSON object")
-    if not isinstance(document.get("operationName"), str | None):
-        return _refused(400, "the request's operationName must be a string")
-    if _holds_nul(document) or _NUL_ESCAPE.search(query):
-        return _refused(400, NUL_REFUSAL)
-    return None
-
-
-# No field of the API takes a NUL character, and PostgreSQL stores none: refused at the door
-# rather than answered with an unexpected error from deep down.
-NUL_REFUSAL = "the request may not contain NUL characters (U+0000)"
-# A NUL escaped in a GraphQL string literal of the document: \u0000 or \u{0}.
-_NUL_ESCAPE = re.compile(r"\\u(?:0000|\{0+\})", re.IGNORECASE)
-
-
-def _holds_nul(value: object) -> bool:
-    """A NUL in any string of a request (a JSON \\u0000 is one once decoded)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
-    return False
-
-
-def _refused(status: int, message: str) -> Response:
-    return JSONResponse(
-        {"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]},
-        status_code=status,
-    )

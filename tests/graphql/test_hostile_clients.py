@@ -21,7 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
-from app.graphql.http import MAX_DOCUMENT_CHARS
+from app.graphql.refusals import MAX_DOCUMENT_CHARS
 from app.services.access_watch import MAX_FAILED_READINGS, AccessWatch, Reading
 from tests.graphql.governance import Live, World, governed_world, live_api
 

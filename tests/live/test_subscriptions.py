@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from app.graphql.http import MAX_SUBSCRIPTIONS_PER_CONNECTION
+from app.graphql.websocket import MAX_SUBSCRIPTIONS_PER_CONNECTION
 from app.messaging.fanout import SUBSCRIBER_QUEUE_SIZE
 from tests.graphql.governance import (
     Subscription,
@@ -30,23 +30,11 @@ from tests.graphql.governance import (
     promote,
     set_policy,
 )
-from tests.live.conftest import (
-    DEPLOYMENT_EVENTS,
-    PROMOTION_STATUS,
-    PROMOTION_STATUSES,
-    Api,
-    Embedded,
-    LiveApp,
-    WsClient,
-    api_client,
-    connection_init,
-    data_of,
-    error_codes,
-    live_app_on,
-    new_greeter,
-    raw_connection,
-    small_receive_buffer_socket,
-)
+from tests.support.delayed_greeter import new_greeter
+from tests.support.documents import DEPLOYMENT_EVENTS, PROMOTION_STATUS, PROMOTION_STATUSES
+from tests.support.graphql_client import GraphQLClient, graphql_over_http
+from tests.support.graphql_ws import WsClient, connection_init, data_of, error_codes, raw_connection
+from tests.support.servers import Embedded, LiveApp, live_app_on, small_receive_buffer_socket
 from tests.support.waiting import eventually
 
 # ---- authentication --------------------------------------------------------------------------
@@ -104,7 +92,7 @@ async def test_subscribing_before_the_connection_is_acknowledged_is_refused(
 
 
 async def test_another_organizations_objects_are_not_found_and_never_yield_events(
-    embedded: Embedded, admin: Api, intruder: str
+    embedded: Embedded, admin: GraphQLClient, intruder: str
 ) -> None:
     greeter = await new_greeter(admin)
     production = greeter.environments["Production"]
@@ -148,7 +136,7 @@ async def test_another_organizations_objects_are_not_found_and_never_yield_event
 
 
 async def test_subscribers_see_every_status_from_the_current_one_to_the_final_one(
-    embedded: Embedded, admin: Api
+    embedded: Embedded, admin: GraphQLClient
 ) -> None:
     greeter = await new_greeter(admin)
     # The new instance takes 2 s to come up: the promotion stays RESTARTING meanwhile.
@@ -428,7 +416,7 @@ async def test_queries_over_the_websocket_see_fresh_data_and_hold_no_database_co
 
     async with (
         WsClient.connect(live_app.url, live_app.token) as client,
-        api_client(live_app.url, live_app.token) as api,
+        graphql_over_http(live_app.url, live_app.token) as api,
     ):
         assert await environments(client) == ["Development", "Production"]
         assert await connections_released(live_engine) == 0

@@ -1,0 +1,123 @@
+"""What a GraphQL request is refused for before it is parsed: a body that is too long, not
+JSON, not an object, or holds NUL characters."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive
+
+# The longest GraphQL document a request may carry; a longer one is refused before parsing.
+MAX_DOCUMENT_CHARS = 100_000
+
+
+def valid_subscribe_payload(payload: object) -> bool:
+    """A websocket ``subscribe`` payload holds what an HTTP request must: a query of bounded
+    length, optional variables and operation name of the right types, no NUL characters."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        return False
+    if len(payload["query"]) > MAX_DOCUMENT_CHARS:
+        return False
+    variables = payload.get("variables")
+    name = payload.get("operationName")
+    return (
+        (variables is None or isinstance(variables, dict))
+        and (name is None or isinstance(name, str))
+        and not holds_nul(payload)
+        and not _NUL_ESCAPE.search(payload["query"])
+    )
+
+
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request's body, or None as soon as it is longer than ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the body read already to the app, then passes on what the
+    server says next (the client going away)."""
+    sent = False
+
+    async def replayed() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+def refusal_of(request: Request, body: bytes) -> Response | None:
+    """Why a POST body cannot be a GraphQL request, as the response that says so; None when
+    it can be one. Strawberry reads as JSON every body whose content type mentions
+    application/json: each of those is checked here, and nothing else is read."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if "application/json" not in media_type:
+        return refused(415, "send the request as application/json")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return refused(400, "the request body is not UTF-8")
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return refused(400, "the request body is not JSON")
+    if not isinstance(document, dict):
+        return refused(400, "the request body must be a JSON object with a query")
+    query = document.get("query")
+    if not isinstance(query, str):
+        return refused(400, "the request's query must be a string")
+    if len(query) > MAX_DOCUMENT_CHARS:
+        return refused(413, f"the query is over {MAX_DOCUMENT_CHARS} characters")
+    if not isinstance(document.get("variables"), dict | None):
+        return refused(400, "the request's variables must be a JSON object")
+    if not isinstance(document.get("operationName"), str | None):
+        return refused(400, "the request's operationName must be a string")
+    if holds_nul(document) or _NUL_ESCAPE.search(query):
+        return refused(400, NUL_REFUSAL)
+    return None
+
+
+# No field of the API takes a NUL character, and PostgreSQL stores none: refused at the door
+# rather than answered with an unexpected error from deep down.
+NUL_REFUSAL = "the request may not contain NUL characters (U+0000)"
+
+
+# A NUL escaped in a GraphQL string literal of the document: \u0000 or \u{0}.
+_NUL_ESCAPE = re.compile(r"\\u(?:0000|\{0+\})", re.IGNORECASE)
+
+
+def holds_nul(value: object) -> bool:
+    """A NUL in any string of a request (a JSON \\u0000 is one once decoded)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(holds_nul(item) for item in value)
+    return False
+
+
+def refused(status: int, message: str) -> Response:
+    return JSONResponse(
+        {"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]},
+        status_code=status,
+    )
