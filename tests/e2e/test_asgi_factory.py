@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import secrets
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import httpx
 import pytest
 from cryptography.fernet import Fernet
 from websockets.asyncio.client import ClientConnection, connect
@@ -24,16 +22,6 @@ from websockets.typing import Subprotocol
 
 from app.messaging.bus import command_queue
 from app.services.dataplanes import LOCAL_ROUTING_KEY
-from tests.e2e.conftest import (
-    DEPLOY,
-    Api,
-    admin_token,
-    entries,
-    new_database,
-    new_greeter,
-    rabbitmqctl,
-    url_with_vhost,
-)
 from tests.processes import (
     PromenadeProcess,
     free_port,
@@ -42,6 +30,12 @@ from tests.processes import (
     start_worker,
 )
 from tests.support.docker import docker_host
+from tests.support.documents import DEPLOY
+from tests.support.graphql_client import graphql_over_http
+from tests.support.greeter import entries, new_greeter
+from tests.support.installations import admin_token
+from tests.support.postgres import new_database
+from tests.support.rabbitmq import rabbitmqctl, virtual_host
 from tests.support.waiting import eventually
 
 EVENTS = """
@@ -61,14 +55,8 @@ def own_database(postgres_server_url: str) -> Iterator[str]:
 @pytest.fixture
 def own_vhost(amqp_server_url: str) -> Iterator[str]:
     """A virtual host of this test's own: no other test's worker takes its commands."""
-    vhost = f"promenade-factory-{secrets.token_hex(4)}"
-    rabbitmqctl("add_vhost", vhost)
-    try:
-        user = urlsplit(amqp_server_url).username or "guest"
-        rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
-        yield url_with_vhost(amqp_server_url, vhost)
-    finally:
-        rabbitmqctl("delete_vhost", vhost)
+    with virtual_host(amqp_server_url, "promenade-factory") as url:
+        yield url
 
 
 async def test_uvicorn_on_the_factory_relays_commands_and_streams_events(
@@ -87,15 +75,9 @@ async def test_uvicorn_on_the_factory_relays_commands_and_streams_events(
     try:
         with running_server(uvicorn, tmp_path, env, port) as served:
             async with (
-                httpx.AsyncClient(
-                    base_url=served.url,
-                    headers={"Authorization": f"Bearer {token}"},
-                    timeout=60,
-                    trust_env=False,
-                ) as http,
+                graphql_over_http(served.url, token) as api,
                 subscribed(port, token) as events,
             ):
-                api = Api(http)
                 greeter = await new_greeter(api, "http://127.0.0.1:1")
                 development = greeter.environments["Development"]
                 await events.subscribe(EVENTS, {"environmentId": development})

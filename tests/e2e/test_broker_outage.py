@@ -24,18 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import (
-    RESTART,
-    Api,
-    Cluster,
-    Greeter,
-    greeting,
-    new_database,
-    new_greeter,
-    probe_amqp,
-    running_cluster,
-)
 from tests.processes import free_port
+from tests.support.documents import RESTART
+from tests.support.graphql_client import GraphQLClient
+from tests.support.greeter import Greeter, greeting, new_greeter
+from tests.support.installations import Cluster, running_cluster
+from tests.support.postgres import new_database
+from tests.support.rabbitmq import probe_amqp
 
 # The package's own scripts run as the calling user; /usr/sbin's wrappers switch to the
 # rabbitmq user, who could not write this test's directories.
@@ -183,7 +178,7 @@ def cluster(
 
 
 async def test_promotions_requested_while_the_broker_is_down_all_succeed(
-    api: Api, workers: Cluster, broker: PrivateBroker
+    api: GraphQLClient, workers: Cluster, broker: PrivateBroker
 ) -> None:
     workers.start_worker()
     greeters = [await new_greeter(api, workers.gateway_url) for _ in range(3)]
@@ -213,7 +208,7 @@ async def test_promotions_requested_while_the_broker_is_down_all_succeed(
 
 
 async def test_commands_waiting_in_a_killed_broker_survive_its_restart(
-    api: Api, workers: Cluster, broker: PrivateBroker
+    api: GraphQLClient, workers: Cluster, broker: PrivateBroker
 ) -> None:
     """Commands published while no worker runs wait in the durable queue; the node is killed
     and started again on its data directory; a worker then runs every one of them."""

@@ -13,23 +13,12 @@ import docker
 import httpx
 import pytest
 
-from tests.e2e.conftest import (
-    RESTART,
-    RESUME,
-    ROLLBACK,
-    SET_CONFIGURATION,
-    SUSPEND,
-    Api,
-    Cluster,
-    Greeter,
-    answer,
-    entries,
-    greeting,
-    new_greeter,
-    revisions,
-)
 from tests.processes import PromenadeProcess
 from tests.support.docker import greeter_image
+from tests.support.documents import RESTART, RESUME, ROLLBACK, SET_CONFIGURATION, SUSPEND
+from tests.support.graphql_client import GraphQLClient
+from tests.support.greeter import Greeter, answer, entries, greeting, new_greeter, revisions
+from tests.support.installations import Cluster
 
 TEST_VALUES = {"GREETING": "Hello from a container", "REPEAT": "2", "API_KEY": "test-key-71ab"}
 LIVE_VALUES = {"GREETING": "Hello from Live", "API_KEY": "live-key-93cd"}
@@ -44,7 +33,7 @@ def image(docker_engine: docker.DockerClient) -> str:
 
 @pytest.fixture
 async def greeter(
-    api: Api, cluster: Cluster, image: str
+    api: GraphQLClient, cluster: Cluster, image: str
 ) -> AsyncIterator[tuple[Greeter, PromenadeProcess]]:
     """The greeter image on a CONTAINER data plane of a new organization, with a worker for
     that data plane, ACTIVE in Test."""

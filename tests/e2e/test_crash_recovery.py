@@ -25,17 +25,11 @@ import docker
 import httpx
 import pytest
 
-from tests.e2e.conftest import (
-    Api,
-    Cluster,
-    Greeter,
-    answer,
-    greeting,
-    new_greeter,
-    revisions,
-)
 from tests.processes import instance_processes
 from tests.support.docker import greeter_image
+from tests.support.graphql_client import GraphQLClient
+from tests.support.greeter import Greeter, answer, greeting, new_greeter, revisions
+from tests.support.installations import Cluster
 
 PAUSE_POINTS = ["QUEUED", "APPLYING_CONFIGURATION", "STARTED", "ROUTED"]
 RUNTIMES = ["LOCAL_PROCESS", "CONTAINER"]
@@ -122,7 +116,7 @@ def crashes(
             timeout=60,
             trust_env=False,
         ) as http:
-            api = Api(http)
+            api = GraphQLClient(http)
             greeters = [
                 await new_greeter(
                     api,
@@ -162,7 +156,7 @@ async def test_a_worker_killed_after_a_step_leaves_work_the_next_one_finishes(
     crashes: dict[tuple[str, str], Crash],
     cluster: Cluster,
     docker_engine: docker.DockerClient,
-    api: Api,
+    api: GraphQLClient,
 ) -> None:
     crash = crashes[(runtime, step)]
     greeter = dataclasses.replace(crash.greeter, api=api)

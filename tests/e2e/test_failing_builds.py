@@ -17,17 +17,11 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import (
-    DEPLOY,
-    SET_CONFIGURATION,
-    Api,
-    Cluster,
-    Greeter,
-    entries,
-    greeting,
-    new_greeter,
-)
 from tests.processes import PromenadeProcess, instance_processes, start_worker
+from tests.support.documents import DEPLOY, SET_CONFIGURATION
+from tests.support.graphql_client import GraphQLClient
+from tests.support.greeter import Greeter, entries, greeting, new_greeter
+from tests.support.installations import Cluster
 
 DEV_VALUES = {"GREETING": "Hello from Development", "API_KEY": "dev-key"}
 PROD_VALUES = {"GREETING": "Hello from Production", "API_KEY": "prod-key"}
@@ -46,7 +40,7 @@ def worker(cluster: Cluster) -> Iterator[PromenadeProcess]:
 
 
 @pytest.fixture
-async def greeter(api: Api, cluster: Cluster, worker: PromenadeProcess) -> Greeter:
+async def greeter(api: GraphQLClient, cluster: Cluster, worker: PromenadeProcess) -> Greeter:
     """The greeter ACTIVE in Development and in Production, each with its own values."""
     greeter = await new_greeter(api, cluster.gateway_url)
     await greeter.deploy(DEV_VALUES)

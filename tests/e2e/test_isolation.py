@@ -13,9 +13,11 @@ from typing import Any
 
 import docker
 
-from tests.e2e.conftest import Api, Cluster, answer, greeting, new_greeter
 from tests.processes import INSTANCE_PYTHON, run_promenade
 from tests.support.docker import greeter_image, probe_image
+from tests.support.graphql_client import GraphQLClient
+from tests.support.greeter import answer, greeting, new_greeter
+from tests.support.installations import Cluster
 from tests.support.waiting import eventually
 
 PROBE = Path(__file__).resolve().parents[1] / "support" / "probe" / "app.py"
@@ -39,7 +41,7 @@ def assert_found_nothing(findings: dict[str, Any], cluster: Cluster, victim_secr
 
 
 async def test_a_hostile_process_finds_nothing_of_the_worker_or_of_others(
-    api: Api, cluster: Cluster
+    api: GraphQLClient, cluster: Cluster
 ) -> None:
     worker = cluster.start_worker()
     try:
@@ -60,7 +62,7 @@ async def test_a_hostile_process_finds_nothing_of_the_worker_or_of_others(
 
 
 async def test_a_hostile_container_finds_nothing_and_reaches_nothing(
-    api: Api, cluster: Cluster, docker_engine: docker.DockerClient
+    api: GraphQLClient, cluster: Cluster, docker_engine: docker.DockerClient
 ) -> None:
     victim = await new_greeter(api, cluster.gateway_url, image=greeter_image(docker_engine))
     probe = await new_greeter(
@@ -82,7 +84,7 @@ async def test_a_hostile_container_finds_nothing_and_reaches_nothing(
 
 
 async def test_data_planes_of_the_same_name_are_each_served_by_their_own_workers(
-    api: Api, cluster: Cluster
+    api: GraphQLClient, cluster: Cluster
 ) -> None:
     worker = cluster.start_worker()
     try:

@@ -8,15 +8,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import (
+from tests.processes import PromenadeProcess, instance_processes
+from tests.support.documents import (
     PROMOTION_PLAN,
     RESTART,
     RESUME,
     ROLLBACK,
     SET_CONFIGURATION,
     SUSPEND,
-    Api,
-    Cluster,
+)
+from tests.support.graphql_client import GraphQLClient
+from tests.support.greeter import (
     Greeter,
     answer,
     entries,
@@ -25,7 +27,7 @@ from tests.e2e.conftest import (
     new_greeter,
     revisions,
 )
-from tests.processes import PromenadeProcess, instance_processes
+from tests.support.installations import Cluster
 
 DEV_VALUES = {"GREETING": "Hello from Development", "REPEAT": "3", "API_KEY": "dev-key-5bd1"}
 STAGING_VALUES = {"GREETING": "Hello from Staging", "API_KEY": "stg-key-81c0"}
@@ -39,7 +41,7 @@ def worker(cluster: Cluster) -> Iterator[PromenadeProcess]:
 
 
 @pytest.fixture
-async def greeter(api: Api, cluster: Cluster, worker: PromenadeProcess) -> Greeter:
+async def greeter(api: GraphQLClient, cluster: Cluster, worker: PromenadeProcess) -> Greeter:
     """The greeter on Development -> Staging -> Production, ACTIVE in Development."""
     greeter = await new_greeter(api, cluster.gateway_url, staging=True)
     await greeter.deploy(DEV_VALUES)

@@ -10,8 +10,10 @@ from datetime import datetime
 
 import pytest
 
-from tests.e2e.conftest import Api, Cluster, greeting, new_greeter, revisions
 from tests.processes import PromenadeProcess, instance_processes
+from tests.support.graphql_client import GraphQLClient
+from tests.support.greeter import greeting, new_greeter, revisions
+from tests.support.installations import Cluster
 
 RACERS = 20
 
@@ -24,7 +26,7 @@ def two_workers(cluster: Cluster) -> Iterator[list[PromenadeProcess]]:
 
 
 async def test_twenty_promotions_of_one_deployment_run_one_at_a_time(
-    api: Api, cluster: Cluster, two_workers: list[PromenadeProcess]
+    api: GraphQLClient, cluster: Cluster, two_workers: list[PromenadeProcess]
 ) -> None:
     greeter = await new_greeter(api, cluster.gateway_url)
     await greeter.deploy({"GREETING": "Hello from Development", "API_KEY": "dev-key"})

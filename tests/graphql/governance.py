@@ -43,7 +43,6 @@ from app.models import (
 from app.processes.api import api_server
 from app.services.dataplanes import INSTALLATION_LOCAL
 from app.settings import Settings
-from tests.conftest import GraphQLClient, make_user
 from tests.graphql.queries import (
     ADD_MEMBER,
     Org,
@@ -56,6 +55,8 @@ from tests.graphql.queries import (
     ok,
 )
 from tests.processes import free_port
+from tests.support.graphql_client import GraphQLClient
+from tests.support.organizations import make_user
 from tests.support.waiting import eventually
 from workers.planes import always
 from workers.runtimes.base import Instance, InstanceSpec, StartFailed

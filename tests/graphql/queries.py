@@ -14,7 +14,8 @@ from sqlmodel import col, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import Deployment, DeploymentStatus, Role, User
-from tests.conftest import GraphQLClient, make_user
+from tests.support.graphql_client import GraphQLClient
+from tests.support.organizations import make_user
 
 ERROR_FIELDS = """
     __typename

@@ -19,7 +19,8 @@ from app.graphql.pagination import MAX_PAGE_SIZE
 from app.graphql.schema import MAX_ALIASES, MAX_QUERY_DEPTH, MAX_TOKENS
 from app.services import organizations, tokens
 from app.services.projects import create_project
-from tests.conftest import GraphQLClient, make_organization, make_user
+from tests.support.graphql_client import GraphQLClient
+from tests.support.organizations import make_organization, make_user
 
 
 async def count(engine: AsyncEngine, table: str) -> int:

@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import ChangeStatus
-from tests.conftest import GraphQLClient
 from tests.graphql.governance import (
     APPROVE,
     CANCEL,
@@ -24,6 +23,7 @@ from tests.graphql.governance import (
     review,
     set_policy,
 )
+from tests.support.graphql_client import GraphQLClient
 
 
 @pytest.mark.parametrize("other", ["reject", "cancel"])

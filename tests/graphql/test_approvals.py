@@ -22,7 +22,6 @@ from app.db import create_session_factory
 from app.models import ChangeKind, ChangeStatus, OutboxMessage, Promotion, PromotionStatus
 from app.models.base import utcnow
 from app.sweeps import ExpirySweep
-from tests.conftest import GraphQLClient, make_user
 from tests.graphql.governance import (
     APPROVE,
     CANCEL,
@@ -50,6 +49,8 @@ from tests.graphql.governance import (
     state,
 )
 from tests.graphql.queries import call, create_build
+from tests.support.graphql_client import GraphQLClient
+from tests.support.organizations import make_user
 from tests.support.waiting import eventually
 
 

@@ -33,7 +33,6 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.sweeps import ExpirySweep
-from tests.conftest import GraphQLClient
 from tests.graphql.governance import (
     APPROVE,
     AUDIT_LOG,
@@ -58,6 +57,7 @@ from tests.graphql.governance import (
     status_becomes,
 )
 from tests.graphql.queries import call, create_environment
+from tests.support.graphql_client import GraphQLClient
 
 DEPLOYMENT_IDS = """
 query($id: ID!) { integration(id: $id) { deployments { id environment { name } } } }

@@ -18,7 +18,8 @@ from app.models import Environment, Membership, Organization, Role, User
 from app.services.configuration import ConfigKey, ConfigType
 from app.services.environments import create_environment
 from app.services.projects import create_integration, create_project
-from tests.conftest import GraphQLClient, make_organization, make_user
+from tests.support.graphql_client import GraphQLClient
+from tests.support.organizations import make_organization, make_user
 
 SCHEMA = [
     ConfigKey("WORKERS", ConfigType.INT),

@@ -11,7 +11,6 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import DataPlane, OutboxMessage
-from tests.conftest import GraphQLClient
 from tests.graphql.queries import (
     CREATE_BUILD,
     CREATE_DATA_PLANE,
@@ -26,6 +25,7 @@ from tests.graphql.queries import (
     refused,
     snapshot,
 )
+from tests.support.graphql_client import GraphQLClient
 
 DEPLOY = mutation(
     "$input: DeployInput!",

@@ -22,7 +22,8 @@ from app.models import (
 from app.services.configuration import ConfigEntry, ConfigKey, set_configuration
 from app.services.members import add_member
 from app.services.projects import create_build, create_integration, create_project
-from tests.conftest import GraphQLClient, make_organization, make_user
+from tests.support.graphql_client import GraphQLClient
+from tests.support.organizations import make_organization, make_user
 from tests.support.promotions import promotion_of_new_integration
 from tests.support.statements import statements
 

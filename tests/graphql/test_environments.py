@@ -7,7 +7,6 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import DeploymentStatus
-from tests.conftest import GraphQLClient, make_user
 from tests.graphql.queries import (
     CREATE_DATA_PLANE,
     CREATE_ENVIRONMENT,
@@ -30,6 +29,8 @@ from tests.graphql.queries import (
     set_deployment_status,
     snapshot,
 )
+from tests.support.graphql_client import GraphQLClient
+from tests.support.organizations import make_user
 
 VIEWER_ORGANIZATIONS = """
 { viewer { memberships { role organization { slug name } } } }

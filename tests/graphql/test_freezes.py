@@ -12,7 +12,6 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import DeploymentChange, User
-from tests.conftest import GraphQLClient
 from tests.graphql.governance import (
     DEPLOY,
     FREEZE,
@@ -32,6 +31,7 @@ from tests.graphql.governance import (
     set_policy,
 )
 from tests.graphql.queries import call
+from tests.support.graphql_client import GraphQLClient
 
 
 async def freeze(

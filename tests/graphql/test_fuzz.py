@@ -21,8 +21,8 @@ from hypothesis_graphql import strategies as graphql
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import Role, User
-from tests.conftest import GraphQLClient
 from tests.graphql.governance import World, governed_world
+from tests.support.graphql_client import GraphQLClient
 
 SCHEMA = (Path(__file__).parents[2] / "schema.graphql").read_text()
 EXAMPLES = int(os.environ.get("PROMENADE_FUZZ_EXAMPLES", "40"))

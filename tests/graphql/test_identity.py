@@ -22,7 +22,8 @@ from app.models import Deployment, Membership, Organization, Role, User
 from app.services.projects import create_build, create_integration, create_project
 from app.services.tokens import create_api_token, revoke_api_token
 from app.settings import Settings
-from tests.conftest import GraphQLClient, make_organization, make_user
+from tests.support.graphql_client import GraphQLClient
+from tests.support.organizations import make_organization, make_user
 
 PROMENADE = Path(sys.executable).with_name("promenade")
 

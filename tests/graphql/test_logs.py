@@ -22,8 +22,8 @@ from app.models import ChangeKind, ChangeStatus, Deployment, DeploymentChange
 from app.services.dataplanes import LOCAL_ROUTING_KEY
 from app.services.masking import with_output
 from app.settings import Settings
-from tests.conftest import GraphQLClient
 from tests.graphql.governance import SECRET_KEY, FakeRuntime, World, governed_world
+from tests.support.graphql_client import GraphQLClient
 from workers.logs import LogReader
 
 SECRET = "hunter2-the-secret-value"

@@ -7,7 +7,6 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import DeploymentStatus
-from tests.conftest import GraphQLClient
 from tests.graphql.queries import (
     CREATE_PIPELINE,
     DELETE_PIPELINE,
@@ -29,6 +28,7 @@ from tests.graphql.queries import (
     set_deployment_status,
     snapshot,
 )
+from tests.support.graphql_client import GraphQLClient
 
 GREETING_SCHEMA = [{"key": "GREETING", "type": "STRING", "required": True}]
 

@@ -9,7 +9,6 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import Build, Deployment, Role, User
-from tests.conftest import GraphQLClient
 from tests.graphql.queries import (
     CREATE_BUILD,
     CREATE_INTEGRATION,
@@ -29,6 +28,7 @@ from tests.graphql.queries import (
     refused,
     snapshot,
 )
+from tests.support.graphql_client import GraphQLClient
 
 BUILDS = """
 query($id: ID!, $first: Int, $after: String) {

@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tests.conftest import GraphQLClient
 from tests.graphql.governance import SECRET_KEY, SET_CONFIGURATION, expect, governed_world
+from tests.support.graphql_client import GraphQLClient
 
 PLAN_CHANGES = """
 query($input: PromoteInput!) {

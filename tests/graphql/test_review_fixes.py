@@ -12,7 +12,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import Deployment, DeploymentStatus, Promotion
 from app.models.base import utcnow
-from tests.conftest import GraphQLClient
 from tests.graphql.governance import (
     APPROVE,
     RESTART,
@@ -23,6 +22,7 @@ from tests.graphql.governance import (
     review,
     set_policy,
 )
+from tests.support.graphql_client import GraphQLClient
 
 
 async def test_a_request_past_its_expiry_cannot_be_approved_before_the_sweep(

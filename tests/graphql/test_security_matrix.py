@@ -34,7 +34,6 @@ from graphql import (
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import Role, User
-from tests.conftest import GraphQLClient
 from tests.graphql.governance import (
     CONFIG_SCHEMA,
     World,
@@ -45,6 +44,7 @@ from tests.graphql.governance import (
     set_policy,
 )
 from tests.graphql.queries import Org, create_build, create_integration, create_project, snapshot
+from tests.support.graphql_client import GraphQLClient
 
 SCHEMA: GraphQLSchema = build_schema((Path(__file__).parents[2] / "schema.graphql").read_text())
 ROLES = [Role.ADMIN, Role.DEVELOPER, Role.APPROVER, Role.VIEWER]

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tests.conftest import GraphQLClient, make_organization, make_user
+from tests.support.graphql_client import GraphQLClient
+from tests.support.organizations import make_organization, make_user
 
 
 async def test_new_organization_has_development_and_production(

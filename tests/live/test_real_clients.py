@@ -19,15 +19,11 @@ from gql.transport.exceptions import TransportConnectionFailed
 from gql.transport.websockets import WebsocketsTransport
 from websockets.exceptions import ConnectionClosed
 
-from tests.live.conftest import (
-    PROMOTION_STATUS,
-    PROMOTION_STATUSES,
-    Api,
-    Embedded,
-    Greeter,
-    new_greeter,
-    ws_url,
-)
+from tests.support.delayed_greeter import Greeter, new_greeter
+from tests.support.documents import PROMOTION_STATUS, PROMOTION_STATUSES
+from tests.support.graphql_client import GraphQLClient
+from tests.support.graphql_ws import ws_url
+from tests.support.servers import Embedded
 
 JS = Path(__file__).parent / "js"
 NODE_HELP = (
@@ -96,7 +92,7 @@ def assert_followed_to_success(greeter_statuses: list[dict[str, Any]], promotion
     assert {status["promotionId"] for status in greeter_statuses} == {promotion_id}
 
 
-async def slow_promotion(admin: Api) -> tuple[Greeter, str]:
+async def slow_promotion(admin: GraphQLClient) -> tuple[Greeter, str]:
     """A promotion whose new instance takes two seconds to start: the client, started once
     the promotion is requested, subscribes while it runs."""
     greeter = await new_greeter(admin)
@@ -104,7 +100,7 @@ async def slow_promotion(admin: Api) -> tuple[Greeter, str]:
 
 
 async def test_graphql_ws_follows_a_promotion_to_succeeded(
-    embedded: Embedded, admin: Api, follow_promotion: list[str]
+    embedded: Embedded, admin: GraphQLClient, follow_promotion: list[str]
 ) -> None:
     greeter, promotion_id = await slow_promotion(admin)
     code, stdout, stderr = await run_node(
@@ -116,7 +112,7 @@ async def test_graphql_ws_follows_a_promotion_to_succeeded(
 
 
 async def test_graphql_ws_is_refused_without_a_valid_token(
-    embedded: Embedded, admin: Api, follow_promotion: list[str]
+    embedded: Embedded, admin: GraphQLClient, follow_promotion: list[str]
 ) -> None:
     code, stdout, stderr = await run_node(follow_promotion, embedded.url, "not-a-token", "pro_x")
     assert code == 2, (stdout, stderr)
@@ -138,7 +134,7 @@ GQL_SUBPROTOCOLS = pytest.mark.parametrize(
 
 @GQL_SUBPROTOCOLS
 async def test_gql_follows_a_promotion_to_succeeded(
-    embedded: Embedded, admin: Api, subprotocols: list[str] | None
+    embedded: Embedded, admin: GraphQLClient, subprotocols: list[str] | None
 ) -> None:
     """A script: it reads the target deployment, follows the promotion, and reads the
     deployment again, all over its one websocket."""

@@ -4,30 +4,19 @@ through the other does, as the worker does it."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import _postgres_url
-from tests.live.conftest import (
-    DEPLOYMENT_EVENTS,
-    PROMOTION_STATUS,
-    PROMOTION_STATUSES,
-    WsClient,
-    api_client,
-    data_of,
-    new_greeter,
-)
-from tests.live.processes import (
-    RABBITMQ_HELP,
-    Scaled,
-    empty_database,
-    rabbitmq_vhost,
-    scaled_installation,
-)
+from tests.support.delayed_greeter import new_greeter
+from tests.support.documents import DEPLOYMENT_EVENTS, PROMOTION_STATUS, PROMOTION_STATUSES
+from tests.support.graphql_client import graphql_over_http
+from tests.support.graphql_ws import WsClient, data_of
+from tests.support.installations import Scaled, scaled_installation
+from tests.support.postgres import new_database, postgres_server
+from tests.support.rabbitmq import amqp_server_url, virtual_host
 
 # The subscription of a promotion reads the database again at least this often without an
 # event; statuses that arrive much sooner after they happened came through the bus.
@@ -36,14 +25,12 @@ WITHOUT_EVENTS_S = 5.0
 
 @pytest.fixture(scope="module")
 def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaled]:
-    amqp_server_url = os.environ.get("PROMENADE_TEST_AMQP_URL")
-    if not amqp_server_url:
-        pytest.fail(f"PROMENADE_TEST_AMQP_URL is not set. {RABBITMQ_HELP}", pytrace=False)
+    broker_url = amqp_server_url()
     data_dir: Path = tmp_path_factory.mktemp("replicas")
-    for server_url in _postgres_url():
+    for server_url in postgres_server():
         with (
-            empty_database(server_url) as database_url,
-            rabbitmq_vhost(amqp_server_url) as amqp_url,
+            new_database(server_url, migrated=False) as database_url,
+            virtual_host(broker_url, "promenade-live") as amqp_url,
             scaled_installation(data_dir, database_url, amqp_url, replicas=2) as installation,
         ):
             yield installation
@@ -53,7 +40,7 @@ async def test_a_subscriber_on_one_replica_follows_a_promotion_made_through_anot
     scaled: Scaled,
 ) -> None:
     replica_a, replica_b = (api.url for api in scaled.apis)
-    async with api_client(replica_b, scaled.token) as through_b:
+    async with graphql_over_http(replica_b, scaled.token) as through_b:
         greeter = await new_greeter(through_b, "replicas")
         production = greeter.environments["Production"]
         filters = {"environmentId": production, "integrationId": greeter.integration_id}

@@ -1,0 +1,36 @@
+"""What a test needs beyond Python, as markers derived from its fixtures and its folder (not
+written by hand): `make test-fast` runs the tests that need none of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parents[1]
+NEEDS = {
+    "postgres": "needs PostgreSQL (the PostgreSQL run of a database test)",
+    "rabbitmq": "needs RabbitMQ",
+    "docker": "needs a Docker Engine",
+    "processes": "runs the promenade command, its servers and workers as processes, or Node.js "
+    "clients",
+}
+# Fixtures that bring a service, and the marker each one means.
+SERVICE_FIXTURES = {"postgres_url": "postgres", "amqp_url": "rabbitmq", "docker_engine": "docker"}
+SERVICE_PARAMS = {"postgres": "postgres", "rabbit": "rabbitmq"}
+# Folders and modules whose tests run the `promenade` command itself, its servers and workers.
+PROCESS_PATHS = {"e2e", "live", "test_cli.py", "test_walkthrough.py"}
+
+
+def needs(item: pytest.Item) -> set[str]:
+    """The markers of what the test needs."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    found = {marker for name, marker in SERVICE_FIXTURES.items() if name in fixtures}
+    # Fixtures that run each test twice (SQLite and PostgreSQL, in-process bus and RabbitMQ)
+    # fetch the service only in the run that needs it.
+    callspec = getattr(item, "callspec", None)
+    params = list(callspec.params.values()) if callspec is not None else []
+    found.update(marker for param, marker in SERVICE_PARAMS.items() if param in params)
+    if PROCESS_PATHS & set(item.path.relative_to(TESTS).parts):
+        found.add("processes")
+    return found
