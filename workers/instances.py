@@ -1,8 +1,9 @@
-"""What a change runs, where the gateway serves it: read from the database in one place for the
-step machine and the supervisor."""
+"""What a change runs, where the gateway serves it, and starting it: in one place for the step
+machine and the supervisor, so that neither can let a secret value into a status or an error."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -19,7 +20,7 @@ from app.models import (
 )
 from app.services.configuration import ConfigType, effective_values, schema_of
 from app.services.masking import mask_secrets
-from workers.runtimes.base import InstanceSpec
+from workers.runtimes.base import Instance, InstanceSpec, Runtime, StartFailed
 
 
 @dataclass(frozen=True)
@@ -95,4 +96,21 @@ async def instance_target(
         values=values,
         file_keys=frozenset(k for k, v in schema.items() if v.type is ConfigType.FILE),
         secret_keys=frozenset(k for k, v in schema.items() if v.secret),
+    )
+
+
+async def start_instance(
+    runtime: Runtime, target: InstanceTarget, *, health_timeout_s: float
+) -> Instance:
+    """The target's instance, started and healthy (a running one is returned as it is). What it
+    says of the instance (why it did not start, how an earlier one ended) is masked: an
+    instance's output may show its configuration, and it goes into lastError and events."""
+    try:
+        instance = await runtime.start(target.spec(health_timeout_s=health_timeout_s))
+    except StartFailed as failure:
+        raise StartFailed(target.without_secrets(str(failure))) from None
+    if instance.restarted_after is None:
+        return instance
+    return dataclasses.replace(
+        instance, restarted_after=target.without_secrets(instance.restarted_after)
     )

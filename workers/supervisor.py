@@ -40,7 +40,7 @@ from app.services.dataplanes import LocalAdmission, served_by
 from app.services.events import announce_deployment
 from app.services.lifecycle import move_deployment
 from workers.announcements import announce_unfinished_changes
-from workers.instances import instance_target
+from workers.instances import instance_target, start_instance
 from workers.leases import release_lease, take_lease
 from workers.runtimes.base import Runtime, StartFailed
 
@@ -139,13 +139,9 @@ class Supervisor:
                 return
             target = await instance_target(session, self.box, change)
         try:
-            try:
-                instance = await self.runtime.start(
-                    target.spec(health_timeout_s=self.health_timeout_s)
-                )
-            except StartFailed as failure:
-                # Its output may show its configuration: no secret goes into lastError.
-                raise StartFailed(target.without_secrets(str(failure))) from None
+            instance = await start_instance(
+                self.runtime, target, health_timeout_s=self.health_timeout_s
+            )
             await self.runtime.route(deployment_id, target.route, instance)
             await self.runtime.retire_others(deployment_id, keep_change_id=change.id)
         except StartFailed as failure:
@@ -158,7 +154,7 @@ class Supervisor:
                     await announce_deployment(session, deployment, detail=deployment.last_error)
             return
         if instance.restarted_after is not None:
-            reason = target.without_secrets(instance.restarted_after)
+            reason = instance.restarted_after
             log.warning("deployment %s: its instance %s; restarted", deployment_id, reason)
             async with session_scope(self.sessions) as session:
                 deployment = await session.get(Deployment, deployment_id)

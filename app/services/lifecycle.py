@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sqlmodel import col, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import (
@@ -48,9 +49,9 @@ PROMOTION_FLOW: Mapping[PromotionStatus, frozenset[PromotionStatus]] = {
     P.EXPIRED: frozenset(),
 }
 
-# A change is queued, taken by one worker (QUEUED -> APPLYING_CONFIGURATION, a conditional
-# update in the step machine, since a cancel may win the race), restarts the integration and
-# ends. A step that a worker died in runs again in the same status.
+# A change is queued, taken by one worker (QUEUED -> APPLYING_CONFIGURATION, ``claim_change``:
+# a conditional update, since a cancel may win the race), restarts the integration and ends.
+# A step that a worker died in runs again in the same status.
 CHANGE_FLOW: Mapping[ChangeStatus, frozenset[ChangeStatus]] = {
     C.QUEUED: frozenset({C.APPLYING_CONFIGURATION, C.FAILED, C.CANCELLED}),
     C.APPLYING_CONFIGURATION: frozenset({C.RESTARTING, C.FAILED}),
@@ -155,3 +156,45 @@ def move_change(
         change.error = error
         change.finished_at = utcnow()
     session.add(change)
+
+
+async def claim_change(
+    session: AsyncSession,
+    change: DeploymentChange,
+    status: ChangeStatus,
+    *,
+    error: str | None = None,
+) -> bool:
+    """``move_change`` for a change that another transaction may move at the same time (a
+    worker taking a queued change, a cancel): one conditional UPDATE, atomic on both
+    databases, that writes only while the row holds a status CHANGE_FLOW lets ``status``
+    follow. False when another move came first and left it in none of them; the change is
+    read again either way."""
+    if not change_may_move(change.status, status):
+        raise IllegalTransition("change", change.status.value, status.value)
+    before = [current for current, following in CHANGE_FLOW.items() if status in following]
+    values: dict[str, Any] = {"status": status}
+    if status.is_final:
+        values.update(error=error, finished_at=utcnow())
+    taken = await session.exec(
+        update(DeploymentChange)
+        .where(col(DeploymentChange.id) == change.id, col(DeploymentChange.status).in_(before))
+        .values(**values)
+    )
+    await session.refresh(change)
+    return bool(taken.rowcount)
+
+
+async def follow_change(
+    session: AsyncSession, change: DeploymentChange, *, detail: str | None
+) -> Promotion | None:
+    """The promotion the change carries out, if any, takes the status that goes with the
+    change's (PROMOTION_STATUS_OF_CHANGE), with its event; returns it."""
+    if change.promotion_id is None:
+        return None
+    promotion = await session.get(Promotion, change.promotion_id)
+    assert promotion is not None, change.promotion_id
+    await move_promotion(
+        session, promotion, PROMOTION_STATUS_OF_CHANGE[change.status], detail=detail
+    )
+    return promotion

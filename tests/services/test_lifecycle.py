@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import SecretBox
@@ -29,6 +29,8 @@ from app.services.lifecycle import (
     PROMOTION_FLOW,
     PROMOTION_STATUS_OF_CHANGE,
     IllegalTransition,
+    claim_change,
+    follow_change,
     move_change,
     move_promotion,
 )
@@ -154,3 +156,64 @@ async def test_a_change_ends_once_with_when_and_why(session: AsyncSession, box: 
     with pytest.raises(IllegalTransition):
         move_change(session, change, ChangeStatus.SUCCEEDED)
     assert change.status is ChangeStatus.FAILED
+
+
+async def _queued_change(session: AsyncSession, promotion: Promotion) -> DeploymentChange:
+    change = DeploymentChange(
+        organization_id=promotion.organization_id,
+        deployment_id=promotion.deployment_id,
+        promotion_id=promotion.id,
+        kind=ChangeKind.PROMOTION,
+    )
+    session.add(change)
+    await session.commit()
+    return change
+
+
+async def test_a_claim_wins_once_and_loses_to_a_move_that_came_first(
+    session: AsyncSession, box: SecretBox
+) -> None:
+    promotion = await _queued_promotion(session, box)
+    change = await _queued_change(session, promotion)
+    assert await claim_change(session, change, ChangeStatus.APPLYING_CONFIGURATION)
+    assert change.status is ChangeStatus.APPLYING_CONFIGURATION
+    await session.commit()
+
+    # Another claimant read it while queued; a cancel moved it first (behind its back).
+    raced = await _queued_change(session, promotion)
+    await session.exec(
+        update(DeploymentChange)
+        .where(col(DeploymentChange.id) == raced.id)
+        .values(status=ChangeStatus.CANCELLED)
+        .execution_options(synchronize_session=False)
+    )
+    assert raced.status.value == "QUEUED"  # what the claimant had read
+    assert not await claim_change(session, raced, ChangeStatus.APPLYING_CONFIGURATION)
+    assert raced.status is ChangeStatus.CANCELLED
+
+
+@pytest.fixture
+async def queued_change(session: AsyncSession, box: SecretBox) -> DeploymentChange:
+    return await _queued_change(session, await _queued_promotion(session, box))
+
+
+async def test_a_claim_the_table_forbids_raises_and_writes_nothing(
+    session: AsyncSession, queued_change: DeploymentChange
+) -> None:
+    change = queued_change
+    with pytest.raises(IllegalTransition, match="is QUEUED: it cannot become SUCCEEDED"):
+        await claim_change(session, change, ChangeStatus.SUCCEEDED)
+    await session.refresh(change)
+    assert change.status is ChangeStatus.QUEUED
+
+
+async def test_a_promotion_follows_the_status_of_its_change(
+    session: AsyncSession, queued_change: DeploymentChange
+) -> None:
+    change = queued_change
+    move_change(session, change, ChangeStatus.APPLYING_CONFIGURATION)
+    followed = await follow_change(session, change, detail="applying")
+    assert followed is not None and followed.id == change.promotion_id
+    assert followed.status is PromotionStatus.APPLYING_CONFIGURATION
+    change.promotion_id = None
+    assert await follow_change(session, change, detail=None) is None

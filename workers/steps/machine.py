@@ -1,0 +1,216 @@
+"""The driver of the step machine: a command names a change; the handler that holds the
+deployment's lease runs the deployment's pending changes in order, each through the steps of
+its status (``queued``, ``applying``, ``restarting``, ``ending``), one commit a step."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.crypto import SecretBox
+from app.db import SessionFactory, session_scope
+from app.messaging.bus import DELIVERY_LIMIT, Message
+from app.models import ChangeStatus, Deployment, DeploymentChange, Environment
+from app.models.base import utcnow
+from app.models.promotions import FINAL_CHANGE_STATUSES
+from app.services.dataplanes import LocalAdmission
+from workers.instances import instance_target
+from workers.leases import holding_lease, take_lease
+from workers.runtimes.base import Runtime, StartFailed
+from workers.steps.applying import apply
+from workers.steps.ending import fail, succeed
+from workers.steps.queued import take
+from workers.steps.restarting import restart
+from workers.steps.rows import load_change
+
+log = logging.getLogger(__name__)
+
+# After a held lease's expiry, a moment more before looking again.
+LOOK_AGAIN_MARGIN_S = 0.5
+
+
+@dataclass
+class StepMachine:
+    sessions: SessionFactory
+    box: SecretBox
+    runtime: Runtime
+    owner: str  # this worker's name, for leases
+    # Crash testing: after this step the worker waits forever (see Settings.pause_after_step).
+    pause_after_step: str | None = None
+    # How long a new instance has to answer its health check (Settings.health_timeout_s).
+    health_timeout_s: float = 30.0
+    # On the installation's local data plane: which organizations it runs (None: any).
+    admission: LocalAdmission | None = None
+    _waiting: set[asyncio.Task[None]] = field(default_factory=set)
+    # Called after each commit: it wakes this process's outbox relay, so that the events and
+    # commands a step recorded leave now rather than at the relay's next poll.
+    after_commit: Callable[[], None] = lambda: None
+
+    # ---- entry points -------------------------------------------------------------------
+
+    async def handle_command(self, message: Message) -> None:
+        """Run the deployment's pending changes in order while holding its lease.
+
+        The message names one change, but whoever holds the lease runs every pending change of
+        the deployment, and looks once more after releasing it: a change that arrived while
+        another handler held the lease is never left behind. So a handler that finds the lease
+        taken need not wait for it, unless its change is the next one due (its holder may have
+        died running it: then the lease expires and this handler takes over). Waiting only then
+        keeps one deployment's backlog from occupying every consumer slot."""
+        deployment_id = str(message.body["deployment_id"])
+        own_change = str(message.body["change_id"])
+        # One lease owner per handler call, not per worker: the consumers of one worker run
+        # side by side, and a lease they all owned would let them in together.
+        owner = f"{self.owner}/{uuid.uuid4().hex[:8]}"
+        while True:
+            if not await take_lease(self.sessions, deployment_id, owner):
+                if await self._next_change(deployment_id) == own_change:
+                    # Due, and someone holds the lease: it is running this change, or died
+                    # doing so. Look again once that lease would have expired, without
+                    # keeping this consumer slot meanwhile.
+                    await self._look_again_later(message)
+                return  # otherwise the holder, or the due change's own command, gets to it
+            async with holding_lease(self.sessions, deployment_id, owner):
+                while (change_id := await self._next_change(deployment_id)) is not None:
+                    try:
+                        await self.run(change_id)
+                    except Exception:
+                        if change_id == own_change:
+                            raise  # retried through this command's deliveries
+                        # Another change's failure counts against that change's command,
+                        # which retries it; this one runs in its turn.
+                        log.warning(
+                            "change %s waits behind %s, which failed", own_change, change_id
+                        )
+                        return
+            if await self._next_change(deployment_id) is None:
+                return
+
+    async def _look_again_later(self, message: Message) -> None:
+        async with self.sessions() as session:
+            deployment = await session.get(Deployment, str(message.body["deployment_id"]))
+        expires = deployment.lease_expires_at if deployment else None
+        delay = (expires - utcnow()).total_seconds() if expires else 0.0
+        task = asyncio.create_task(self._later(message, max(delay, 0.0) + LOOK_AGAIN_MARGIN_S))
+        self._waiting.add(task)
+        task.add_done_callback(self._waiting.discard)
+
+    async def _later(self, message: Message, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        try:
+            await self.handle_command(message)
+        except Exception:
+            # Its command was acknowledged: the supervisor announces it again if it strands.
+            log.exception("change %s failed when looked at again", message.body.get("change_id"))
+
+    async def close(self) -> None:
+        """Stop the pending looks (a stopping worker leaves them to the next worker's start)."""
+        for task in list(self._waiting):
+            task.cancel()
+        await asyncio.gather(*self._waiting, return_exceptions=True)
+
+    async def handle_dead_letter(self, message: Message) -> None:
+        """A command that exhausted its deliveries: its change, and promotion, failed; the
+        deployment's next changes run."""
+        change_id = str(message.body["change_id"])
+        async with self._transaction() as session:
+            change = await session.get(DeploymentChange, change_id)
+            if change is None or change.status.is_final:
+                return
+            reason = (
+                f"gave up after {DELIVERY_LIMIT} deliveries: "
+                f"{change.error or 'the worker failed each time'}"
+            )
+            await fail(session, change, reason)
+        # The changes queued behind it waited for this one: their turn now.
+        await self.handle_command(message)
+
+    async def run(self, change_id: str) -> None:
+        try:
+            await self._run(change_id)
+        except Exception as exc:
+            # Recorded so that a dead-lettered command can say why; the message is retried.
+            log.exception("change %s failed unexpectedly; it will be retried", change_id)
+            async with self._transaction() as session:
+                change = await session.get(DeploymentChange, change_id)
+                if change is not None and not change.status.is_final:
+                    change.error = f"{type(exc).__name__}: {exc}"[:2000]
+                    session.add(change)
+            raise
+
+    # ---- the steps, from the status the change is in -----------------------------------------
+
+    async def _run(self, change_id: str) -> None:
+        async with self._transaction() as session:
+            change = await load_change(session, change_id)
+            if change.status is ChangeStatus.QUEUED and not await take(
+                session, change, admission=self.admission
+            ):
+                return
+        await self._pause_after("QUEUED")
+        if change.status is ChangeStatus.APPLYING_CONFIGURATION:
+            async with self._transaction() as session:
+                change = await load_change(session, change_id)
+                await apply(session, self.box, change)
+            if change.status is not ChangeStatus.RESTARTING:
+                return  # refused: it failed
+            await self._pause_after("APPLYING_CONFIGURATION")
+        if change.status is ChangeStatus.RESTARTING:
+            async with self._transaction() as session:
+                target = await instance_target(session, self.box, change)
+            try:
+                endpoint = await restart(
+                    self.runtime,
+                    target,
+                    health_timeout_s=self.health_timeout_s,
+                    pause=self._pause_after,
+                )
+            except StartFailed as failure:
+                async with self._transaction() as session:
+                    await fail(session, await load_change(session, change_id), str(failure))
+                return
+            async with self._transaction() as session:
+                await succeed(session, await load_change(session, change_id), endpoint)
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        async with session_scope(self.sessions) as session:
+            yield session
+        self.after_commit()
+
+    async def _pause_after(self, step: str) -> None:
+        if self.pause_after_step == step:
+            log.warning("pausing after %s for a crash test (PROMENADE_PAUSE_AFTER_STEP)", step)
+            await asyncio.Event().wait()
+
+    async def _next_change(self, deployment_id: str) -> str | None:
+        """The deployment's oldest change that has not ended, unless it has not started and its
+        environment is frozen: then the deployment waits (unfreezing announces it again)."""
+        async with self.sessions() as session:
+            row = (
+                await session.exec(
+                    select(DeploymentChange.id, DeploymentChange.status, Environment.frozen)
+                    .join(Deployment, col(Deployment.id) == col(DeploymentChange.deployment_id))
+                    .join(Environment, col(Environment.id) == col(Deployment.environment_id))
+                    .where(
+                        DeploymentChange.deployment_id == deployment_id,
+                        col(DeploymentChange.status).not_in(FINAL_CHANGE_STATUSES),
+                    )
+                    .order_by(col(DeploymentChange.created_at), col(DeploymentChange.id))
+                    .limit(1)
+                )
+            ).first()
+        if row is None:
+            return None
+        change_id, status, frozen = row
+        if frozen and status is ChangeStatus.QUEUED:
+            log.info("change %s waits: its environment is frozen", change_id)
+            return None
+        return change_id
