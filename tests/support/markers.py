@@ -19,7 +19,9 @@ NEEDS = {
 SERVICE_FIXTURES = {"postgres_url": "postgres", "amqp_url": "rabbitmq", "docker_engine": "docker"}
 SERVICE_PARAMS = {"postgres": "postgres", "rabbit": "rabbitmq"}
 # Folders and modules whose tests run the `promenade` command itself, its servers and workers.
-PROCESS_PATHS = {"e2e", "live", "test_cli.py", "test_walkthrough.py"}
+# tests/client/test_cli_client.py runs `promenade up` and a `promenade` process per client
+# command: a quarter of the fast tier's time (81 of 310 s of test time on 2 loaded cores).
+PROCESS_PATHS = {"e2e", "live", "test_cli.py", "test_walkthrough.py", "test_cli_client.py"}
 
 
 def needs(item: pytest.Item) -> set[str]:
