@@ -57,6 +57,7 @@ from tests.support.acme import (
     Call,
     announced,
     announced_as,
+    deployment_events,
     record_run,
     set_status,
     set_up_acme,
@@ -410,6 +411,10 @@ async def test_a_queued_promotion_is_cancelled_until_a_worker_takes_it(
     # Nothing else is pending and nothing ever ran there: back to NOT_DEPLOYED.
     assert (await acme.deployment("Staging")).status is DeploymentStatus.NOT_DEPLOYED
     assert await announced(acme, queued.id) == announced_as("QUEUED", "CANCELLED")
+    assert [status for status, _ in await deployment_events(acme, "Staging")] == [
+        "IN_PROGRESS",
+        "NOT_DEPLOYED",
+    ]
 
     # Once a worker has taken its change, it runs to its end: whether the cancel finds the
     # promotion following it already, or still QUEUED (the worker's commit came between the

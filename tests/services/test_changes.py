@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, select
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import SecretBox
@@ -19,7 +19,6 @@ from app.models import (
     Deployment,
     DeploymentChange,
     DeploymentStatus,
-    OutboxMessage,
     Promotion,
     PromotionStatus,
     RequestKind,
@@ -44,11 +43,12 @@ from app.services.errors import (
     NotFound,
     PromotionBlocked,
 )
-from app.services.events import deployment_routing_key
 from tests.support.acme import (
     COMPLETE,
     Acme,
     Call,
+    deployment_events,
+    outbox,
     record_run,
     set_status,
     set_up_acme,
@@ -139,19 +139,6 @@ def queueing(deployment_id: str, kind: ChangeKind, build_id: str) -> Call[Deploy
     return call
 
 
-async def outbox(acme: Acme, exchange: str) -> list[OutboxMessage]:
-    async with acme.session() as session:
-        return list(
-            (
-                await session.exec(
-                    select(OutboxMessage)
-                    .where(OutboxMessage.exchange == exchange)
-                    .order_by(col(OutboxMessage.id))
-                )
-            ).all()
-        )
-
-
 async def told_the_workers(acme: Acme, change: DeploymentChange) -> bool:
     """Whether the outbox holds the command that tells the local data plane about the change."""
     return any(
@@ -159,16 +146,6 @@ async def told_the_workers(acme: Acme, change: DeploymentChange) -> bool:
         and message.body == {"change_id": change.id, "deployment_id": change.deployment_id}
         for message in await outbox(acme, "command")
     )
-
-
-async def deployment_events(acme: Acme, environment: str) -> list[tuple[str, str | None]]:
-    """The deployment's events in the outbox: (status, detail), oldest first."""
-    key = deployment_routing_key(acme.environments[environment], acme.integration_id)
-    return [
-        (message.body["status"], message.body["detail"])
-        for message in await outbox(acme, "event")
-        if message.routing_key == key
-    ]
 
 
 async def running_in_development(engine: AsyncEngine, box: SecretBox) -> Acme:

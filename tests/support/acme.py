@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -58,7 +57,7 @@ from app.services.configuration import (
 )
 from app.services.environments import create_environment, freeze_environment
 from app.services.errors import DomainError
-from app.services.events import promotion_routing_key
+from app.services.events import deployment_routing_key, promotion_routing_key
 from app.services.members import add_member, find_or_create_user
 from app.services.organizations import create_organization
 from app.services.pipelines import create_pipeline
@@ -226,7 +225,9 @@ async def set_up_acme(engine: AsyncEngine, box: SecretBox) -> Acme:
     if _sqlite_copy is None:
         acme = await _set_up(engine, box)
         await engine.dispose()  # the last connection closes: the WAL is checkpointed
-        template = Path(tempfile.mkdtemp(prefix="acme-")) / "acme.db"
+        # Beside the first test's database, in pytest's temporary directory, which outlives
+        # the session.
+        template = path.with_name("acme-template.db")
         shutil.copyfile(path, template)
         _sqlite_copy = (template, acme)
         return acme
@@ -235,6 +236,7 @@ async def set_up_acme(engine: AsyncEngine, box: SecretBox) -> Acme:
     for leftover in (Path(f"{path}-wal"), Path(f"{path}-shm")):
         leftover.unlink(missing_ok=True)
     shutil.copyfile(template, path)
+    # The organization holds no sealed value: the test's own key serves.
     return dataclasses.replace(acme, engine=engine, box=box)
 
 
@@ -382,6 +384,31 @@ async def set_status(acme: Acme, environment: str, status: DeploymentStatus) -> 
         deployment.status = status
         session.add(deployment)
         await session.commit()
+
+
+async def outbox(acme: Acme, exchange: str) -> list[OutboxMessage]:
+    """The outbox rows to ``exchange`` ("command" or "event"), oldest first."""
+    async with acme.session() as session:
+        return list(
+            (
+                await session.exec(
+                    select(OutboxMessage)
+                    .where(OutboxMessage.exchange == exchange)
+                    .order_by(col(OutboxMessage.id))
+                )
+            ).all()
+        )
+
+
+async def deployment_events(acme: Acme, environment: str) -> list[tuple[str, str | None]]:
+    """The events of the integration's deployment in the environment, as the outbox holds
+    them: (status, detail), oldest first."""
+    key = deployment_routing_key(acme.environments[environment], acme.integration_id)
+    return [
+        (message.body["status"], message.body["detail"])
+        for message in await outbox(acme, "event")
+        if message.routing_key == key
+    ]
 
 
 @dataclass(frozen=True)
