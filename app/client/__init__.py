@@ -1,7 +1,13 @@
 """The ``promenade`` CLI as a client of the API: ``env list``, ``status``, ``promote``, ``deploy``,
 ``rollback``, ``logs``.
 
-``api`` is a small typed GraphQL client (queries and mutations over HTTP with httpx,
-subscriptions over the graphql-transport-ws protocol with websockets); ``commands`` holds the
-commands and their output (rich tables on a terminal, plain text in a pipe, ``--json``).
+- ``operations/``: the GraphQL operations it sends, as ``.graphql`` files (checked against
+  schema.graphql by tests/client/test_operations.py).
+- ``transport.py``: the ``gql`` library sending them (queries and mutations over HTTP with
+  httpx, subscriptions over graphql-transport-ws with websockets), and what the CLI says when
+  that fails; ``errors.py``: those failures and their exit codes.
+- ``api/``: the operations typed, a module per domain (environments, integrations,
+  deployments, promotions).
+- ``commands``: the commands and their output (rich tables on a terminal, plain text in a
+  pipe, ``--json``).
 """

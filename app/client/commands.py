@@ -33,30 +33,31 @@ from rich.table import Table
 from rich.text import Text
 
 from app.client.api import (
-    DEFAULT_URL,
     FINAL_PROMOTION_STATUSES,
-    ClientError,
     ConfigChange,
     ConfigEntry,
-    ConnectionLost,
     DeployInput,
     Deployment,
     DeploymentEvent,
     Environment,
-    GraphQLClient,
     Integration,
-    NotFound,
     PromenadeAPI,
     PromoteInput,
     Promotion,
     PromotionEvent,
     PromotionPlan,
+    RollbackInput,
+)
+from app.client.errors import (
+    ClientError,
+    ConnectionLost,
+    NotFound,
     Refused,
     RequestFailed,
     RequestFiled,
-    RollbackInput,
     ServerUnreachable,
 )
+from app.client.transport import DEFAULT_URL, GraphQLClient
 from app.services.errors import Blocker
 from app.settings import Settings
 

@@ -27,7 +27,9 @@ from typing import Any
 import httpx
 import pytest
 
-from app.client.api import GraphQLClient, PromenadeAPI, RequestFailed, Unauthenticated
+from app.client.api import PromenadeAPI
+from app.client.errors import RequestFailed, Unauthenticated
+from app.client.transport import GraphQLClient
 from tests.processes import INSTANCE_PYTHON, free_port, promenade_env, running_promenade
 
 REPO = Path(__file__).resolve().parents[2]

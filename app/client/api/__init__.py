@@ -1,0 +1,76 @@
+"""The operations the CLI needs, typed, one module per domain: each holds the shapes of its
+results (``TypedDict``s of the selections in app/client/operations/, so ``--json`` prints them
+as the API shaped them; tests/client/test_operations.py checks each against its selection) and
+the methods that run them. ``PromenadeAPI`` is all of them on one ``GraphQLClient``.
+"""
+
+from __future__ import annotations
+
+from app.client.api.deployments import (
+    ConfigEntry,
+    DeployInput,
+    Deployment,
+    DeploymentEvent,
+    DeploymentOperations,
+    RollbackInput,
+)
+from app.client.api.environments import (
+    DataPlaneRef,
+    Environment,
+    EnvironmentOperations,
+    EnvironmentRef,
+    Organization,
+    OrganizationEnvironments,
+)
+from app.client.api.integrations import (
+    BuildRef,
+    ConfigKey,
+    Integration,
+    IntegrationOperations,
+    PipelineRef,
+    ProjectDetail,
+)
+from app.client.api.promotions import (
+    FINAL_PROMOTION_STATUSES,
+    ConfigChange,
+    PromoteInput,
+    Promotion,
+    PromotionEvent,
+    PromotionOperations,
+    PromotionPlan,
+)
+from app.client.transport import GraphQLClient
+
+__all__ = [
+    "FINAL_PROMOTION_STATUSES",
+    "BuildRef",
+    "ConfigChange",
+    "ConfigEntry",
+    "ConfigKey",
+    "DataPlaneRef",
+    "DeployInput",
+    "Deployment",
+    "DeploymentEvent",
+    "Environment",
+    "EnvironmentRef",
+    "Integration",
+    "Organization",
+    "OrganizationEnvironments",
+    "PipelineRef",
+    "ProjectDetail",
+    "PromenadeAPI",
+    "PromoteInput",
+    "Promotion",
+    "PromotionEvent",
+    "PromotionPlan",
+    "RollbackInput",
+]
+
+
+class PromenadeAPI(
+    EnvironmentOperations, IntegrationOperations, DeploymentOperations, PromotionOperations
+):
+    """The operations of the CLI, typed."""
+
+    def __init__(self, client: GraphQLClient) -> None:
+        self.client = client
