@@ -159,6 +159,8 @@ class Worker:
         self._look_now.set()
 
     async def _discover_forever(self, discover: Discovery) -> None:
+        # Rounds for as long as the worker runs, not a retry (no tenacity): a round that fails
+        # is logged, and the next comes at its time or when a commit asks for it.
         while True:
             self._look_now.clear()
             try:

@@ -67,6 +67,7 @@ class Supervisor:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
+        # Rounds until stopped, not a retry: a round that fails is logged, the next one runs.
         while not self._stop.is_set():
             try:
                 await self.reconcile()

@@ -1,54 +1,45 @@
-"""The LOCAL_PROCESS runtime: integrations run as supervised processes on the worker's machine.
-
-Everything it knows lives in files under its state directory, so that a worker killed at any
-point leaves state the next worker (or another worker on the same machine) picks up:
-
-    <state>/routes.json                            route -> deployment, change, address
-    <state>/<deployment>/<change>/instance.json    pid, port, start time, state of one instance
-    <state>/<deployment>/<change>/output.log       its stdout and stderr (kept after it stops)
-
-and the instance's configuration (``workers.runtimes.instance_files``), removed when the instance
-stops: under ``<state>/<deployment>/<change>/config/``, or, when instances run as users of their own
-(``workers.runtimes.local_users``, the worker runs as root), under ``/run/promenade/instances``.
-
-An instance gets a clean environment (nothing of the worker's: PATH, LANG and HOME are set
-anew), every non-FILE value as a variable, PORT (a free port it must listen on, on 127.0.0.1),
-PROMENADE_CONFIG_FILE, PROMENADE_FILES_DIR and PROMENADE_SECRETS_DIR. It is healthy once GET
-<health_path> answers 2xx.
-
-An instance runs in its own session, so it outlives the worker that started it; the gateway
-(``workers.gateway``) forwards a deployment's stable URL to whatever routes.json names.
-"""
+"""The LOCAL_PROCESS runtime's driver: starting, routing to, retiring and stopping the processes
+of instances (the package's docstring says how they run); their records are ``records``, what
+is known of their processes ``processes``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import psutil
 
 from app.services.masking import with_output
-from workers.routes import GatewayRouted, RoutingTable, write_atomic
+from workers.routes import GatewayRouted, RoutingTable
 from workers.runtimes.base import ROUTE_SETTLE_S, Instance, InstanceSpec, StartFailed
 from workers.runtimes.health import describe_exit, wait_healthy
 from workers.runtimes.instance_files import files_of, remove_instance_files
+from workers.runtimes.local_process.processes import (
+    free_port,
+    kill_strays,
+    pid_alive,
+    start_ticks_of,
+)
+from workers.runtimes.local_process.records import (
+    OUTPUT_FILE,
+    InstanceRecord,
+    instance_dirs,
+    path_component,
+    read_record,
+    remove_files,
+    tail,
+    write_record,
+)
 from workers.runtimes.local_users import LocalUsers
 from workers.runtimes.locks import file_lock
-from workers.runtimes.output import MAX_READ_BYTES, output_lines
 
 log = logging.getLogger(__name__)
 
@@ -60,82 +51,10 @@ KILL_WAIT_S = 5.0
 # worker's variables (they hold the installation's secret key and database URL).
 CLEAN_PATH = "/usr/local/bin:/usr/bin:/bin"
 
-INSTANCE_FILE = "instance.json"
-OUTPUT_FILE = "output.log"
 # The instance's configuration files, when they are kept beside its record.
 CONFIG_DIR = "config"
 # How many stopped instances of a deployment keep their record and output (for its logs).
 KEEP_STOPPED = 3
-
-
-@dataclass(frozen=True)
-class _Record:
-    """The contents of instance.json."""
-
-    deployment_id: str
-    change_id: str
-    pid: int
-    port: int
-    # The kernel's start time of the pid (clock ticks since boot, /proc/<pid>/stat field 22):
-    # a pid reused by another process after ours died does not pass for ours.
-    start_ticks: int | None
-    started_at: float
-    # starting (launched, not yet healthy), running, failed or stopped.
-    state: str
-    # Where this run's output begins in output.log (a restarted change appends to it).
-    log_offset: int
-    stopped_at: float | None = None
-    # Where its configuration files are (removed when it stops).
-    files_root: str | None = None
-    # The uid it runs as, when not the worker's own.
-    uid: int | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "deployment_id": self.deployment_id,
-            "change_id": self.change_id,
-            "pid": self.pid,
-            "port": self.port,
-            "address": self.address,
-            "start_ticks": self.start_ticks,
-            "started_at": self.started_at,
-            "state": self.state,
-            "log_offset": self.log_offset,
-            "stopped_at": self.stopped_at,
-            "files_root": self.files_root,
-            "uid": self.uid,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> _Record:
-        pid = int(data["pid"])
-        # Never pid 0 or 1: os.kill(0, ...) and os.killpg(0, ...) would signal our own group.
-        if pid <= 1:
-            raise ValueError(f"implausible pid {pid}")
-        ticks = data.get("start_ticks")
-        stopped_at = data.get("stopped_at")
-        uid = data.get("uid")
-        return cls(
-            deployment_id=str(data["deployment_id"]),
-            change_id=str(data["change_id"]),
-            pid=pid,
-            port=int(data["port"]),
-            start_ticks=None if ticks is None else int(ticks),
-            started_at=float(data["started_at"]),
-            state=str(data["state"]),
-            log_offset=int(data.get("log_offset", 0)),
-            stopped_at=None if stopped_at is None else float(stopped_at),
-            files_root=data.get("files_root"),
-            uid=None if uid is None else int(uid),
-        )
-
-    def with_state(self, state: str) -> _Record:
-        stopped_at = time.time() if state == "stopped" else self.stopped_at
-        return dataclasses.replace(self, state=state, stopped_at=stopped_at)
 
 
 class LocalProcessRuntime(GatewayRouted):
@@ -172,7 +91,7 @@ class LocalProcessRuntime(GatewayRouted):
         # Two starts of one change (a redelivered command racing its first delivery) queue
         # here; the second finds the first's instance. flock goes away with a killed worker.
         async with file_lock(instance_dir / ".lock"):
-            record = _read_record(instance_dir)
+            record = read_record(instance_dir)
             ended = None
             if record is not None:
                 if record.state in ("starting", "running") and self._alive(record):
@@ -186,7 +105,7 @@ class LocalProcessRuntime(GatewayRouted):
 
     async def retire_others(self, deployment_id: str, keep_change_id: str) -> None:
         deployment_dir = self._deployment_dir(deployment_id)
-        old = [d for d in _instance_dirs(deployment_dir) if d.name != keep_change_id]
+        old = [d for d in instance_dirs(deployment_dir) if d.name != keep_change_id]
         if any(self._runs(d) for d in old):
             await asyncio.sleep(ROUTE_SETTLE_S)
         await asyncio.gather(*(self._retire(instance_dir) for instance_dir in old))
@@ -197,17 +116,17 @@ class LocalProcessRuntime(GatewayRouted):
         # instances shut down.
         self.routes.remove_deployment(deployment_id)
         deployment_dir = self._deployment_dir(deployment_id)
-        await asyncio.gather(*(self._retire(d) for d in _instance_dirs(deployment_dir)))
+        await asyncio.gather(*(self._retire(d) for d in instance_dirs(deployment_dir)))
         self._after_retiring(deployment_dir)
 
     def _after_retiring(self, deployment_dir: Path) -> None:
         """Whatever the deployment's user still runs outside its live instances goes (a child
         that left its instance's process group, say); of the stopped instances only the newest
         few are kept, for their logs."""
-        records = [r for d in _instance_dirs(deployment_dir) if (r := _read_record(d))]
+        records = [r for d in instance_dirs(deployment_dir) if (r := read_record(d))]
         live = {r.pid for r in records if r.state in ("starting", "running") and self._alive(r)}
         for uid in {r.uid for r in records if r.uid is not None}:
-            _kill_strays(uid, live)
+            kill_strays(uid, live)
         stopped = sorted(
             (r for r in records if r.state in ("stopped", "failed")),
             key=lambda r: r.started_at,
@@ -222,27 +141,27 @@ class LocalProcessRuntime(GatewayRouted):
     async def deployments(self) -> set[str]:
         """Deployments that have an instance that has not stopped."""
         found = set()
-        for deployment_dir in _instance_dirs(self.state_dir):
-            for instance_dir in _instance_dirs(deployment_dir):
-                record = _read_record(instance_dir)
+        for deployment_dir in instance_dirs(self.state_dir):
+            for instance_dir in instance_dirs(deployment_dir):
+                record = read_record(instance_dir)
                 if record is not None and record.state != "stopped":
                     found.add(record.deployment_id)
         return found
 
     async def collect_garbage(self) -> None:
         """Configuration files of instances that stopped without removing them."""
-        for deployment_dir in _instance_dirs(self.state_dir):
-            for instance_dir in _instance_dirs(deployment_dir):
-                record = _read_record(instance_dir)
+        for deployment_dir in instance_dirs(self.state_dir):
+            for instance_dir in instance_dirs(deployment_dir):
+                record = read_record(instance_dir)
                 if record is not None and record.state in ("stopped", "failed"):
-                    _remove_files(record)
+                    remove_files(record)
 
     def _logs(self, deployment_id: str, lines: int) -> list[str]:
         if lines <= 0:
             return []
         instances: list[tuple[float, Path]] = []
-        for instance_dir in _instance_dirs(self._deployment_dir(deployment_id)):
-            record = _read_record(instance_dir)
+        for instance_dir in instance_dirs(self._deployment_dir(deployment_id)):
+            record = read_record(instance_dir)
             log = instance_dir / OUTPUT_FILE
             if log.exists():
                 started = record.started_at if record else log.stat().st_mtime
@@ -250,7 +169,7 @@ class LocalProcessRuntime(GatewayRouted):
         collected: list[str] = []
         # Newest instance first, until enough lines; then reversed to put the newest last.
         for _, log in sorted(instances, reverse=True):
-            collected = _tail(log, lines - len(collected)) + collected
+            collected = tail(log, lines - len(collected)) + collected
             if len(collected) >= lines:
                 break
         return collected[-lines:]
@@ -275,7 +194,7 @@ class LocalProcessRuntime(GatewayRouted):
             uid = self.users.uid_of(spec.deployment_id)
             files_root = self.users.instance_dir(spec.change_id)
         files = files_of(spec, files_root, secrets_in_config=True, group=uid)
-        port = _free_port()
+        port = free_port()
         environment = {"PATH": CLEAN_PATH, "LANG": "C.UTF-8", "HOME": str(files_root)}
         environment.update({k: v for k, v in spec.values.items() if k not in spec.file_keys})
         environment.update(
@@ -289,21 +208,21 @@ class LocalProcessRuntime(GatewayRouted):
         except StartFailed:
             remove_instance_files(files_root)
             raise
-        record = _Record(
+        record = InstanceRecord(
             deployment_id=spec.deployment_id,
             change_id=spec.change_id,
             pid=process.pid,
             port=port,
-            start_ticks=_start_ticks(process.pid),
+            start_ticks=start_ticks_of(process.pid),
             started_at=time.time(),
             state="starting",
             log_offset=log_offset,
             files_root=str(files_root),
             uid=uid,
         )
-        _write_record(instance_dir, record)
+        write_record(instance_dir, record)
         await self._wait_healthy(spec, instance_dir, record)
-        _write_record(instance_dir, record.with_state("running"))
+        write_record(instance_dir, record.with_state("running"))
         return Instance(change_id=spec.change_id, address=record.address)
 
     def _spawn(
@@ -347,7 +266,9 @@ class LocalProcessRuntime(GatewayRouted):
         threading.Thread(target=process.wait, name=f"reap-{process.pid}", daemon=True).start()
         return process, log_offset
 
-    async def _wait_healthy(self, spec: InstanceSpec, instance_dir: Path, record: _Record) -> None:
+    async def _wait_healthy(
+        self, spec: InstanceSpec, instance_dir: Path, record: InstanceRecord
+    ) -> None:
         """Returns once the health check answers 2xx; otherwise nothing of the instance is
         left running and StartFailed says why."""
 
@@ -367,7 +288,7 @@ class LocalProcessRuntime(GatewayRouted):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(record.pid, signal.SIGKILL)
             self._mark(instance_dir, record, "failed")
-            _remove_files(record)
+            remove_files(record)
             raise StartFailed(
                 with_output(str(failure), failure.output + _output_tail(instance_dir, record))
             ) from None
@@ -375,15 +296,15 @@ class LocalProcessRuntime(GatewayRouted):
     # -- stopping ----------------------------------------------------------------------------
 
     async def _retire(self, instance_dir: Path) -> None:
-        record = _read_record(instance_dir)
+        record = read_record(instance_dir)
         if record is None:
             return
         await self._terminate(record)
-        _remove_files(record)
+        remove_files(record)
         if record.state != "stopped":
             self._mark(instance_dir, record, "stopped")
 
-    async def _terminate(self, record: _Record) -> None:
+    async def _terminate(self, record: InstanceRecord) -> None:
         """SIGTERM to the instance's process group, the grace period, then SIGKILL."""
         if not self._alive(record):
             return
@@ -398,8 +319,9 @@ class LocalProcessRuntime(GatewayRouted):
         if not await self._wait_gone(record, KILL_WAIT_S):
             raise RuntimeError(f"process {record.pid} survived SIGKILL for {KILL_WAIT_S}s")
 
-    async def _wait_gone(self, record: _Record, timeout_s: float) -> bool:
+    async def _wait_gone(self, record: InstanceRecord, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
+        # A poll, not a retry: nothing failed, the process is given time to exit.
         while self._alive(record):
             if time.monotonic() >= deadline:
                 return False
@@ -409,153 +331,42 @@ class LocalProcessRuntime(GatewayRouted):
     # -- processes ---------------------------------------------------------------------------
 
     def _runs(self, instance_dir: Path) -> bool:
-        record = _read_record(instance_dir)
+        record = read_record(instance_dir)
         return (
             record is not None and record.state in ("starting", "running") and self._alive(record)
         )
 
-    def _alive(self, record: _Record) -> bool:
+    def _alive(self, record: InstanceRecord) -> bool:
         child = self._children.get(record.pid)
         if child is not None:
             if child.returncode is None:
                 return True
             del self._children[record.pid]
             return False
-        return _pid_alive(record.pid, record.start_ticks)
+        return pid_alive(record.pid, record.start_ticks)
 
-    def _exit_status(self, record: _Record) -> str | None:
+    def _exit_status(self, record: InstanceRecord) -> str | None:
         """None while the instance runs; else how it ended."""
         child = self._children.get(record.pid)
         if child is not None:
             code = child.returncode
             return None if code is None else describe_exit(code)
-        if _pid_alive(record.pid, record.start_ticks):
+        if pid_alive(record.pid, record.start_ticks):
             return None
         # Started by a worker that is gone: its exit code went to whoever reaped it.
         return "exited (exit code unknown: it was started by an earlier worker)"
 
-    def _mark(self, instance_dir: Path, record: _Record, state: str) -> None:
-        _write_record(instance_dir, record.with_state(state))
+    def _mark(self, instance_dir: Path, record: InstanceRecord, state: str) -> None:
+        write_record(instance_dir, record.with_state(state))
 
     # -- files -------------------------------------------------------------------------------
 
     def _deployment_dir(self, deployment_id: str) -> Path:
-        return self.state_dir / _path_component(deployment_id, "deployment id")
+        return self.state_dir / path_component(deployment_id, "deployment id")
 
     def _instance_dir(self, deployment_id: str, change_id: str) -> Path:
-        return self._deployment_dir(deployment_id) / _path_component(change_id, "change id")
+        return self._deployment_dir(deployment_id) / path_component(change_id, "change id")
 
 
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def _kill_strays(uid: int, live: set[int]) -> None:
-    """SIGKILL every process of ``uid`` that is none of ``live`` nor descends from one."""
-    for process in psutil.process_iter(["uids", "status"]):
-        try:
-            if process.info["uids"].real != uid or process.pid in live:
-                continue
-            if process.info["status"] == psutil.STATUS_ZOMBIE:
-                continue  # ended already; its parent (or init) reaps it
-            if any(parent.pid in live for parent in process.parents()):
-                continue
-            log.warning("killing process %d of uid %d, which no instance runs", process.pid, uid)
-            process.kill()
-        except psutil.Error:
-            continue
-
-
-def _remove_files(record: _Record) -> None:
-    if record.files_root is not None:
-        remove_instance_files(Path(record.files_root))
-
-
-def _path_component(name: str, what: str) -> str:
-    if not name or name in (".", "..") or "/" in name or "\0" in name:
-        raise ValueError(f"{what} {name!r} cannot name a directory")
-    return name
-
-
-def _instance_dirs(deployment_dir: Path) -> list[Path]:
-    try:
-        return sorted(p for p in deployment_dir.iterdir() if p.is_dir())
-    except FileNotFoundError:
-        return []
-
-
-def _read_record(instance_dir: Path) -> _Record | None:
-    try:
-        return _Record.from_json(json.loads((instance_dir / INSTANCE_FILE).read_text()))
-    except FileNotFoundError:
-        return None
-
-
-def _write_record(instance_dir: Path, record: _Record) -> None:
-    write_atomic(instance_dir / INSTANCE_FILE, json.dumps(record.to_json(), indent=2) + "\n")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _read_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks) from /proc/<pid>/stat, or None without it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may contain anything: split after it.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return fields[0], int(fields[19])
-
-
-def _start_ticks(pid: int) -> int | None:
-    stat = _read_stat(pid)
-    return None if stat is None else stat[1]
-
-
-def _pid_alive(pid: int, start_ticks: int | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # someone else's process holds the pid now; /proc tells whether it is ours
-    stat = _read_stat(pid)
-    if stat is None:
-        # No /proc (not Linux): the pid exists, which is all that can be known.
-        return not Path("/proc/self/stat").exists()
-    state, ticks = stat
-    if state in ("Z", "X"):  # exited, waiting for its parent to reap it
-        return False
-    return start_ticks is None or ticks == start_ticks
-
-
-def _output_tail(instance_dir: Path, record: _Record) -> list[str]:
-    return _tail(instance_dir / OUTPUT_FILE, OUTPUT_TAIL_LINES, start=record.log_offset)
-
-
-def _tail(path: Path, lines: int, *, start: int = 0) -> list[str]:
-    """The last ``lines`` lines of a file from byte ``start`` on, read from the end (at most
-    MAX_READ_BYTES of it)."""
-    if lines <= 0:
-        return []
-    chunks: list[bytes] = []
-    newlines = read = 0
-    try:
-        with path.open("rb") as log:
-            position = log.seek(0, os.SEEK_END)
-            while position > start and newlines <= lines and read < MAX_READ_BYTES:
-                step = min(65_536, position - start, MAX_READ_BYTES - read)
-                position -= step
-                log.seek(position)
-                chunk = log.read(step)
-                chunks.append(chunk)
-                newlines += chunk.count(b"\n")
-                read += step
-    except FileNotFoundError:
-        return []
-    return output_lines(b"".join(reversed(chunks)), lines)
+def _output_tail(instance_dir: Path, record: InstanceRecord) -> list[str]:
+    return tail(instance_dir / OUTPUT_FILE, OUTPUT_TAIL_LINES, start=record.log_offset)
