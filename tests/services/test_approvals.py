@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.crypto import SecretBox
 from app.models import (
     ApprovalPolicy,
     ChangeKind,
@@ -65,12 +64,16 @@ from tests.support.acme import (
 from tests.support.rows import added, every_row
 
 
-async def protected_staging(engine: AsyncEngine, box: SecretBox, **policy: Any) -> Acme:
-    """Build 1.0 ACTIVE in Development, Staging configured and under an approval policy
-    (``policy``: ``required_approvals`` and the other fields of ``PolicyInput``)."""
-    acme = await set_up_acme(engine, box)
+async def ready_for_staging(acme: Acme) -> None:
+    """Build 1.0 ACTIVE in Development, Staging configured."""
     await record_run(acme, "Development", "1.0", values=COMPLETE)
     await acme.configure("Staging", COMPLETE)
+
+
+async def protected_staging(engine: AsyncEngine, **policy: Any) -> Acme:
+    """``ready_for_staging``, and Staging under an approval policy (``policy``:
+    ``required_approvals`` and the other fields of ``PolicyInput``)."""
+    acme = await set_up_acme(engine, then=ready_for_staging)
     await acme.protect("Staging", **policy)
     return acme
 
@@ -139,15 +142,15 @@ async def reviews(acme: Acme, promotion_id: str) -> list[tuple[str, ReviewDecisi
 
 
 async def test_a_promotion_into_a_protected_environment_is_a_request_and_nothing_runs(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await protected_staging(engine, box, required_approvals=2, expires_after_hours=24)
+    acme = await protected_staging(engine, required_approvals=2, expires_after_hours=24)
     plan = await acme.run(
         "developer",
         lambda session, developer: plan_promotion(
             session,
             actor=developer,
-            box=box,
+            box=acme.box,
             request=PromotionRequest(acme.integration_id, acme.environments["Development"]),
         ),
     )
@@ -198,10 +201,8 @@ async def test_a_promotion_into_a_protected_environment_is_a_request_and_nothing
     }
 
 
-async def test_one_request_waits_per_integration_and_target(
-    engine: AsyncEngine, box: SecretBox
-) -> None:
-    acme = await protected_staging(engine, box)
+async def test_one_request_waits_per_integration_and_target(engine: AsyncEngine) -> None:
+    acme = await protected_staging(engine)
     first = await acme.run("developer", promoting(acme))
     refusal = await acme.refuses("developer2", promoting(acme), PromotionBlocked)
     assert refusal.blockers == [Blocker.REQUEST_ALREADY_PENDING]
@@ -216,9 +217,9 @@ async def test_one_request_waits_per_integration_and_target(
 
 
 async def test_the_last_required_approval_queues_it_and_each_reviewer_counts_once(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await protected_staging(engine, box, required_approvals=2)
+    acme = await protected_staging(engine, required_approvals=2)
     promotion = await acme.run("developer", promoting(acme))
 
     first = await acme.run("approver", approving(promotion.id, comment="looks good"))
@@ -249,9 +250,9 @@ async def test_the_last_required_approval_queues_it_and_each_reviewer_counts_onc
 
 
 async def test_the_requester_does_not_review_their_own_request_unless_the_policy_says_so(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await protected_staging(engine, box)
+    acme = await protected_staging(engine)
     own = await acme.run("admin", promoting(acme))  # an ADMIN, and so a reviewer role
     for reviewing in (approving, rejecting):
         refusal = await acme.refuses("admin", reviewing(own.id), Forbidden)
@@ -264,10 +265,8 @@ async def test_the_requester_does_not_review_their_own_request_unless_the_policy
     assert approved.status is PromotionStatus.QUEUED
 
 
-async def test_only_the_policys_roles_and_named_reviewers_review(
-    engine: AsyncEngine, box: SecretBox
-) -> None:
-    acme = await protected_staging(engine, box)
+async def test_only_the_policys_roles_and_named_reviewers_review(engine: AsyncEngine) -> None:
+    acme = await protected_staging(engine)
     promotion = await acme.run("developer", promoting(acme))
     for who, error in [("developer2", Forbidden), ("viewer", Forbidden), ("outsider", NotFound)]:
         await acme.refuses(who, approving(promotion.id), error)
@@ -283,8 +282,8 @@ async def test_only_the_policys_roles_and_named_reviewers_review(
     assert approved.status is PromotionStatus.QUEUED
 
 
-async def test_one_rejection_ends_the_request(engine: AsyncEngine, box: SecretBox) -> None:
-    acme = await protected_staging(engine, box, required_approvals=2)
+async def test_one_rejection_ends_the_request(engine: AsyncEngine) -> None:
+    acme = await protected_staging(engine, required_approvals=2)
     promotion = await acme.run("developer", promoting(acme))
     await acme.run("approver", approving(promotion.id))
 
@@ -301,8 +300,8 @@ async def test_one_rejection_ends_the_request(engine: AsyncEngine, box: SecretBo
         assert "the request is REJECTED, no longer pending" in refusal.message
 
 
-async def test_a_comment_is_kept_up_to_2000_characters(engine: AsyncEngine, box: SecretBox) -> None:
-    acme = await protected_staging(engine, box, required_approvals=2)
+async def test_a_comment_is_kept_up_to_2000_characters(engine: AsyncEngine) -> None:
+    acme = await protected_staging(engine, required_approvals=2)
     promotion = await acme.run("developer", promoting(acme))
     refusal = await acme.refuses("approver", approving(promotion.id, "x" * 2001), InvalidInput)
     assert refusal.field == "comment"
@@ -314,10 +313,8 @@ async def test_a_comment_is_kept_up_to_2000_characters(engine: AsyncEngine, box:
     assert comment == "y" * 2000
 
 
-async def test_a_request_keeps_the_rule_it_was_filed_under(
-    engine: AsyncEngine, box: SecretBox
-) -> None:
-    acme = await protected_staging(engine, box, required_approvals=2)
+async def test_a_request_keeps_the_rule_it_was_filed_under(engine: AsyncEngine) -> None:
+    acme = await protected_staging(engine, required_approvals=2)
     promotion = await acme.run("developer", promoting(acme))
     await acme.protect("Staging", required_approvals=1, approver_roles=(Role.DEVELOPER,))
     # Still two approvals, still from ADMINs or APPROVERs.
@@ -338,10 +335,8 @@ async def test_a_request_keeps_the_rule_it_was_filed_under(
 # ---- expiry and cancelling ------------------------------------------------------------------
 
 
-async def test_a_request_nobody_decides_on_in_time_expires(
-    engine: AsyncEngine, box: SecretBox
-) -> None:
-    acme = await protected_staging(engine, box, expires_after_hours=1)
+async def test_a_request_nobody_decides_on_in_time_expires(engine: AsyncEngine) -> None:
+    acme = await protected_staging(engine, expires_after_hours=1)
     promotion = await acme.run("developer", promoting(acme))
     assert promotion.expires_at is not None
     sweep_at = promotion.expires_at
@@ -375,9 +370,9 @@ async def test_a_request_nobody_decides_on_in_time_expires(
 
 
 async def test_the_requester_or_an_admin_cancels_a_request_still_pending(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await protected_staging(engine, box)
+    acme = await protected_staging(engine)
     promotion = await acme.run("developer", promoting(acme))
     for who, error in [("developer2", Forbidden), ("approver", Forbidden), ("outsider", NotFound)]:
         await acme.refuses(who, cancelling(promotion.id), error)
@@ -394,12 +389,8 @@ async def test_the_requester_or_an_admin_cancels_a_request_still_pending(
     assert (await acme.run("admin", cancelling(by_admin.id))).status is PromotionStatus.CANCELLED
 
 
-async def test_a_queued_promotion_is_cancelled_until_a_worker_takes_it(
-    engine: AsyncEngine, box: SecretBox
-) -> None:
-    acme = await set_up_acme(engine, box)
-    await record_run(acme, "Development", "1.0", values=COMPLETE)
-    await acme.configure("Staging", COMPLETE)
+async def test_a_queued_promotion_is_cancelled_until_a_worker_takes_it(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine, then=ready_for_staging)
     queued = await acme.run("developer", promoting(acme))
     assert (await acme.deployment("Staging")).status is DeploymentStatus.IN_PROGRESS
 
@@ -452,9 +443,9 @@ async def test_a_queued_promotion_is_cancelled_until_a_worker_takes_it(
     "refuses restarts and rollbacks (only ACTIVE or ERROR may restart)",
 )
 async def test_a_cancelled_promotion_leaves_a_deployment_that_had_run_as_it_was(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await set_up_acme(engine, box)
+    acme = await set_up_acme(engine)
     await record_run(acme, "Development", "2.0", values=COMPLETE)
     await record_run(acme, "Staging", "1.0", values=COMPLETE)
     await set_status(acme, "Staging", DeploymentStatus.ERROR)  # its instance stopped for good
@@ -468,9 +459,9 @@ async def test_a_cancelled_promotion_leaves_a_deployment_that_had_run_as_it_was(
 
 
 async def test_only_an_admin_sets_a_policy_and_it_must_let_someone_review(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await set_up_acme(engine, box)
+    acme = await set_up_acme(engine)
     for who in ("developer", "approver"):
         await acme.refuses(who, setting_policy(acme, required_approvals=1), Forbidden)
     await acme.refuses("outsider", setting_policy(acme, required_approvals=1), NotFound)

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.crypto import SecretBox
 from app.models import (
     ChangeKind,
     ChangeStatus,
@@ -148,19 +147,18 @@ async def told_the_workers(acme: Acme, change: DeploymentChange) -> bool:
     )
 
 
-async def running_in_development(engine: AsyncEngine, box: SecretBox) -> Acme:
-    acme = await set_up_acme(engine, box)
+async def running_in_development(acme: Acme) -> None:
+    """Build 1.0 ACTIVE in Development with every required value."""
     await record_run(acme, "Development", "1.0", values=COMPLETE)
-    return acme
 
 
 # ---- deploy -----------------------------------------------------------------------------------
 
 
 async def test_a_deploy_queues_the_build_in_the_first_environment_of_the_pipeline(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await set_up_acme(engine, box)
+    acme = await set_up_acme(engine)
     await acme.configure("Development", COMPLETE)
     before = await every_row(engine)
 
@@ -184,10 +182,8 @@ async def test_a_deploy_queues_the_build_in_the_first_environment_of_the_pipelin
     }
 
 
-async def test_a_deploy_goes_into_the_first_environment_only(
-    engine: AsyncEngine, box: SecretBox
-) -> None:
-    acme = await set_up_acme(engine, box)
+async def test_a_deploy_goes_into_the_first_environment_only(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine)
     for environment in ("Development", "Staging", "Production"):
         await acme.configure(environment, COMPLETE)
     for environment in ("Staging", "Production"):
@@ -211,10 +207,8 @@ async def test_a_deploy_goes_into_the_first_environment_only(
     await acme.refuses("developer", deploying(acme, build_id="bld_nope"), NotFound)
 
 
-async def test_a_deploy_needs_every_required_value_and_may_bring_them(
-    engine: AsyncEngine, box: SecretBox
-) -> None:
-    acme = await set_up_acme(engine, box)
+async def test_a_deploy_needs_every_required_value_and_may_bring_them(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine)
     refusal = await acme.refuses("developer", deploying(acme), MissingConfiguration)
     assert (refusal.environment_id, refusal.keys) == (
         acme.environments["Development"],
@@ -238,9 +232,9 @@ async def test_a_deploy_needs_every_required_value_and_may_bring_them(
 
 
 async def test_a_frozen_environment_refuses_deploys_restarts_suspends_and_rollbacks(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await running_in_development(engine, box)
+    acme = await set_up_acme(engine, then=running_in_development)
     await record_run(acme, "Development", "2.0")
     await acme.freeze("Development", "incident 42")
     calls: list[Call[Any]] = [
@@ -256,10 +250,8 @@ async def test_a_frozen_environment_refuses_deploys_restarts_suspends_and_rollba
         assert refusal.message == "Development is frozen: incident 42"
 
 
-async def test_a_retried_deploy_with_the_same_key_is_queued_once(
-    engine: AsyncEngine, box: SecretBox
-) -> None:
-    acme = await set_up_acme(engine, box)
+async def test_a_retried_deploy_with_the_same_key_is_queued_once(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine)
     await acme.configure("Development", COMPLETE)
     first = await acme.run("developer", deploying(acme, idempotency_key="ci-run-7"))
     rows = await every_row(engine)
@@ -268,10 +260,8 @@ async def test_a_retried_deploy_with_the_same_key_is_queued_once(
     assert await every_row(engine) == rows
 
 
-async def test_only_members_who_develop_change_what_runs(
-    engine: AsyncEngine, box: SecretBox
-) -> None:
-    acme = await running_in_development(engine, box)
+async def test_only_members_who_develop_change_what_runs(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine, then=running_in_development)
     await record_run(acme, "Development", "2.0")
     calls: list[Call[Any]] = [
         deploying(acme),
@@ -288,9 +278,9 @@ async def test_only_members_who_develop_change_what_runs(
 
 
 async def test_a_deploy_or_promotion_marks_only_a_deployment_that_runs_nothing_in_progress(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await set_up_acme(engine, box)
+    acme = await set_up_acme(engine)
     cases = [
         (DeploymentStatus.NOT_DEPLOYED, ChangeKind.DEPLOY, DeploymentStatus.IN_PROGRESS),
         (DeploymentStatus.ERROR, ChangeKind.PROMOTION, DeploymentStatus.IN_PROGRESS),
@@ -311,9 +301,9 @@ async def test_a_deploy_or_promotion_marks_only_a_deployment_that_runs_nothing_i
 
 
 async def test_only_what_is_active_or_failed_restarts_and_only_with_every_required_value(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await set_up_acme(engine, box)
+    acme = await set_up_acme(engine)
     await acme.configure("Development", COMPLETE)
     for status in (
         DeploymentStatus.NOT_DEPLOYED,
@@ -339,10 +329,8 @@ async def test_only_what_is_active_or_failed_restarts_and_only_with_every_requir
     assert missing.keys == ["API_KEY"]
 
 
-async def test_a_restart_runs_the_same_build_with_the_current_values(
-    engine: AsyncEngine, box: SecretBox
-) -> None:
-    acme = await running_in_development(engine, box)
+async def test_a_restart_runs_the_same_build_with_the_current_values(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine, then=running_in_development)
     for status in (DeploymentStatus.ACTIVE, DeploymentStatus.ERROR):
         await set_status(acme, "Development", status)
         deployment = await acme.run("developer", await restarting(acme))
@@ -362,8 +350,8 @@ async def test_a_restart_runs_the_same_build_with_the_current_values(
     ]
 
 
-async def test_suspend_and_resume_follow_what_runs(engine: AsyncEngine, box: SecretBox) -> None:
-    acme = await running_in_development(engine, box)
+async def test_suspend_and_resume_follow_what_runs(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine, then=running_in_development)
     not_suspended = await acme.refuses("developer", await resuming(acme), InvalidInput)
     assert not_suspended.message == (
         "only a deployment that is SUSPENDED can be resumed; this one is ACTIVE"
@@ -376,10 +364,8 @@ async def test_suspend_and_resume_follow_what_runs(engine: AsyncEngine, box: Sec
     assert kinds == [ChangeKind.DEPLOY, ChangeKind.SUSPEND, ChangeKind.RESUME]
 
 
-async def test_a_configuration_restart_needs_something_running(
-    engine: AsyncEngine, box: SecretBox
-) -> None:
-    acme = await set_up_acme(engine, box)
+async def test_a_configuration_restart_needs_something_running(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine)
     await acme.configure("Development", COMPLETE)
     refusal = await acme.refuses(
         "developer", await restarting_for_configuration(acme), InvalidInput
@@ -399,9 +385,9 @@ async def test_a_configuration_restart_needs_something_running(
 
 
 async def test_a_rollback_reapplies_an_earlier_revision_as_a_new_change(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await running_in_development(engine, box)
+    acme = await set_up_acme(engine, then=running_in_development)
     only_one = await acme.refuses("developer", await rolling_back(acme), InvalidInput)
     assert (only_one.field, only_one.message) == (
         "revision",
@@ -435,9 +421,9 @@ async def test_a_rollback_reapplies_an_earlier_revision_as_a_new_change(
 
 
 async def test_in_a_protected_environment_each_change_of_what_runs_is_a_request(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await set_up_acme(engine, box)
+    acme = await set_up_acme(engine)
     await acme.configure("Development", COMPLETE)
     await acme.protect("Development", required_approvals=1)
     before = await every_row(engine)
@@ -475,9 +461,9 @@ async def test_in_a_protected_environment_each_change_of_what_runs_is_a_request(
 
 
 async def test_a_protected_restart_is_a_request_only_when_it_would_apply_new_values(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await running_in_development(engine, box)
+    acme = await set_up_acme(engine, then=running_in_development)
     await acme.protect("Development", required_approvals=1)
     unchanged = await acme.run("developer", await restarting(acme))
     assert isinstance(unchanged, Deployment)
@@ -492,7 +478,7 @@ async def test_a_protected_restart_is_a_request_only_when_it_would_apply_new_val
     request = await acme.run("developer", await restarting(acme))
     assert isinstance(request, Promotion)
     assert (request.kind, request.build_id) == (RequestKind.RESTART, acme.builds["1.0"])
-    plan = {diff.key: diff for diff in requested_changes(box, request)}
+    plan = {diff.key: diff for diff in requested_changes(acme.box, request)}
     assert (plan["GREETING"].kind, plan["GREETING"].before, plan["GREETING"].after) == (
         ConfigChangeKind.CHANGED,
         "hello",
@@ -508,9 +494,9 @@ async def test_a_protected_restart_is_a_request_only_when_it_would_apply_new_val
 
 
 async def test_protected_rollbacks_and_configuration_restarts_are_requests(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await running_in_development(engine, box)
+    acme = await set_up_acme(engine, then=running_in_development)
     await record_run(acme, "Development", "2.0", values={"GREETING": "hello again"})
     await acme.protect("Development", required_approvals=1)
 
@@ -521,7 +507,7 @@ async def test_protected_rollbacks_and_configuration_restarts_are_requests(
         acme.builds["1.0"],
         1,
     )
-    plan = {diff.key: diff for diff in requested_changes(box, request)}
+    plan = {diff.key: diff for diff in requested_changes(acme.box, request)}
     assert (plan["GREETING"].before, plan["GREETING"].after) == ("hello again", "hello")
     await acme.run(
         "approver", lambda session, actor: approve(session, actor=actor, promotion_id=request.id)

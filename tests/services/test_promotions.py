@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.crypto import SecretBox
 from app.models import (
     ChangeKind,
     ChangeStatus,
@@ -85,21 +84,19 @@ def planning(acme: Acme, wanted: PromotionRequest) -> Call[Plan]:
     return call
 
 
-async def running_in_development(engine: AsyncEngine, box: SecretBox) -> Acme:
+async def running_in_development(acme: Acme) -> None:
     """Build 1.0 ACTIVE in Development with every required value; Staging configured too."""
-    acme = await set_up_acme(engine, box)
     await record_run(acme, "Development", "1.0", values={**COMPLETE, "COLOR": "green"})
     await acme.configure("Staging", {"GREETING": "hello staging", "API_KEY": "staging-key"})
-    return acme
 
 
 # ---- what moves, and where -------------------------------------------------------------------
 
 
 async def test_the_build_that_runs_in_the_source_moves_to_the_next_environment_unchanged(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await running_in_development(engine, box)
+    acme = await set_up_acme(engine, then=running_in_development)
     # A newer build exists, but a promotion moves what runs in the source, not the newest.
     staging_before = await acme.deployment("Staging")
     development_before = await acme.deployment("Development")
@@ -153,9 +150,9 @@ async def test_the_build_that_runs_in_the_source_moves_to_the_next_environment_u
 
 
 async def test_without_a_target_it_goes_to_the_next_environment_of_the_pipeline(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await set_up_acme(engine, box)
+    acme = await set_up_acme(engine)
     for source, target in [("Development", "Staging"), ("Staging", "Production")]:
         await record_run(acme, source, "2.0", values=COMPLETE)
         await acme.configure(target, COMPLETE)
@@ -168,9 +165,9 @@ async def test_without_a_target_it_goes_to_the_next_environment_of_the_pipeline(
 
 
 async def test_there_is_no_next_environment_after_the_last_or_outside_the_pipeline(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await set_up_acme(engine, box)
+    acme = await set_up_acme(engine)
     await record_run(acme, "Production", "1.0", values=COMPLETE)
     for source, blocker, where in [
         ("Production", Blocker.NOT_NEXT_ENVIRONMENT, "is the last environment of the pipeline"),
@@ -183,10 +180,8 @@ async def test_there_is_no_next_environment_after_the_last_or_outside_the_pipeli
         assert refusal.message == f"{source} {where}: there is no next environment to promote to"
 
 
-async def test_a_target_other_than_the_next_environment_is_blocked(
-    engine: AsyncEngine, box: SecretBox
-) -> None:
-    acme = await set_up_acme(engine, box)
+async def test_a_target_other_than_the_next_environment_is_blocked(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine)
     for environment in ("Development", "Staging"):
         await record_run(acme, environment, "1.0", values=COMPLETE)
     await acme.configure("Production", COMPLETE)
@@ -210,8 +205,8 @@ async def test_a_target_other_than_the_next_environment_is_blocked(
 # ---- what blocks it ---------------------------------------------------------------------------
 
 
-async def test_only_an_active_source_is_promoted(engine: AsyncEngine, box: SecretBox) -> None:
-    acme = await set_up_acme(engine, box)
+async def test_only_an_active_source_is_promoted(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine)
     await acme.configure("Staging", COMPLETE)
     refusal = await acme.refuses("developer", promoting(acme, request(acme)), PromotionBlocked)
     assert refusal.blockers == [Blocker.SOURCE_NOT_ACTIVE]  # nothing ever ran there
@@ -227,10 +222,8 @@ async def test_only_an_active_source_is_promoted(engine: AsyncEngine, box: Secre
         assert refusal.message == "Greeter is not ACTIVE in Development"
 
 
-async def test_a_frozen_target_blocks_until_it_is_unfrozen(
-    engine: AsyncEngine, box: SecretBox
-) -> None:
-    acme = await running_in_development(engine, box)
+async def test_a_frozen_target_blocks_until_it_is_unfrozen(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine, then=running_in_development)
     await acme.freeze("Staging", "release week")
     refusal = await acme.refuses("developer", promoting(acme, request(acme)), PromotionBlocked)
     assert refusal.blockers == [Blocker.TARGET_FROZEN]
@@ -247,8 +240,8 @@ async def test_a_frozen_target_blocks_until_it_is_unfrozen(
     assert promotion.status is PromotionStatus.QUEUED
 
 
-async def test_every_reason_is_named_at_once(engine: AsyncEngine, box: SecretBox) -> None:
-    acme = await set_up_acme(engine, box)
+async def test_every_reason_is_named_at_once(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine)
     await acme.freeze("Staging")
     refusal = await acme.refuses("developer", promoting(acme, request(acme)), PromotionBlocked)
     expected = [Blocker.SOURCE_NOT_ACTIVE, Blocker.TARGET_FROZEN, Blocker.MISSING_CONFIGURATION]
@@ -260,10 +253,8 @@ async def test_every_reason_is_named_at_once(engine: AsyncEngine, box: SecretBox
 # ---- configuration ---------------------------------------------------------------------------
 
 
-async def test_required_values_missing_in_the_target_block_it(
-    engine: AsyncEngine, box: SecretBox
-) -> None:
-    acme = await set_up_acme(engine, box)
+async def test_required_values_missing_in_the_target_block_it(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine)
     # The source has every value: they are the source's own, and do not count for the target.
     await record_run(acme, "Development", "1.0", values={**COMPLETE, "COLOR": "green"})
     steps: list[tuple[dict[str, str | None], list[str]]] = [
@@ -285,15 +276,15 @@ async def test_required_values_missing_in_the_target_block_it(
 
 
 async def test_overrides_supply_missing_values_and_apply_only_when_the_change_runs(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await set_up_acme(engine, box)
+    acme = await set_up_acme(engine)
     await record_run(acme, "Development", "1.0", values=COMPLETE)
     wanted = request(
         acme, overrides=[("GREETING", "hello prod"), ("API_KEY", "key"), ("REPEAT", " 3")]
     )
     promotion = await acme.run("developer", promoting(acme, wanted))
-    overrides, copied = sealed_entries(box, promotion)
+    overrides, copied = sealed_entries(acme.box, promotion)
     assert overrides == [
         ConfigEntry("GREETING", "hello prod"),
         ConfigEntry("API_KEY", "key"),
@@ -305,9 +296,9 @@ async def test_overrides_supply_missing_values_and_apply_only_when_the_change_ru
 
 
 async def test_the_source_configuration_is_carried_over_only_when_asked_and_never_its_secrets(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await set_up_acme(engine, box)
+    acme = await set_up_acme(engine)
     await record_run(acme, "Development", "1.0", values={**COMPLETE, "COLOR": "green"})
 
     not_asked = await acme.refuses(
@@ -320,7 +311,7 @@ async def test_the_source_configuration_is_carried_over_only_when_asked_and_neve
 
     wanted = request(acme, overrides=[("API_KEY", "prod-key")], copy_source_configuration=True)
     promotion = await acme.run("developer", promoting(acme, wanted))
-    overrides, copied = sealed_entries(box, promotion)
+    overrides, copied = sealed_entries(acme.box, promotion)
     assert overrides == [ConfigEntry("API_KEY", "prod-key")]
     assert sorted(copied, key=lambda e: e.key) == [
         ConfigEntry("COLOR", "green"),
@@ -330,10 +321,8 @@ async def test_the_source_configuration_is_carried_over_only_when_asked_and_neve
     assert await acme.values("Staging") == {}
 
 
-async def test_copying_fills_only_keys_the_target_has_no_value_for(
-    engine: AsyncEngine, box: SecretBox
-) -> None:
-    acme = await running_in_development(engine, box)
+async def test_copying_fills_only_keys_the_target_has_no_value_for(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine, then=running_in_development)
     wanted = request(acme, copy_source_configuration=True)
     plan = await acme.run("developer", planning(acme, wanted))
     assert plan.copied == [ConfigEntry("COLOR", "green")]
@@ -351,10 +340,8 @@ async def test_copying_fills_only_keys_the_target_has_no_value_for(
     "that has a value for it; the step machine copies only into keys the target has none for, "
     "so it removes the key, and the accepted promotion fails for the missing required value",
 )
-async def test_copying_does_not_refill_a_key_the_request_removes(
-    engine: AsyncEngine, box: SecretBox
-) -> None:
-    acme = await running_in_development(engine, box)
+async def test_copying_does_not_refill_a_key_the_request_removes(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine, then=running_in_development)
     wanted = request(acme, overrides=[("GREETING", None)], copy_source_configuration=True)
     plan = await acme.run("developer", planning(acme, wanted))
     assert [entry.key for entry in plan.copied] == ["COLOR"]
@@ -362,10 +349,8 @@ async def test_copying_does_not_refill_a_key_the_request_removes(
     assert refusal.keys == ["GREETING"]
 
 
-async def test_overrides_are_checked_against_the_schema(
-    engine: AsyncEngine, box: SecretBox
-) -> None:
-    acme = await running_in_development(engine, box)
+async def test_overrides_are_checked_against_the_schema(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine, then=running_in_development)
     cases: list[tuple[list[tuple[str, str | None]], str]] = [
         ([("NOPE", "1")], "overrides[0].key"),
         ([("greeting", "hi")], "overrides[0].key"),  # keys are case-sensitive
@@ -379,10 +364,8 @@ async def test_overrides_are_checked_against_the_schema(
         assert refusal.field == field, overrides
 
 
-async def test_a_plan_shows_what_would_change_and_changes_nothing(
-    engine: AsyncEngine, box: SecretBox
-) -> None:
-    acme = await running_in_development(engine, box)
+async def test_a_plan_shows_what_would_change_and_changes_nothing(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine, then=running_in_development)
     await acme.configure("Staging", {"COLOR": "red"})
     before = await every_row(engine)
     wanted = request(
@@ -411,8 +394,8 @@ async def test_a_plan_shows_what_would_change_and_changes_nothing(
 # ---- who, and how often -------------------------------------------------------------------
 
 
-async def test_only_members_who_develop_promote(engine: AsyncEngine, box: SecretBox) -> None:
-    acme = await running_in_development(engine, box)
+async def test_only_members_who_develop_promote(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine, then=running_in_development)
     errors: dict[str, type[Forbidden | NotFound]] = {
         "viewer": Forbidden,
         "approver": Forbidden,
@@ -424,9 +407,9 @@ async def test_only_members_who_develop_promote(engine: AsyncEngine, box: Secret
 
 
 async def test_a_retried_request_with_the_same_key_is_the_same_promotion(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
-    acme = await running_in_development(engine, box)
+    acme = await set_up_acme(engine, then=running_in_development)
     wanted = request(acme, idempotency_key="deploy-42")
     first = await acme.run("developer", promoting(acme, wanted))
     rows = await every_row(engine)
@@ -438,8 +421,8 @@ async def test_a_retried_request_with_the_same_key_is_the_same_promotion(
     assert other.id != first.id
 
 
-async def test_a_message_is_kept_up_to_2000_characters(engine: AsyncEngine, box: SecretBox) -> None:
-    acme = await running_in_development(engine, box)
+async def test_a_message_is_kept_up_to_2000_characters(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine, then=running_in_development)
     refusal = await acme.refuses(
         "developer", promoting(acme, request(acme, message="x" * 2001)), InvalidInput
     )
@@ -449,11 +432,11 @@ async def test_a_message_is_kept_up_to_2000_characters(engine: AsyncEngine, box:
 
 
 async def test_a_refused_promotion_writes_nothing_even_when_its_transaction_commits(
-    engine: AsyncEngine, box: SecretBox
+    engine: AsyncEngine,
 ) -> None:
     """``promote`` refuses before it writes: whatever its caller does with the transaction
     next (commit it anyway, say) cannot record half a promotion."""
-    acme = await running_in_development(engine, box)
+    acme = await set_up_acme(engine, then=running_in_development)
 
     async def refused_then_committed(wanted: PromotionRequest) -> None:
         before = await every_row(engine)
@@ -461,7 +444,7 @@ async def test_a_refused_promotion_writes_nothing_even_when_its_transaction_comm
             developer = await session.get(User, acme.users["developer"])
             assert developer is not None
             with pytest.raises((PromotionBlocked, MissingConfiguration)):
-                await promote(session, actor=developer, box=box, request=wanted)
+                await promote(session, actor=developer, box=acme.box, request=wanted)
             await session.commit()
         assert await every_row(engine) == before
 

@@ -18,8 +18,8 @@ async def every_row(engine: AsyncEngine) -> Rows:
     database returns them, read on a connection of its own (not through a test's session)."""
     tables = [table.name for table in SQLModel.metadata.sorted_tables]
     if engine.dialect.name == "sqlite":
-        # The file read directly: about 25 times faster than through aiosqlite, which hands
-        # each of the ~25 statements to a thread of its own.
+        # The file read directly: 2 ms for acme's database, against 13 ms through aiosqlite,
+        # which hands each of the ~25 statements to its thread and back.
         with closing(sqlite3.connect(str(engine.url.database))) as connection:
             return {
                 name: sorted(connection.execute(f'SELECT * FROM "{name}"').fetchall(), key=repr)
