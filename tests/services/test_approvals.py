@@ -60,6 +60,7 @@ from tests.support.acme import (
     record_run,
     set_status,
     set_up_acme,
+    told_the_workers,
 )
 from tests.support.rows import added, every_row
 
@@ -242,6 +243,7 @@ async def test_the_last_required_approval_queues_it_and_each_reviewer_counts_onc
     # It runs what was reviewed or nothing: the configuration version it was filed at.
     assert change.expected_config_version == promotion.config_version is not None
     assert change.actor_id == acme.users["developer"]  # the requester's change
+    assert await told_the_workers(acme, change)
     assert (await acme.deployment("Staging")).status is DeploymentStatus.IN_PROGRESS
     assert await announced(acme, promotion.id) == announced_as("PENDING_APPROVAL", "QUEUED")
 
@@ -502,3 +504,13 @@ async def test_only_an_admin_sets_a_policy_and_it_must_let_someone_review(
         ["ADMIN", "APPROVER"],
         [acme.users["developer"]],
     )
+
+
+async def test_an_approved_request_runs_the_build_it_was_filed_with(engine: AsyncEngine) -> None:
+    acme = await protected_staging(engine)
+    promotion = await acme.run("developer", promoting(acme))
+    # Meanwhile a newer build runs in the source: what was reviewed is what moves.
+    await record_run(acme, "Development", "2.0")
+    await acme.run("approver", approving(promotion.id))
+    [change] = await acme.changes("Staging")
+    assert change.build_id == promotion.build_id == acme.builds["1.0"]

@@ -42,15 +42,16 @@ from app.services.errors import (
     NotFound,
     PromotionBlocked,
 )
+from app.services.pipelines import create_pipeline, set_project_pipeline
 from tests.support.acme import (
     COMPLETE,
     Acme,
     Call,
     deployment_events,
-    outbox,
     record_run,
     set_status,
     set_up_acme,
+    told_the_workers,
 )
 from tests.support.rows import added, every_row
 
@@ -136,15 +137,6 @@ def queueing(deployment_id: str, kind: ChangeKind, build_id: str) -> Call[Deploy
         )
 
     return call
-
-
-async def told_the_workers(acme: Acme, change: DeploymentChange) -> bool:
-    """Whether the outbox holds the command that tells the local data plane about the change."""
-    return any(
-        message.routing_key == "local"
-        and message.body == {"change_id": change.id, "deployment_id": change.deployment_id}
-        for message in await outbox(acme, "command")
-    )
 
 
 async def running_in_development(acme: Acme) -> None:
@@ -532,3 +524,30 @@ async def test_protected_rollbacks_and_configuration_restarts_are_requests(
         None,
         configuration.id,
     )
+
+
+async def test_a_deploy_goes_into_the_first_environment_of_the_projects_own_pipeline(
+    engine: AsyncEngine,
+) -> None:
+    acme = await set_up_acme(engine)
+    await acme.configure("Staging", COMPLETE)
+    later = await acme.run(
+        "admin",
+        lambda session, admin: create_pipeline(
+            session,
+            actor=admin,
+            organization_id=acme.id,
+            name="Late start",
+            environment_ids=[acme.environments["Staging"], acme.environments["Production"]],
+        ),
+    )
+    await acme.run(
+        "admin",
+        lambda session, admin: set_project_pipeline(
+            session, actor=admin, project_id=acme.project_id, pipeline_id=later.id
+        ),
+    )
+    refusal = await acme.refuses("developer", deploying(acme, "Development"), PromotionBlocked)
+    assert refusal.blockers == [Blocker.ENVIRONMENT_NOT_IN_PIPELINE]
+    deployment = await acme.run("developer", deploying(acme, "Staging"))
+    assert deployment.status is DeploymentStatus.IN_PROGRESS

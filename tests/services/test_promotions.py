@@ -9,12 +9,14 @@ from collections.abc import Sequence
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import (
     ChangeKind,
     ChangeStatus,
     DeploymentStatus,
+    Pipeline,
     Promotion,
     PromotionStatus,
     User,
@@ -29,6 +31,7 @@ from app.services.errors import (
     NotFound,
     PromotionBlocked,
 )
+from app.services.pipelines import set_project_pipeline, update_pipeline
 from app.services.promotions import (
     Plan,
     PromotionRequest,
@@ -45,6 +48,7 @@ from tests.support.acme import (
     record_run,
     set_status,
     set_up_acme,
+    told_the_workers,
 )
 from tests.support.rows import added, every_row
 
@@ -122,6 +126,7 @@ async def test_the_build_that_runs_in_the_source_moves_to_the_next_environment_u
     )
     assert change.actor_id == acme.users["developer"]
     assert change.expected_config_version is None  # nobody reviewed a version of it
+    assert await told_the_workers(acme, change)
     # The target waits for its change; its values apply only once the change runs.
     staging = await acme.deployment("Staging")
     assert (staging.status, staging.build_id, staging.revision) == (
@@ -454,3 +459,51 @@ async def test_a_refused_promotion_writes_nothing_even_when_its_transaction_comm
     await acme.configure("Staging", {"API_KEY": "staging-key"})
     await acme.freeze("Staging")
     await refused_then_committed(request(acme))
+
+
+async def test_the_next_environment_is_the_projects_pipelines_not_the_organizations_order(
+    engine: AsyncEngine,
+) -> None:
+    acme = await set_up_acme(engine, then=running_in_development)
+    await acme.configure("Production", COMPLETE)
+    # The organization's Default pipeline goes from Development straight to Production.
+    async with acme.session() as session:
+        default = (
+            await session.exec(
+                select(Pipeline).where(
+                    Pipeline.organization_id == acme.id, Pipeline.name == "Default"
+                )
+            )
+        ).one()
+    await acme.run(
+        "admin",
+        lambda session, admin: set_project_pipeline(
+            session, actor=admin, project_id=acme.project_id, pipeline_id=default.id
+        ),
+    )
+    plan = await acme.run("developer", planning(acme, request(acme)))
+    assert (plan.target.name, plan.blockers) == ("Production", [])
+    refusal = await acme.refuses(
+        "developer", promoting(acme, request(acme, target="Staging")), PromotionBlocked
+    )
+    assert refusal.blockers == [Blocker.ENVIRONMENT_NOT_IN_PIPELINE]
+    # Reordered, the pipeline decides again: Development, Production, Staging.
+    await acme.run(
+        "admin",
+        lambda session, admin: update_pipeline(
+            session,
+            actor=admin,
+            pipeline_id=acme.pipeline_id,
+            environment_ids=[
+                acme.environments[name] for name in ("Development", "Production", "Staging")
+            ],
+        ),
+    )
+    await acme.run(
+        "admin",
+        lambda session, admin: set_project_pipeline(
+            session, actor=admin, project_id=acme.project_id, pipeline_id=acme.pipeline_id
+        ),
+    )
+    promotion = await acme.run("developer", promoting(acme, request(acme)))
+    assert promotion.target_environment_id == acme.environments["Production"]

@@ -412,6 +412,15 @@ async def outbox(acme: Acme, exchange: str) -> list[OutboxMessage]:
         )
 
 
+async def told_the_workers(acme: Acme, change: DeploymentChange) -> bool:
+    """Whether the outbox holds the command that tells the local data plane about the change."""
+    return any(
+        message.routing_key == "local"
+        and message.body == {"change_id": change.id, "deployment_id": change.deployment_id}
+        for message in await outbox(acme, "command")
+    )
+
+
 async def deployment_events(acme: Acme, environment: str) -> list[tuple[str, str | None]]:
     """The events of the integration's deployment in the environment, as the outbox holds
     them: (status, detail), oldest first."""
