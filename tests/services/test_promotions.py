@@ -45,6 +45,7 @@ from tests.support.acme import (
     Call,
     announced,
     announced_as,
+    deployment_events,
     record_run,
     set_status,
     set_up_acme,
@@ -152,6 +153,9 @@ async def test_the_build_that_runs_in_the_source_moves_to_the_next_environment_u
         "audit_events": 1,
     }
     assert await announced(acme, promotion.id) == announced_as("QUEUED")
+    assert await deployment_events(acme, "Staging") == [
+        ("IN_PROGRESS", f"promotion {promotion.id} queued")
+    ]
 
 
 async def test_without_a_target_it_goes_to_the_next_environment_of_the_pipeline(
