@@ -6,19 +6,14 @@ ACTIVE."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
 from cryptography.fernet import Fernet
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.typing import Subprotocol
 
 from app.messaging.bus import command_queue
 from app.services.dataplanes import LOCAL_ROUTING_KEY
@@ -32,6 +27,7 @@ from tests.processes import (
 from tests.support.docker import docker_host
 from tests.support.documents import DEPLOY
 from tests.support.graphql_client import graphql_over_http
+from tests.support.graphql_ws import WsClient, data_of
 from tests.support.greeter import entries, new_greeter
 from tests.support.installations import admin_token
 from tests.support.postgres import new_database
@@ -76,11 +72,11 @@ async def test_uvicorn_on_the_factory_relays_commands_and_streams_events(
         with running_server(uvicorn, tmp_path, env, port) as served:
             async with (
                 graphql_over_http(served.url, token) as api,
-                subscribed(port, token) as events,
+                WsClient.connect(served.url, token) as events,
             ):
                 greeter = await new_greeter(api, "http://127.0.0.1:1")
                 development = greeter.environments["Development"]
-                await events.subscribe(EVENTS, {"environmentId": development})
+                events_id = await events.subscribe(EVENTS, {"environmentId": development})
                 await api.ok(
                     DEPLOY,
                     {
@@ -95,12 +91,15 @@ async def test_uvicorn_on_the_factory_relays_commands_and_streams_events(
                 # No worker runs yet: only this API's relay can have published the deploy's
                 # command (it waits in the data plane's queue) and its event, which this
                 # API's hub heard from RabbitMQ.
-                assert await events.next() == {"status": "IN_PROGRESS", "revision": 0}
+                assert await next_event(events, events_id) == {
+                    "status": "IN_PROGRESS",
+                    "revision": 0,
+                }
                 await eventually(
                     lambda: queued_commands(own_vhost), within=20, what="the command queued"
                 )
                 worker = start_worker(tmp_path, {**env, "DOCKER_HOST": docker_host()})
-                while (event := await events.next())["status"] != "ACTIVE":
+                while (event := await next_event(events, events_id))["status"] != "ACTIVE":
                     assert event["status"] == "IN_PROGRESS", event
                 assert event == {"status": "ACTIVE", "revision": 1}
     finally:
@@ -120,33 +119,5 @@ async def queued_commands(amqp_url: str) -> bool | None:
     return int(counts.get(command_queue(LOCAL_ROUTING_KEY), 0)) == 1 or None
 
 
-class Events:
-    """One graphql-transport-ws connection with one subscription."""
-
-    def __init__(self, socket: ClientConnection) -> None:
-        self._socket = socket
-
-    async def subscribe(self, query: str, variables: dict[str, Any]) -> None:
-        payload = {"query": query, "variables": variables}
-        await self._socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
-
-    async def next(self) -> dict[str, Any]:
-        async with asyncio.timeout(30):
-            message = json.loads(await self._socket.recv())
-        assert message["type"] == "next", message
-        event: dict[str, Any] = message["payload"]["data"]["deploymentEvents"]
-        return event
-
-
-@contextlib.asynccontextmanager
-async def subscribed(port: int, token: str) -> AsyncIterator[Events]:
-    async with connect(
-        f"ws://127.0.0.1:{port}/graphql",
-        subprotocols=[Subprotocol("graphql-transport-ws")],
-        proxy=None,
-    ) as socket:
-        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
-        await socket.send(json.dumps(init))
-        async with asyncio.timeout(30):
-            assert json.loads(await socket.recv())["type"] == "connection_ack"
-        yield Events(socket)
+async def next_event(events: WsClient, operation_id: str) -> dict[str, Any]:
+    return data_of(await events.message(operation_id, within=30), "deploymentEvents")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +23,6 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.typing import Subprotocol
 
 from app.crypto import SecretBox
 from app.db import create_session_factory
@@ -56,6 +53,7 @@ from tests.graphql.queries import (
 )
 from tests.processes import free_port
 from tests.support.graphql_client import GraphQLClient
+from tests.support.graphql_ws import WsClient
 from tests.support.organizations import make_user
 from tests.support.waiting import eventually
 from workers.planes import always
@@ -576,39 +574,21 @@ async def live_api(
 
 
 class Subscription:
-    """One graphql-transport-ws connection with one subscription."""
+    """One graphql-transport-ws connection (tests/support/graphql_ws.py) with one
+    subscription."""
 
-    def __init__(self, connection: ClientConnection) -> None:
-        self.connection = connection
+    def __init__(self, client: WsClient, operation_id: str) -> None:
+        self.client = client
+        self.operation_id = operation_id
 
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
         cls, live: Live, user: User, query: str, variables: dict[str, Any]
     ) -> AsyncIterator[Subscription]:
-        token = await live.api.token_for(user)
-        url = live.url.replace("http://", "ws://") + "/graphql"
-        async with connect(
-            url, subprotocols=[Subprotocol("graphql-transport-ws")], proxy=None
-        ) as connection:
-            init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
-            await connection.send(json.dumps(init))
-            ack = json.loads(await asyncio.wait_for(connection.recv(), 10))
-            assert ack == {"type": "connection_ack"}, ack
-            subscribe = {
-                "id": "1",
-                "type": "subscribe",
-                "payload": {"query": query, "variables": variables},
-            }
-            await connection.send(json.dumps(subscribe))
-            yield cls(connection)
+        async with WsClient.connect(live.url, await live.api.token_for(user)) as client:
+            yield cls(client, await client.subscribe(query, variables))
 
     async def message(self, within: float = 10) -> dict[str, Any]:
         """The next message of the subscription (pings answered)."""
-        async with asyncio.timeout(within):
-            while True:
-                message: dict[str, Any] = json.loads(await self.connection.recv())
-                if message["type"] == "ping":
-                    await self.connection.send(json.dumps({"type": "pong"}))
-                    continue
-                return message
+        return await self.client.message(self.operation_id, within)
