@@ -26,7 +26,7 @@ from app.models import (
     PromotionStatus,
     User,
 )
-from app.services import approvals, audit
+from app.services import approval_policies, audit, change_requests
 from app.services.auth import Permission, get_owned
 from app.services.change_queue import queue_requested_change
 from app.services.configuration import (
@@ -132,9 +132,9 @@ async def plan_promotion(
         blockers.append(Blocker.SOURCE_NOT_ACTIVE)
     if target.frozen:
         blockers.append(Blocker.TARGET_FROZEN)
-    if await approvals.pending_request_for(session, integration.id, target.id):
+    if await change_requests.pending_request_for(session, integration.id, target.id):
         blockers.append(Blocker.REQUEST_ALREADY_PENDING)
-    requires_approval = await approvals.policy_of(session, target.id) is not None
+    requires_approval = await approval_policies.policy_of(session, target.id) is not None
     build = (
         await session.get(Build, source_deployment.build_id) if source_deployment.build_id else None
     )
@@ -151,9 +151,12 @@ async def plan_promotion(
     copied: list[ConfigEntry] = []
     if request.copy_source_configuration:
         source_values = await plaintext_values(session, box=box, deployment_id=source_deployment.id)
+        # Copied values fill keys the target has no value for and the request leaves alone: a
+        # key the request removes stays removed (the step machine copies by the same rule).
+        given = {entry.key for entry in overrides}
         for key, value in source_values.items():
             spec = schema.get(key)
-            if spec is not None and not spec.secret and key not in after:
+            if spec is not None and not spec.secret and key not in after and key not in given:
                 after[key] = value
                 copied.append(ConfigEntry(key=key, value=value))
     missing = missing_keys(schema, after)
@@ -249,10 +252,10 @@ async def promote(
         override_keys=[entry.key for entry in plan.overrides],
         copied_keys=[entry.key for entry in plan.copied],
     )
-    policy = await approvals.policy_of(session, plan.target.id)
+    policy = await approval_policies.policy_of(session, plan.target.id)
     if policy is not None:
         # Nothing runs yet: the request waits for its reviews.
-        await approvals.file_request(session, promotion=promotion, policy=policy)
+        await change_requests.file_request(session, promotion=promotion, policy=policy)
         return promotion
     await queue_requested_change(
         session,

@@ -343,12 +343,6 @@ async def test_copying_fills_only_keys_the_target_has_no_value_for(engine: Async
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plan_promotion copies the source's value for a key the request removes in a target "
-    "that has a value for it; the step machine copies only into keys the target has none for, "
-    "so it removes the key, and the accepted promotion fails for the missing required value",
-)
 async def test_copying_does_not_refill_a_key_the_request_removes(engine: AsyncEngine) -> None:
     acme = await set_up_acme(engine, then=running_in_development)
     wanted = request(acme, overrides=[("GREETING", None)], copy_source_configuration=True)
