@@ -17,8 +17,8 @@ from app.messaging.bus import Message
 from app.messaging.fanout import SubscriberTooSlow
 from app.models import DeploymentStatus
 from app.services import approvals
-from app.services.approvals import approval_routing_key
 from app.services.auth import Owned
+from app.services.change_requests import approval_routing_key
 from app.services.events import promotion_routing_key
 
 # Without an event, a promotion's subscription still looks at the database this often, so a bus

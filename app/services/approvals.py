@@ -1,37 +1,25 @@
-"""Approval policies and the review of requests into protected environments.
-
-In an environment with a policy, every change of what runs there is filed as a request
-(PENDING_APPROVAL, a Promotion row of its kind) that keeps the rule it was filed under: a
-promotion into it, and a deploy, a configuration change with a restart, a restart that would
-apply values the running instance does not have, and a rollback there. Each eligible reviewer
-reviews once; the last required approval queues it, and one rejection ends it. A request nobody
-decides on in time expires.
+"""The review of requests into protected environments (filed by change_requests.py under an
+approval_policies.py rule): each eligible reviewer reviews once; the last required approval
+queues the request, and one rejection ends it. A request nobody decides on in time expires; the
+requester or an ADMIN may cancel it until a worker takes its change.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
-from sqlmodel import col, select, update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.crypto import SecretBox
 from app.models import (
-    ApprovalPolicy,
     ChangeStatus,
     Deployment,
     DeploymentChange,
     DeploymentStatus,
-    Environment,
-    Integration,
-    Membership,
     Promotion,
     PromotionStatus,
-    RequestKind,
     Review,
     ReviewDecision,
     Role,
@@ -39,274 +27,20 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.services import audit
-from app.services.auth import Permission, get_owned, role_in
+from app.services.auth import get_owned, role_in
 from app.services.change_queue import pending_change, queue_requested_change
-from app.services.configuration import ConfigChangeKind, ConfigDiff, diff_values, schema_of
 from app.services.errors import (
-    Blocker,
     Conflict,
     Forbidden,
     InvalidInput,
-    NotFound,
-    PromotionBlocked,
 )
 from app.services.events import announce_deployment
-from app.services.lifecycle import move_deployment, move_promotion
-from app.services.outbox import enqueue
-
-MAX_EXPIRY_HOURS = 24 * 365
-
-
-def approval_routing_key(organization_id: str) -> str:
-    return f"approval.{organization_id}"
-
-
-@dataclass(frozen=True)
-class PolicyInput:
-    environment_id: str
-    required_approvals: int
-    approver_roles: Sequence[Role] = (Role.ADMIN, Role.APPROVER)
-    approver_ids: Sequence[str] = ()
-    allow_self_approval: bool = False
-    expires_after_hours: int | None = None
-
-
-async def set_approval_policy(
-    session: AsyncSession, *, actor: User, policy: PolicyInput
-) -> Environment:
-    environment = await get_owned(
-        session, Environment, policy.environment_id, actor=actor, permission=Permission.ADMINISTER
-    )
-    if policy.required_approvals < 1:
-        raise InvalidInput("requiredApprovals must be at least 1", field="requiredApprovals")
-    if policy.required_approvals > 20:
-        raise InvalidInput("requiredApprovals must be at most 20", field="requiredApprovals")
-    if policy.expires_after_hours is not None and not (
-        1 <= policy.expires_after_hours <= MAX_EXPIRY_HOURS
-    ):
-        raise InvalidInput(
-            f"expiresAfterHours must be between 1 and {MAX_EXPIRY_HOURS}", field="expiresAfterHours"
-        )
-    approver_ids = list(dict.fromkeys(policy.approver_ids))
-    if approver_ids:
-        members = set(
-            (
-                await session.exec(
-                    select(Membership.user_id).where(
-                        Membership.organization_id == environment.organization_id,
-                        col(Membership.user_id).in_(approver_ids),
-                    )
-                )
-            ).all()
-        )
-        for user_id in approver_ids:
-            if user_id not in members:
-                # As any object outside the organization: not found (whether the user exists
-                # elsewhere is not this organization's to learn).
-                raise NotFound(f"no member of the organization with id {user_id}", id=user_id)
-    roles = sorted({role.value for role in policy.approver_roles})
-    if not roles and not approver_ids:
-        raise InvalidInput(
-            "name reviewer roles or reviewers: nobody could approve otherwise",
-            field="approverRoles",
-        )
-    existing = (
-        await session.exec(
-            select(ApprovalPolicy).where(ApprovalPolicy.environment_id == environment.id)
-        )
-    ).first()
-    row = existing or ApprovalPolicy(
-        organization_id=environment.organization_id,
-        environment_id=environment.id,
-        required_approvals=1,
-    )
-    row.required_approvals = policy.required_approvals
-    row.approver_roles = roles
-    row.approver_ids = approver_ids
-    row.allow_self_approval = policy.allow_self_approval
-    row.expires_after_hours = policy.expires_after_hours
-    row.updated_at = utcnow()
-    session.add(row)
-    audit.record(
-        session,
-        organization_id=environment.organization_id,
-        actor=actor,
-        action="environment.approval_policy.set",
-        subject_id=environment.id,
-        required_approvals=row.required_approvals,
-        approver_roles=roles,
-        approver_ids=approver_ids,
-        allow_self_approval=row.allow_self_approval,
-        expires_after_hours=row.expires_after_hours,
-    )
-    await session.flush()
-    return environment
-
-
-async def remove_approval_policy(
-    session: AsyncSession, *, actor: User, environment_id: str
-) -> Environment:
-    environment = await get_owned(
-        session, Environment, environment_id, actor=actor, permission=Permission.ADMINISTER
-    )
-    existing = (
-        await session.exec(
-            select(ApprovalPolicy).where(ApprovalPolicy.environment_id == environment.id)
-        )
-    ).first()
-    if existing is not None:
-        await session.delete(existing)
-        audit.record(
-            session,
-            organization_id=environment.organization_id,
-            actor=actor,
-            action="environment.approval_policy.removed",
-            subject_id=environment.id,
-        )
-        await session.flush()
-    return environment
-
-
-async def policy_of(session: AsyncSession, environment_id: str) -> ApprovalPolicy | None:
-    return (
-        await session.exec(
-            select(ApprovalPolicy).where(ApprovalPolicy.environment_id == environment_id)
-        )
-    ).first()
-
-
-def rule_of(policy: ApprovalPolicy) -> dict[str, Any]:
-    """The part of a policy a request keeps."""
-    return {
-        "roles": list(policy.approver_roles),
-        "approver_ids": list(policy.approver_ids),
-        "allow_self_approval": policy.allow_self_approval,
-    }
-
-
-async def file_request(
-    session: AsyncSession, *, promotion: Promotion, policy: ApprovalPolicy
-) -> None:
-    """Make a new promotion a request under the policy, and tell its reviewers."""
-    deployment = await session.get(Deployment, promotion.deployment_id)
-    if deployment is not None:
-        promotion.config_version = deployment.config_version
-    promotion.required_approvals = policy.required_approvals
-    promotion.approval_rule = rule_of(policy)
-    if policy.expires_after_hours is not None:
-        promotion.expires_at = promotion.requested_at + timedelta(hours=policy.expires_after_hours)
-    await move_promotion(
-        session,
-        promotion,
-        PromotionStatus.PENDING_APPROVAL,
-        detail=f"{policy.required_approvals} approval(s) required",
-    )
-    await enqueue(
-        session,
-        exchange="event",
-        routing_key=approval_routing_key(promotion.organization_id),
-        body={"promotionId": promotion.id, "organizationId": promotion.organization_id},
-    )
-
-
-async def request_change(
-    session: AsyncSession,
-    *,
-    actor: User,
-    box: SecretBox,
-    deployment: Deployment,
-    kind: RequestKind,
-    build_id: str,
-    values: dict[str, str],
-    rollback_to_revision: int | None = None,
-) -> Promotion | None:
-    """In an environment with an approval policy, a change of what runs there (a deploy, a
-    configuration change, a restart that applies new values, a rollback) as a request, filed
-    with its plan: how the running configuration changes. None where no review is needed (the
-    caller queues the change). The values it will run with are the ones stored now: the change
-    refuses to run if any was stored after the request was filed (``file_request`` records
-    the configuration version)."""
-    policy = await policy_of(session, deployment.environment_id)
-    if policy is None:
-        return None
-    environment = await session.get(Environment, deployment.environment_id)
-    integration = await session.get(Integration, deployment.integration_id)
-    assert environment is not None and integration is not None
-    if await pending_request_for(session, integration.id, environment.id):
-        raise PromotionBlocked(
-            f"a request for {integration.name} in {environment.name} is already waiting "
-            "for reviews",
-            blockers=[Blocker.REQUEST_ALREADY_PENDING],
-        )
-    schema = schema_of(integration)
-    running = await running_values(session, box, deployment)
-    changes = diff_values(schema, running, values, {k for k, v in schema.items() if v.secret})
-    promotion = Promotion(
-        organization_id=deployment.organization_id,
-        integration_id=integration.id,
-        build_id=build_id,
-        source_environment_id=environment.id,
-        target_environment_id=environment.id,
-        deployment_id=deployment.id,
-        status=PromotionStatus.PENDING_APPROVAL,
-        kind=kind,
-        rollback_to_revision=rollback_to_revision,
-        requested_by_id=actor.id,
-        overrides_sealed=box.seal_json(
-            {"values": values, "changes": [dataclasses.asdict(c) for c in changes]}
-        ),
-    )
-    session.add(promotion)
-    await session.flush()
-    audit.record(
-        session,
-        organization_id=promotion.organization_id,
-        actor=actor,
-        action="deployment.change_requested",
-        subject_id=deployment.id,
-        request_id=promotion.id,
-        kind=kind.value,
-        changed_keys=[c.key for c in changes if c.kind is not ConfigChangeKind.UNCHANGED],
-    )
-    await file_request(session, promotion=promotion, policy=policy)
-    return promotion
-
-
-async def pending_request_for(
-    session: AsyncSession, integration_id: str, environment_id: str
-) -> str | None:
-    """The id of the integration's request into the environment that waits for reviews."""
-    return (
-        await session.exec(
-            select(Promotion.id).where(
-                Promotion.integration_id == integration_id,
-                Promotion.target_environment_id == environment_id,
-                Promotion.status == PromotionStatus.PENDING_APPROVAL,
-            )
-        )
-    ).first()
-
-
-async def running_values(
-    session: AsyncSession, box: SecretBox, deployment: Deployment
-) -> dict[str, str]:
-    """The configuration the deployment's instance runs with now (none: nothing runs)."""
-    if deployment.running_change_id is None:
-        return {}
-    change = await session.get(DeploymentChange, deployment.running_change_id)
-    if change is None or change.snapshot_sealed is None:
-        return {}
-    values: dict[str, str] = box.open_json(change.snapshot_sealed)
-    return values
-
-
-def requested_changes(box: SecretBox, promotion: Promotion) -> list[ConfigDiff]:
-    """The plan filed with the request: how the configuration that runs changes."""
-    sealed = box.open_json(promotion.overrides_sealed)
-    return [
-        ConfigDiff(**{**item, "kind": ConfigChangeKind(item["kind"])})
-        for item in sealed.get("changes", [])
-    ]
+from app.services.lifecycle import (
+    claim_change,
+    hold_promotion,
+    move_deployment,
+    move_promotion,
+)
 
 
 def why_not_reviewer(
@@ -331,10 +65,10 @@ async def _pending_request(
     promotion = await get_owned(session, Promotion, promotion_id, actor=actor)
     role = await role_in(session, user_id=actor.id, organization_id=promotion.organization_id)
     assert role is not None  # get_owned checked membership
-    if promotion.status is not PromotionStatus.PENDING_APPROVAL or not await _hold_pending(
-        session, promotion.id
+    if promotion.status is not PromotionStatus.PENDING_APPROVAL or not await hold_promotion(
+        session, promotion
     ):
-        await session.refresh(promotion)  # decided by someone else a moment ago
+        # Decided by someone else a moment ago.
         raise Conflict(
             f"the request is {promotion.status.value}, no longer pending: nothing to {verb}"
         )
@@ -342,20 +76,6 @@ async def _pending_request(
         # Past its time, though the sweep has not come by yet: it is over all the same.
         raise Conflict("the request expired before this review: file a new one")
     return promotion, role
-
-
-async def _hold_pending(session: AsyncSession, promotion_id: str) -> bool:
-    """Lock the request's row if it is still pending, for the rest of the transaction: two
-    decisions on one request are serialized, and the second finds it decided."""
-    held = await session.exec(
-        update(Promotion)
-        .where(
-            col(Promotion.id) == promotion_id,
-            col(Promotion.status) == PromotionStatus.PENDING_APPROVAL,
-        )
-        .values(status=PromotionStatus.PENDING_APPROVAL)
-    )
-    return bool(held.rowcount)
 
 
 async def _review(
@@ -393,18 +113,25 @@ async def _review(
         Review(promotion_id=promotion.id, reviewer_id=actor.id, decision=decision, comment=comment)
     )
     await session.flush()
+    if decision is ReviewDecision.REJECTED:
+        promotion.error = f"rejected by {actor.email}" + (f": {comment}" if comment else "")
+        await move_promotion(
+            session,
+            promotion,
+            PromotionStatus.REJECTED,
+            detail=promotion.error,
+            actor=actor,
+            comment=comment,
+        )
+        return promotion
     audit.record(
         session,
         organization_id=promotion.organization_id,
         actor=actor,
-        action=f"promotion.{'approved' if verb == 'approve' else 'rejected'}",
+        action="promotion.approved",
         subject_id=promotion.id,
         comment=comment,
     )
-    if decision is ReviewDecision.REJECTED:
-        promotion.error = f"rejected by {actor.email}" + (f": {comment}" if comment else "")
-        await move_promotion(session, promotion, PromotionStatus.REJECTED, detail=promotion.error)
-        return promotion
     approvals = len(
         (
             await session.exec(
@@ -461,19 +188,14 @@ async def expire_due(session: AsyncSession, *, now: datetime | None = None) -> l
             )
         ).all()
     )
+    expired = []
     for promotion in due:
-        if not await _hold_pending(session, promotion.id):
+        if not await hold_promotion(session, promotion):
             continue  # decided meanwhile
         promotion.error = "no decision before the request expired"
         await move_promotion(session, promotion, PromotionStatus.EXPIRED, detail=promotion.error)
-        audit.record(
-            session,
-            organization_id=promotion.organization_id,
-            actor=None,
-            action="promotion.expired",
-            subject_id=promotion.id,
-        )
-    return due
+        expired.append(promotion)
+    return expired
 
 
 async def awaits_review_by(session: AsyncSession, *, user: User, promotion: Promotion) -> bool:
@@ -516,44 +238,45 @@ async def cancel(session: AsyncSession, *, actor: User, promotion_id: str) -> Pr
     if actor.id != promotion.requested_by_id and role is not Role.ADMIN:
         raise Forbidden("only the requester or an ADMIN may cancel a promotion")
     if promotion.status is PromotionStatus.QUEUED:
-        # Conditional, so that it cannot overwrite a worker that has just taken the change.
-        taken = await session.exec(
-            update(DeploymentChange)
-            .where(
-                col(DeploymentChange.promotion_id) == promotion.id,
-                col(DeploymentChange.status) == ChangeStatus.QUEUED,
+        change = (
+            await session.exec(
+                select(DeploymentChange).where(DeploymentChange.promotion_id == promotion.id)
             )
-            .values(status=ChangeStatus.CANCELLED, finished_at=utcnow())
-        )
-        if not taken.rowcount:
+        ).first()
+        # Conditional, so that it cannot overwrite a worker that has just taken the change.
+        if (
+            change is None
+            or change.status is not ChangeStatus.QUEUED
+            or not await claim_change(session, change, ChangeStatus.CANCELLED)
+        ):
             raise Conflict("the promotion has started running: it can no longer be cancelled")
         await settle_deployment(session, promotion.deployment_id)
-    elif promotion.status is not PromotionStatus.PENDING_APPROVAL or not await _hold_pending(
-        session, promotion.id
+    elif promotion.status is not PromotionStatus.PENDING_APPROVAL or not await hold_promotion(
+        session, promotion
     ):
-        await session.refresh(promotion)
         raise Conflict(
             f"the promotion is {promotion.status.value}: only a pending or queued "
             "promotion can be cancelled"
         )
     promotion.error = f"cancelled by {actor.email}"
-    await move_promotion(session, promotion, PromotionStatus.CANCELLED, detail=promotion.error)
-    audit.record(
-        session,
-        organization_id=promotion.organization_id,
-        actor=actor,
-        action="promotion.cancelled",
-        subject_id=promotion.id,
+    await move_promotion(
+        session, promotion, PromotionStatus.CANCELLED, detail=promotion.error, actor=actor
     )
     return promotion
 
 
 async def settle_deployment(session: AsyncSession, deployment_id: str) -> None:
-    """A deployment waiting for its first change goes back to NOT_DEPLOYED when that change is
-    withdrawn and nothing else is pending."""
+    """A deployment that runs nothing and waits for a change (IN_PROGRESS) goes back to what
+    it was when that change is withdrawn and nothing else is pending: NOT_DEPLOYED when it
+    never ran, ERROR when what ran before failed or stopped (its last error stays)."""
     deployment = await session.get(Deployment, deployment_id)
     if deployment is None or deployment.status is not DeploymentStatus.IN_PROGRESS:
         return
-    if await pending_change(session, deployment_id) is None and deployment.revision == 0:
+    if await pending_change(session, deployment_id) is not None:
+        return
+    if deployment.revision == 0:
         move_deployment(session, deployment, DeploymentStatus.NOT_DEPLOYED)
         await announce_deployment(session, deployment, detail="nothing to deploy any more")
+    else:
+        move_deployment(session, deployment, DeploymentStatus.ERROR)
+        await announce_deployment(session, deployment, detail="the change was withdrawn")

@@ -27,7 +27,7 @@ from app.models import (
     RequestKind,
     User,
 )
-from app.services import approvals, audit
+from app.services import approval_policies, audit, change_requests
 from app.services.auth import Permission, get_owned
 from app.services.change_queue import queue_change
 from app.services.configuration import (
@@ -136,7 +136,7 @@ async def deploy(
             entries=validate_entries(integration, configuration, field="configuration"),
         )
     await require_configuration(session, integration=integration, deployment=deployment)
-    request = await approvals.request_change(
+    request = await change_requests.request_change(
         session,
         actor=actor,
         box=box,
@@ -217,7 +217,7 @@ async def restart(
     await require_configuration(session, integration=integration, deployment=deployment)
     if deployment.config_version != deployment.applied_config_version:
         assert deployment.build_id is not None
-        request = await approvals.request_change(
+        request = await change_requests.request_change(
             session,
             actor=actor,
             box=box,
@@ -230,7 +230,7 @@ async def restart(
             return request
     # In a protected environment a restart without a review must not apply values stored
     # between now and when it runs.
-    protected = await approvals.policy_of(session, deployment.environment_id) is not None
+    protected = await approval_policies.policy_of(session, deployment.environment_id) is not None
     await queue_change(
         session,
         deployment=deployment,
@@ -267,7 +267,7 @@ async def restart_for_configuration(
     assert integration is not None
     await require_configuration(session, integration=integration, deployment=deployment)
     assert deployment.build_id is not None
-    request = await approvals.request_change(
+    request = await change_requests.request_change(
         session,
         actor=actor,
         box=box,
@@ -364,7 +364,7 @@ async def rollback(
             else f"there is no revision {revision}",
             field="revision",
         )
-    request = await approvals.request_change(
+    request = await change_requests.request_change(
         session,
         actor=actor,
         box=box,

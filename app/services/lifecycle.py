@@ -4,8 +4,9 @@ which, as data, and the one place where each one's status is written.
 A promotion (or another request, see ``RequestKind``) waits for its reviews, is queued, and
 then follows the change that carries it out; a change is queued, applies its configuration,
 restarts the integration and ends. A final status has no successor. Writing a status
-records it, with its event and the event's outbox row, in the caller's transaction: a move
-that the tables do not allow raises ``IllegalTransition`` and writes nothing.
+records it, with its event and the event's outbox row and, for the moves the audit log keeps
+(PROMOTION_AUDIT, CHANGE_AUDIT), its audit entry, in the caller's transaction: a move that the
+tables do not allow raises ``IllegalTransition`` and writes nothing.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from app.models import (
     Promotion,
     PromotionEvent,
     PromotionStatus,
+    User,
 )
 from app.models.base import utcnow
+from app.services import audit
 from app.services.errors import Conflict
 from app.services.events import promotion_routing_key
 from app.services.outbox import enqueue
@@ -87,6 +90,23 @@ PROMOTION_STATUS_OF_CHANGE: Mapping[ChangeStatus, PromotionStatus] = {
 }
 
 
+# The moves of a request that someone decides (or the expiry sweep: no actor), as the audit log
+# names them. An approval is audited as the review it is (approvals.py): the last one queues
+# the request, which is the change's to follow from then on.
+PROMOTION_AUDIT: Mapping[PromotionStatus, str] = {
+    P.REJECTED: "promotion.rejected",
+    P.CANCELLED: "promotion.cancelled",
+    P.EXPIRED: "promotion.expired",
+}
+
+# How a change ends, as the audit log names it, on the deployment the change is for (a
+# cancelled change is its request's: promotion.cancelled).
+CHANGE_AUDIT: Mapping[ChangeStatus, str] = {
+    C.SUCCEEDED: "change.succeeded",
+    C.FAILED: "change.failed",
+}
+
+
 class IllegalTransition(Conflict):
     """A status that may not follow the current one (a request decided meanwhile, say)."""
 
@@ -105,9 +125,16 @@ def change_may_move(current: ChangeStatus, to: ChangeStatus) -> bool:
 
 
 async def move_promotion(
-    session: AsyncSession, promotion: Promotion, status: PromotionStatus, *, detail: str | None
+    session: AsyncSession,
+    promotion: Promotion,
+    status: PromotionStatus,
+    *,
+    detail: str | None,
+    actor: User | None = None,
+    **audited: Any,
 ) -> PromotionEvent:
-    """The promotion's new status, its event and the event's outbox row."""
+    """The promotion's new status, its event, the event's outbox row and, for a move in
+    PROMOTION_AUDIT, its audit entry (by ``actor``, with ``audited`` as its detail)."""
     if not promotion_may_move(promotion.status, status):
         raise IllegalTransition("request", promotion.status.value, status.value)
     now = utcnow()
@@ -127,7 +154,31 @@ async def move_promotion(
     await enqueue(
         session, exchange="event", routing_key=promotion_routing_key(promotion.id), body=body
     )
+    if status in PROMOTION_AUDIT:
+        audit.record(
+            session,
+            organization_id=promotion.organization_id,
+            actor=actor,
+            action=PROMOTION_AUDIT[status],
+            subject_id=promotion.id,
+            **audited,
+        )
     return event
+
+
+async def hold_promotion(session: AsyncSession, promotion: Promotion) -> bool:
+    """Lock the request's row, for the rest of the transaction, if it still has the status
+    read: two decisions on one request are serialized, and the second finds it decided (the
+    request is read again then). False when it moved meanwhile."""
+    held = await session.exec(
+        update(Promotion)
+        .where(col(Promotion.id) == promotion.id, col(Promotion.status) == promotion.status)
+        .values(status=promotion.status)
+    )
+    if held.rowcount:
+        return True
+    await session.refresh(promotion)
+    return False
 
 
 def move_deployment(
@@ -146,9 +197,11 @@ def move_change(
     status: ChangeStatus,
     *,
     error: str | None = None,
+    **audited: Any,
 ) -> None:
     """The change's new status; once it ends, when, and why (``error``: None once it
-    succeeded). Before that, the error of an earlier failed attempt stays."""
+    succeeded), and for an end in CHANGE_AUDIT its audit entry (``audited``: more detail).
+    Before that, the error of an earlier failed attempt stays."""
     if not change_may_move(change.status, status):
         raise IllegalTransition("change", change.status.value, status.value)
     change.status = status
@@ -156,6 +209,18 @@ def move_change(
         change.error = error
         change.finished_at = utcnow()
     session.add(change)
+    if status in CHANGE_AUDIT:
+        audit.record(
+            session,
+            organization_id=change.organization_id,
+            actor=change.actor_id,
+            action=CHANGE_AUDIT[status],
+            subject_id=change.deployment_id,
+            change_id=change.id,
+            kind=change.kind.value,
+            promotion_id=change.promotion_id,
+            **audited,
+        )
 
 
 async def claim_change(

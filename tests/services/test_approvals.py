@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -28,18 +27,14 @@ from app.models import (
     User,
 )
 from app.models.base import utcnow
-from app.services.approvals import (
+from app.services.approval_policies import (
     MAX_EXPIRY_HOURS,
     PolicyInput,
-    approval_routing_key,
-    approve,
-    awaits_review_by,
-    cancel,
-    expire_due,
-    reject,
     remove_approval_policy,
     set_approval_policy,
 )
+from app.services.approvals import approve, awaits_review_by, cancel, expire_due, reject
+from app.services.change_requests import approval_routing_key
 from app.services.errors import (
     Blocker,
     Conflict,
@@ -437,13 +432,6 @@ async def test_a_queued_promotion_is_cancelled_until_a_worker_takes_it(engine: A
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="approvals.settle_deployment moves a deployment back to NOT_DEPLOYED only when its "
-    "revision is 0: one that had run (revision >= 1) and was ERROR when a promotion was queued "
-    "(ERROR -> IN_PROGRESS) stays IN_PROGRESS after the cancel, with nothing pending, and "
-    "refuses restarts and rollbacks (only ACTIVE or ERROR may restart)",
-)
 async def test_a_cancelled_promotion_leaves_a_deployment_that_had_run_as_it_was(
     engine: AsyncEngine,
 ) -> None:

@@ -23,8 +23,9 @@ from app.models import (
     RequestKind,
     User,
 )
-from app.services.approvals import approve, requested_changes
+from app.services.approvals import approve
 from app.services.change_queue import queue_change
+from app.services.change_requests import requested_changes
 from app.services.changes import (
     deploy,
     restart,

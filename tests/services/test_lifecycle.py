@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import SecretBox
 from app.models import (
+    AuditEvent,
     ChangeKind,
     ChangeStatus,
     DeploymentChange,
@@ -31,6 +32,7 @@ from app.services.lifecycle import (
     IllegalTransition,
     claim_change,
     follow_change,
+    hold_promotion,
     move_change,
     move_promotion,
 )
@@ -217,3 +219,64 @@ async def test_a_promotion_follows_the_status_of_its_change(
     assert followed.status is PromotionStatus.APPLYING_CONFIGURATION
     change.promotion_id = None
     assert await follow_change(session, change, detail=None) is None
+
+
+async def _audited(session: AsyncSession, subject_id: str) -> list[tuple[str, dict[str, Any]]]:
+    rows = await session.exec(
+        select(AuditEvent).where(AuditEvent.subject_id == subject_id).order_by(col(AuditEvent.at))
+    )
+    return [(row.action, row.detail) for row in rows.all()]
+
+
+async def test_a_step_of_a_request_is_not_audited(session: AsyncSession, box: SecretBox) -> None:
+    promotion = await _queued_promotion(session, box)
+    await move_promotion(session, promotion, PromotionStatus.APPLYING_CONFIGURATION, detail=None)
+    await session.commit()
+    assert await _audited(session, promotion.id) == []
+
+
+async def test_a_decided_request_is_audited_by_its_move(
+    session: AsyncSession, box: SecretBox
+) -> None:
+    promotion = await _queued_promotion(session, box)
+    promotion.status = PromotionStatus.PENDING_APPROVAL
+    session.add(promotion)
+    await move_promotion(
+        session, promotion, PromotionStatus.REJECTED, detail="no", actor=None, comment="not now"
+    )
+    await session.commit()
+    assert await _audited(session, promotion.id) == [("promotion.rejected", {"comment": "not now"})]
+
+
+async def test_how_a_change_ends_is_audited_on_its_deployment(
+    session: AsyncSession, queued_change: DeploymentChange
+) -> None:
+    move_change(session, queued_change, ChangeStatus.APPLYING_CONFIGURATION)
+    move_change(session, queued_change, ChangeStatus.FAILED, error="boom", reason="boom")
+    await session.commit()
+    [(action, detail)] = await _audited(session, queued_change.deployment_id)
+    assert action == "change.failed"
+    assert detail == {
+        "change_id": queued_change.id,
+        "kind": "PROMOTION",
+        "promotion_id": queued_change.promotion_id,
+        "reason": "boom",
+    }
+
+
+async def test_a_hold_succeeds_while_the_status_read_is_current(
+    session: AsyncSession, box: SecretBox
+) -> None:
+    promotion = await _queued_promotion(session, box)
+    assert await hold_promotion(session, promotion)
+    await session.commit()
+    # Moved by another transaction since it was read: the hold fails and shows the new status.
+    await session.exec(
+        update(Promotion)
+        .where(col(Promotion.id) == promotion.id)
+        .values(status=PromotionStatus.CANCELLED)
+        .execution_options(synchronize_session=False)
+    )
+    assert promotion.status.value == "QUEUED"
+    assert not await hold_promotion(session, promotion)
+    assert promotion.status is PromotionStatus.CANCELLED

@@ -46,7 +46,7 @@ from app.models import (
     User,
 )
 from app.models.base import utcnow
-from app.services.approvals import PolicyInput, set_approval_policy
+from app.services.approval_policies import PolicyInput, set_approval_policy
 from app.services.configuration import (
     ConfigEntry,
     ConfigKey,

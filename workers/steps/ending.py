@@ -4,20 +4,16 @@ FAILED with the reason, while whatever ran before keeps running."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import (
     ChangeKind,
     ChangeStatus,
-    Deployment,
     DeploymentChange,
     DeploymentRevision,
     DeploymentStatus,
     RevisionCause,
 )
-from app.services import audit
 from app.services.events import announce_deployment
 from app.services.lifecycle import follow_change, move_change, move_deployment
 from workers.steps.rows import load_deployment
@@ -65,8 +61,7 @@ async def succeed(session: AsyncSession, change: DeploymentChange, endpoint: str
         if change.snapshot_config_version is not None:
             deployment.applied_config_version = change.snapshot_config_version
     deployment.last_error = None
-    move_change(session, change, ChangeStatus.SUCCEEDED)
-    _audit(session, deployment, change, "change.succeeded", revision=deployment.revision)
+    move_change(session, change, ChangeStatus.SUCCEEDED, revision=deployment.revision)
     await follow_change(session, change, detail=f"revision {deployment.revision} is live")
     await announce_deployment(session, deployment, detail=f"{change.kind.value} succeeded")
 
@@ -79,29 +74,8 @@ async def fail(session: AsyncSession, change: DeploymentChange, reason: str) -> 
     deployment.last_error = reason
     if deployment.status is DeploymentStatus.IN_PROGRESS:
         move_deployment(session, deployment, DeploymentStatus.ERROR)
-    move_change(session, change, ChangeStatus.FAILED, error=reason)
-    _audit(session, deployment, change, "change.failed", reason=reason[:2000])
+    move_change(session, change, ChangeStatus.FAILED, error=reason, reason=reason[:2000])
     promotion = await follow_change(session, change, detail=reason)
     if promotion is not None:
         promotion.error = reason
     await announce_deployment(session, deployment, detail=f"{change.kind.value} failed")
-
-
-def _audit(
-    session: AsyncSession,
-    deployment: Deployment,
-    change: DeploymentChange,
-    action: str,
-    **detail: Any,
-) -> None:
-    audit.record(
-        session,
-        organization_id=deployment.organization_id,
-        actor=change.actor_id,
-        action=action,
-        subject_id=deployment.id,
-        change_id=change.id,
-        kind=change.kind.value,
-        promotion_id=change.promotion_id,
-        **detail,
-    )

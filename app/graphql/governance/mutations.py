@@ -11,7 +11,7 @@ from app.graphql.errors import in_change_transaction, in_transaction
 from app.graphql.governance.types import ApprovalPolicyInput
 from app.graphql.promotions.mutations import PromotionResult
 from app.graphql.promotions.types import Promotion
-from app.services import approvals, environments
+from app.services import approval_policies, approvals, environments
 
 
 @strawberry.type
@@ -25,7 +25,7 @@ class GovernanceMutations:
         self, info: Info, input: ApprovalPolicyInput
     ) -> EnvironmentResult:
         ctx = info.context
-        policy = approvals.PolicyInput(
+        policy = approval_policies.PolicyInput(
             environment_id=input.environment_id,
             required_approvals=input.required_approvals,
             approver_roles=input.approver_roles,
@@ -34,7 +34,9 @@ class GovernanceMutations:
             expires_after_hours=input.expires_after_hours,
         )
         return Environment.from_model(
-            await approvals.set_approval_policy(ctx.session, actor=ctx.viewer, policy=policy)
+            await approval_policies.set_approval_policy(
+                ctx.session, actor=ctx.viewer, policy=policy
+            )
         )
 
     @strawberry.mutation(description="ADMIN only. Pending requests keep their rule.")
@@ -44,7 +46,7 @@ class GovernanceMutations:
     ) -> EnvironmentResult:
         ctx = info.context
         return Environment.from_model(
-            await approvals.remove_approval_policy(
+            await approval_policies.remove_approval_policy(
                 ctx.session, actor=ctx.viewer, environment_id=environment_id
             )
         )

@@ -19,7 +19,7 @@ from app.graphql.objects import Node, related, snapshot
 from app.graphql.projects import LazyBuild, LazyIntegration
 from app.graphql.projects import types as project_types
 from app.models import PromotionStatus, RequestKind, ReviewDecision
-from app.services import approvals, promotions
+from app.services import change_requests, promotions
 from app.services.configuration import ConfigChangeKind, ConfigDiff, schema_of
 from app.services.errors import Blocker
 from app.services.promotions import sealed_entries
@@ -173,7 +173,7 @@ class Promotion(Node):
     def configuration_changes(self, info: Info) -> list[ConfigChange]:
         return [
             ConfigChange.from_diff(change)
-            for change in approvals.requested_changes(info.context.box, self.row)
+            for change in change_requests.requested_changes(info.context.box, self.row)
         ]
 
     @strawberry.field(description="A rollback request: the revision it re-applies.")
