@@ -7,84 +7,62 @@ import signal
 from collections.abc import Awaitable, Callable
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
-from workers.runtimes.base import StartFailed
+from workers.runtimes.base import InstanceSpec, StartFailed
 
-# Health checks start fast (a small service answers within ~100 ms) and back off to this.
+# Health polls start fast (a small service answers within ~100 ms) and back off to this.
 HEALTH_POLL_MAX_S = 0.5
 
 
-class _NotHealthy(Exception):
-    """The instance runs but its health check did not answer 2xx: what happened instead."""
-
-    def __init__(self, answer: str, output: list[str] | None = None) -> None:
-        super().__init__(answer)
-        self.answer = answer
-        self.output = output or []
-
-
 async def wait_healthy(
-    *,
-    address: str,
-    path: str,
-    timeout_s: float,
-    exit_status: Callable[[], Awaitable[str | None]],
+    spec: InstanceSpec, *, address: str, exit_status: Callable[[], Awaitable[str | None]]
 ) -> None:
-    """Return once ``GET http://<address><path>`` answers 2xx. ``exit_status()`` says how the
-    instance ended, or None while it runs: once it has ended, or when ``timeout_s`` passed,
-    StartFailed says why (the caller stops what is left and adds the instance's last output).
+    """Return once ``GET http://<address><spec.health_path>`` answers 2xx. ``exit_status()``
+    says how the instance ended, or None while it runs: once it has ended, or when the spec's
+    health timeout passed, StartFailed says why (the caller stops what is left and adds the
+    instance's last output).
 
-    The check is tried again, with backoff, until it answers or the next try would come after
-    ``timeout_s``; an instance that ended is not tried again."""
+    A loop, not tenacity: it polls two things (the process, its answer) against one deadline
+    that cuts both the pauses and each request short, so that it gives up at the timeout, not
+    before it and not after. tenacity's stops give up early (``stop_before_delay``) or run past
+    it (``stop_after_delay``), and with the request cut to what was left, a last try of a few
+    milliseconds timed out and replaced the instance's answer (HTTP 503) in the reason."""
+    path, timeout_s = spec.health_path, spec.health_timeout_s
     path = path if path.startswith("/") else f"/{path}"
     url = f"http://{address}{path}"
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
+    last_answer = "was not tried"
+    last_body: list[str] = []
+    pause = 0.05
     # trust_env off: an HTTP(S)_PROXY of the worker must not stand between it and localhost.
     async with httpx.AsyncClient(trust_env=False) as client:
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(_NotHealthy),
-                wait=wait_exponential(multiplier=0.05, max=HEALTH_POLL_MAX_S),
-                stop=stop_before_delay(timeout_s),
-                reraise=True,
-            ):
-                with attempt:
-                    ended = await exit_status()
-                    if ended is not None:
-                        raise StartFailed(ended)
-                    remaining = max(deadline - loop.time(), 0.01)
-                    await _answers(client, url, address, path, timeout_s=min(remaining, 5.0))
-            return
-        except _NotHealthy as not_healthy:
-            last = not_healthy
-    ended = await exit_status()
-    if ended is not None:
-        raise StartFailed(ended)
+        while True:
+            ended = await exit_status()
+            if ended is not None:
+                raise StartFailed(ended)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                answer = await client.get(url, timeout=min(remaining, 5.0))
+            except httpx.ConnectError:
+                last_answer = f"found nothing listening on {address} (does it listen on $PORT?)"
+                last_body = []
+            except httpx.HTTPError as exc:
+                last_answer = f"failed: {_describe_error(exc)}"
+                last_body = []
+            else:
+                if answer.is_success:
+                    return
+                last_answer = f"answered HTTP {answer.status_code}"
+                # What the instance wrote is output: with its output lines, not in the reason.
+                body = " ".join(answer.text.split())[:200]
+                last_body = [f"GET {path} answered: {body}"] if body else []
+            await asyncio.sleep(max(0.0, min(pause, deadline - loop.time())))
+            pause = min(pause * 2, HEALTH_POLL_MAX_S)
     raise StartFailed(
-        f"did not become healthy within {timeout_s:g}s: GET {path} {last.answer}", last.output
-    )
-
-
-async def _answers(
-    client: httpx.AsyncClient, url: str, address: str, path: str, *, timeout_s: float
-) -> None:
-    """Return when GET ``url`` answers 2xx; _NotHealthy says what it did instead."""
-    try:
-        answer = await client.get(url, timeout=timeout_s)
-    except httpx.ConnectError:
-        raise _NotHealthy(
-            f"found nothing listening on {address} (does it listen on $PORT?)"
-        ) from None
-    except httpx.HTTPError as exc:
-        raise _NotHealthy(f"failed: {_describe_error(exc)}") from None
-    if answer.is_success:
-        return
-    # What the instance wrote is output: with its output lines, not in the reason.
-    body = " ".join(answer.text.split())[:200]
-    raise _NotHealthy(
-        f"answered HTTP {answer.status_code}", [f"GET {path} answered: {body}"] if body else []
+        f"did not become healthy within {timeout_s:g}s: GET {path} {last_answer}", last_body
     )
 
 

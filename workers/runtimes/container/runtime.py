@@ -249,12 +249,7 @@ class ContainerRuntime(GatewayRouted):
             return None
 
         try:
-            await wait_healthy(
-                address=relay.address,
-                path=spec.health_path,
-                timeout_s=spec.health_timeout_s,
-                exit_status=exit_status,
-            )
+            await wait_healthy(spec, address=relay.address, exit_status=exit_status)
         except StartFailed as failure:
             tail = await self._output(container, OUTPUT_TAIL_LINES)
             raise StartFailed(with_output(str(failure), failure.output + tail)) from None

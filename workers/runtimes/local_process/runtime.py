@@ -276,12 +276,7 @@ class LocalProcessRuntime(GatewayRouted):
             return self._exit_status(record)
 
         try:
-            await wait_healthy(
-                address=record.address,
-                path=spec.health_path,
-                timeout_s=spec.health_timeout_s,
-                exit_status=exit_status,
-            )
+            await wait_healthy(spec, address=record.address, exit_status=exit_status)
         except StartFailed as failure:
             # Anything it left behind in its group goes too.
             await self._terminate(record)
