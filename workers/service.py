@@ -128,7 +128,7 @@ class Worker:
             runtime=runtime,
             data_plane=key,
             owner=self.name,
-            bus=self.bus,
+            after_commit=self.after_commit,
             health_timeout_s=self.health_timeout_s,
             admission=admission or LocalAdmission(),
         )
@@ -143,7 +143,7 @@ class Worker:
         # Embedded mode keeps commands in memory, so a crash loses them: announce again what
         # has not ended (on RabbitMQ the copy is redundant, and harmless).
         await announce_unfinished_changes(
-            self.sessions, self.bus, key, sender=f"restart-{self.name}"
+            self.sessions, key, why=f"worker {self.name} started", after_commit=self.after_commit
         )
         log.info(
             "worker %s serves data plane %s (%s) with concurrency %d",

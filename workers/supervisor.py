@@ -25,7 +25,6 @@ from sqlmodel import col, select
 
 from app.crypto import SecretBox
 from app.db import SessionFactory, session_scope
-from app.messaging.bus import Bus
 from app.models import (
     DataPlane,
     Deployment,
@@ -61,8 +60,10 @@ class Supervisor:
     owner: str
     interval_s: float = SUPERVISION_INTERVAL_S
     health_timeout_s: float = 30.0
-    # Where stranded changes are announced again (None: not at all).
-    bus: Bus | None = None
+    # Whether stranded changes are announced again (through the outbox; after_commit wakes
+    # the process's relay).
+    announce_stranded: bool = True
+    after_commit: Callable[[], None] = lambda: None
     admission: LocalAdmission = field(default_factory=LocalAdmission)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -121,13 +122,13 @@ class Supervisor:
     async def _announce_stranded_changes(self) -> None:
         """Changes that wait while nobody holds their deployment's lease: a worker died holding
         it after the commands behind it were acknowledged."""
-        if self.bus is not None:
+        if self.announce_stranded:
             await announce_unfinished_changes(
                 self.sessions,
-                self.bus,
                 self.data_plane,
-                sender=f"stranded-{self.owner}",
+                why=f"stranded, seen by {self.owner}",
                 stranded_before=utcnow() - STRANDED_AFTER,
+                after_commit=self.after_commit,
             )
 
     async def _keep_running(self, deployment_id: str) -> None:
