@@ -3,6 +3,9 @@
 Revision ID: 0001
 Revises:
 Create Date: 2026-11-26 05:09:16.146394
+
+Long (every table of the first release, as Alembic wrote it) and never split: a migration that
+has run on an installation is history, changed only by a new revision after it.
 """
 
 from __future__ import annotations
