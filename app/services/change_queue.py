@@ -8,6 +8,9 @@ The lowest layer of the services that change what runs: ``changes``, ``promotion
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -24,18 +27,34 @@ from app.models import (
     User,
 )
 from app.models.promotions import FINAL_CHANGE_STATUSES
+from app.services import audit
 from app.services.dataplanes import routing_key
 from app.services.events import announce_deployment
 from app.services.lifecycle import move_deployment, move_promotion
 from app.services.outbox import enqueue
 
 # The change each kind of request becomes once it may run.
-CHANGE_OF_REQUEST = {
+CHANGE_OF_REQUEST: Mapping[RequestKind, ChangeKind] = {
     RequestKind.PROMOTION: ChangeKind.PROMOTION,
     RequestKind.DEPLOY: ChangeKind.DEPLOY,
     RequestKind.CONFIGURATION: ChangeKind.CONFIG_CHANGE,
     RequestKind.RESTART: ChangeKind.RESTART,
     RequestKind.ROLLBACK: ChangeKind.ROLLBACK,
+}
+# The request a change is filed as where an approval policy protects its environment.
+REQUEST_OF_CHANGE: Mapping[ChangeKind, RequestKind] = {
+    change: request for request, change in CHANGE_OF_REQUEST.items()
+}
+
+# How the audit log names a change asked for directly. One that carries out a request is
+# audited as the request (promotion.requested, deployment.change_requested) and its reviews.
+REQUESTED_AUDIT: Mapping[ChangeKind, str] = {
+    ChangeKind.DEPLOY: "deployment.deploy_requested",
+    ChangeKind.CONFIG_CHANGE: "deployment.configuration_restart_requested",
+    ChangeKind.RESTART: "deployment.restart_requested",
+    ChangeKind.SUSPEND: "deployment.suspend_requested",
+    ChangeKind.RESUME: "deployment.resume_requested",
+    ChangeKind.ROLLBACK: "deployment.rollback_requested",
 }
 
 
@@ -45,18 +64,25 @@ async def queue_change(
     deployment: Deployment,
     kind: ChangeKind,
     actor: User | None,
+    detail: str,
     build_id: str | None = None,
     promotion_id: str | None = None,
     rollback_to_revision: int | None = None,
     idempotency_key: str | None = None,
     expected_config_version: int | None = None,
+    **audited: Any,
 ) -> DeploymentChange:
+    """The change, QUEUED, with in the same transaction: the command that tells the data
+    plane's workers (an outbox row), the deployment IN_PROGRESS where a deploy or promotion
+    is its first run, the deployment's announcement (``detail``) and, for a change asked for
+    directly, its audit entry (``audited``: the entry's detail)."""
     change = DeploymentChange(
         expected_config_version=expected_config_version,
         organization_id=deployment.organization_id,
         deployment_id=deployment.id,
         kind=kind,
-        build_id=build_id,
+        # A configuration change restarts the build that runs: it names none of its own.
+        build_id=None if kind is ChangeKind.CONFIG_CHANGE else build_id,
         promotion_id=promotion_id,
         rollback_to_revision=rollback_to_revision,
         actor_id=actor.id if actor else None,
@@ -75,6 +101,16 @@ async def queue_change(
         routing_key=await data_plane_of(session, deployment),
         body={"change_id": change.id, "deployment_id": deployment.id},
     )
+    await announce_deployment(session, deployment, detail=detail)
+    if promotion_id is None and kind in REQUESTED_AUDIT:
+        audit.record(
+            session,
+            organization_id=deployment.organization_id,
+            actor=actor,
+            action=REQUESTED_AUDIT[kind],
+            subject_id=deployment.id,
+            **audited,
+        )
     return change
 
 
@@ -118,13 +154,11 @@ async def queue_requested_change(
         deployment=deployment,
         kind=kind,
         actor=requester,
-        build_id=promotion.build_id if kind is not ChangeKind.CONFIG_CHANGE else None,
+        detail=f"{promotion.kind.value.lower()} {promotion.id} queued",
+        build_id=promotion.build_id,
         promotion_id=promotion.id,
         rollback_to_revision=promotion.rollback_to_revision,
         # Reviewed: it runs what was reviewed, or not at all.
         expected_config_version=promotion.config_version,
-    )
-    await announce_deployment(
-        session, deployment, detail=f"{promotion.kind.value.lower()} {promotion.id} queued"
     )
     return change

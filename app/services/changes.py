@@ -8,6 +8,7 @@ a time, in order (``workers.steps``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -27,9 +28,9 @@ from app.models import (
     RequestKind,
     User,
 )
-from app.services import approval_policies, audit, change_requests
+from app.services import approval_policies, change_requests
 from app.services.auth import Permission, get_owned
-from app.services.change_queue import queue_change
+from app.services.change_queue import REQUEST_OF_CHANGE, queue_change
 from app.services.configuration import (
     ConfigEntry,
     apply_entries,
@@ -47,7 +48,6 @@ from app.services.errors import (
     NotFound,
     PromotionBlocked,
 )
-from app.services.events import announce_deployment
 from app.services.pipelines import stage_environment_ids
 
 
@@ -136,36 +136,61 @@ async def deploy(
             entries=validate_entries(integration, configuration, field="configuration"),
         )
     await require_configuration(session, integration=integration, deployment=deployment)
+    request = await _filed_or_queued(
+        session,
+        actor=actor,
+        box=box,
+        deployment=deployment,
+        kind=ChangeKind.DEPLOY,
+        build_id=build.id,
+        values=await plaintext_values(session, box=box, deployment_id=deployment.id),
+        detail=f"deploy of {build.version} queued",
+        idempotency_key=idempotency_key,
+        build=build.version,
+        configuration_keys=[e.key for e in configuration],
+    )
+    return request or deployment
+
+
+async def _filed_or_queued(
+    session: AsyncSession,
+    *,
+    actor: User,
+    box: SecretBox,
+    deployment: Deployment,
+    kind: ChangeKind,
+    build_id: str,
+    values: dict[str, str],
+    detail: str,
+    rollback_to_revision: int | None = None,
+    idempotency_key: str | None = None,
+    **audited: Any,
+) -> Promotion | None:
+    """A change of what runs: where an approval policy protects the environment, filed as a
+    request with the values it will run with (returned); else queued."""
     request = await change_requests.request_change(
         session,
         actor=actor,
         box=box,
         deployment=deployment,
-        kind=RequestKind.DEPLOY,
-        build_id=build.id,
-        values=await plaintext_values(session, box=box, deployment_id=deployment.id),
+        kind=REQUEST_OF_CHANGE[kind],
+        build_id=build_id,
+        values=values,
+        rollback_to_revision=rollback_to_revision,
     )
-    if request is not None:
-        return request
-    await queue_change(
-        session,
-        deployment=deployment,
-        kind=ChangeKind.DEPLOY,
-        actor=actor,
-        build_id=build.id,
-        idempotency_key=idempotency_key,
-    )
-    await announce_deployment(session, deployment, detail=f"deploy of {build.version} queued")
-    audit.record(
-        session,
-        organization_id=integration.organization_id,
-        actor=actor,
-        action="deployment.deploy_requested",
-        subject_id=deployment.id,
-        build=build.version,
-        configuration_keys=[e.key for e in configuration],
-    )
-    return deployment
+    if request is None:
+        await queue_change(
+            session,
+            deployment=deployment,
+            kind=kind,
+            actor=actor,
+            detail=detail,
+            build_id=build_id,
+            rollback_to_revision=rollback_to_revision,
+            idempotency_key=idempotency_key,
+            **audited,
+        )
+    return request
 
 
 async def _running_deployment(
@@ -236,15 +261,8 @@ async def restart(
         deployment=deployment,
         kind=ChangeKind.RESTART,
         actor=actor,
+        detail="restart queued",
         expected_config_version=deployment.config_version if protected else None,
-    )
-    await announce_deployment(session, deployment, detail="restart queued")
-    audit.record(
-        session,
-        organization_id=deployment.organization_id,
-        actor=actor,
-        action="deployment.restart_requested",
-        subject_id=deployment.id,
     )
     return deployment
 
@@ -267,27 +285,16 @@ async def restart_for_configuration(
     assert integration is not None
     await require_configuration(session, integration=integration, deployment=deployment)
     assert deployment.build_id is not None
-    request = await change_requests.request_change(
+    return await _filed_or_queued(
         session,
         actor=actor,
         box=box,
         deployment=deployment,
-        kind=RequestKind.CONFIGURATION,
+        kind=ChangeKind.CONFIG_CHANGE,
         build_id=deployment.build_id,
         values=await plaintext_values(session, box=box, deployment_id=deployment.id),
+        detail="configuration change queued",
     )
-    if request is not None:
-        return request
-    await queue_change(session, deployment=deployment, kind=ChangeKind.CONFIG_CHANGE, actor=actor)
-    audit.record(
-        session,
-        organization_id=deployment.organization_id,
-        actor=actor,
-        action="deployment.configuration_restart_requested",
-        subject_id=deployment.id,
-    )
-    await announce_deployment(session, deployment, detail="configuration change queued")
-    return None
 
 
 async def suspend(session: AsyncSession, *, actor: User, deployment_id: str) -> Deployment:
@@ -298,14 +305,12 @@ async def suspend(session: AsyncSession, *, actor: User, deployment_id: str) -> 
         verb="suspended",
         allowed=(DeploymentStatus.ACTIVE, DeploymentStatus.ERROR),
     )
-    await queue_change(session, deployment=deployment, kind=ChangeKind.SUSPEND, actor=actor)
-    await announce_deployment(session, deployment, detail="suspend queued")
-    audit.record(
+    await queue_change(
         session,
-        organization_id=deployment.organization_id,
+        deployment=deployment,
+        kind=ChangeKind.SUSPEND,
         actor=actor,
-        action="deployment.suspend_requested",
-        subject_id=deployment.id,
+        detail="suspend queued",
     )
     return deployment
 
@@ -318,14 +323,8 @@ async def resume(session: AsyncSession, *, actor: User, deployment_id: str) -> D
         verb="resumed",
         allowed=(DeploymentStatus.SUSPENDED,),
     )
-    await queue_change(session, deployment=deployment, kind=ChangeKind.RESUME, actor=actor)
-    await announce_deployment(session, deployment, detail="resume queued")
-    audit.record(
-        session,
-        organization_id=deployment.organization_id,
-        actor=actor,
-        action="deployment.resume_requested",
-        subject_id=deployment.id,
+    await queue_change(
+        session, deployment=deployment, kind=ChangeKind.RESUME, actor=actor, detail="resume queued"
     )
     return deployment
 
@@ -364,35 +363,16 @@ async def rollback(
             else f"there is no revision {revision}",
             field="revision",
         )
-    request = await change_requests.request_change(
+    request = await _filed_or_queued(
         session,
         actor=actor,
         box=box,
         deployment=deployment,
-        kind=RequestKind.ROLLBACK,
+        kind=ChangeKind.ROLLBACK,
         build_id=target.build_id,
         values=box.open_json(target.snapshot_sealed),
+        detail=f"rollback to revision {target.revision} queued",
         rollback_to_revision=target.revision,
-    )
-    if request is not None:
-        return request
-    await queue_change(
-        session,
-        deployment=deployment,
-        kind=ChangeKind.ROLLBACK,
-        actor=actor,
-        build_id=target.build_id,
-        rollback_to_revision=target.revision,
-    )
-    await announce_deployment(
-        session, deployment, detail=f"rollback to revision {target.revision} queued"
-    )
-    audit.record(
-        session,
-        organization_id=deployment.organization_id,
-        actor=actor,
-        action="deployment.rollback_requested",
-        subject_id=deployment.id,
         to_revision=target.revision,
     )
-    return deployment
+    return request or deployment

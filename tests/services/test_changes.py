@@ -134,7 +134,12 @@ def queueing(deployment_id: str, kind: ChangeKind, build_id: str) -> Call[Deploy
         deployment = await session.get(Deployment, deployment_id)
         assert deployment is not None
         return await queue_change(
-            session, deployment=deployment, kind=kind, actor=actor, build_id=build_id
+            session,
+            deployment=deployment,
+            kind=kind,
+            actor=actor,
+            detail=f"{kind.value.lower()} queued",
+            build_id=build_id,
         )
 
     return call
