@@ -109,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The commands that talk to a running API (app/client/commands.py)."""
+    """The commands that talk to a running API (app/client/commands/)."""
     client = argparse.ArgumentParser(add_help=False)
     client.add_argument(
         "--url", help="the API (default: $PROMENADE_URL, else http://127.0.0.1:8000)"
