@@ -6,9 +6,10 @@ Development -> Production, with one member per role (two DEVELOPERs and two APPR
 config schema, a build each, and the integrations ACTIVE in Development. ``globex`` is another
 organization; its admin is the outsider.
 
-The engine part (``running_engine``, ``FakeRuntime``) runs the real step machine in-process: the
-worker consumes the in-process bus, the outbox relay carries the commands the API wrote, and the
-runtime is a test double that starts nothing (the subject here is governance, not processes).
+The engine part (``running_engine``, with the ``FakeRuntime`` of tests/support/runtimes.py)
+runs the real step machine in-process: the worker consumes the in-process bus, the outbox relay
+carries the commands the API wrote, and the runtime is a test double that starts nothing (the
+subject here is governance, not processes).
 """
 
 from __future__ import annotations
@@ -55,9 +56,11 @@ from tests.processes import free_port
 from tests.support.graphql_client import GraphQLClient
 from tests.support.graphql_ws import WsClient
 from tests.support.organizations import make_user
+
+# FakeRuntime is re-exported ("as"): tests/workers import it from here.
+from tests.support.runtimes import FakeRuntime as FakeRuntime
 from tests.support.waiting import eventually
 from workers.planes import always
-from workers.runtimes.base import Instance, InstanceSpec, StartFailed
 from workers.service import Worker
 
 # ---- documents -----------------------------------------------------------------------------
@@ -462,47 +465,6 @@ async def promotion_row(engine: AsyncEngine, promotion_id: str) -> Promotion:
 
 
 # ---- the engine, in-process ----------------------------------------------------------------
-
-
-class FakeRuntime:
-    """A runtime that starts nothing: ``start`` answers at once (or when ``gate`` opens, for a
-    test that needs a change to stay RESTARTING), and remembers what it was asked to run."""
-
-    def __init__(self) -> None:
-        self.started: list[InstanceSpec] = []
-        self.starting = asyncio.Event()  # set when a start begins
-        self.gate: asyncio.Event | None = None
-        self.failure: str | None = None  # set: every start fails with this
-
-    async def start(self, spec: InstanceSpec) -> Instance:
-        self.started.append(spec)
-        self.starting.set()
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.failure is not None:
-            raise StartFailed(self.failure)
-        return Instance(change_id=spec.change_id, address="127.0.0.1:9")
-
-    async def route(self, deployment_id: str, route: str, instance: Instance) -> str:
-        return self.endpoint_url(route)
-
-    async def retire_others(self, deployment_id: str, keep_change_id: str) -> None:
-        return None
-
-    async def stop(self, deployment_id: str, route: str) -> None:
-        return None
-
-    def endpoint_url(self, route: str) -> str:
-        return f"http://gateway.test{route}"
-
-    async def logs(self, deployment_id: str, lines: int = 100) -> list[str]:
-        return []
-
-    async def deployments(self) -> set[str]:
-        return set()
-
-    async def collect_garbage(self) -> None:
-        return None
 
 
 @contextlib.asynccontextmanager

@@ -45,7 +45,6 @@ from tests.graphql.governance import (
     SECRET_KEY,
     SET_CONFIGURATION,
     UNFREEZE,
-    FakeRuntime,
     World,
     expect,
     governed_world,
@@ -58,6 +57,7 @@ from tests.graphql.governance import (
 )
 from tests.graphql.queries import call, create_environment
 from tests.support.graphql_client import GraphQLClient
+from tests.support.runtimes import FakeRuntime
 
 DEPLOYMENT_IDS = """
 query($id: ID!) { integration(id: $id) { deployments { id environment { name } } } }

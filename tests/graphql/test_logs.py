@@ -22,8 +22,9 @@ from app.models import ChangeKind, ChangeStatus, Deployment, DeploymentChange
 from app.services.dataplanes import LOCAL_ROUTING_KEY
 from app.services.masking import with_output
 from app.settings import Settings
-from tests.graphql.governance import SECRET_KEY, FakeRuntime, World, governed_world
+from tests.graphql.governance import SECRET_KEY, World, governed_world
 from tests.support.graphql_client import GraphQLClient
+from tests.support.runtimes import FakeRuntime
 from workers.logs import LogReader
 
 SECRET = "hunter2-the-secret-value"
