@@ -23,7 +23,7 @@ must not point the operator's root worker at a socket of its own choosing.
 
 The engine must be on the worker's machine: the worker mounts each instance's files from its
 own disk and reaches instances through their network namespaces (see
-``workers/runtimes/container.py``), so a TCP engine address is refused rather than half working.
+``workers/runtimes/container/``), so a TCP engine address is refused rather than half working.
 """
 
 from __future__ import annotations
