@@ -69,6 +69,7 @@ def create_app(
         on_commit=after_commit,
         bus=bus,
         recheck_s=settings.ws_recheck_s,
+        init_wait_s=settings.ws_init_wait_s,
         max_sockets_per_user=settings.ws_per_user,
         introspection=settings.introspection_on,
     )

@@ -60,6 +60,13 @@ class Settings(BaseSettings):
         le=60,
         description="How often an open websocket's token and memberships are checked again.",
     )
+    ws_init_wait_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How long a new websocket may take to send connection_init before it is "
+        "closed (4408).",
+    )
     ws_per_user: int = Field(default=100, ge=1, description="Open websockets per user.")
     ws_per_address: int = Field(
         default=200, ge=1, description="Open websockets per client address."

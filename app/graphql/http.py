@@ -7,6 +7,7 @@ import functools
 import logging
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from cross_web import HTTPException
@@ -26,7 +27,6 @@ from app.graphql.loaders import Loaders
 from app.graphql.refusals import read_body, refusal_of, refused, replay
 from app.graphql.schema import PromenadeSchema, build_schema, schema
 from app.graphql.websocket import (
-    CONNECTION_INIT_WAIT,
     MAX_SUBSCRIPTIONS_PER_CONNECTION,
     GraphQLTransportWSHandler,
 )
@@ -90,6 +90,7 @@ class PromenadeGraphQL(GraphQL[Context, None]):
         on_commit: Callable[[], None] | None = None,
         bus: Bus | None = None,
         recheck_s: float = 5.0,
+        init_wait_s: float = 5.0,
         max_sockets_per_user: int = 100,
         introspection: bool = True,
     ) -> None:
@@ -98,7 +99,8 @@ class PromenadeGraphQL(GraphQL[Context, None]):
             graphql_ide="graphiql" if graphiql else None,
             allow_queries_via_get=False,
             max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
-            connection_init_wait_timeout=CONNECTION_INIT_WAIT,
+            # A websocket that has not sent connection_init by then is closed (4408).
+            connection_init_wait_timeout=timedelta(seconds=init_wait_s),
             # Not the legacy graphql-ws protocol too: Strawberry runs only subscriptions over
             # it, and clients that offer both (gql does, legacy first) would get it.
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),

@@ -16,7 +16,6 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
-from datetime import timedelta
 from typing import Any
 
 from strawberry.http.exceptions import WebSocketDisconnected
@@ -38,10 +37,6 @@ MAX_SUBSCRIPTIONS_PER_CONNECTION = 50
 
 # Token checks in a row that may fail (the database not answering) before a socket closes.
 MAX_FAILED_TOKEN_CHECKS = MAX_FAILED_READINGS
-
-
-# A websocket that has not sent connection_init by then is closed (4408).
-CONNECTION_INIT_WAIT = timedelta(seconds=5)
 
 
 # The context of the websocket operation running in this task (each runs in a task of its own).

@@ -26,6 +26,8 @@ from app.services.access_watch import MAX_FAILED_READINGS, AccessWatch, Reading
 from tests.graphql.governance import Live, World, governed_world, live_api
 
 RECHECK_S = 0.5
+# How long a socket may wait before connection_init here (5 s by default).
+INIT_WAIT_S = 0.5
 PROTOCOL = [Subprotocol("graphql-transport-ws")]
 EVENTS = "subscription($e: ID) { deploymentEvents(environmentId: $e) { deploymentId status } }"
 
@@ -35,7 +37,13 @@ async def live(
     engine: AsyncEngine, session: AsyncSession, secret_key: str, tmp_path: Path
 ) -> AsyncIterator[tuple[Live, World]]:
     async with live_api(
-        engine, session, secret_key, tmp_path, ws_recheck_s=RECHECK_S, ws_per_user=3
+        engine,
+        session,
+        secret_key,
+        tmp_path,
+        ws_recheck_s=RECHECK_S,
+        ws_init_wait_s=INIT_WAIT_S,
+        ws_per_user=3,
     ) as served:
         yield served, await governed_world(served.api, session)
 
@@ -171,7 +179,7 @@ async def test_malformed_and_idle_sockets_are_closed_with_the_protocols_codes(
     await connection.send(json.dumps(huge))
     assert await closed_with(connection) == 1009
 
-    # No connection_init: closed after the protocol's wait (4408).
+    # No connection_init: closed after the wait (ws_init_wait_s; the protocol's code 4408).
     silent = await connect(ws_url(served), subprotocols=PROTOCOL, proxy=None)
     assert await closed_with(silent, within=10) == 4408
 

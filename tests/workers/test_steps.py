@@ -80,6 +80,13 @@ FINAL = {PromotionStatus.SUCCEEDED, PromotionStatus.FAILED}
 PAUSE_POINTS = ["QUEUED", "APPLYING_CONFIGURATION", "STARTED", "ROUTED"]
 RACERS = 6
 
+
+def local_runtime(state_dir: Path) -> LocalProcessRuntime:
+    """The runtime of these tests: no request is in flight when a route moves, so old
+    instances stop almost at once rather than after ROUTE_SETTLE_S."""
+    return LocalProcessRuntime(state_dir, GATEWAY_URL, route_settle_s=0.05)
+
+
 T = TypeVar("T")
 
 
@@ -211,7 +218,7 @@ class Plant:
             sessions=self.sessions,
             box=self.box,
             bus=await self.open_bus(),
-            runtime_for=always(runtime or LocalProcessRuntime(self.runtime_dir, GATEWAY_URL)),
+            runtime_for=always(runtime or local_runtime(self.runtime_dir)),
             planes=[self.world.plane],
             concurrency=concurrency,
         )
@@ -600,7 +607,7 @@ async def test_a_change_that_keeps_failing_is_dead_lettered_with_its_reason(
     for worker in plant.workers:
         await worker.drain()
     plant.workers.clear()
-    broken = BrokenRuntime(LocalProcessRuntime(plant.runtime_dir, GATEWAY_URL))
+    broken = BrokenRuntime(local_runtime(plant.runtime_dir))
     await plant.start_worker(runtime=broken)
 
     promotion = await plant.promote({"GREETING": "never", "API_KEY": "k"})
@@ -630,7 +637,7 @@ async def test_a_change_that_keeps_failing_does_not_fail_the_one_queued_after_it
         machine = StepMachine(
             sessions=plant.sessions,
             box=plant.box,
-            runtime=BrokenRuntime(LocalProcessRuntime(plant.runtime_dir, GATEWAY_URL), "poison"),
+            runtime=BrokenRuntime(local_runtime(plant.runtime_dir), "poison"),
             owner="worker",
         )
         poisoned = await plant.promote({"GREETING": "poison", "API_KEY": "k"})

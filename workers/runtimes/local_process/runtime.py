@@ -69,10 +69,13 @@ class LocalProcessRuntime(GatewayRouted):
         grace_period_s: float = 10.0,
         users: LocalUsers | None = None,
         routes: RoutingTable | None = None,
+        route_settle_s: float = ROUTE_SETTLE_S,
     ) -> None:
         self.state_dir = state_dir
         self.routes = routes or RoutingTable(state_dir, gateway_url)
         self.grace_period_s = grace_period_s
+        # How long old instances keep running after the route moved (ROUTE_SETTLE_S).
+        self.route_settle_s = route_settle_s
         self.users = users
         # Processes this object started, by pid. A thread per process waits for it, so that
         # its exit code is known and it never lingers as a zombie.
@@ -107,7 +110,7 @@ class LocalProcessRuntime(GatewayRouted):
         deployment_dir = self._deployment_dir(deployment_id)
         old = [d for d in instance_dirs(deployment_dir) if d.name != keep_change_id]
         if any(self._runs(d) for d in old):
-            await asyncio.sleep(ROUTE_SETTLE_S)
+            await asyncio.sleep(self.route_settle_s)
         await asyncio.gather(*(self._retire(instance_dir) for instance_dir in old))
         self._after_retiring(deployment_dir)
 
