@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from functools import cached_property
 from typing import Any, TypeVar
 
 from sqlmodel import SQLModel, col, select
@@ -48,53 +49,145 @@ def forget(loader: DataLoader[K, V], key: K) -> None:
 
 
 class Loaders:
+    """The loaders of one request, each made on its first use: a request reads a few kinds,
+    and making every loader for every request cost more than most requests' reads."""
+
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
-        self.organization = self._by_id(Organization)
-        self.user = self._by_id(User)
-        self.data_plane = self._by_id(DataPlane)
-        self.environment = self._by_id(Environment)
-        self.pipeline = self._by_id(Pipeline)
-        self.project = self._by_id(Project)
-        self.integration = self._by_id(Integration)
-        self.build = self._by_id(Build)
-        self.deployment = self._by_id(Deployment)
 
-        self.environments_by_organization = self._by_parent(
+    @cached_property
+    def organization(self) -> DataLoader[str, Organization | None]:
+        return self._by_id(Organization)
+
+    @cached_property
+    def user(self) -> DataLoader[str, User | None]:
+        return self._by_id(User)
+
+    @cached_property
+    def data_plane(self) -> DataLoader[str, DataPlane | None]:
+        return self._by_id(DataPlane)
+
+    @cached_property
+    def environment(self) -> DataLoader[str, Environment | None]:
+        return self._by_id(Environment)
+
+    @cached_property
+    def pipeline(self) -> DataLoader[str, Pipeline | None]:
+        return self._by_id(Pipeline)
+
+    @cached_property
+    def project(self) -> DataLoader[str, Project | None]:
+        return self._by_id(Project)
+
+    @cached_property
+    def integration(self) -> DataLoader[str, Integration | None]:
+        return self._by_id(Integration)
+
+    @cached_property
+    def build(self) -> DataLoader[str, Build | None]:
+        return self._by_id(Build)
+
+    @cached_property
+    def deployment(self) -> DataLoader[str, Deployment | None]:
+        return self._by_id(Deployment)
+
+    @cached_property
+    def environments_by_organization(self) -> DataLoader[str, list[Environment]]:
+        return self._by_parent(
             Environment, "organization_id", order=(col(Environment.position), col(Environment.id))
         )
-        self.environments_by_data_plane = self._by_parent(
+
+    @cached_property
+    def environments_by_data_plane(self) -> DataLoader[str, list[Environment]]:
+        return self._by_parent(
             Environment, "data_plane_id", order=(col(Environment.position), col(Environment.id))
         )
-        self.data_planes_by_organization = self._by_parent(DataPlane, "organization_id")
-        self.pipelines_by_organization = self._by_parent(Pipeline, "organization_id")
-        self.memberships_by_organization = self._by_parent(Membership, "organization_id")
-        self.memberships_by_user = self._by_parent(Membership, "user_id")
-        self.projects_by_pipeline = self._by_parent(Project, "pipeline_id")
-        self.deployments_by_integration = self._by_parent(Deployment, "integration_id")
-        self.config_values_by_deployment = self._by_parent(ConfigValue, "deployment_id")
-        self.stages_by_pipeline = self._by_parent(
-            PipelineStage, "pipeline_id", order=(col(PipelineStage.position),)
-        )
 
-        self.projects_page = self._pages(Project, "organization_id")
-        self.integrations_page = self._pages(Integration, "project_id")
-        self.builds_page = self._pages(Build, "integration_id", descending=True)
-        self.promotion = self._by_id(Promotion)
-        self.approval_policies_by_environment = self._by_parent(ApprovalPolicy, "environment_id")
-        self.reviews_by_promotion = self._by_parent(Review, "promotion_id")
-        self.pending_promotions_by_organization = self._by_parent(
+    @cached_property
+    def data_planes_by_organization(self) -> DataLoader[str, list[DataPlane]]:
+        return self._by_parent(DataPlane, "organization_id")
+
+    @cached_property
+    def pipelines_by_organization(self) -> DataLoader[str, list[Pipeline]]:
+        return self._by_parent(Pipeline, "organization_id")
+
+    @cached_property
+    def memberships_by_organization(self) -> DataLoader[str, list[Membership]]:
+        return self._by_parent(Membership, "organization_id")
+
+    @cached_property
+    def memberships_by_user(self) -> DataLoader[str, list[Membership]]:
+        return self._by_parent(Membership, "user_id")
+
+    @cached_property
+    def projects_by_pipeline(self) -> DataLoader[str, list[Project]]:
+        return self._by_parent(Project, "pipeline_id")
+
+    @cached_property
+    def deployments_by_integration(self) -> DataLoader[str, list[Deployment]]:
+        return self._by_parent(Deployment, "integration_id")
+
+    @cached_property
+    def config_values_by_deployment(self) -> DataLoader[str, list[ConfigValue]]:
+        return self._by_parent(ConfigValue, "deployment_id")
+
+    @cached_property
+    def stages_by_pipeline(self) -> DataLoader[str, list[PipelineStage]]:
+        return self._by_parent(PipelineStage, "pipeline_id", order=(col(PipelineStage.position),))
+
+    @cached_property
+    def projects_page(self) -> DataLoader[PageKey, Page[Project]]:
+        return self._pages(Project, "organization_id")
+
+    @cached_property
+    def integrations_page(self) -> DataLoader[PageKey, Page[Integration]]:
+        return self._pages(Integration, "project_id")
+
+    @cached_property
+    def builds_page(self) -> DataLoader[PageKey, Page[Build]]:
+        return self._pages(Build, "integration_id", descending=True)
+
+    @cached_property
+    def promotion(self) -> DataLoader[str, Promotion | None]:
+        return self._by_id(Promotion)
+
+    @cached_property
+    def approval_policies_by_environment(self) -> DataLoader[str, list[ApprovalPolicy]]:
+        return self._by_parent(ApprovalPolicy, "environment_id")
+
+    @cached_property
+    def reviews_by_promotion(self) -> DataLoader[str, list[Review]]:
+        return self._by_parent(Review, "promotion_id")
+
+    @cached_property
+    def pending_promotions_by_organization(self) -> DataLoader[str, list[Promotion]]:
+        return self._by_parent(
             Promotion,
             "organization_id",
             where=(col(Promotion.status) == PromotionStatus.PENDING_APPROVAL,),
         )
-        self.audit_page = self._pages(AuditEvent, "organization_id", descending=True)
-        self.promotion_events_by_promotion = self._by_parent(PromotionEvent, "promotion_id")
-        self.promotions_page = self._pages(
+
+    @cached_property
+    def audit_page(self) -> DataLoader[PageKey, Page[AuditEvent]]:
+        return self._pages(AuditEvent, "organization_id", descending=True)
+
+    @cached_property
+    def promotion_events_by_promotion(self) -> DataLoader[str, list[PromotionEvent]]:
+        return self._by_parent(PromotionEvent, "promotion_id")
+
+    @cached_property
+    def promotions_page(self) -> DataLoader[PageKey, Page[Promotion]]:
+        return self._pages(
             Promotion, "integration_id", descending=True, filter_column=col(Promotion.status)
         )
-        self.revisions_page = self._pages(DeploymentRevision, "deployment_id", descending=True)
-        self.deployments_page = self._pages(
+
+    @cached_property
+    def revisions_page(self) -> DataLoader[PageKey, Page[DeploymentRevision]]:
+        return self._pages(DeploymentRevision, "deployment_id", descending=True)
+
+    @cached_property
+    def deployments_page(self) -> DataLoader[PageKey, Page[Deployment]]:
+        return self._pages(
             Deployment,
             "environment_id",
             where=(col(Deployment.status) != DeploymentStatus.NOT_DEPLOYED,),
