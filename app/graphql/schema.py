@@ -24,6 +24,7 @@ from app.graphql import enums  # noqa: F401  (registers the domain's enums)
 from app.graphql.deployments.mutations import DeploymentMutations
 from app.graphql.deployments.queries import DeploymentQueries
 from app.graphql.deployments.types import Deployment
+from app.graphql.documents import CachedDocuments, DocumentCache
 from app.graphql.environments.mutations import EnvironmentMutations
 from app.graphql.environments.queries import EnvironmentQueries
 from app.graphql.environments.types import DataPlane, Environment
@@ -161,7 +162,9 @@ class HideSuggestions(MaskErrors):
 def build_schema(*, introspection: bool = True) -> PromenadeSchema:
     """The schema; without ``introspection`` (production, by default), clients can neither
     introspect it nor learn field names from "Did you mean" suggestions."""
+    documents = DocumentCache()
     extensions: list[Any] = [
+        lambda: CachedDocuments(documents),
         lambda: QueryDepthLimiter(max_depth=MAX_QUERY_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
