@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -105,6 +106,16 @@ def docker_engine() -> Iterator[docker.DockerClient]:
     client = connect_docker()
     yield client
     client.close()
+
+
+@pytest.fixture
+def promenade_command() -> Path:
+    """The `promenade` command of the environment the tests run in; a test that runs it is in
+    the processes tier."""
+    command = Path(sys.executable).with_name("promenade")
+    if not command.exists():
+        pytest.fail(f"no promenade command beside {sys.executable}: pip install -e .")
+    return command
 
 
 @pytest.fixture

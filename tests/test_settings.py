@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ from app.cli import _parser
 from app.settings import SECRET_KEY_FILE, Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).parents[1]
-PROMENADE = Path(sys.executable).with_name("promenade")
 
 
 @pytest.fixture(autouse=True)
@@ -91,12 +89,13 @@ def test_a_bad_setting_is_one_line_naming_the_variable(
     assert value not in message  # a mistyped secret must not end up in a log
 
 
-def test_cli_with_a_bad_setting_exits_2_with_one_line(tmp_path: Path) -> None:
-    assert PROMENADE.exists(), f"no promenade script beside {sys.executable}"
+def test_cli_with_a_bad_setting_exits_2_with_one_line(
+    tmp_path: Path, promenade_command: Path
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROMENADE_")}
     env |= {"PROMENADE_PORT": "notaport", "PROMENADE_DATA_DIR": str(tmp_path / "data")}
     result = subprocess.run(
-        [str(PROMENADE), "migrate"],
+        [str(promenade_command), "migrate"],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -112,7 +111,9 @@ def test_cli_with_a_bad_setting_exits_2_with_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()  # stopped before touching anything
 
 
-def test_cli_on_postgresql_without_secret_key_exits_2(tmp_path: Path) -> None:
+def test_cli_on_postgresql_without_secret_key_exits_2(
+    tmp_path: Path, promenade_command: Path
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROMENADE_")}
     # Port 1: nothing listens there; the command must stop before it tries to connect.
     env |= {
@@ -120,7 +121,7 @@ def test_cli_on_postgresql_without_secret_key_exits_2(tmp_path: Path) -> None:
         "PROMENADE_DATA_DIR": str(tmp_path / "data"),
     }
     result = subprocess.run(
-        [str(PROMENADE), "up"],
+        [str(promenade_command), "up"],
         env=env,
         cwd=tmp_path,
         capture_output=True,

@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,6 @@ from app.services.tokens import create_api_token, revoke_api_token
 from app.settings import Settings
 from tests.support.graphql_client import GraphQLClient
 from tests.support.organizations import make_organization, make_user
-
-PROMENADE = Path(sys.executable).with_name("promenade")
 
 VIEWER = "{ viewer { user { id email name } memberships { role organization { slug } } } }"
 
@@ -400,7 +397,11 @@ async def test_another_organizations_admin_cannot_add_members(
 
 
 async def test_a_new_member_gets_a_token_from_promenade_bootstrap(
-    api: GraphQLClient, session: AsyncSession, database_url: str, tmp_path: Path
+    api: GraphQLClient,
+    session: AsyncSession,
+    database_url: str,
+    tmp_path: Path,
+    promenade_command: Path,
 ) -> None:
     admin = await make_user(session, "ada@example.com")
     org = await make_organization(session, admin)
@@ -420,7 +421,7 @@ async def test_a_new_member_gets_a_token_from_promenade_bootstrap(
     env["PROMENADE_DATA_DIR"] = str(tmp_path / "data")
     env["PROMENADE_DATABASE_URL"] = database_url
     process = await asyncio.create_subprocess_exec(
-        str(PROMENADE),
+        str(promenade_command),
         "bootstrap",
         "--email",
         "grace@example.com",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -165,8 +164,8 @@ async def test_a_value_no_key_opens_is_reported_and_the_rest_are_sealed_again(
         assert SecretBox(lost).open(kept.value) == "v1"  # left as it was
 
 
-def test_rotate_key_new_key_in_embedded_mode(tmp_path: Path) -> None:
-    promenade = str(Path(sys.executable).parent / "promenade")
+def test_rotate_key_new_key_in_embedded_mode(tmp_path: Path, promenade_command: Path) -> None:
+    promenade = str(promenade_command)
     env = {"PATH": os.environ["PATH"], "PROMENADE_DATA_DIR": str(tmp_path)}
     subprocess.run([promenade, "migrate"], env=env, check=True, capture_output=True, timeout=60)
     first = subprocess.run(

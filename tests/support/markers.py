@@ -15,8 +15,13 @@ NEEDS = {
     "processes": "runs the promenade command, its servers and workers as processes, or Node.js "
     "clients",
 }
-# Fixtures that bring a service, and the marker each one means.
-SERVICE_FIXTURES = {"postgres_url": "postgres", "amqp_url": "rabbitmq", "docker_engine": "docker"}
+# Fixtures that bring a service or run the `promenade` command, and the marker each one means.
+SERVICE_FIXTURES = {
+    "postgres_url": "postgres",
+    "amqp_url": "rabbitmq",
+    "docker_engine": "docker",
+    "promenade_command": "processes",
+}
 SERVICE_PARAMS = {"postgres": "postgres", "rabbit": "rabbitmq"}
 # Folders and modules whose tests run the `promenade` command itself, its servers and workers.
 # tests/client/test_cli_client.py runs `promenade up` and a `promenade` process per client

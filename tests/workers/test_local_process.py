@@ -32,7 +32,7 @@ from workers.gateway import create_gateway_app
 from workers.runtimes.base import Instance, InstanceSpec, StartFailed
 from workers.runtimes.instance_files import config_toml
 from workers.runtimes.local_process import LocalProcessRuntime
-from workers.runtimes.local_users import LocalUsers
+from workers.runtimes.local_users import FIRST_UID, LAST_UID, LocalUsers
 
 GREETER = Path(__file__).resolve().parents[2] / "examples" / "greeter" / "app.py"
 GREETER_COMMAND = shlex.join([sys.executable, str(GREETER)])
@@ -363,7 +363,10 @@ def users(tmp_path: Path) -> Iterator[LocalUsers]:
     if os.geteuid() != 0:
         pytest.fail("a user per organization needs a worker that runs as root: run as root")
     files_dir = Path("/run") / f"promenade-test-{secrets.token_hex(4)}" / "instances"
-    yield LocalUsers(registry=tmp_path / "users.json", files_dir=files_dir)
+    # A registry of the test's own, so uids of its own: a machine has one registry, and tests
+    # that ran in parallel from the same first uid would kill each other's instances as strays.
+    first_uid = FIRST_UID + secrets.randbelow(LAST_UID - FIRST_UID - 1_000_000)
+    yield LocalUsers(registry=tmp_path / "users.json", files_dir=files_dir, first_uid=first_uid)
     shutil.rmtree(files_dir.parent, ignore_errors=True)
 
 
