@@ -48,7 +48,7 @@ test: $(STAMP) services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app workers tests bench
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=30 $(PYTEST_ARGS)
 
 # What a test needs is a marker derived from its fixtures and folder (tests/conftest.py).
 FAST := not postgres and not rabbitmq and not docker and not processes
@@ -93,6 +93,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 # Not part of `make test`: see bench/README.md. BENCH_ARGS passes options, e.g.
 # make bench BENCH_ARGS='--integrations 100 --json'
 #   make bench   promotions/s with two workers against the raw RabbitMQ publish rate (bench/README.md)
-.PHONY: bench
+#   make bench-read  { __typename } with a token against a plain Strawberry app (bench/README.md)
+.PHONY: bench bench-read
 bench: $(STAMP)
 	$(BIN)/python -m bench.promotions $(BENCH_ARGS)
+
+bench-read: $(STAMP)
+	$(BIN)/python -m bench.read_path $(BENCH_ARGS)
