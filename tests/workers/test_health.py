@@ -32,10 +32,12 @@ async def _running() -> str | None:
 
 @dataclass
 class _Instance:
-    """An HTTP server that answers 503 with a body ``unhealthy`` times, then 200."""
+    """An HTTP server that answers 503 with a body ``unhealthy`` times, then 200; or, after
+    ``answers_before_stalling`` answers (when set), reads requests and never answers."""
 
     address: str = ""
     unhealthy: int = 0
+    answers_before_stalling: int | None = None
 
 
 @pytest.fixture
@@ -44,6 +46,12 @@ async def instance() -> AsyncIterator[_Instance]:
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
+        if served.answers_before_stalling is not None:
+            if served.answers_before_stalling == 0:
+                await reader.read()  # until the client gives up and closes its end
+                writer.close()
+                return
+            served.answers_before_stalling -= 1
         status, body = "200 OK", b"ok"
         if served.unhealthy > 0:
             served.unhealthy -= 1
@@ -73,6 +81,18 @@ async def test_the_last_answer_is_the_reason_and_its_body_is_output(instance: _I
     assert time.monotonic() - started < 1.5
     assert str(failure.value) == "did not become healthy within 1s: GET /healthz answered HTTP 503"
     assert failure.value.output == ["GET /healthz answered: not yet: warming up"]
+
+
+async def test_a_last_try_cut_short_by_the_deadline_keeps_the_answer_before_it(
+    instance: _Instance,
+) -> None:
+    """The instance answered 503, then stopped answering: the last try times out only because
+    the deadline cut it short, and the reason is still the answer."""
+    instance.unhealthy = 1_000
+    instance.answers_before_stalling = 1
+    with pytest.raises(StartFailed) as failure:
+        await wait_healthy(_spec(1), address=instance.address, exit_status=_running)
+    assert str(failure.value) == "did not become healthy within 1s: GET /healthz answered HTTP 503"
 
 
 async def test_nothing_listening_says_so() -> None:

@@ -12,6 +12,8 @@ from workers.runtimes.base import InstanceSpec, StartFailed
 
 # Health polls start fast (a small service answers within ~100 ms) and back off to this.
 HEALTH_POLL_MAX_S = 0.5
+# The longest one health request may take.
+REQUEST_TIMEOUT_S = 5.0
 
 
 async def wait_healthy(
@@ -34,6 +36,7 @@ async def wait_healthy(
     deadline = loop.time() + timeout_s
     last_answer = "was not tried"
     last_body: list[str] = []
+    answered = False
     pause = 0.05
     # trust_env off: an HTTP(S)_PROXY of the worker must not stand between it and localhost.
     async with httpx.AsyncClient(trust_env=False) as client:
@@ -44,17 +47,25 @@ async def wait_healthy(
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
+            budget = min(remaining, REQUEST_TIMEOUT_S)
             try:
-                answer = await client.get(url, timeout=min(remaining, 5.0))
+                answer = await client.get(url, timeout=budget)
             except httpx.ConnectError:
                 last_answer = f"found nothing listening on {address} (does it listen on $PORT?)"
                 last_body = []
+            except httpx.TimeoutException as exc:
+                # A try the deadline cut short (on a busy machine, to a few milliseconds) says
+                # less than what the instance answered before it.
+                if not answered or budget >= REQUEST_TIMEOUT_S:
+                    last_answer = f"failed: {_describe_error(exc)}"
+                    last_body = []
             except httpx.HTTPError as exc:
                 last_answer = f"failed: {_describe_error(exc)}"
                 last_body = []
             else:
                 if answer.is_success:
                     return
+                answered = True
                 last_answer = f"answered HTTP {answer.status_code}"
                 # What the instance wrote is output: with its output lines, not in the reason.
                 body = " ".join(answer.text.split())[:200]
