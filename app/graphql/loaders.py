@@ -5,8 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any, Generic, Self, TypeVar, overload
 
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -48,177 +47,72 @@ def forget(loader: DataLoader[K, V], key: K) -> None:
         loader.clear(key)
 
 
-class Loaders:
-    """The loaders of one request, each made on its first use: a request reads a few kinds,
-    and making every loader for every request cost more than most requests' reads."""
+class _PerRequest(Generic[K, V]):
+    """A loader of ``Loaders``, made on the request's first use of it and kept for the rest of
+    the request (a non-data descriptor: the made loader shadows it, as ``cached_property``)."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    name = ""
 
-    @cached_property
-    def organization(self) -> DataLoader[str, Organization | None]:
-        return self._by_id(Organization)
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
 
-    @cached_property
-    def user(self) -> DataLoader[str, User | None]:
-        return self._by_id(User)
+    @overload
+    def __get__(self, loaders: None, owner: type) -> Self: ...
+    @overload
+    def __get__(self, loaders: Loaders, owner: type) -> DataLoader[K, V]: ...
+    def __get__(self, loaders: Loaders | None, owner: type) -> Self | DataLoader[K, V]:
+        if loaders is None:
+            return self
+        made = DataLoader(load_fn=self.batch(loaders.session))
+        loaders.__dict__[self.name] = made
+        return made
 
-    @cached_property
-    def data_plane(self) -> DataLoader[str, DataPlane | None]:
-        return self._by_id(DataPlane)
+    def batch(self, session: AsyncSession) -> Callable[[Sequence[K]], Awaitable[list[V]]]:
+        raise NotImplementedError
 
-    @cached_property
-    def environment(self) -> DataLoader[str, Environment | None]:
-        return self._by_id(Environment)
 
-    @cached_property
-    def pipeline(self) -> DataLoader[str, Pipeline | None]:
-        return self._by_id(Pipeline)
+class ById(_PerRequest[str, "M | None"], Generic[M]):
+    """Rows by their ids."""
 
-    @cached_property
-    def project(self) -> DataLoader[str, Project | None]:
-        return self._by_id(Project)
+    def __init__(self, model: type[M]) -> None:
+        self.model = model
 
-    @cached_property
-    def integration(self) -> DataLoader[str, Integration | None]:
-        return self._by_id(Integration)
+    def batch(self, session: AsyncSession) -> Callable[[Sequence[str]], Awaitable[list[M | None]]]:
+        model = self.model
+        id_column = col(getattr(model, "id"))  # noqa: B009
 
-    @cached_property
-    def build(self) -> DataLoader[str, Build | None]:
-        return self._by_id(Build)
-
-    @cached_property
-    def deployment(self) -> DataLoader[str, Deployment | None]:
-        return self._by_id(Deployment)
-
-    @cached_property
-    def environments_by_organization(self) -> DataLoader[str, list[Environment]]:
-        return self._by_parent(
-            Environment, "organization_id", order=(col(Environment.position), col(Environment.id))
-        )
-
-    @cached_property
-    def environments_by_data_plane(self) -> DataLoader[str, list[Environment]]:
-        return self._by_parent(
-            Environment, "data_plane_id", order=(col(Environment.position), col(Environment.id))
-        )
-
-    @cached_property
-    def data_planes_by_organization(self) -> DataLoader[str, list[DataPlane]]:
-        return self._by_parent(DataPlane, "organization_id")
-
-    @cached_property
-    def pipelines_by_organization(self) -> DataLoader[str, list[Pipeline]]:
-        return self._by_parent(Pipeline, "organization_id")
-
-    @cached_property
-    def memberships_by_organization(self) -> DataLoader[str, list[Membership]]:
-        return self._by_parent(Membership, "organization_id")
-
-    @cached_property
-    def memberships_by_user(self) -> DataLoader[str, list[Membership]]:
-        return self._by_parent(Membership, "user_id")
-
-    @cached_property
-    def projects_by_pipeline(self) -> DataLoader[str, list[Project]]:
-        return self._by_parent(Project, "pipeline_id")
-
-    @cached_property
-    def deployments_by_integration(self) -> DataLoader[str, list[Deployment]]:
-        return self._by_parent(Deployment, "integration_id")
-
-    @cached_property
-    def config_values_by_deployment(self) -> DataLoader[str, list[ConfigValue]]:
-        return self._by_parent(ConfigValue, "deployment_id")
-
-    @cached_property
-    def stages_by_pipeline(self) -> DataLoader[str, list[PipelineStage]]:
-        return self._by_parent(PipelineStage, "pipeline_id", order=(col(PipelineStage.position),))
-
-    @cached_property
-    def projects_page(self) -> DataLoader[PageKey, Page[Project]]:
-        return self._pages(Project, "organization_id")
-
-    @cached_property
-    def integrations_page(self) -> DataLoader[PageKey, Page[Integration]]:
-        return self._pages(Integration, "project_id")
-
-    @cached_property
-    def builds_page(self) -> DataLoader[PageKey, Page[Build]]:
-        return self._pages(Build, "integration_id", descending=True)
-
-    @cached_property
-    def promotion(self) -> DataLoader[str, Promotion | None]:
-        return self._by_id(Promotion)
-
-    @cached_property
-    def approval_policies_by_environment(self) -> DataLoader[str, list[ApprovalPolicy]]:
-        return self._by_parent(ApprovalPolicy, "environment_id")
-
-    @cached_property
-    def reviews_by_promotion(self) -> DataLoader[str, list[Review]]:
-        return self._by_parent(Review, "promotion_id")
-
-    @cached_property
-    def pending_promotions_by_organization(self) -> DataLoader[str, list[Promotion]]:
-        return self._by_parent(
-            Promotion,
-            "organization_id",
-            where=(col(Promotion.status) == PromotionStatus.PENDING_APPROVAL,),
-        )
-
-    @cached_property
-    def audit_page(self) -> DataLoader[PageKey, Page[AuditEvent]]:
-        return self._pages(AuditEvent, "organization_id", descending=True)
-
-    @cached_property
-    def promotion_events_by_promotion(self) -> DataLoader[str, list[PromotionEvent]]:
-        return self._by_parent(PromotionEvent, "promotion_id")
-
-    @cached_property
-    def promotions_page(self) -> DataLoader[PageKey, Page[Promotion]]:
-        return self._pages(
-            Promotion, "integration_id", descending=True, filter_column=col(Promotion.status)
-        )
-
-    @cached_property
-    def revisions_page(self) -> DataLoader[PageKey, Page[DeploymentRevision]]:
-        return self._pages(DeploymentRevision, "deployment_id", descending=True)
-
-    @cached_property
-    def deployments_page(self) -> DataLoader[PageKey, Page[Deployment]]:
-        return self._pages(
-            Deployment,
-            "environment_id",
-            where=(col(Deployment.status) != DeploymentStatus.NOT_DEPLOYED,),
-        )
-
-    def _by_id(self, model: type[M]) -> DataLoader[str, M | None]:
         async def load(ids: Sequence[str]) -> list[M | None]:
-            id_column = col(getattr(model, "id"))  # noqa: B009
-            rows = (await self._session.exec(select(model).where(id_column.in_(list(ids))))).all()
+            rows = (await session.exec(select(model).where(id_column.in_(list(ids))))).all()
             found = {str(getattr(row, "id")): row for row in rows}  # noqa: B009
             return [found.get(i) for i in ids]
 
-        return DataLoader(load_fn=load)
+        return load
 
-    def _by_parent(
+
+class ByParent(_PerRequest[str, "list[M]"], Generic[M]):
+    """The rows of each parent (by the ``parent`` column), in ``order`` (by id if not given)."""
+
+    def __init__(
         self,
         model: type[M],
         parent: str,
         *,
         order: Sequence[Any] | None = None,
         where: Sequence[Any] = (),
-    ) -> DataLoader[str, list[M]]:
+    ) -> None:
+        self.model, self.parent, self.where = model, parent, where
+        self.order = order if order is not None else (col(getattr(model, "id")),)  # noqa: B009
+
+    def batch(self, session: AsyncSession) -> Callable[[Sequence[str]], Awaitable[list[list[M]]]]:
+        model, parent, where, order = self.model, self.parent, self.where, self.order
         parent_column = col(getattr(model, parent))
-        ordering = order if order is not None else (col(getattr(model, "id")),)  # noqa: B009
 
         async def load(parent_ids: Sequence[str]) -> list[list[M]]:
             rows = (
-                await self._session.exec(
+                await session.exec(
                     select(model)
                     .where(parent_column.in_(list(parent_ids)), *where)
-                    .order_by(*ordering)
+                    .order_by(*order)
                 )
             ).all()
             grouped: dict[str, list[M]] = defaultdict(list)
@@ -226,9 +120,13 @@ class Loaders:
                 grouped[str(getattr(row, parent))].append(row)
             return [grouped.get(i, []) for i in parent_ids]
 
-        return DataLoader(load_fn=load)
+        return load
 
-    def _pages(
+
+class Pages(_PerRequest[PageKey, "Page[M]"], Generic[M]):
+    """A page of each parent's rows (app/graphql/pagination.py)."""
+
+    def __init__(
         self,
         model: type[M],
         parent: str,
@@ -236,22 +134,84 @@ class Loaders:
         descending: bool = False,
         where: Sequence[Any] = (),
         filter_column: Any = None,
-    ) -> DataLoader[PageKey, Page[M]]:
-        parent_column = col(getattr(model, parent))
+    ) -> None:
+        self.model, self.parent = model, parent
+        self.descending, self.where, self.filter_column = descending, where, filter_column
+
+    def batch(
+        self, session: AsyncSession
+    ) -> Callable[[Sequence[PageKey]], Awaitable[list[Page[M]]]]:
+        parent_column = col(getattr(self.model, self.parent))
 
         def load(keys: Sequence[PageKey]) -> Awaitable[list[Page[M]]]:
             return load_pages(
-                self._session,
-                model,
+                session,
+                self.model,
                 parent_column,
                 keys,
-                descending=descending,
-                where=where,
-                filter_column=filter_column,
+                descending=self.descending,
+                where=self.where,
+                filter_column=self.filter_column,
             )
 
-        loader: Callable[[Sequence[PageKey]], Awaitable[list[Page[M]]]] = load
-        return DataLoader(load_fn=loader)
+        return load
+
+
+ENVIRONMENT_ORDER = (col(Environment.position), col(Environment.id))
+
+
+class Loaders:
+    """The loaders of one request, each made on its first use: a request reads a few kinds,
+    and making every loader for every request cost more than most requests' reads."""
+
+    organization = ById(Organization)
+    user = ById(User)
+    data_plane = ById(DataPlane)
+    environment = ById(Environment)
+    pipeline = ById(Pipeline)
+    project = ById(Project)
+    integration = ById(Integration)
+    build = ById(Build)
+    deployment = ById(Deployment)
+    promotion = ById(Promotion)
+
+    environments_by_organization = ByParent(Environment, "organization_id", order=ENVIRONMENT_ORDER)
+    environments_by_data_plane = ByParent(Environment, "data_plane_id", order=ENVIRONMENT_ORDER)
+    data_planes_by_organization = ByParent(DataPlane, "organization_id")
+    pipelines_by_organization = ByParent(Pipeline, "organization_id")
+    memberships_by_organization = ByParent(Membership, "organization_id")
+    memberships_by_user = ByParent(Membership, "user_id")
+    projects_by_pipeline = ByParent(Project, "pipeline_id")
+    deployments_by_integration = ByParent(Deployment, "integration_id")
+    config_values_by_deployment = ByParent(ConfigValue, "deployment_id")
+    stages_by_pipeline = ByParent(
+        PipelineStage, "pipeline_id", order=(col(PipelineStage.position),)
+    )
+    approval_policies_by_environment = ByParent(ApprovalPolicy, "environment_id")
+    reviews_by_promotion = ByParent(Review, "promotion_id")
+    pending_promotions_by_organization = ByParent(
+        Promotion,
+        "organization_id",
+        where=(col(Promotion.status) == PromotionStatus.PENDING_APPROVAL,),
+    )
+    promotion_events_by_promotion = ByParent(PromotionEvent, "promotion_id")
+
+    projects_page = Pages(Project, "organization_id")
+    integrations_page = Pages(Integration, "project_id")
+    builds_page = Pages(Build, "integration_id", descending=True)
+    audit_page = Pages(AuditEvent, "organization_id", descending=True)
+    promotions_page = Pages(
+        Promotion, "integration_id", descending=True, filter_column=col(Promotion.status)
+    )
+    revisions_page = Pages(DeploymentRevision, "deployment_id", descending=True)
+    deployments_page = Pages(
+        Deployment,
+        "environment_id",
+        where=(col(Deployment.status) != DeploymentStatus.NOT_DEPLOYED,),
+    )
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
 
     async def require(self, loader: DataLoader[str, M | None], object_id: str) -> M:
         """For references that the foreign keys guarantee."""
