@@ -28,6 +28,7 @@ from app.crypto import SecretBox
 from app.db import create_engine, create_session_factory
 from app.main import create_app
 from app.settings import Settings
+from tests.processes import PROMENADE
 from tests.support.docker import connect as connect_docker
 
 # GraphQLClient, make_organization and make_user are re-exported ("as"): tests in
@@ -112,7 +113,7 @@ def docker_engine() -> Iterator[docker.DockerClient]:
 def promenade_command() -> Path:
     """The `promenade` command of the environment the tests run in; a test that runs it is in
     the processes tier."""
-    command = Path(sys.executable).with_name("promenade")
+    command = Path(PROMENADE)
     if not command.exists():
         pytest.fail(f"no promenade command beside {sys.executable}: pip install -e .")
     return command

@@ -54,11 +54,14 @@ class DocumentCache:
         with self._lock:
             return self._entries.get(query)
 
-    def put(self, query: str | None, document: DocumentNode) -> None:
+    def put(self, query: str | None, document: DocumentNode) -> Prepared | None:
+        """The entry kept for ``query``; None for a text too long to keep."""
         if query is None or len(query) > self.max_query_chars:
-            return
+            return None
+        prepared = Prepared(document)
         with self._lock:
-            self._entries[query] = Prepared(document)
+            self._entries[query] = prepared
+        return prepared
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -79,8 +82,7 @@ class CachedDocuments(SchemaExtension):
             context.graphql_document = self._prepared.document
         yield
         if self._prepared is None and context.graphql_document is not None:
-            self._cache.put(context.query, context.graphql_document)
-            self._prepared = self._cache.get(context.query)
+            self._prepared = self._cache.put(context.query, context.graphql_document)
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
