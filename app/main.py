@@ -44,7 +44,8 @@ def create_app(
     workers (an instance's logs), and brings their events; ``on_commit`` runs after each
     mutation that committed, beside waking the relay. What the app made itself (the engine,
     and the bus when ``owns_bus``) it closes when it shuts down. ``app.state.relay`` (None
-    without a bus) and ``app.state.hub`` are for what runs beside it in one process."""
+    without a bus), ``app.state.hub`` and ``app.state.broadcasts`` (the subscriptions that
+    sockets share) are for what runs beside it in one process."""
     owns_engine = engine is None
     if engine is None:
         engine = create_engine(settings.resolved_database_url)
@@ -118,6 +119,7 @@ def create_app(
     )
     app.state.relay = relay
     app.state.hub = hub
+    app.state.broadcasts = api.broadcasts
     return app
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import gc
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -89,3 +90,12 @@ def stop_on_signals() -> asyncio.Event:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     return stop
+
+
+def freeze_startup_heap() -> None:
+    """Takes what start-up built (modules, the schema, the app, the connections) out of the
+    garbage collector's reach: it lives as long as the process, and a full collection no
+    longer walks it again each time (with many subscribers, such pauses held every event
+    back by up to a second)."""
+    gc.collect()
+    gc.freeze()

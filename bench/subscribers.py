@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
@@ -175,6 +176,37 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def cpu_s(pid: int) -> float:
+    """User and system CPU time of the process so far."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+@contextlib.contextmanager
+def bare_broadcaster() -> Iterator[Server]:
+    """bench/broadcaster.py on a free port, until it listens; stopped at the end."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.broadcaster", str(port)],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != "ready":
+            raise SystemExit("the bare broadcaster did not start")
+        yield Server(url=f"http://127.0.0.1:{port}", pid=process.pid, token="", data_dir=ROOT)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 # ---- GraphQL over HTTP -----------------------------------------------------------------------
@@ -517,6 +549,14 @@ class Result:
     spread_s: list[float]  # last - single, same event
     ratio: list[float]  # last / single, per event
     missed: int  # deliveries that never came (events x subscribers - received)
+    # Server CPU per event and subscriber that the crowd adds: (CPU per event with them - CPU
+    # per event alone) / subscribers.
+    crowd_cpu_us: float
+    # The same clients served by the bare broadcaster (bench/broadcaster.py), same run.
+    bare_single_s: list[float]
+    bare_last_s: list[float]
+    bare_cpu_us: float  # its CPU per event and subscriber
+    bare_missed: int
 
     @property
     def second_round_growth_ratio(self) -> float:
@@ -547,6 +587,17 @@ class Result:
             "last_after_single_s": stats(self.spread_s),
             "ratio_last_to_single": stats(self.ratio),
             "missed_deliveries": self.missed,
+            "crowd_cpu_per_event_and_subscriber_us": round(self.crowd_cpu_us, 1),
+            "bare_broadcaster": {
+                "single_s": stats(self.bare_single_s),
+                "last_of_all_s": stats(self.bare_last_s),
+                "cpu_per_event_and_subscriber_us": round(self.bare_cpu_us, 1),
+                "missed_deliveries": self.bare_missed,
+            },
+            "ratio_last_to_bare_broadcaster": {
+                "median": statistics.median(self.last_s) / statistics.median(self.bare_last_s),
+                "p99": percentile(self.last_s, 99) / percentile(self.bare_last_s, 99),
+            },
             "raw": asdict(self),
         }
 
@@ -617,7 +668,9 @@ async def run(args: argparse.Namespace, server: Server) -> Result:
         ) as single:
             reader = asyncio.create_task(read_into(single, box))
             await collect(api, greeter, box, 2)  # warm-up
+            cpu_before = cpu_s(server.pid)
             alone = await collect(api, greeter, box, args.events)
+            alone_cpu_s = cpu_s(server.pid) - cpu_before
             await asyncio.sleep(1)
             rss_before = rss_kib(server.pid)
             async with client_processes(
@@ -631,7 +684,9 @@ async def run(args: argparse.Namespace, server: Server) -> Result:
                 await collect(api, greeter, box, 2, clients)  # warm-up
                 await asyncio.sleep(1)
                 rss_after = rss_kib(server.pid)
+                cpu_before = cpu_s(server.pid)
                 measured = await collect(api, greeter, box, args.events, clients)
+                crowd_cpu_s = cpu_s(server.pid) - cpu_before
                 reports = [json.loads(answer) for answer in await clients.ask("report")]
             rss_closed = await settled_rss(server)
             # A second round: as many subscribers open, each has an event, all close.
@@ -645,17 +700,11 @@ async def run(args: argparse.Namespace, server: Server) -> Result:
                 await until_each_had_one(api, greeter, clients)
             rss_closed_again = await settled_rss(server)
             reader.cancel()
-    single_s, last_s, spread, ratio = [], [], [], []
-    missed = 0
-    for key, arrived in measured.items():
-        at = key_at(key)
-        count = sum(int(report.get(key, [0, 0.0])[0]) for report in reports)
-        missed += args.subscribers - count
-        last = max(float(report.get(key, [0, 0.0])[1]) for report in reports)
-        single_s.append(arrived - at)
-        last_s.append(last - at)
-        spread.append(last - arrived)
-        ratio.append((last - at) / (arrived - at))
+    single_s, last_s, missed = arrivals(measured, reports, args.subscribers)
+    spread = [last - single for single, last in zip(single_s, last_s, strict=True)]
+    ratio = [last / single for single, last in zip(single_s, last_s, strict=True)]
+    bare = await bare_run(args)
+    per_event = args.subscribers * len(measured)
     return Result(
         subscribers=args.subscribers,
         clients=args.clients,
@@ -672,7 +721,72 @@ async def run(args: argparse.Namespace, server: Server) -> Result:
         spread_s=spread,
         ratio=ratio,
         missed=missed,
+        crowd_cpu_us=(crowd_cpu_s - alone_cpu_s * len(measured) / len(alone)) / per_event * 1e6,
+        bare_single_s=bare.single_s,
+        bare_last_s=bare.last_s,
+        bare_cpu_us=bare.cpu_s / per_event * 1e6,
+        bare_missed=bare.missed,
     )
+
+
+def arrivals(
+    measured: dict[str, float], reports: list[dict[str, Any]], subscribers: int
+) -> tuple[list[float], list[float], int]:
+    """For each event: seconds from its ``at`` until the single subscriber had it, and until
+    the last of the clients' subscribers did; and the deliveries that never came."""
+    single_s, last_s = [], []
+    missed = 0
+    for key, arrived in measured.items():
+        at = key_at(key)
+        missed += subscribers - sum(int(report.get(key, [0, 0.0])[0]) for report in reports)
+        last = max(float(report.get(key, [0, 0.0])[1]) for report in reports)
+        single_s.append(arrived - at)
+        last_s.append(last - at)
+    return single_s, last_s, missed
+
+
+@dataclass
+class BareRun:
+    single_s: list[float]
+    last_s: list[float]
+    cpu_s: float  # the broadcaster's, over the measured events
+    missed: int
+
+
+async def bare_run(args: argparse.Namespace) -> BareRun:
+    """The same clients (as many, as many processes, the same compression) against the bare
+    broadcaster, --events events one at a time, each once all had the one before."""
+    compression = not args.no_compression
+    with bare_broadcaster() as server:
+        async with (
+            httpx.AsyncClient(base_url=server.url, trust_env=False, timeout=60) as http,
+            subscriber(server.url, server.token, "env_bare", compression=compression) as single,
+            client_processes(
+                server, "env_bare", args.subscribers, args.clients, compression=compression
+            ) as clients,
+        ):
+            box = Received()
+            reader = asyncio.create_task(read_into(single, box))
+            sequence = iter(range(1, 1 << 30))
+
+            async def one_event() -> tuple[str, float]:
+                revision = next(sequence)
+                start = len(box.messages)
+                event = {"deploymentId": "dep_bare", "status": "ACTIVE", "revision": revision}
+                await http.post("/publish", json={**event, "detail": f"event {revision}"})
+                key, arrived = (await single_events(box, start, revision - 1))[0]
+                await clients.wait_for(key, within=60)
+                return key, arrived
+
+            for _ in range(3):  # warm-up: every subscription is there once all had one
+                await one_event()
+            cpu_before = cpu_s(server.pid)
+            measured = dict([await one_event() for _ in range(args.events)])
+            cpu = cpu_s(server.pid) - cpu_before
+            reports = [json.loads(answer) for answer in await clients.ask("report")]
+            reader.cancel()
+    single_s, last_s, missed = arrivals(measured, reports, args.subscribers)
+    return BareRun(single_s=single_s, last_s=last_s, cpu_s=cpu, missed=missed)
 
 
 def print_table(result: Result) -> None:
@@ -707,8 +821,21 @@ def print_table(result: Result) -> None:
     for label, latencies, scale, unit in rows:
         median, p99 = latencies.median * scale, latencies.p99 * scale
         print(f"{label:<44}{median:>8.1f}{unit:<2}{p99:>8.1f}{unit}")
+    bare_rows = [
+        ("the bare broadcaster: the single subscriber", Latencies(result.bare_single_s)),
+        (f"the bare broadcaster: the last of {result.subscribers}", Latencies(result.bare_last_s)),
+    ]
+    for label, latencies in bare_rows:
+        print(f"{label:<44}{latencies.median * ms:>8.1f}ms{latencies.p99 * ms:>8.1f}ms")
+    summary = result.summary()["ratio_last_to_bare_broadcaster"]
+    label = "ratio last / the bare broadcaster's last"
+    print(f"{label:<44}{summary['median']:>8.1f}x {summary['p99']:>8.1f}x")
     print()
-    print(f"missed deliveries: {result.missed}")
+    print(
+        f"server CPU per event and subscriber: {result.crowd_cpu_us:.0f} us added by the crowd "
+        f"(the bare broadcaster: {result.bare_cpu_us:.0f} us)"
+    )
+    print(f"missed deliveries: {result.missed} (the bare broadcaster: {result.bare_missed})")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -46,6 +46,9 @@ class Context:
     connection_params: dict[str, object] | None = None
     # What the open websockets' viewers may do, read for all of them at once.
     access: AccessWatch | None = None
+    # A shared subscription's execution (app/graphql/broadcasts.py): the roles of everyone it
+    # serves, the same for all of them by construction; each socket checks its own.
+    fixed_roles: dict[str, Role] | None = field(default=None, repr=False)
     _roles: dict[str, Role] | None = field(default=None, repr=False)
     # Roles read by this connection itself, and when (see current_roles).
     _fresh_roles: tuple[dict[str, Role], float] | None = field(default=None, repr=False)
@@ -58,6 +61,8 @@ class Context:
 
     async def role_in(self, organization_id: str) -> Role | None:
         """The viewer's role in an organization (read once per request)."""
+        if self.fixed_roles is not None:
+            return self.fixed_roles.get(organization_id)
         if self._roles is None:
             memberships = await self.loaders.memberships_by_user.load(self.viewer.id)
             self._roles = {m.organization_id: m.role for m in memberships}
@@ -86,6 +91,8 @@ class Context:
         every open socket, or, until it has, read them in a short session of their own (the
         operation's would keep a database connection for as long as the subscription
         lives). A demoted or removed member soon reads as such."""
+        if self.fixed_roles is not None:
+            return self.fixed_roles
         if self.access is not None:
             watched = self.access.roles_of(self.viewer.id)
             if watched is not None:

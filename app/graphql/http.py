@@ -22,6 +22,7 @@ from strawberry.types.unset import UnsetType
 
 from app.crypto import SecretBox
 from app.db import SessionFactory, closing
+from app.graphql.broadcasts import Broadcasts
 from app.graphql.context import Context
 from app.graphql.loaders import Loaders
 from app.graphql.refusals import read_body, refusal_of, refused, replay
@@ -115,6 +116,7 @@ class PromenadeGraphQL(GraphQL[Context, None]):
         self.recheck_s = recheck_s
         self.access = AccessWatch(sessions, interval_s=recheck_s)
         self.max_sockets_per_user = max_sockets_per_user
+        self.broadcasts = Broadcasts(self.schema)
         self.sockets_per_user: Counter[str] = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -13,11 +13,14 @@ if TYPE_CHECKING:
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from typing import Any
 
+from starlette.websockets import WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -25,8 +28,11 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 
 from app.db import closing
+from app.graphql.broadcasts import COMPLETE, Frame, Question, shared_field
 from app.graphql.context import Context
 from app.graphql.loaders import Loaders
+from app.messaging.fanout import Mailbox, SubscriberTooSlow
+from app.models import Role
 from app.services.access_watch import MAX_FAILED_READINGS, Lost, Watched
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,21 @@ class _ContextPerOperation:
     @context.setter
     def context(self, value: Context) -> None:
         self._connection_context = value
+
+    @contextlib.asynccontextmanager
+    async def shared_context(self, roles: dict[str, Role]) -> AsyncIterator[Context]:
+        """The context of an execution that sockets with these roles share: a session of its
+        own, and the roles as they were when it started (each socket checks its own)."""
+        connection = self._connection_context
+        async with closing(connection.sessions) as session:
+            yield dataclasses.replace(
+                connection,
+                session=session,
+                loaders=Loaders(session),
+                fixed_roles=roles,
+                _roles=None,
+                _fresh_roles=None,
+            )
 
     @contextlib.asynccontextmanager
     async def operation_context(self) -> AsyncIterator[None]:
@@ -155,8 +176,71 @@ class GraphQLTransportWSHandler(_ContextPerOperation, BaseGraphQLTransportWSHand
         await super().handle_subscribe(message)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
+        shared = shared_field(operation.query, operation.operation_name)
+        if shared is not None and self._connection_context.authenticated is not None:
+            await self._run_shared(operation, shared)
+            return
         async with self.operation_context():
             await super().run_operation(operation)
+
+    async def _run_shared(self, operation: Operation[Context, None], field_name: str) -> None:
+        """The operation as one of the sockets that ask the same question (broadcasts.py)."""
+        connection = self._connection_context
+        try:
+            roles: dict[str, Role] | None = dict(await connection.current_roles())
+            while roles is not None:
+                question = Question.of(
+                    operation.query, operation.variables, operation.operation_name, roles
+                )
+                opener = functools.partial(self.shared_context, roles)
+                with self.view.broadcasts.listen(question, opener) as listener:
+                    roles = await self._forward(operation, field_name, listener, roles)
+        except WebSocketDisconnected:
+            log.debug("a websocket client left while a shared subscription served it")
+        except Exception as error:
+            await self.handle_task_exception(error)
+            with contextlib.suppress(Exception):
+                await self._send(operation, COMPLETE)
+            raise
+
+    async def _forward(
+        self,
+        operation: Operation[Context, None],
+        field_name: str,
+        listener: Mailbox[Frame],
+        roles: dict[str, Role],
+    ) -> dict[str, Role] | None:
+        """Sends the shared execution's frames to this socket until the subscription ends
+        (None), or until the viewer's roles are no longer those it shares (the roles now)."""
+        connection = self._connection_context
+        while True:
+            try:
+                frame = await listener.next(connection.recheck_s)
+            except SubscriberTooSlow as slow:
+                await self._send(operation, Frame.refusal(field_name, str(slow), "TOO_SLOW"))
+                await self._send(operation, COMPLETE)
+                return None
+            current = await connection.current_roles()
+            if current != roles:
+                return dict(current)
+            if frame is None:
+                continue
+            await self._send(operation, frame)
+            if frame.final:
+                return None
+
+    async def _send(self, operation: Operation[Context, None], frame: Frame) -> None:
+        """A frame of the operation, as ``Operation.send_operation_message`` sends one."""
+        if operation.completed:
+            return
+        if frame.final:
+            operation.completed = True
+            self.operations.pop(operation.id, None)
+        assert isinstance(self.websocket, ASGIWebSocketAdapter)
+        try:
+            await self.websocket.ws.send_text(frame.addressed_to(operation.id))
+        except WebSocketDisconnect as closed:
+            raise WebSocketDisconnected from closed
 
     async def handle_task_exception(self, error: Exception) -> None:
         # A client that went away while its operation answered is no server error.

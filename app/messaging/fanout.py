@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from typing import Generic, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
@@ -27,40 +29,67 @@ RESUBSCRIBE_FIRST_S = 1.0
 RESUBSCRIBE_MAX_S = 30.0
 
 Filter = Callable[[Message], bool]
+T = TypeVar("T")
+
+
+def _one() -> int:
+    return 1
+
+
+# How many subscriptions a subscriber made in this context serves: one, or, made by an execution
+# that many sockets share (app/graphql/broadcasts.py), as many as it serves at the moment.
+AUDIENCE: ContextVar[Callable[[], int]] = ContextVar("audience", default=_one)
 
 
 class SubscriberTooSlow(Exception):
     """The subscriber's queue filled up; events were not kept for it."""
 
 
-class Subscriber:
-    def __init__(self, accept: Filter, *, queue_size: int) -> None:
-        self.accept = accept
-        self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=queue_size)
+class Mailbox(Generic[T]):
+    """A bounded queue that is never waited on by whoever fills it: once it overflows, what
+    was not kept is not pretended to have been, and its reader learns it was too slow."""
+
+    def __init__(self, *, queue_size: int) -> None:
+        self._queue: asyncio.Queue[T] = asyncio.Queue(maxsize=queue_size)
         self._overflowed = False
 
-    def offer(self, message: Message) -> None:
+    def offer(self, item: T) -> None:
         if self._overflowed:
             return
         try:
-            self._queue.put_nowait(message)
+            self._queue.put_nowait(item)
         except asyncio.QueueFull:
             self._overflowed = True
             # Wake a waiting reader so that it learns of the overflow now.
             self._queue.get_nowait()
-            self._queue.put_nowait(message)
+            self._queue.put_nowait(item)
 
-    async def next(self, at_most_s: float | None = None) -> Message | None:
-        """The next accepted event; None when ``at_most_s`` seconds pass without one."""
+    async def next(self, at_most_s: float | None = None) -> T | None:
+        """The next item; None when ``at_most_s`` seconds pass without one."""
         if self._overflowed:
             raise SubscriberTooSlow("events arrived faster than they were read; subscribe again")
-        try:
-            message = await asyncio.wait_for(self._queue.get(), at_most_s)
-        except TimeoutError:
-            return None
+        if self._queue.empty():
+            # asyncio.timeout, not wait_for: no task made per item (a crowd of sockets reads
+            # each event through one of these).
+            try:
+                async with asyncio.timeout(at_most_s):
+                    item = await self._queue.get()
+            except TimeoutError:
+                return None
+        else:
+            item = self._queue.get_nowait()
         if self._overflowed:
             raise SubscriberTooSlow("events arrived faster than they were read; subscribe again")
-        return message
+        return item
+
+
+class Subscriber(Mailbox[Message]):
+    """The accepted events, for one subscription (or one execution that many share)."""
+
+    def __init__(self, accept: Filter, *, queue_size: int) -> None:
+        super().__init__(queue_size=queue_size)
+        self.accept = accept
+        self.audience = AUDIENCE.get()
 
 
 class Wakeup:
@@ -69,6 +98,7 @@ class Wakeup:
 
     def __init__(self, accept: Filter) -> None:
         self.accept = accept
+        self.audience = AUDIENCE.get()
         self._event = asyncio.Event()
 
     def offer(self, message: Message) -> None:
@@ -130,7 +160,9 @@ class EventHub:
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._subscribers)
+        """The subscriptions the hub serves: a subscriber that many sockets share counts once
+        for each of them."""
+        return sum(subscriber.audience() for subscriber in self._subscribers)
 
     async def dispatch(self, message: Message) -> None:
         for subscriber in list(self._subscribers):

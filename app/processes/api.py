@@ -13,7 +13,7 @@ from app import migrate
 from app.main import create_app
 from app.messaging.bus import Bus
 from app.processes.startup import configure_logging, engine_for
-from app.serving import BackgroundServer, stop_on_signals
+from app.serving import BackgroundServer, freeze_startup_heap, stop_on_signals
 from app.settings import Settings
 
 
@@ -47,6 +47,7 @@ async def serve(settings: Settings, args: argparse.Namespace, app: Starlette) ->
     stop = stop_on_signals()
     server = api_server(app, settings, host=host, port=port)
     await server.start()
+    freeze_startup_heap()
     print(f"Promenade GraphQL at http://{host}:{port}/graphql", file=sys.stderr)
     try:
         await stop.wait()

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
 from app.db import create_session_factory
+from app.graphql.broadcasts import Broadcasts
 from app.main import create_app
 from app.messaging.bus import Message
 from app.messaging.fanout import EventHub
@@ -46,6 +47,8 @@ class LiveApp:
     organization_id: str
     environments: dict[str, str]  # name -> id
     other_token: str  # a user of another organization
+    engine: AsyncEngine
+    broadcasts: Broadcasts
     _sequence: list[int] = field(default_factory=lambda: [0])
 
     def deployment_event(
@@ -110,7 +113,11 @@ async def serve(app: Any, **config: Any) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def live_app_on(
-    engine: AsyncEngine, data_dir: Path, **uvicorn_config: Any
+    engine: AsyncEngine,
+    data_dir: Path,
+    *,
+    settings: dict[str, Any] | None = None,
+    **uvicorn_config: Any,
 ) -> AsyncIterator[LiveApp]:
     organization_id, token = await _user_with_organization(engine, "viewer@live.test", "viewers")
     _, other_token = await _user_with_organization(engine, "other@live.test", "others")
@@ -119,8 +126,10 @@ async def live_app_on(
             select(Environment).where(Environment.organization_id == organization_id)
         )
         environments = {row.name: row.id for row in rows}
-    settings = Settings(data_dir=data_dir, secret_key=Fernet.generate_key().decode())
-    app = create_app(settings, engine=engine)
+    configured = Settings(
+        data_dir=data_dir, secret_key=Fernet.generate_key().decode(), **(settings or {})
+    )
+    app = create_app(configured, engine=engine)
     async with serve(app, **uvicorn_config) as url:
         yield LiveApp(
             url=url,
@@ -129,6 +138,8 @@ async def live_app_on(
             organization_id=organization_id,
             environments=environments,
             other_token=other_token,
+            engine=engine,
+            broadcasts=app.state.broadcasts,
         )
 
 
