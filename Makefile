@@ -94,9 +94,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 # make bench BENCH_ARGS='--integrations 100 --json'
 #   make bench   promotions/s with two workers against the raw RabbitMQ publish rate (bench/README.md)
 #   make bench-read  { __typename } with a token against a plain Strawberry app (bench/README.md)
-.PHONY: bench bench-read
+.PHONY: bench bench-read bench-all
 bench: $(STAMP)
 	$(BIN)/python -m bench.promotions $(BENCH_ARGS)
 
 bench-read: $(STAMP)
 	$(BIN)/python -m bench.read_path $(BENCH_ARGS)
+
+bench-all: $(STAMP)
+	$(BIN)/python -m bench.report $(BENCH_ARGS)

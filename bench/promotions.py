@@ -92,6 +92,9 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 
 BASELINE_QUEUE = "bench.baseline"
 BASELINE_WARMUP = 100
+# The raw round trip: publish -> consume -> publish -> consume, through these two queues.
+ROUND_TRIP_QUEUES = ("bench.round-trip.request", "bench.round-trip.reply")
+ROUND_TRIPS = 200
 # A command's body, as the outbox relay publishes it: about the same size.
 BASELINE_BODY = json.dumps(
     {"change_id": "chg_01JZZZZZZZZZZZZZZZZZZZZZZZ", "deployment_id": "dep_01JZZZZZZZZZZZZZZZZZZZ"},
@@ -156,6 +159,11 @@ class Result:
     # users of the machine included): near 100, the machine was the limit.
     machine_cpu_busy_pct: float | None = None
     cpus: int = field(default_factory=lambda: os.cpu_count() or 0)
+    # A raw publish -> consume -> publish -> consume round trip (persistent messages, quorum
+    # queues, as the outbox and the workers use them), median, measured in the same run; and
+    # the promotion's median latency against it.
+    round_trip_median_ms: float = 0.0
+    latency_to_round_trip: float = 0.0
 
 
 # ---- command line -------------------------------------------------------------------------------
@@ -507,6 +515,8 @@ async def run(
         result.postgresql_version = await server_version(engine)
         result.baseline_publishes_per_s = baseline
         result.ratio = result.promotions_per_s / baseline
+        result.round_trip_median_ms = await measure_round_trip(amqp_url, ROUND_TRIPS) * 1000
+        result.latency_to_round_trip = result.latency_median_ms / result.round_trip_median_ms
         return result
     finally:
         await bus.close()
@@ -551,6 +561,50 @@ async def measure_baseline(amqp_url: str, messages: int) -> tuple[str, float]:
         elapsed = time.perf_counter() - started
         await queue.delete(if_unused=False, if_empty=False)
         return version, messages / elapsed
+    finally:
+        await connection.close()
+
+
+async def measure_round_trip(amqp_url: str, rounds: int) -> float:
+    """The median seconds of a raw round trip, one at a time: a confirmed persistent publish
+    to a quorum queue, a consumer that takes it and publishes (confirmed) to a second one, and
+    a consumer there that takes the reply: what a command and its event cost at the least."""
+    connection = await aio_pika.connect(amqp_url, timeout=10)
+    try:
+        publisher = await connection.channel(publisher_confirms=True)
+        relay = await connection.channel(publisher_confirms=True)
+        request_name, reply_name = ROUND_TRIP_QUEUES
+        requests, replies = [
+            await channel.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
+            for channel, name in ((relay, request_name), (publisher, reply_name))
+        ]
+        arrived: asyncio.Queue[float] = asyncio.Queue()
+
+        def message(body: bytes) -> aio_pika.Message:
+            return aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+
+        async def answer(incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
+            await relay.default_exchange.publish(message(incoming.body), routing_key=reply_name)
+            await incoming.ack()
+
+        async def received(incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
+            await incoming.ack()
+            arrived.put_nowait(time.perf_counter())
+
+        await requests.consume(answer)
+        await replies.consume(received)
+        times = []
+        for index in range(rounds + 20):  # the first 20 unmeasured
+            started = time.perf_counter()
+            await publisher.default_exchange.publish(
+                message(BASELINE_BODY), routing_key=request_name
+            )
+            done = await asyncio.wait_for(arrived.get(), 10)
+            if index >= 20:
+                times.append(done - started)
+        await requests.delete(if_unused=False, if_empty=False)
+        await replies.delete(if_unused=False, if_empty=False)
+        return statistics.median(times)
     finally:
         await connection.close()
 
@@ -886,6 +940,8 @@ def table(result: Result) -> str:
         ("ratio promotions/s / publishes/s", f"{result.ratio:.4f}"),
         ("promote -> SUCCEEDED median", f"{result.latency_median_ms:,.0f} ms"),
         ("promote -> SUCCEEDED p95", f"{result.latency_p95_ms:,.0f} ms"),
+        ("raw publish -> consume -> publish -> consume", f"{result.round_trip_median_ms:.1f} ms"),
+        ("promote -> SUCCEEDED median / raw round trip", f"{result.latency_to_round_trip:.1f}x"),
         *((f"  median {step}", f"{ms:,.0f} ms") for step, ms in result.step_median_ms.items()),
         ("elapsed (first request -> last SUCCEEDED)", f"{result.elapsed_s:.2f} s"),
         ("the M promote requests took", f"{result.requests_s:.2f} s"),

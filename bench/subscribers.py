@@ -34,6 +34,7 @@ import os
 import resource
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -182,6 +183,22 @@ def cpu_s(pid: int) -> float:
     """User and system CPU time of the process so far."""
     times = psutil.Process(pid).cpu_times()
     return float(times.user + times.system)
+
+
+@contextlib.contextmanager
+def sampled(pid: int, output: Path | None) -> Iterator[None]:
+    """With ``output``, py-spy samples the process meanwhile (raw stacks, for a flame graph)."""
+    if output is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    command = [spy, "record", "-p", str(pid), "-r", "250", "-f", "raw", "-o", str(output)]
+    process = subprocess.Popen([*command, "--nonblocking"], stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
+        process.wait(timeout=60)
 
 
 @contextlib.contextmanager
@@ -685,7 +702,8 @@ async def run(args: argparse.Namespace, server: Server) -> Result:
                 await asyncio.sleep(1)
                 rss_after = rss_kib(server.pid)
                 cpu_before = cpu_s(server.pid)
-                measured = await collect(api, greeter, box, args.events, clients)
+                with sampled(server.pid, args.profile_server):
+                    measured = await collect(api, greeter, box, args.events, clients)
                 crowd_cpu_s = cpu_s(server.pid) - cpu_before
                 reports = [json.loads(answer) for answer in await clients.ask("report")]
             rss_closed = await settled_rss(server)
@@ -854,6 +872,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="clients do not offer permessage-deflate (browsers do; the default does)",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--profile-server",
+        type=Path,
+        help="py-spy's raw stacks of the server while the crowd gets the measured events "
+        "(needs py-spy: pip install py-spy)",
+    )
     # Internal: a client process (URL,ENVIRONMENT_ID,COUNT; the token in PROMENADE_TOKEN).
     parser.add_argument("--client", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
