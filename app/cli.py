@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import importlib
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
+import uvloop
 from cryptography.fernet import Fernet
 
 from app.services.errors import DomainError
@@ -26,6 +28,13 @@ def _server(module: str, name: str) -> Command:
     return run
 
 
+def run(command: Coroutine[Any, Any, None], *, event_loop: str) -> None:
+    """Run a command to its end on a new event loop of the configured kind."""
+    factory = uvloop.new_event_loop if event_loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(command)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -34,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.command == "secret-key":
             print(Fernet.generate_key().decode())
             return
-        asyncio.run(args.run(settings, args))
+        run(args.run(settings, args), event_loop=settings.event_loop)
     except (SettingsError, DomainError) as exc:
         print(f"promenade: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

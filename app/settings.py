@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from cryptography.fernet import Fernet
 from pydantic import AliasChoices, Field, ValidationError, field_validator
@@ -68,6 +69,11 @@ class Settings(BaseSettings):
         "closed (4408).",
     )
     ws_per_user: int = Field(default=100, ge=1, description="Open websockets per user.")
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop",
+        description="The event loop the server processes run on: uvloop (libuv, what uvicorn "
+        "picks by default) or Python's own asyncio loop.",
+    )
     ws_per_address: int = Field(
         default=200, ge=1, description="Open websockets per client address."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import subprocess
@@ -10,7 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+import uvloop
 
+from app import cli
 from tests.processes import PROMENADE, free_port, promenade_env, running_promenade
 
 VIEWER = "{ viewer { user { id email name } memberships { role organization { slug } } } }"
@@ -127,3 +130,14 @@ def test_api_refuses_an_unmigrated_database_with_one_line(data_dir: Path) -> Non
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "promenade migrate" in lines[0]
+
+
+@pytest.mark.parametrize(("event_loop", "uv"), [("uvloop", True), ("asyncio", False)])
+def test_commands_run_on_the_configured_event_loop(event_loop: str, uv: bool) -> None:
+    seen: list[asyncio.AbstractEventLoop] = []
+
+    async def command() -> None:
+        seen.append(asyncio.get_running_loop())
+
+    cli.run(command(), event_loop=event_loop)
+    assert isinstance(seen[0], uvloop.Loop) is uv
