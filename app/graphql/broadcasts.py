@@ -47,12 +47,12 @@ class Frame(NamedTuple):
     """A graphql-transport-ws message without its operation id: ``payload`` is encoded JSON
     (a ``next`` message's payload, an ``error`` message's list of errors, "" to complete)."""
 
-    kind: Literal["next", "error", "complete"]
+    kind: Literal["next", "error", "complete", "tick"]
     payload: str = ""
 
     @property
     def final(self) -> bool:
-        return self.kind != "next"
+        return self.kind in ("error", "complete")
 
     def addressed_to(self, operation_id: str) -> str:
         head = f'{{"id":{_encode(operation_id)},"type":"{self.kind}"'
@@ -80,6 +80,8 @@ class Frame(NamedTuple):
 
 
 COMPLETE = Frame("complete")
+# Not sent: every ``tick_s`` it makes each listener check its viewer's roles, events or not.
+TICK = Frame("tick")
 
 
 def shared_field(query: str, operation_name: str | None) -> str | None:
@@ -153,8 +155,11 @@ class Broadcast:
 class Broadcasts:
     """The shared executions of one API process, one per question being asked."""
 
-    def __init__(self, schema: BaseSchema, *, queue_size: int = SUBSCRIBER_QUEUE_SIZE) -> None:
+    def __init__(
+        self, schema: BaseSchema, *, tick_s: float, queue_size: int = SUBSCRIBER_QUEUE_SIZE
+    ) -> None:
         self._schema = schema
+        self._tick_s = tick_s
         self._queue_size = queue_size
         self._running: dict[Question, Broadcast] = {}
 
@@ -197,6 +202,7 @@ class Broadcasts:
         # The hub counts the subscriber this execution makes once for each socket it serves.
         AUDIENCE.set(broadcast.audience)
         question = broadcast.question
+        ticking = asyncio.create_task(self._tick(broadcast))
         try:
             async with open_context() as context:
                 stream = await self._schema.subscribe(
@@ -211,7 +217,14 @@ class Broadcasts:
             log.exception("a shared subscription failed")
             self._end(broadcast, Frame.of_errors([{"message": "Internal server error"}]))
         finally:
+            ticking.cancel()
             self._forget(broadcast)
+
+    async def _tick(self, broadcast: Broadcast) -> None:
+        """One timer for all the listeners, rather than one wait with a timeout each."""
+        while True:
+            await asyncio.sleep(self._tick_s)
+            broadcast.send(TICK)
 
     async def _relay(
         self, broadcast: Broadcast, stream: AsyncIterator[ExecutionResult | PreExecutionError]

@@ -116,7 +116,7 @@ class PromenadeGraphQL(GraphQL[Context, None]):
         self.recheck_s = recheck_s
         self.access = AccessWatch(sessions, interval_s=recheck_s)
         self.max_sockets_per_user = max_sockets_per_user
-        self.broadcasts = Broadcasts(self.schema)
+        self.broadcasts = Broadcasts(self.schema, tick_s=recheck_s)
         self.sockets_per_user: Counter[str] = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

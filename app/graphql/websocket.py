@@ -28,7 +28,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 
 from app.db import closing
-from app.graphql.broadcasts import COMPLETE, Frame, Question, shared_field
+from app.graphql.broadcasts import COMPLETE, TICK, Frame, Question, shared_field
 from app.graphql.context import Context
 from app.graphql.loaders import Loaders
 from app.messaging.fanout import Mailbox, SubscriberTooSlow
@@ -215,7 +215,7 @@ class GraphQLTransportWSHandler(_ContextPerOperation, BaseGraphQLTransportWSHand
         connection = self._connection_context
         while True:
             try:
-                frame = await listener.next(connection.recheck_s)
+                frame = await listener.next()
             except SubscriberTooSlow as slow:
                 await self._send(operation, Frame.refusal(field_name, str(slow), "TOO_SLOW"))
                 await self._send(operation, COMPLETE)
@@ -223,7 +223,7 @@ class GraphQLTransportWSHandler(_ContextPerOperation, BaseGraphQLTransportWSHand
             current = await connection.current_roles()
             if current != roles:
                 return dict(current)
-            if frame is None:
+            if frame is None or frame is TICK:
                 continue
             await self._send(operation, frame)
             if frame.final:
