@@ -36,9 +36,9 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import col
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import select as sqlmodel_select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -115,12 +115,12 @@ async def make_world(
                 dns_prefix=f"stage{number}",
             )
         await session.commit()
-        rows = await session.execute(
-            select(col(Environment.id))
+        rows = await session.exec(
+            sqlmodel_select(col(Environment.id))
             .where(col(Environment.organization_id) == org.id)
             .order_by(col(Environment.position), col(Environment.id))
         )
-        every = [str(row) for row in rows.scalars()]
+        every = [str(row) for row in rows.all()]
         pipeline = await create_pipeline(
             session,
             actor=admin,
@@ -169,10 +169,12 @@ def numbered(partition: Any, order: Any) -> Any:
     return func.row_number().over(partition_by=partition, order_by=order).label("rn")
 
 
-async def dashboard_json(session: AsyncSession, user_id: str, slug: str) -> dict[str, Any] | None:
+async def dashboard_json(
+    connection: AsyncConnection, user_id: str, slug: str
+) -> dict[str, Any] | None:
     """The dashboard as Promenade answers it; None when the user is no member."""
     org = (
-        await session.execute(
+        await connection.execute(
             select(col(Organization.id), col(Organization.name))
             .join(Membership, col(Membership.organization_id) == col(Organization.id))
             .where(col(Organization.slug) == slug, col(Membership.user_id) == user_id)
@@ -181,7 +183,7 @@ async def dashboard_json(session: AsyncSession, user_id: str, slug: str) -> dict
     if org is None:
         return None
     environments = (
-        await session.execute(
+        await connection.execute(
             select(col(Environment.id), col(Environment.name))
             .where(col(Environment.organization_id) == org.id)
             .order_by(col(Environment.position), col(Environment.id))
@@ -207,7 +209,7 @@ async def dashboard_json(session: AsyncSession, user_id: str, slug: str) -> dict
     )
     by_environment: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in (
-        await session.execute(select(inner).where(inner.c.rn <= PAGE).order_by(inner.c.rn))
+        await connection.execute(select(inner).where(inner.c.rn <= PAGE).order_by(inner.c.rn))
     ).all():
         by_environment[row.environment_id].append(
             {
@@ -221,7 +223,7 @@ async def dashboard_json(session: AsyncSession, user_id: str, slug: str) -> dict
             }
         )
     projects = (
-        await session.execute(
+        await connection.execute(
             select(col(Project.id), col(Project.name), col(Project.pipeline_id))
             .where(col(Project.organization_id) == org.id)
             .order_by(col(Project.id))
@@ -239,11 +241,11 @@ async def dashboard_json(session: AsyncSession, user_id: str, slug: str) -> dict
         .subquery()
     )
     integrations = (
-        await session.execute(select(inner).where(inner.c.rn <= PAGE).order_by(inner.c.rn))
+        await connection.execute(select(inner).where(inner.c.rn <= PAGE).order_by(inner.c.rn))
     ).all()
     deployments: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in (
-        await session.execute(
+        await connection.execute(
             select(
                 col(Deployment.integration_id),
                 col(Deployment.status),
@@ -317,7 +319,8 @@ def reference_app(engine: AsyncEngine) -> Starlette:
             user = await authenticate(session, token) if scheme.lower() == "bearer" else None
             if user is None:
                 return JSONResponse({"errors": [{"message": "unauthenticated"}]}, status_code=401)
-            data = await dashboard_json(session, user.id, body["variables"]["slug"])
+            connection = await session.connection()
+            data = await dashboard_json(connection, user.id, body["variables"]["slug"])
         return JSONResponse({"data": data})
 
     return Starlette(routes=[Route("/graphql", endpoint, methods=["POST"])])

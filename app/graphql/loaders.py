@@ -63,11 +63,11 @@ class _PerRequest(Generic[K, V]):
     def __get__(self, loaders: Loaders | None, owner: type) -> Self | DataLoader[K, V]:
         if loaders is None:
             return self
-        made = DataLoader(load_fn=self.batch(loaders.session))
+        made = DataLoader(load_fn=self.batch(loaders))
         loaders.__dict__[self.name] = made
         return made
 
-    def batch(self, session: AsyncSession) -> Callable[[Sequence[K]], Awaitable[list[V]]]:
+    def batch(self, loaders: Loaders) -> Callable[[Sequence[K]], Awaitable[list[V]]]:
         raise NotImplementedError
 
 
@@ -77,8 +77,8 @@ class ById(_PerRequest[str, "M | None"], Generic[M]):
     def __init__(self, model: type[M]) -> None:
         self.model = model
 
-    def batch(self, session: AsyncSession) -> Callable[[Sequence[str]], Awaitable[list[M | None]]]:
-        model = self.model
+    def batch(self, loaders: Loaders) -> Callable[[Sequence[str]], Awaitable[list[M | None]]]:
+        model, session = self.model, loaders.session
         id_column = col(getattr(model, "id"))  # noqa: B009
 
         async def load(ids: Sequence[str]) -> list[M | None]:
@@ -99,13 +99,18 @@ class ByParent(_PerRequest[str, "list[M]"], Generic[M]):
         *,
         order: Sequence[Any] | None = None,
         where: Sequence[Any] = (),
+        primes: str | None = None,
     ) -> None:
-        self.model, self.parent, self.where = model, parent, where
+        """``primes``: the ``ById`` loader of the same model, which then knows the rows too
+        (a deployment's ``environment``, once the organization's environments were read, is
+        answered without a read or a wait)."""
+        self.model, self.parent, self.where, self.primes = model, parent, where, primes
         self.order = order if order is not None else (col(getattr(model, "id")),)  # noqa: B009
 
-    def batch(self, session: AsyncSession) -> Callable[[Sequence[str]], Awaitable[list[list[M]]]]:
+    def batch(self, loaders: Loaders) -> Callable[[Sequence[str]], Awaitable[list[list[M]]]]:
         model, parent, where, order = self.model, self.parent, self.where, self.order
         parent_column = col(getattr(model, parent))
+        session, primes = loaders.session, self.primes
 
         async def load(parent_ids: Sequence[str]) -> list[list[M]]:
             rows = (
@@ -118,6 +123,9 @@ class ByParent(_PerRequest[str, "list[M]"], Generic[M]):
             grouped: dict[str, list[M]] = defaultdict(list)
             for row in rows:
                 grouped[str(getattr(row, parent))].append(row)
+            if primes is not None:
+                by_id: DataLoader[str, M | None] = getattr(loaders, primes)
+                by_id.prime_many({str(getattr(row, "id")): row for row in rows})  # noqa: B009
             return [grouped.get(i, []) for i in parent_ids]
 
         return load
@@ -138,10 +146,9 @@ class Pages(_PerRequest[PageKey, "Page[M]"], Generic[M]):
         self.model, self.parent = model, parent
         self.descending, self.where, self.filter_column = descending, where, filter_column
 
-    def batch(
-        self, session: AsyncSession
-    ) -> Callable[[Sequence[PageKey]], Awaitable[list[Page[M]]]]:
+    def batch(self, loaders: Loaders) -> Callable[[Sequence[PageKey]], Awaitable[list[Page[M]]]]:
         parent_column = col(getattr(self.model, self.parent))
+        session = loaders.session
 
         def load(keys: Sequence[PageKey]) -> Awaitable[list[Page[M]]]:
             return load_pages(
@@ -175,14 +182,16 @@ class Loaders:
     deployment = ById(Deployment)
     promotion = ById(Promotion)
 
-    environments_by_organization = ByParent(Environment, "organization_id", order=ENVIRONMENT_ORDER)
+    environments_by_organization = ByParent(
+        Environment, "organization_id", order=ENVIRONMENT_ORDER, primes="environment"
+    )
     environments_by_data_plane = ByParent(Environment, "data_plane_id", order=ENVIRONMENT_ORDER)
     data_planes_by_organization = ByParent(DataPlane, "organization_id")
     pipelines_by_organization = ByParent(Pipeline, "organization_id")
     memberships_by_organization = ByParent(Membership, "organization_id")
     memberships_by_user = ByParent(Membership, "user_id")
     projects_by_pipeline = ByParent(Project, "pipeline_id")
-    deployments_by_integration = ByParent(Deployment, "integration_id")
+    deployments_by_integration = ByParent(Deployment, "integration_id", primes="deployment")
     config_values_by_deployment = ByParent(ConfigValue, "deployment_id")
     stages_by_pipeline = ByParent(
         PipelineStage, "pipeline_id", order=(col(PipelineStage.position),)

@@ -17,6 +17,8 @@ import strawberry
 from sqlalchemy.orm import aliased
 from sqlmodel import SQLModel, col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from strawberry.types import Info
+from strawberry.types.nodes import SelectedField, Selection
 
 from app.graphql.public_error import PublicError
 
@@ -77,6 +79,37 @@ class PageKey:
     after: str | None
     # Values the loader's filter column must take; empty: no filter.
     only: tuple[str, ...] = ()
+    # Whether totalCount was asked for (its statement is left out when not).
+    counted: bool = True
+
+
+def page_key(
+    info: Info[Any, Any],
+    parent_id: str,
+    first: int | None,
+    after: str | None,
+    *,
+    default: int = 50,
+    only: tuple[str, ...] = (),
+) -> PageKey:
+    """The page a connection field's arguments ask for."""
+    return PageKey(
+        parent_id,
+        page_size(first, default),
+        decode_cursor(after),
+        only,
+        counted=any(_asks(field.selections, "totalCount") for field in info.selected_fields),
+    )
+
+
+def _asks(selections: Sequence[Selection], name: str) -> bool:
+    """Whether the field ``name`` is among the selections (their fragments' included)."""
+    return any(
+        selection.name == name
+        if isinstance(selection, SelectedField)
+        else _asks(selection.selections, name)
+        for selection in selections
+    )
 
 
 @dataclass(frozen=True)
@@ -111,15 +144,16 @@ async def load_pages(
 ) -> list[Page[M]]:
     """One page per key: rows of ``model`` whose ``parent_column`` is the key's parent (and whose
     ``filter_column`` is among the key's ``only`` values, if any), ordered by id, after the key's
-    cursor. One count statement per filter, one page statement per (first, after, only)."""
+    cursor. One count statement per filter (none for keys that do not ask for totalCount), one
+    page statement per (first, after, only)."""
     id_column = col(getattr(model, "id"))  # noqa: B009
     groups: dict[tuple[int, str | None, tuple[str, ...]], list[str]] = defaultdict(list)
     for key in keys:
         groups[(key.first, key.after, key.only)].append(key.parent_id)
     counts: dict[tuple[str, tuple[str, ...]], int] = {}
-    for only in {key.only for key in keys}:
+    for only in {key.only for key in keys if key.counted}:
         filters = [filter_column.in_(only)] if only else []
-        parents = sorted({key.parent_id for key in keys if key.only == only})
+        parents = sorted({key.parent_id for key in keys if key.only == only and key.counted})
         for parent, count in (
             await session.exec(
                 select(parent_column, func.count())

@@ -154,6 +154,55 @@ async def test_the_dashboard_costs_the_same_statements_for_5_and_50_integrations
     assert len(many) == len(few), "\n".join(["5 integrations:", *few, "50 integrations:", *many])
 
 
+COUNTED = """
+fragment Counted on IntegrationConnection { totalCount }
+{
+  organization(slug: "acme") {
+    projects { totalCount edges { node { name integrations { ...Counted } } } }
+  }
+}
+"""
+
+
+def counts(sent: list[str]) -> list[str]:
+    return [statement for statement in sent if "count(" in statement.lower()]
+
+
+async def test_total_counts_are_read_only_when_asked_for(
+    api: GraphQLClient, session: AsyncSession, engine: AsyncEngine, box: SecretBox
+) -> None:
+    admin = await make_user(session, "ada@example.com")
+    org = await make_organization(session, admin)
+    projects = [
+        await create_project(session, actor=admin, organization_id=org.id, name=name)
+        for name in ("Billing", "Shipping")
+    ]
+    await session.commit()
+    development = (
+        await session.exec(
+            select(Environment).where(
+                Environment.organization_id == org.id, Environment.name == "Development"
+            )
+        )
+    ).one()
+    await add_integrations(session, box, admin, projects, development.id, range(5))
+
+    _, sent = await dashboard(api, engine, admin)
+    assert counts(sent) == [], "\n".join(sent)
+
+    await api.execute("{ viewer { user { id } } }", as_user=admin)
+    with statements(engine) as sent:
+        data = await api.execute(COUNTED, as_user=admin)
+    connection = data["organization"]["projects"]
+    assert connection["totalCount"] == 2
+    # Asked for through a fragment: counted too, one statement for the projects' lists.
+    assert sorted(edge["node"]["integrations"]["totalCount"] for edge in connection["edges"]) == [
+        2,
+        3,
+    ]
+    assert len(counts(sent)) == 2, "\n".join(sent)
+
+
 PENDING = """
 {
   organization(slug: "acme") {

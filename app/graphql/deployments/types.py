@@ -13,8 +13,8 @@ from app.graphql.environments import LazyEnvironment
 from app.graphql.environments import types as environment_types
 from app.graphql.identity import LazyUser
 from app.graphql.identity import types as identity_types
-from app.graphql.objects import Node, related, snapshot
-from app.graphql.pagination import Connection, PageKey, decode_cursor, page_size
+from app.graphql.objects import Node, optional_now, related, related_now, snapshot
+from app.graphql.pagination import Connection, page_key
 from app.graphql.projects import LazyBuild, LazyIntegration
 from app.graphql.projects import types as project_types
 from app.graphql.promotions import LazyPromotion
@@ -74,28 +74,30 @@ class Deployment(Node):
     async def last_error(self, info: Info) -> str | None:
         return await info.context.output_for_viewer(self.organization_id, self.last_error_text)
 
+    # Not coroutine functions: answered at once when the row is loaded already (objects.py).
     @strawberry.field
-    async def integration(self, info: Info) -> LazyIntegration:
-        return await related(
+    def integration(self, info: Info) -> LazyIntegration:
+        return related_now(
             info.context.loaders.integration,
             self.integration_id,
             project_types.Integration.from_model,
         )
 
     @strawberry.field
-    async def environment(self, info: Info) -> LazyEnvironment:
-        return await related(
+    def environment(self, info: Info) -> LazyEnvironment:
+        return related_now(
             info.context.loaders.environment,
             self.environment_id,
             environment_types.Environment.from_model,
         )
 
     @strawberry.field(description="The build running now; null while NOT_DEPLOYED.")
-    async def build(self, info: Info) -> LazyBuild | None:
+    def build(self, info: Info) -> LazyBuild | None:
         if self.build_id is None:
             return None
-        row = await info.context.loaders.build.load(self.build_id)
-        return project_types.Build.from_model(row) if row else None
+        return optional_now(
+            info.context.loaders.build, self.build_id, project_types.Build.from_model
+        )
 
     @strawberry.field(
         description="The configuration set for this environment (what the next restart applies)."
@@ -138,7 +140,7 @@ class Deployment(Node):
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> Connection[DeploymentRevision]:
         page = await info.context.loaders.revisions_page.load(
-            PageKey(self.id, page_size(first, 20), decode_cursor(after))
+            page_key(info, self.id, first, after, default=20)
         )
         return page.connection(DeploymentRevision.from_model)
 

@@ -16,7 +16,7 @@ from app.graphql.identity import types as identity_types
 from app.graphql.objects import Node, related, snapshot
 from app.graphql.organizations import LazyOrganization
 from app.graphql.organizations import types as organization_types
-from app.graphql.pagination import Connection, PageKey, decode_cursor, page_size
+from app.graphql.pagination import Connection, page_key
 from app.models import Role, RuntimeKind
 
 
@@ -113,7 +113,7 @@ class Environment(Node):
         self, info: Info, first: int | None = 50, after: str | None = None
     ) -> Connection[LazyDeployment]:
         page = await info.context.loaders.deployments_page.load(
-            PageKey(self.id, page_size(first), decode_cursor(after))
+            page_key(info, self.id, first, after)
         )
         return page.connection(deployment_types.Deployment.from_model)
 

@@ -13,7 +13,7 @@ from app.graphql.governance import types as governance_types
 from app.graphql.identity import LazyUser
 from app.graphql.identity import types as identity_types
 from app.graphql.objects import Node, related, snapshot
-from app.graphql.pagination import Connection, Page, PageKey, decode_cursor, page_size
+from app.graphql.pagination import Connection, Page, decode_cursor, page_key, page_size
 from app.graphql.pipelines import LazyDeploymentPipeline
 from app.graphql.pipelines import types as pipeline_types
 from app.graphql.projects import LazyProject
@@ -55,9 +55,7 @@ class Organization(Node):
     async def projects(
         self, info: Info, first: int | None = 50, after: str | None = None
     ) -> Connection[LazyProject]:
-        page = await info.context.loaders.projects_page.load(
-            PageKey(self.id, page_size(first), decode_cursor(after))
-        )
+        page = await info.context.loaders.projects_page.load(page_key(info, self.id, first, after))
         return page.connection(project_types.Project.from_model)
 
     @strawberry.field(
@@ -100,9 +98,7 @@ class Organization(Node):
     ) -> Connection[LazyAuditEvent]:
         if await info.context.role_in(self.id) is not Role.ADMIN:
             raise PublicError("the audit log is visible to ADMIN", code="FORBIDDEN")
-        page = await info.context.loaders.audit_page.load(
-            PageKey(self.id, page_size(first), decode_cursor(after))
-        )
+        page = await info.context.loaders.audit_page.load(page_key(info, self.id, first, after))
         return page.connection(governance_types.AuditEvent.from_model)
 
     @strawberry.field

@@ -14,7 +14,7 @@ from app.graphql.deployments import types as deployment_types
 from app.graphql.objects import Node, related, snapshot
 from app.graphql.organizations import LazyOrganization
 from app.graphql.organizations import types as organization_types
-from app.graphql.pagination import Connection, PageKey, decode_cursor, page_size
+from app.graphql.pagination import Connection, page_key
 from app.graphql.pipelines import LazyDeploymentPipeline
 from app.graphql.pipelines import types as pipeline_types
 from app.graphql.promotions import LazyPromotion
@@ -58,7 +58,7 @@ class Project(Node):
         self, info: Info, first: int | None = 50, after: str | None = None
     ) -> Connection[Integration]:
         page = await info.context.loaders.integrations_page.load(
-            PageKey(self.id, page_size(first), decode_cursor(after))
+            page_key(info, self.id, first, after)
         )
         return page.connection(Integration.from_model)
 
@@ -107,7 +107,7 @@ class Integration(Node):
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> Connection[Build]:
         page = await info.context.loaders.builds_page.load(
-            PageKey(self.id, page_size(first, 20), decode_cursor(after))
+            page_key(info, self.id, first, after, default=20)
         )
         return page.connection(Build.from_model)
 
@@ -132,7 +132,7 @@ class Integration(Node):
     ) -> Connection[LazyPromotion]:
         only = tuple(sorted(s.value for s in status)) if status else ()
         page = await info.context.loaders.promotions_page.load(
-            PageKey(self.id, page_size(first, 20), decode_cursor(after), only)
+            page_key(info, self.id, first, after, default=20, only=only)
         )
         return page.connection(promotion_types.Promotion.from_model)
 
