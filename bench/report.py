@@ -1,11 +1,11 @@
 """Every benchmark in one run: a JSON report and the README's table of goals.
 
-Each benchmark runs as its own process with ``--json`` (bench/read_path.py, bench/promotions.py
-twice, bench/subscribers.py with and without permessage-deflate; with ``--scale`` also the
-promotions and the subscribers at 10x the load), and each figure is a ratio against the
-reference its benchmark measured in the same run. The report is written to ``--output``
-(bench/report.json) and the table between the README's ``bench-report`` markers is replaced
-with this run's numbers.
+Each benchmark runs as its own process with ``--json`` (bench/read_path.py, bench/dashboard.py,
+bench/promotions.py twice, bench/subscribers.py with and without permessage-deflate; with
+``--scale`` also the dashboard, the promotions and the subscribers at 10x the load), and each
+figure is a ratio against the reference its benchmark measured in the same run. The report is
+written to ``--output`` (bench/report.json) and the table between the README's
+``bench-report`` markers is replaced with this run's numbers.
 
     python -m bench.report [--scale] [--output bench/report.json] [--readme README.md]
 """
@@ -76,6 +76,18 @@ GOALS = [
         ),
         "≥ 0.5",
         lambda value: value >= 0.5,
+    ),
+    Goal(
+        "organization dashboard (10 environments, 200 integrations, 50 deployed in each "
+        "environment), req/s, against a hand-written Starlette + SQLAlchemy endpoint",
+        lambda r: r["dashboard"]["ratio"],
+        lambda r: (
+            f"{r['dashboard']['promenade_rps']:.1f} ({r['dashboard']['promenade_ms']:.0f} ms) "
+            f"against {r['dashboard']['reference_rps']:.1f} "
+            f"({r['dashboard']['reference_ms']:.0f} ms): **{r['dashboard']['ratio']:.3f}**"
+        ),
+        "≥ 0.6",
+        lambda value: value >= 0.6,
     ),
     Goal(
         "promotions/s (2 workers, 8 clients) against raw confirmed publishes/s",
@@ -164,6 +176,15 @@ def _against_bare(run: Report, stat: str) -> str:
 def scale_rows(report: Report) -> list[str]:
     """How cost grows at 10x the load (with --scale)."""
     rows = []
+    if "dashboard_10x" in report:
+        small, large = report["dashboard"], report["dashboard_10x"]
+        rows.append(
+            f"| dashboard, {small['shape']['integrations']} → "
+            f"{large['shape']['integrations']} integrations (a page of 50 projects of 50) | "
+            f"{small['promenade_ms']:.0f} → {large['promenade_ms']:.0f} ms a request (the "
+            f"hand-written endpoint: {small['reference_ms']:.0f} → "
+            f"{large['reference_ms']:.0f} ms) |"
+        )
     if "promotions_10x" in report:
         small, large = report["promotions_8"], report["promotions_10x"]
         rows.append(
@@ -219,12 +240,16 @@ def measure(scale: bool) -> Report:
         "date": datetime.now(UTC).date().isoformat(),
         "machine": f"{os.cpu_count()} CPUs, Python {platform.python_version()}",
         "read_path": run_json("bench.read_path"),
+        "dashboard": run_json("bench.dashboard"),
         "promotions_1": run_json("bench.promotions"),
         "promotions_8": run_json("bench.promotions", "--clients", "8"),
         "subscribers": run_json("bench.subscribers"),
         "subscribers_plain": run_json("bench.subscribers", "--no-compression"),
     }
     if scale:
+        report["dashboard_10x"] = run_json(
+            "bench.dashboard", "--integrations", "2000", "--requests", "5", "--rounds", "3"
+        )
         report["promotions_10x"] = run_json(
             "bench.promotions", "--clients", "8", "--integrations", "500"
         )
