@@ -30,6 +30,7 @@ from strawberry.schema.base import BaseSchema
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
 from app.graphql.context import Context
+from app.graphql.schema import MAX_TOKENS
 from app.messaging.fanout import AUDIENCE, SUBSCRIBER_QUEUE_SIZE, Mailbox
 from app.models import Role
 
@@ -89,8 +90,9 @@ def shared_field(query: str, operation_name: str | None) -> str | None:
     shared; None for every other operation (and for a document that does not parse, which the
     handler answers as usual)."""
     try:
-        document = parse(query, no_location=True)
-    except GraphQLError:
+        # The schema's own token limit: a document too big for it is the handler's to refuse.
+        document = parse(query, no_location=True, max_tokens=MAX_TOKENS)
+    except (GraphQLError, RecursionError):
         return None
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     chosen = [
