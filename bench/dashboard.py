@@ -27,7 +27,6 @@ import json
 import shutil
 import statistics
 import tempfile
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,7 +62,7 @@ from app.services.environments import create_environment
 from app.services.pipelines import create_pipeline
 from app.services.projects import create_build, create_integration, create_project
 from app.settings import Settings
-from bench.read_path import ASGIApp, post
+from bench.read_path import post, rate
 
 SLUG = "bench"
 PAGE = 50
@@ -328,23 +327,6 @@ def reference_app(engine: AsyncEngine) -> Starlette:
 # ---- the run ---------------------------------------------------------------------------------
 
 
-async def rate(
-    app: ASGIApp,
-    headers: list[tuple[bytes, bytes]],
-    requests: int,
-    profile: cProfile.Profile | None = None,
-) -> float:
-    if profile is not None:
-        profile.enable()
-    started = time.perf_counter()
-    for _ in range(requests):
-        await post(app, BODY, headers)
-    elapsed = time.perf_counter() - started
-    if profile is not None:
-        profile.disable()
-    return requests / elapsed
-
-
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="promenade-bench-"))
     try:
@@ -373,13 +355,22 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             if ours != theirs:
                 raise SystemExit("the two answers differ: the reference is not a fair one")
             counts = shape(ours["data"])
-            for _ in range(3):  # warm-up
-                await post(app, BODY, headers)
-                await post(reference, BODY, headers)
             reference_rates, promenade_rates = [], []
-            for _ in range(args.rounds):
-                reference_rates.append(await rate(reference, headers, args.requests))
-                promenade_rates.append(await rate(app, headers, args.requests, profile))
+            for round_ in range(args.rounds):
+                warmup = 3 if round_ == 0 else 0
+                reference_rates.append(
+                    await rate(reference, headers, warmup=warmup, requests=args.requests, body=BODY)
+                )
+                promenade_rates.append(
+                    await rate(
+                        app,
+                        headers,
+                        warmup=warmup,
+                        requests=args.requests,
+                        body=BODY,
+                        profile=profile,
+                    )
+                )
         await engine.dispose()
         await reference_engine.dispose()
         if profile is not None:

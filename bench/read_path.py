@@ -105,15 +105,18 @@ async def rate(
     *,
     warmup: int,
     requests: int,
+    body: bytes = QUERY,
     profile: cProfile.Profile | None = None,
 ) -> float:
+    """Requests per second of ``requests`` POSTs of ``body``, one after the other, after
+    ``warmup`` unmeasured ones (profiled by ``profile``, when given)."""
     for _ in range(warmup):
-        await post(app, QUERY, headers)
+        await post(app, body, headers)
     if profile is not None:
         profile.enable()
     started = time.perf_counter()
     for _ in range(requests):
-        await post(app, QUERY, headers)
+        await post(app, body, headers)
     elapsed = time.perf_counter() - started
     if profile is not None:
         profile.disable()

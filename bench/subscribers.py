@@ -147,13 +147,18 @@ def promenade_up(data_dir: Path, sockets: int) -> Iterator[Server]:
             time.sleep(0.1)
         yield Server(url=url, pid=process.pid, token=token, data_dir=data_dir)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         kill_instances(data_dir / "runtime")
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM, and SIGKILL if it has not ended 30 s later."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def kill_instances(runtime_dir: Path) -> None:
@@ -218,12 +223,7 @@ def bare_broadcaster() -> Iterator[Server]:
             raise SystemExit("the bare broadcaster did not start")
         yield Server(url=f"http://127.0.0.1:{port}", pid=process.pid, token="", data_dir=ROOT)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 # ---- GraphQL over HTTP -----------------------------------------------------------------------

@@ -191,7 +191,7 @@ class Loaders:
     memberships_by_organization = ByParent(Membership, "organization_id")
     memberships_by_user = ByParent(Membership, "user_id")
     projects_by_pipeline = ByParent(Project, "pipeline_id")
-    deployments_by_integration = ByParent(Deployment, "integration_id", primes="deployment")
+    deployments_by_integration = ByParent(Deployment, "integration_id")
     config_values_by_deployment = ByParent(ConfigValue, "deployment_id")
     stages_by_pipeline = ByParent(
         PipelineStage, "pipeline_id", order=(col(PipelineStage.position),)

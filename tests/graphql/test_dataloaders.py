@@ -92,6 +92,25 @@ async def add_integrations(
     await session.commit()
 
 
+async def acme(session: AsyncSession) -> tuple[User, list[Project], Environment]:
+    """Ada, the admin of acme, its two projects and its Development environment."""
+    admin = await make_user(session, "ada@example.com")
+    org = await make_organization(session, admin)
+    projects = [
+        await create_project(session, actor=admin, organization_id=org.id, name=name)
+        for name in ("Billing", "Shipping")
+    ]
+    await session.commit()
+    development = (
+        await session.exec(
+            select(Environment).where(
+                Environment.organization_id == org.id, Environment.name == "Development"
+            )
+        )
+    ).one()
+    return admin, projects, development
+
+
 async def dashboard(
     api: GraphQLClient, engine: AsyncEngine, admin: User
 ) -> tuple[dict[str, Any], list[str]]:
@@ -122,20 +141,7 @@ def shape(data: dict[str, Any]) -> tuple[int, int, int, int]:
 async def test_the_dashboard_costs_the_same_statements_for_5_and_50_integrations(
     api: GraphQLClient, session: AsyncSession, engine: AsyncEngine, box: SecretBox
 ) -> None:
-    admin = await make_user(session, "ada@example.com")
-    org = await make_organization(session, admin)
-    projects = [
-        await create_project(session, actor=admin, organization_id=org.id, name=name)
-        for name in ("Billing", "Shipping")
-    ]
-    await session.commit()
-    development = (
-        await session.exec(
-            select(Environment).where(
-                Environment.organization_id == org.id, Environment.name == "Development"
-            )
-        )
-    ).one()
+    admin, projects, development = await acme(session)
 
     await add_integrations(session, box, admin, projects, development.id, range(5))
     small, few = await dashboard(api, engine, admin)
@@ -171,20 +177,7 @@ def counts(sent: list[str]) -> list[str]:
 async def test_total_counts_are_read_only_when_asked_for(
     api: GraphQLClient, session: AsyncSession, engine: AsyncEngine, box: SecretBox
 ) -> None:
-    admin = await make_user(session, "ada@example.com")
-    org = await make_organization(session, admin)
-    projects = [
-        await create_project(session, actor=admin, organization_id=org.id, name=name)
-        for name in ("Billing", "Shipping")
-    ]
-    await session.commit()
-    development = (
-        await session.exec(
-            select(Environment).where(
-                Environment.organization_id == org.id, Environment.name == "Development"
-            )
-        )
-    ).one()
+    admin, projects, development = await acme(session)
     await add_integrations(session, box, admin, projects, development.id, range(5))
 
     _, sent = await dashboard(api, engine, admin)
