@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app import migrate
+from app.cli import run
 from app.crypto import SecretBox
 from app.db import create_engine, create_session_factory
 from app.messaging.outbox import OutboxRelay
@@ -125,8 +126,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if profiler is not None:
             profiler.enable()
-        asyncio.run(
-            serve(load_settings(), data_plane=args.data_plane, concurrency=args.concurrency)
+        settings = load_settings()
+        # On the event loop the real worker runs on (PROMENADE_EVENT_LOOP, uvloop by default).
+        run(
+            serve(settings, data_plane=args.data_plane, concurrency=args.concurrency),
+            event_loop=settings.event_loop,
         )
     except SettingsError as exc:
         print(f"bench.worker: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -234,7 +235,7 @@ async def claim_change(
     worker taking a queued change, a cancel): one conditional UPDATE, atomic on both
     databases, that writes only while the row holds a status CHANGE_FLOW lets ``status``
     follow. False when another move came first and left it in none of them; the change is
-    read again either way."""
+    read again when it lost."""
     if not change_may_move(change.status, status):
         raise IllegalTransition("change", change.status.value, status.value)
     before = [current for current, following in CHANGE_FLOW.items() if status in following]
@@ -245,9 +246,15 @@ async def claim_change(
         update(DeploymentChange)
         .where(col(DeploymentChange.id) == change.id, col(DeploymentChange.status).in_(before))
         .values(**values)
+        .execution_options(synchronize_session=False)
     )
-    await session.refresh(change)
-    return bool(taken.rowcount)
+    if not taken.rowcount:
+        await session.refresh(change)  # what the other move left
+        return False
+    # What the UPDATE wrote, as the row holds it now: no read back, and nothing to flush.
+    for name, value in values.items():
+        set_committed_value(change, name, value)
+    return True
 
 
 async def follow_change(
