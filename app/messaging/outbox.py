@@ -7,10 +7,11 @@ is down delays it and never loses it, and a relay that dies between the confirm 
 commit publishes it again on the next run. The message id is the row's id, the same for every
 copy: consumers deduplicate on ``Message.message_id`` (or do work that is idempotent anyway).
 
-Order: one relay publishes oldest first (by id, a ULID that sorts by creation time) and one at a
-time, so the messages of one relay reach a queue in the order of their rows. Several relays (one
-per API replica, on PostgreSQL) each lock their own batch (``FOR UPDATE SKIP LOCKED``), so no row
-is published by two relays at once, but batches of different relays may interleave.
+Order: one relay publishes a batch oldest first (by id, a ULID that sorts by creation time) and
+waits for the broker's confirms of the whole batch at once, so the messages of one relay reach a
+queue in the order of their rows. Several relays (one per API replica, on PostgreSQL) each lock
+their own batch (``FOR UPDATE SKIP LOCKED``), so no row is published by two relays at once, but
+batches of different relays may interleave.
 """
 
 from __future__ import annotations
@@ -198,15 +199,28 @@ class OutboxRelay:
         return len(rows)
 
     async def _publish(self, rows: Sequence[OutboxMessage], published: list[OutboxMessage]) -> None:
-        """Publish rows in order, appending each confirmed one to ``published``; the first
-        failure raises and leaves the rest for the next round."""
-        for row in rows:
-            message = Message(message_id=row.id, routing_key=row.routing_key, body=row.body)
-            if row.exchange == COMMAND:
-                await self._bus.publish_command(message)
-            else:
-                await self._bus.publish_event(message)
+        """Publish the rows together and wait for all their confirms at once, then append the
+        confirmed ones before the first failure to ``published``; that failure raises and the
+        rest waits for the next round.
+
+        The publishes start in the rows' order and none waits before it reaches the channel
+        (its FIFO lock), so the broker takes them in that order; only the confirms are awaited
+        together. A row after a failed one that the broker did confirm is published again next
+        round: a duplicate with the same message id, which consumers drop."""
+        outcomes = await asyncio.gather(
+            *(self._publish_row(row) for row in rows), return_exceptions=True
+        )
+        for row, outcome in zip(rows, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
             published.append(row)
+
+    async def _publish_row(self, row: OutboxMessage) -> None:
+        message = Message(message_id=row.id, routing_key=row.routing_key, body=row.body)
+        if row.exchange == COMMAND:
+            await self._bus.publish_command(message)
+        else:
+            await self._bus.publish_event(message)
 
 
 def _log_failure(state: RetryCallState) -> None:

@@ -205,6 +205,93 @@ async def test_rows_wait_while_the_broker_is_down_and_go_out_when_it_is_back(
     await bus.close()
 
 
+class RefusingBus(InProcessBus):
+    """Refuses the publish of one message id once, as a broker that nacks it does."""
+
+    def __init__(self, refuse: str) -> None:
+        super().__init__(retry_delay=TEST_RETRY_DELAY)
+        self.refuse: str | None = refuse
+        self.sent: list[str] = []
+
+    async def publish_command(self, message: Message) -> None:
+        self.sent.append(message.message_id)
+        if message.message_id == self.refuse:
+            self.refuse = None
+            raise ConnectionError("nacked")
+        await super().publish_command(message)
+
+
+async def test_a_refused_publish_marks_the_rows_before_it_and_sends_the_rest_again(
+    engine: AsyncEngine, session: AsyncSession, data_plane: str
+) -> None:
+    rows = [
+        await enqueue(session, exchange="command", routing_key=data_plane, body={"n": n})
+        for n in range(5)
+    ]
+    await session.commit()
+    ids = [row.id for row in rows]
+    bus = RefusingBus(refuse=ids[2])
+    inbox = Inbox()
+    await bus.consume_commands(data_plane, inbox.command, concurrency=1)
+    relay = fast_relay(engine, bus)
+
+    with pytest.raises(ConnectionError):
+        await relay.publish_pending()
+    # The whole batch went out at once; only what precedes the refusal counts as published.
+    assert bus.sent == ids
+    session.expunge_all()
+    assert sorted(await unpublished(session)) == ids[2:]
+
+    assert await relay.publish_pending() == 3
+    assert bus.sent == ids + ids[2:]
+    session.expunge_all()
+    assert await unpublished(session) == []
+    await until(lambda: len(inbox.commands) == 7, what="every copy delivered")
+    # Rows 4 and 5 arrived twice, with the same message id: at least once, never lost.
+    assert Counter(inbox.command_ids()) == {ids[0]: 1, ids[1]: 1, ids[2]: 1, ids[3]: 2, ids[4]: 2}
+    await bus.close()
+
+
+async def test_batches_reach_rabbitmq_in_the_order_of_their_rows(
+    engine: AsyncEngine,
+    session: AsyncSession,
+    amqp_url: str,
+    data_plane: str,
+    rabbit_queues: None,
+    relays: Relays,
+) -> None:
+    bus = RabbitBus(amqp_url, retry_delay=TEST_RETRY_DELAY)
+    inbox = Inbox()
+    try:
+        await bus.consume_commands(data_plane, inbox.command, concurrency=1)
+        await bus.subscribe_events(inbox.event, pattern=f"promotion.{data_plane}")
+        commands: list[str] = []
+        events: list[str] = []
+        for n in range(250):  # more than two batches, commands and events interleaved
+            if n % 3:
+                row = await enqueue(session, exchange="command", routing_key=data_plane, body={})
+                commands.append(row.id)
+            else:
+                key = f"promotion.{data_plane}"
+                events.append(
+                    (await enqueue(session, exchange="event", routing_key=key, body={})).id
+                )
+        await session.commit()
+
+        relays.start(fast_relay(engine, bus))
+        await until(
+            lambda: len(inbox.commands) == len(commands) and len(inbox.events) == len(events),
+            what="every row delivered",
+        )
+        assert inbox.command_ids() == commands
+        assert [message.message_id for message in inbox.events] == events
+        session.expunge_all()
+        assert await unpublished(session) == []
+    finally:
+        await relays.stop_all()
+        await bus.close()
+
+
 async def test_the_relay_rides_out_a_rabbitmq_outage(
     engine: AsyncEngine,
     session: AsyncSession,
@@ -252,15 +339,16 @@ async def test_the_relay_rides_out_a_rabbitmq_outage(
 
 
 class RecordingBus(InProcessBus):
-    """Counts what it publishes; each publish takes a moment, as a broker's confirm does."""
+    """Records what it publishes, in the order it was sent; the confirm of each takes a
+    moment, as a broker's does."""
 
     def __init__(self) -> None:
         super().__init__()
         self.published: list[str] = []
 
     async def publish_command(self, message: Message) -> None:
-        await asyncio.sleep(0.002)
         self.published.append(message.message_id)
+        await asyncio.sleep(0.002)
 
 
 @pytest.fixture

@@ -142,6 +142,10 @@ class RabbitBus:
             self._declared.add(data_plane)
 
     # ---- publishing ----------------------------------------------------------------------
+    # Publishes started together (the outbox relay's batch) reach the channel's FIFO lock in
+    # the order they started: nothing before it waits once the connection is up and the data
+    # plane's queues are declared, and the publishes of one data plane wait for its declaration
+    # in order (the declare lock is FIFO too). Only the confirms are awaited concurrently.
 
     async def publish_command(self, message: Message) -> None:
         async with asyncio.timeout(self._publish_timeout):
