@@ -4,9 +4,12 @@ machine and the supervisor, so that neither can let a secret value into a status
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import Select
 
 from app.crypto import SecretBox
 from app.models import (
@@ -68,22 +71,73 @@ def route_of(
     return f"/{organization.slug}/{environment.dns_prefix}/{project.slug}/{integration.slug}"
 
 
+# Where a deployment runs: what its route and its instance's configuration are made of.
+Place = tuple[Organization, Environment, Project, Integration]
+
+
+def _places() -> Select[Organization, Environment, Project, Integration]:
+    """The place of each deployment the caller's ``where`` picks, in one query."""
+    return (
+        select(Organization, Environment, Project, Integration)
+        .select_from(Deployment)
+        .join(Environment, col(Environment.id) == col(Deployment.environment_id))
+        .join(Integration, col(Integration.id) == col(Deployment.integration_id))
+        .join(Project, col(Project.id) == col(Integration.project_id))
+        .join(Organization, col(Organization.id) == col(Project.organization_id))
+    )
+
+
 async def instance_target(
     session: AsyncSession, box: SecretBox, change: DeploymentChange
 ) -> InstanceTarget:
     """The route of the change's deployment and, when the change runs a build, what to run:
     the build's artifact with the change's frozen configuration (defaults filled in)."""
-    deployment = await session.get(Deployment, change.deployment_id)
-    assert deployment is not None
-    environment = await session.get(Environment, deployment.environment_id)
-    integration = await session.get(Integration, deployment.integration_id)
-    assert environment is not None and integration is not None
-    project = await session.get(Project, integration.project_id)
-    assert project is not None
-    organization = await session.get(Organization, project.organization_id)
-    assert organization is not None
-    schema = schema_of(integration)
+    place = (await session.exec(_places().where(col(Deployment.id) == change.deployment_id))).one()
     build = await session.get(Build, change.build_id) if change.build_id else None
+    return target_of(box, change, place, build)
+
+
+async def running_targets(
+    session: AsyncSession, deployments: Sequence[Deployment]
+) -> list[tuple[DeploymentChange, Place, Build | None]]:
+    """For each deployment that runs a change, that change, its place and its build: three
+    queries however many there are (the supervisor's round). ``target_of`` makes the target
+    of one, when it is needed: the configuration stays sealed until then."""
+    running = {d.id: d.running_change_id for d in deployments if d.running_change_id}
+    if not running:
+        return []
+    changes = {
+        change.id: change
+        for change in await session.exec(
+            select(DeploymentChange).where(col(DeploymentChange.id).in_(running.values()))
+        )
+    }
+    places = {
+        (environment.id, integration.id): (organization, environment, project, integration)
+        for organization, environment, project, integration in await session.exec(
+            _places().where(col(Deployment.id).in_(running))
+        )
+    }
+    build_ids = {change.build_id for change in changes.values() if change.build_id}
+    builds = {
+        build.id: build
+        for build in await session.exec(select(Build).where(col(Build.id).in_(build_ids)))
+    }
+    found = []
+    for deployment in deployments:
+        change = changes.get(running.get(deployment.id, ""))
+        place = places.get((deployment.environment_id, deployment.integration_id))
+        if change is None or place is None:
+            continue
+        found.append((change, place, builds.get(change.build_id or "")))
+    return found
+
+
+def target_of(
+    box: SecretBox, change: DeploymentChange, place: Place, build: Build | None
+) -> InstanceTarget:
+    organization, environment, project, integration = place
+    schema = schema_of(integration)
     values = (
         effective_values(schema, box.open_json(change.snapshot_sealed))
         if change.snapshot_sealed

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import SecretBox
 from app.db import SessionFactory, session_scope
 from app.models import (
     DataPlane,
     Deployment,
-    DeploymentChange,
     DeploymentStatus,
     Environment,
     Organization,
@@ -39,7 +39,7 @@ from app.services.dataplanes import LocalAdmission, served_by
 from app.services.events import announce_deployment
 from app.services.lifecycle import move_deployment
 from workers.announcements import announce_unfinished_changes
-from workers.instances import instance_target, start_instance
+from workers.instances import InstanceTarget, running_targets, start_instance, target_of
 from workers.leases import release_lease, take_lease
 from workers.runtimes.base import Runtime, StartFailed
 
@@ -80,31 +80,46 @@ class Supervisor:
     def stop(self) -> None:
         self._stop.set()
 
+    async def _active(self, session: AsyncSession) -> list[Deployment]:
+        """The data plane's ACTIVE deployments that run a change, of organizations it admits."""
+        rows = await session.exec(
+            select(Deployment, Organization.slug)
+            .join(Environment, col(Environment.id) == col(Deployment.environment_id))
+            .join(DataPlane, col(DataPlane.id) == col(Environment.data_plane_id))
+            .join(Organization, col(Organization.id) == col(Deployment.organization_id))
+            .where(
+                served_by(self.data_plane),
+                col(Deployment.status) == DeploymentStatus.ACTIVE,
+                col(Deployment.running_change_id).is_not(None),
+            )
+        )
+        return [deployment for deployment, slug in rows.all() if self.admission.admits(slug)]
+
     async def active_deployments(self) -> list[str]:
         async with self.sessions() as session:
-            rows = (
-                await session.exec(
-                    select(Deployment.id, Organization.slug)
-                    .join(Environment, col(Environment.id) == col(Deployment.environment_id))
-                    .join(DataPlane, col(DataPlane.id) == col(Environment.data_plane_id))
-                    .join(Organization, col(Organization.id) == col(Deployment.organization_id))
-                    .where(
-                        served_by(self.data_plane),
-                        col(Deployment.status) == DeploymentStatus.ACTIVE,
-                        col(Deployment.running_change_id).is_not(None),
-                    )
-                )
-            ).all()
-        return [deployment_id for deployment_id, slug in rows if self.admission.admits(slug)]
+            return [deployment.id for deployment in await self._active(session)]
 
     async def reconcile(self) -> None:
         await self._announce_stranded_changes()
-        active = await self.active_deployments()
-        for deployment_id in active:
+        # What each active deployment runs is read for all of them at once; the lease of each
+        # is then taken only while it still runs that change (a change that finished since
+        # moved it on, and is what runs now).
+        async with self.sessions() as session:
+            active = await self._active(session)
+            running = await running_targets(session, active)
+        for change, place, build in running:
             if self._stop.is_set():
                 return
-            await self._holding_lease(deployment_id, self._keep_running)
-        for deployment_id in await self.runtime.deployments() - set(active):
+            deployment_id = change.deployment_id
+            if not await take_lease(
+                self.sessions, deployment_id, self.owner, while_running=change.id
+            ):
+                continue  # busy (a change is being applied, and it decides what runs), or moved on
+            try:
+                await self._keep_running(target_of(self.box, change, place, build))
+            finally:
+                await release_lease(self.sessions, deployment_id, self.owner)
+        for deployment_id in await self.runtime.deployments() - {d.id for d in active}:
             if self._stop.is_set():
                 return
             await self._holding_lease(deployment_id, self._stop_if_idle)
@@ -131,15 +146,9 @@ class Supervisor:
                 after_commit=self.after_commit,
             )
 
-    async def _keep_running(self, deployment_id: str) -> None:
-        async with self.sessions() as session:
-            deployment = await session.get(Deployment, deployment_id)
-            if deployment is None or deployment.status is not DeploymentStatus.ACTIVE:
-                return
-            change = await session.get(DeploymentChange, deployment.running_change_id)
-            if change is None:
-                return
-            target = await instance_target(session, self.box, change)
+    async def _keep_running(self, target: InstanceTarget) -> None:
+        change = target.change
+        deployment_id = change.deployment_id
         try:
             instance = await start_instance(
                 self.runtime, target, health_timeout_s=self.health_timeout_s

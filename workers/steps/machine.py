@@ -77,7 +77,7 @@ class StepMachine:
                     # keeping this consumer slot meanwhile.
                     await self._look_again_later(message)
                 return  # otherwise the holder, or the due change's own command, gets to it
-            async with holding_lease(self.sessions, deployment_id, owner):
+            async with holding_lease(self.sessions, deployment_id, owner, taken=True):
                 while (change_id := await self._next_change(deployment_id)) is not None:
                     try:
                         await self.run(change_id)
