@@ -102,6 +102,8 @@ BASELINE_BODY = json.dumps(
 ).encode()
 
 POLL_INTERVAL_S = 0.02
+# How long PostgreSQL may take to publish a backend's transaction counts (pg_stat_database).
+STATS_FLUSH_S = 1.5
 WORKER_START_TIMEOUT_S = 60.0
 WORKER_STOP_TIMEOUT_S = 15.0
 # The statuses a promotion goes through on the way, in order: the latency breakdown.
@@ -155,6 +157,10 @@ class Result:
     # RabbitMQ on this machine, whatever else uses it included).
     cpu_ms_per_promotion: dict[str, float | None] = field(default_factory=dict)
     outbox_rows_per_promotion: float = 0.0
+    # Transactions the run's database committed or rolled back, per promotion, all processes
+    # together (supervision rounds meanwhile included): a count, which does not move with the
+    # machine's speed as CPU times do.
+    transactions_per_promotion: float | None = None
     # How busy the machine's CPUs were while the promotions ran, whatever ran on them (other
     # users of the machine included): near 100, the machine was the limit.
     machine_cpu_busy_pct: float | None = None
@@ -744,6 +750,7 @@ async def measure_promotions(context: Context, world: World) -> Result:
     async with sessions() as session:
         outbox_before = await _outbox_rows(session)
         meter = CpuMeter(context.workers, await _backend_pids(session))
+    transactions_before = await _transactions(sessions)
     profiler = cProfile.Profile() if context.profile_dir is not None else None
     if profiler is not None:
         profiler.enable()
@@ -771,6 +778,7 @@ async def measure_promotions(context: Context, world: World) -> Result:
             )
         ).all()
         outbox_rows = await _outbox_rows(session) - outbox_before
+    transactions_after = await _transactions(sessions)
     count = len(promotions)
     latencies = [_ms(p.requested_at, p.finished_at) for p in promotions]
     last = max(_finished(p) for p in promotions)
@@ -792,12 +800,28 @@ async def measure_promotions(context: Context, world: World) -> Result:
             for name, seconds in cpu.items()
         },
         outbox_rows_per_promotion=outbox_rows / count,
+        transactions_per_promotion=(transactions_after - transactions_before) / count,
         machine_cpu_busy_pct=meter.machine_busy_pct(),
     )
 
 
 async def _outbox_rows(session: AsyncSession) -> int:
     return (await session.exec(select(func.count()).select_from(OutboxMessage))).one()
+
+
+async def _transactions(sessions: SessionFactory) -> int:
+    """The database's transactions so far (pg_stat_database). The server publishes each
+    backend's counts within about a second of its transactions: read after a pause."""
+    await asyncio.sleep(STATS_FLUSH_S)
+    async with sessions() as session:
+        connection = await session.connection()
+        result = await connection.execute(
+            text(
+                "SELECT xact_commit + xact_rollback FROM pg_stat_database"
+                " WHERE datname = current_database()"
+            )
+        )
+        return int(result.scalar_one())
 
 
 async def _backend_pids(session: AsyncSession) -> list[int]:
@@ -950,6 +974,12 @@ def table(result: Result) -> str:
             for name, ms in result.cpu_ms_per_promotion.items()
         ),
         ("outbox rows per promotion", f"{result.outbox_rows_per_promotion:.1f}"),
+        (
+            "database transactions per promotion",
+            "n/a"
+            if result.transactions_per_promotion is None
+            else f"{result.transactions_per_promotion:.1f}",
+        ),
         (
             f"machine CPU busy meanwhile ({result.cpus} CPUs)",
             "n/a"

@@ -22,7 +22,7 @@ from app.models.base import utcnow
 from app.models.promotions import FINAL_CHANGE_STATUSES
 from app.services.dataplanes import LocalAdmission
 from workers.instances import instance_target
-from workers.leases import holding_lease, take_lease
+from workers.leases import lease, release_lease, renewing_lease, unlease
 from workers.runtimes.base import Runtime, StartFailed
 from workers.steps.applying import apply
 from workers.steps.ending import fail, succeed
@@ -70,28 +70,41 @@ class StepMachine:
         # side by side, and a lease they all owned would let them in together.
         owner = f"{self.owner}/{uuid.uuid4().hex[:8]}"
         while True:
-            if not await take_lease(self.sessions, deployment_id, owner):
-                if await self._next_change(deployment_id) == own_change:
+            # The lease and the look for the next change in one transaction, and the release
+            # and the look once more in one: the look after the release sees every change whose
+            # handler found the lease taken (that change committed before its command left).
+            taken, due = await self._lease_and_look(deployment_id, owner)
+            if not taken:
+                if due == own_change:
                     # Due, and someone holds the lease: it is running this change, or died
                     # doing so. Look again once that lease would have expired, without
                     # keeping this consumer slot meanwhile.
                     await self._look_again_later(message)
                 return  # otherwise the holder, or the due change's own command, gets to it
-            async with holding_lease(self.sessions, deployment_id, owner, taken=True):
-                while (change_id := await self._next_change(deployment_id)) is not None:
-                    try:
-                        await self.run(change_id)
-                    except Exception:
-                        if change_id == own_change:
-                            raise  # retried through this command's deliveries
-                        # Another change's failure counts against that change's command,
-                        # which retries it; this one runs in its turn.
-                        log.warning(
-                            "change %s waits behind %s, which failed", own_change, change_id
-                        )
-                        return
-            if await self._next_change(deployment_id) is None:
+            try:
+                if due is not None:
+                    async with renewing_lease(self.sessions, deployment_id, owner):
+                        await self.run(due)
+            except BaseException as exc:
+                await release_lease(self.sessions, deployment_id, owner)
+                if due == own_change or not isinstance(exc, Exception):
+                    raise  # retried through this command's deliveries
+                # Another change's failure counts against that change's command, which
+                # retries it; this one runs in its turn.
+                log.warning("change %s waits behind %s, which failed", own_change, due)
                 return
+            if await self._release_and_look(deployment_id, owner) is None:
+                return
+
+    async def _lease_and_look(self, deployment_id: str, owner: str) -> tuple[bool, str | None]:
+        async with session_scope(self.sessions) as session:
+            taken = await lease(session, deployment_id, owner)
+            return taken, await self._next_change(session, deployment_id)
+
+    async def _release_and_look(self, deployment_id: str, owner: str) -> str | None:
+        async with session_scope(self.sessions) as session:
+            await unlease(session, deployment_id, owner)
+            return await self._next_change(session, deployment_id)
 
     async def _look_again_later(self, message: Message) -> None:
         async with self.sessions() as session:
@@ -190,23 +203,23 @@ class StepMachine:
             log.warning("pausing after %s for a crash test (PROMENADE_PAUSE_AFTER_STEP)", step)
             await asyncio.Event().wait()
 
-    async def _next_change(self, deployment_id: str) -> str | None:
+    @staticmethod
+    async def _next_change(session: AsyncSession, deployment_id: str) -> str | None:
         """The deployment's oldest change that has not ended, unless it has not started and its
         environment is frozen: then the deployment waits (unfreezing announces it again)."""
-        async with self.sessions() as session:
-            row = (
-                await session.exec(
-                    select(DeploymentChange.id, DeploymentChange.status, Environment.frozen)
-                    .join(Deployment, col(Deployment.id) == col(DeploymentChange.deployment_id))
-                    .join(Environment, col(Environment.id) == col(Deployment.environment_id))
-                    .where(
-                        DeploymentChange.deployment_id == deployment_id,
-                        col(DeploymentChange.status).not_in(FINAL_CHANGE_STATUSES),
-                    )
-                    .order_by(col(DeploymentChange.created_at), col(DeploymentChange.id))
-                    .limit(1)
+        row = (
+            await session.exec(
+                select(DeploymentChange.id, DeploymentChange.status, Environment.frozen)
+                .join(Deployment, col(Deployment.id) == col(DeploymentChange.deployment_id))
+                .join(Environment, col(Environment.id) == col(Deployment.environment_id))
+                .where(
+                    DeploymentChange.deployment_id == deployment_id,
+                    col(DeploymentChange.status).not_in(FINAL_CHANGE_STATUSES),
                 )
-            ).first()
+                .order_by(col(DeploymentChange.created_at), col(DeploymentChange.id))
+                .limit(1)
+            )
+        ).first()
         if row is None:
             return None
         change_id, status, frozen = row
