@@ -140,14 +140,16 @@ async def data_plane_of(session: AsyncSession, deployment: Deployment) -> str:
 
 
 async def queue_requested_change(
-    session: AsyncSession, *, promotion: Promotion, detail: str
+    session: AsyncSession, *, promotion: Promotion, detail: str, requester: User | None = None
 ) -> DeploymentChange:
     """A request that may run now (no review needed, or the last approval came): QUEUED, and
-    the change it asked for queued for the workers."""
+    the change it asked for queued for the workers. ``requester``: the request's author, when
+    the caller has it at hand (it is read otherwise)."""
     await move_promotion(session, promotion, PromotionStatus.QUEUED, detail=detail)
     deployment = await session.get(Deployment, promotion.deployment_id)
     assert deployment is not None
-    requester = await session.get(User, promotion.requested_by_id)
+    if requester is None or requester.id != promotion.requested_by_id:
+        requester = await session.get(User, promotion.requested_by_id)
     kind = CHANGE_OF_REQUEST[promotion.kind]
     change = await queue_change(
         session,

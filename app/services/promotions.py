@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import SecretBox
 from app.models import (
+    ApprovalPolicy,
     Build,
     Deployment,
     DeploymentStatus,
@@ -72,8 +73,13 @@ class Plan:
     copied: list[ConfigEntry]
     missing: list[str]
     changes: list[ConfigDiff]
-    requires_approval: bool = False
+    # The target's approval policy: a promotion there waits for its reviews.
+    policy: ApprovalPolicy | None = None
     blockers: list[Blocker] = field(default_factory=list)
+
+    @property
+    def requires_approval(self) -> bool:
+        return self.policy is not None
 
 
 async def _environment(
@@ -134,7 +140,7 @@ async def plan_promotion(
         blockers.append(Blocker.TARGET_FROZEN)
     if await change_requests.pending_request_for(session, integration.id, target.id):
         blockers.append(Blocker.REQUEST_ALREADY_PENDING)
-    requires_approval = await approval_policies.policy_of(session, target.id) is not None
+    policy = await approval_policies.policy_of(session, target.id)
     build = (
         await session.get(Build, source_deployment.build_id) if source_deployment.build_id else None
     )
@@ -173,7 +179,7 @@ async def plan_promotion(
         copied=copied,
         missing=missing,
         changes=diff_values(schema, before, after, {e.key for e in overrides}),
-        requires_approval=requires_approval,
+        policy=policy,
         blockers=blockers,
     )
 
@@ -252,15 +258,15 @@ async def promote(
         override_keys=[entry.key for entry in plan.overrides],
         copied_keys=[entry.key for entry in plan.copied],
     )
-    policy = await approval_policies.policy_of(session, plan.target.id)
-    if policy is not None:
+    if plan.policy is not None:
         # Nothing runs yet: the request waits for its reviews.
-        await change_requests.file_request(session, promotion=promotion, policy=policy)
+        await change_requests.file_request(session, promotion=promotion, policy=plan.policy)
         return promotion
     await queue_requested_change(
         session,
         promotion=promotion,
         detail=f"{plan.build.version} from {plan.source.name} to {plan.target.name}",
+        requester=actor,
     )
     return promotion
 

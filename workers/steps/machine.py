@@ -21,7 +21,7 @@ from app.models import ChangeStatus, Deployment, DeploymentChange, Environment
 from app.models.base import utcnow
 from app.models.promotions import FINAL_CHANGE_STATUSES
 from app.services.dataplanes import LocalAdmission
-from workers.instances import instance_target
+from workers.instances import InstanceTarget, instance_target
 from workers.leases import lease, release_lease, renewing_lease, unlease
 from workers.runtimes.base import Runtime, StartFailed
 from workers.steps.applying import apply
@@ -168,16 +168,21 @@ class StepMachine:
             ):
                 return
         await self._pause_after("QUEUED")
+        target: InstanceTarget | None = None
         if change.status is ChangeStatus.APPLYING_CONFIGURATION:
             async with self._transaction() as session:
                 change = await load_change(session, change_id)
                 await apply(session, self.box, change)
+                if change.status is ChangeStatus.RESTARTING:
+                    # What the restart runs, read with what was just applied.
+                    target = await instance_target(session, self.box, change)
             if change.status is not ChangeStatus.RESTARTING:
                 return  # refused: it failed
             await self._pause_after("APPLYING_CONFIGURATION")
         if change.status is ChangeStatus.RESTARTING:
-            async with self._transaction() as session:
-                target = await instance_target(session, self.box, change)
+            if target is None:  # a change taken over at this step
+                async with self._transaction() as session:
+                    target = await instance_target(session, self.box, change)
             try:
                 endpoint = await restart(
                     self.runtime,
