@@ -1,4 +1,5 @@
-"""The API application: GraphQL at /graphql, health at /healthz, and what an API process runs
+"""The API application: GraphQL at /graphql, health at /healthz and /readyz (app.readiness),
+Prometheus metrics at /metrics (app.metrics), and what an API process runs
 beside serving, owned by the application's lifespan, so that whatever serves it (``promenade
 api``, ``promenade up``, or ``uvicorn --factory app.main:api``) runs a complete API:
 
@@ -28,6 +29,8 @@ from app.graphql.http import AuthenticatedGraphQL, PromenadeGraphQL
 from app.messaging.bus import Bus
 from app.messaging.fanout import EventHub
 from app.messaging.outbox import OutboxRelay
+from app.metrics import metrics_endpoint
+from app.readiness import broker_check, database_checks, readiness
 from app.settings import Settings
 from app.sweeps import ExpirySweep
 
@@ -86,6 +89,11 @@ def create_app(
             await connection.execute(text("SELECT 1"))
         return JSONResponse({"status": "ok"})
 
+    checks = database_checks(engine) + ([broker_check(bus)] if bus is not None else [])
+
+    async def readyz(_: Request) -> JSONResponse:
+        return await readiness(checks)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
@@ -114,6 +122,8 @@ def create_app(
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint()),
         ],
         lifespan=lifespan,
     )

@@ -86,6 +86,18 @@ class Settings(BaseSettings):
         description="Base of endpoint URLs; default: http://<gateway host>:<gateway port>.",
     )
 
+    worker_host: str = Field(
+        default="127.0.0.1",
+        description="Address a worker serves /healthz, /readyz and /metrics on.",
+    )
+    worker_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port a worker serves /healthz, /readyz and /metrics on; unset: none "
+        "(several workers may share a machine).",
+    )
+
     health_timeout_s: float = Field(
         default=30.0,
         gt=0,

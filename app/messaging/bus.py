@@ -73,6 +73,10 @@ class Bus(Protocol):
 
     async def close(self) -> None: ...
 
+    async def ping(self) -> None:
+        """Return once the broker answered a request now; raise when it does not (readiness)."""
+        ...
+
     async def publish_command(self, message: Message) -> None:
         """Persistent; returns only once the broker confirmed it."""
         ...

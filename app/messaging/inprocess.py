@@ -172,6 +172,9 @@ class InProcessBus:
             self._dead[data_plane] = _Mailbox()
         return self._commands[data_plane]
 
+    async def ping(self) -> None:
+        self._check_open()
+
     def _check_open(self) -> None:
         if self._closed:
             raise ConnectionError("the in-process bus is closed")

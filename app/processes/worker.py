@@ -21,9 +21,10 @@ from app.messaging.bus import Bus
 from app.messaging.outbox import OutboxRelay
 from app.messaging.retrying import pause
 from app.models import RuntimeKind
+from app.processes.operations import operations_app
 from app.processes.startup import configure_logging, engine_for
 from app.services.dataplanes import LOCAL_ROUTING_KEY, LocalAdmission, resolve_data_plane
-from app.serving import stop_on_signals
+from app.serving import BackgroundServer, stop_on_signals
 from app.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -78,6 +79,17 @@ async def run_worker(settings: Settings, args: argparse.Namespace) -> None:
                 gateway = Gateway(settings)
                 await gateway.start()
                 stack.push_async_callback(gateway.stop)
+            if settings.worker_port is not None:
+                # Before the broker answers: /healthz answers and /readyz says what is missing.
+                operations = BackgroundServer(
+                    operations_app(engine, bus, consuming=lambda: bool(worker.served)),
+                    host=settings.worker_host,
+                    port=settings.worker_port,
+                    setting="PROMENADE_WORKER_PORT",
+                    access_log=False,
+                )
+                await operations.start()
+                stack.push_async_callback(operations.stop)
             try:
                 if not await _start_when_broker_answers(worker, stop):
                     return

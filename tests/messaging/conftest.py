@@ -8,14 +8,12 @@ engine answers either, the tests fail with a message that says what to start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import os
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import pytest
@@ -23,7 +21,7 @@ import pytest
 from app.messaging.bus import Bus, command_queue, dead_letter_queue
 from app.messaging.inprocess import InProcessBus
 from app.messaging.rabbit import RabbitBus
-from tests.processes import free_port
+from tests.support.tcp_proxy import TcpProxy
 
 AMQP_HELP = (
     "These tests need RabbitMQ. Start one and set PROMENADE_TEST_AMQP_URL "
@@ -157,60 +155,9 @@ async def rabbit_queues(amqp_url: str, data_plane: str) -> AsyncIterator[None]:
 # ---- a broker that goes away ----------------------------------------------------------------
 
 
-class BrokerProxy:
-    """A TCP proxy in front of the broker. ``down()`` closes the port and cuts every connection
-    through it, as a stopped broker does; ``up()`` brings it back on the same port."""
-
-    def __init__(self, amqp_url: str) -> None:
-        parts = urlsplit(amqp_url)
-        self._target = (parts.hostname or "127.0.0.1", parts.port or 5672)
-        self.port = free_port()
-        credentials = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
-        self.url = urlunsplit(parts._replace(netloc=f"{credentials}127.0.0.1:{self.port}"))
-        self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def up(self) -> None:
-        if self._server is None:
-            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-
-    async def down(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-        for task in list(self._pipes):
-            task.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
-        self._writers.clear()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers.add(up_writer)
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(source, sink))
-            self._pipes.add(task)
-            task.add_done_callback(self._pipes.discard)
-
-    @staticmethod
-    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, ConnectionError):
-            while chunk := await source.read(65536):
-                sink.write(chunk)
-                await sink.drain()
-        sink.transport.abort()
-
-
 @pytest.fixture
-async def broker_proxy(amqp_url: str) -> AsyncIterator[BrokerProxy]:
-    proxy = BrokerProxy(amqp_url)
+async def broker_proxy(amqp_url: str) -> AsyncIterator[TcpProxy]:
+    proxy = TcpProxy(amqp_url)
     try:
         yield proxy
     finally:

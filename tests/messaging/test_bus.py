@@ -22,9 +22,9 @@ from app.messaging.rabbit import QUEUE_DELIVERY_LIMIT, RabbitBus, command_queue_
 from tests.messaging.conftest import (
     TEST_RECONNECT_INTERVAL,
     TEST_RETRY_DELAY,
-    BrokerProxy,
     Buses,
 )
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import until
 
 # How long a test waits to be confident that something does NOT happen.
@@ -287,7 +287,7 @@ async def test_the_command_queue_is_a_quorum_queue_with_the_documented_arguments
 
 
 async def test_publishing_while_the_broker_is_unreachable_raises(
-    broker_proxy: BrokerProxy, data_plane: str, rabbit_queues: None
+    broker_proxy: TcpProxy, data_plane: str, rabbit_queues: None
 ) -> None:
     bus = RabbitBus(broker_proxy.url, reconnect_interval=TEST_RECONNECT_INTERVAL)
     try:
@@ -303,7 +303,7 @@ async def test_publishing_while_the_broker_is_unreachable_raises(
 
 
 async def test_a_consumer_carries_on_after_the_connection_comes_back(
-    amqp_url: str, broker_proxy: BrokerProxy, data_plane: str, rabbit_queues: None
+    amqp_url: str, broker_proxy: TcpProxy, data_plane: str, rabbit_queues: None
 ) -> None:
     await broker_proxy.up()
     consuming = RabbitBus(

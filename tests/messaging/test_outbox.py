@@ -22,8 +22,8 @@ from app.models import OutboxMessage
 from tests.messaging.conftest import (
     TEST_RECONNECT_INTERVAL,
     TEST_RETRY_DELAY,
-    BrokerProxy,
 )
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import until
 
 QUIET = 0.3
@@ -296,7 +296,7 @@ async def test_the_relay_rides_out_a_rabbitmq_outage(
     engine: AsyncEngine,
     session: AsyncSession,
     amqp_url: str,
-    broker_proxy: BrokerProxy,
+    broker_proxy: TcpProxy,
     data_plane: str,
     rabbit_queues: None,
     relays: Relays,

@@ -12,7 +12,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
 
-from app.messaging.bus import Handler, Message, NoResponder, Responder
+from app.messaging.bus import EVENTS_EXCHANGE, Handler, Message, NoResponder, Responder
 from app.messaging.rabbit.consuming import (
     CommandDispatcher,
     Dispatcher,
@@ -114,6 +114,14 @@ class RabbitBus:
                 await connection.close()
             for consumer in consumers:
                 await consumer.abandon()
+
+    async def ping(self) -> None:
+        """A passive declaration of the events exchange: one round trip on the publishing
+        channel, which also fails while the robust connection is reconnecting."""
+        async with asyncio.timeout(self._publish_timeout):
+            channel, _ = await self._publisher_channel()
+            underlying = await channel.get_underlay_channel()
+            await underlying.exchange_declare(exchange=EVENTS_EXCHANGE, passive=True)
 
     async def _connected(self) -> AbstractRobustConnection:
         if self._connection is None:
