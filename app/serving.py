@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import copy
 import gc
+import logging
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -14,12 +15,24 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
+from app.log_lines import JsonLines
 from app.settings import SettingsError
 
 
 def log_config() -> dict[str, Any]:
     """uvicorn's logging, with access lines on stderr too: stdout carries only what scripts
-    read (the token that ``promenade up`` prints)."""
+    read (the token that ``promenade up`` prints). When the process logs JSON lines
+    (app/processes/startup.py ``configure_logging``), uvicorn's loggers hand their records to
+    that handler instead: its error and access lines are JSON lines too, on the same stream."""
+    if any(isinstance(h.formatter, JsonLines) for h in logging.getLogger().handlers):
+        return {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "loggers": {
+                name: {"handlers": [], "level": "INFO", "propagate": True}
+                for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            },
+        }
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["handlers"]["access"]["stream"] = "ext://sys.stderr"
     return config

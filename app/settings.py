@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         description="The event loop the server processes run on: uvloop (libuv, what uvicorn "
         "picks by default) or Python's own asyncio loop.",
     )
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="The server processes' log lines on stderr: JSON lines, text, or auto "
+        "(text on a terminal, JSON lines otherwise).",
+    )
     ws_per_address: int = Field(
         default=200, ge=1, description="Open websockets per client address."
     )

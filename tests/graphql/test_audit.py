@@ -57,6 +57,7 @@ from tests.graphql.governance import (
 )
 from tests.graphql.queries import call, create_environment
 from tests.support.graphql_client import GraphQLClient
+from tests.support.process_logs import json_lines, process_logging
 from tests.support.runtimes import FakeRuntime
 
 DEPLOYMENT_IDS = """
@@ -363,7 +364,6 @@ async def test_a_canary_secret_appears_in_no_audit_detail_answer_or_log_line(
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     bodies: list[str] = []
 
     async def keep(response: httpx.Response) -> None:
@@ -372,8 +372,12 @@ async def test_a_canary_secret_appears_in_no_audit_detail_answer_or_log_line(
 
     api.http.event_hooks["response"].append(keep)
     canary = f"canary-{secrets.token_hex(16)}"
-    world = await governed_world(api, session)
-    flow, runtime = await run_every_action(api, world, engine, box, canary)
+    # The worker's log as a server process writes it (configure_logging), JSON lines.
+    with process_logging(caplog, "json") as process_log:
+        caplog.set_level(logging.DEBUG)  # after it: DEBUG lines reach its handler too
+        world = await governed_world(api, session)
+        flow, runtime = await run_every_action(api, world, engine, box, canary)
+    process_lines = json_lines(process_log.getvalue())
 
     # The canary did go in: the runtime was given the secret (it is the only one that may).
     assert any(canary in value for spec in runtime.started for value in spec.values.values())
@@ -383,6 +387,7 @@ async def test_a_canary_secret_appears_in_no_audit_detail_answer_or_log_line(
     # ...and the answers were recorded: among them the request's overrides, masked.
     assert any(f'{{"key":"{SECRET_KEY}","value":null,"secret":true}}' in b for b in bodies)
     assert caplog.records, "logging was captured"
+    assert process_lines, "the process's handler wrote"
 
     # Nowhere else.
     async with reading(engine) as db:
@@ -400,6 +405,8 @@ async def test_a_canary_secret_appears_in_no_audit_detail_answer_or_log_line(
         "GraphQL response": bodies,
         "log record": [record.getMessage() for record in caplog.records],
         "log text": [caplog.text],
+        "process log line": [json.dumps(line) for line in process_lines],
+        "process log": [process_log.getvalue()],
         "stdout/stderr": list(capsys.readouterr()),
     }
     for place, texts in places.items():

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
+import logging
 import os
 import secrets
 import shlex
@@ -20,6 +21,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +44,7 @@ from app.models import (
     DeploymentChange,
     DeploymentRevision,
     DeploymentStatus,
+    Organization,
     Promotion,
     PromotionEvent,
     PromotionStatus,
@@ -56,6 +59,7 @@ from app.services.pipelines import create_pipeline
 from app.services.projects import create_build, create_integration, create_project
 from tests.conftest import make_organization, make_user
 from tests.processes import instance_processes, kill_instances
+from tests.support.process_logs import json_lines, process_logging
 from tests.support.waiting import eventually
 from workers.gateway import create_gateway_app
 from workers.planes import always
@@ -733,3 +737,145 @@ async def test_two_organizations_with_the_same_names_have_data_planes_and_endpoi
     assert ours.endpoint_url != theirs.endpoint_url
     assert (await plant.greeting("Build"))["greeting"] == "Hello from Build"
     assert (await other.greeting("Build"))["greeting"] == "Hello from the other one"
+
+
+# ---- what a worker's log says of a change ------------------------------------------------------
+
+library_log = logging.getLogger("tests.library")
+
+
+@dataclass
+class ChattyRuntime:
+    """A runtime that logs as library code does, from its start and from a task that the start
+    spawns."""
+
+    inner: LocalProcessRuntime
+
+    async def start(self, spec: InstanceSpec) -> Instance:
+        library_log.info("starting an instance of %s", spec.deployment_id)
+
+        async def aside() -> None:
+            library_log.info("a task of the start")
+
+        await asyncio.create_task(aside())
+        return await self.inner.start(spec)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_each_log_line_of_a_changes_work_names_its_organization_deployment_and_change(
+    engine: AsyncEngine,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with running_plant(engine, "inprocess", tmp_path, request) as plant:
+        with process_logging(caplog, "json") as stream:
+            await plant.start_worker(runtime=ChattyRuntime(local_runtime(plant.runtime_dir)))
+            await plant.deploy(BUILD_VALUES)
+            await plant.wait_revision("Build", 1)
+            promotion = await plant.promote({"GREETING": "Hello from Live", "API_KEY": "k"})
+            assert (await plant.wait_promotion(promotion.id)).status is PromotionStatus.SUCCEEDED
+        async with plant.sessions() as session:
+            rows = (
+                await session.exec(
+                    select(DeploymentChange).order_by(
+                        col(DeploymentChange.created_at), col(DeploymentChange.id)
+                    )
+                )
+            ).all()
+            organization = (
+                await session.exec(
+                    select(Organization).where(Organization.slug == plant.world.organization_slug)
+                )
+            ).one()
+    deploy, promoted = rows
+    assert (deploy.promotion_id, promoted.promotion_id) == (None, promotion.id)
+
+    lines = json_lines(stream.getvalue())
+    ours = [line for line in lines if line["logger"] == "tests.library"]
+    fields = ("organization_id", "deployment_id", "change_id", "promotion_id")
+    expected = []
+    for change in (deploy, promoted):
+        named = {
+            "organization_id": change.organization_id,
+            "deployment_id": change.deployment_id,
+            "change_id": change.id,
+        }
+        if change.promotion_id is not None:  # a deploy has none, and says none
+            named["promotion_id"] = change.promotion_id
+        expected += [
+            {"message": f"starting an instance of {change.deployment_id}", **named},
+            {"message": "a task of the start", **named},
+        ]
+    assert [
+        {k: v for k, v in line.items() if k in ("message", *fields)} for line in ours
+    ] == expected
+    assert deploy.organization_id == promoted.organization_id == organization.id
+    for line in ours:
+        assert line["level"] == "INFO"
+        assert line["time"].endswith("Z")
+        assert datetime.fromisoformat(line["time"]).utcoffset() == timedelta(0)
+    # Outside a change's work, no change is named.
+    [ready] = [line for line in lines if "serves data plane" in line["message"]]
+    assert not set(fields) & set(ready), ready
+
+
+@dataclass
+class QuotingRuntime:
+    """A runtime whose start fails unexpectedly with an error that quotes the instance's
+    configuration, as an engine's "invalid environment variable" does."""
+
+    inner: LocalProcessRuntime
+
+    async def start(self, spec: InstanceSpec) -> Instance:
+        raise RuntimeError(f"cannot take this environment: {sorted(spec.values.items())}")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_an_unexpected_error_quoting_a_secret_value_is_masked_in_the_log_and_the_error(
+    engine: AsyncEngine,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    canary = f"canary-{secrets.token_hex(16)}"
+    async with running_plant(engine, "inprocess", tmp_path, request) as plant:
+        await plant.start_worker()
+        await plant.deploy(BUILD_VALUES)
+        await plant.wait_revision("Build", 1)
+        for worker in plant.workers:
+            await worker.drain()
+        plant.workers.clear()
+        with process_logging(caplog, "json") as stream:
+            await plant.start_worker(runtime=QuotingRuntime(local_runtime(plant.runtime_dir)))
+            promotion = await plant.promote({"GREETING": "visible", "API_KEY": canary})
+            done = await plant.wait_promotion(promotion.id, within=60)
+        async with plant.sessions() as session:
+            [change] = (
+                await session.exec(
+                    select(DeploymentChange).where(DeploymentChange.promotion_id == promotion.id)
+                )
+            ).all()
+    assert done.status is PromotionStatus.FAILED
+    for error in (done.error, change.error):
+        assert error is not None
+        assert "('API_KEY', '[secret]')" in error, error
+        assert "('GREETING', 'visible')" in error, error
+        assert canary not in error
+
+    text = stream.getvalue()
+    assert canary not in text
+    lines = json_lines(text)
+    failed = [line for line in lines if "failed unexpectedly" in line["message"]]
+    # The handler's failure, logged by the bus after the change's work ended, names the
+    # change and masks its secret too.
+    handler = [line for line in lines if line["message"].startswith("Handler failed")]
+    assert len(failed) == len(handler) == DELIVERY_LIMIT
+    for line in failed + handler:
+        assert line["change_id"] == change.id
+        assert line["promotion_id"] == promotion.id
+        assert "('API_KEY', '[secret]')" in line["exception"], line

@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import SecretBox
 from app.db import SessionFactory, session_scope
+from app.log_lines import describe, record_secrets, working_on
 from app.messaging.bus import DELIVERY_LIMIT, Message
 from app.models import ChangeStatus, Deployment, DeploymentChange, Environment
 from app.models.base import utcnow
@@ -69,32 +70,34 @@ class StepMachine:
         # One lease owner per handler call, not per worker: the consumers of one worker run
         # side by side, and a lease they all owned would let them in together.
         owner = f"{self.owner}/{uuid.uuid4().hex[:8]}"
-        while True:
-            # The lease and the look for the next change in one transaction, and the release
-            # and the look once more in one: the look after the release sees every change whose
-            # handler found the lease taken (that change committed before its command left).
-            taken, due = await self._lease_and_look(deployment_id, owner)
-            if not taken:
-                if due == own_change:
-                    # Due, and someone holds the lease: it is running this change, or died
-                    # doing so. Look again once that lease would have expired, without
-                    # keeping this consumer slot meanwhile.
-                    await self._look_again_later(message)
-                return  # otherwise the holder, or the due change's own command, gets to it
-            try:
-                if due is not None:
-                    async with renewing_lease(self.sessions, deployment_id, owner):
-                        await self.run(due)
-            except BaseException as exc:
-                await release_lease(self.sessions, deployment_id, owner)
-                if due == own_change or not isinstance(exc, Exception):
-                    raise  # retried through this command's deliveries
-                # Another change's failure counts against that change's command, which
-                # retries it; this one runs in its turn.
-                log.warning("change %s waits behind %s, which failed", own_change, due)
-                return
-            if await self._release_and_look(deployment_id, owner) is None:
-                return
+        # Its lines name the deployment and the change (run names the one it runs).
+        with working_on(change_id=own_change, deployment_id=deployment_id):
+            while True:
+                # The lease and the look for the next change in one transaction, and the release
+                # and the look once more in one: the look after the release sees every change whose
+                # handler found the lease taken (that change committed before its command left).
+                taken, due = await self._lease_and_look(deployment_id, owner)
+                if not taken:
+                    if due == own_change:
+                        # Due, and someone holds the lease: it is running this change, or died
+                        # doing so. Look again once that lease would have expired, without
+                        # keeping this consumer slot meanwhile.
+                        await self._look_again_later(message)
+                    return  # otherwise the holder, or the due change's own command, gets to it
+                try:
+                    if due is not None:
+                        async with renewing_lease(self.sessions, deployment_id, owner):
+                            await self.run(due)
+                except BaseException as exc:
+                    await release_lease(self.sessions, deployment_id, owner)
+                    if due == own_change or not isinstance(exc, Exception):
+                        raise  # retried through this command's deliveries
+                    # Another change's failure counts against that change's command, which
+                    # retries it; this one runs in its turn.
+                    log.warning("change %s waits behind %s, which failed", own_change, due)
+                    return
+                if await self._release_and_look(deployment_id, owner) is None:
+                    return
 
     async def _lease_and_look(self, deployment_id: str, owner: str) -> tuple[bool, str | None]:
         async with session_scope(self.sessions) as session:
@@ -133,36 +136,42 @@ class StepMachine:
         """A command that exhausted its deliveries: its change, and promotion, failed; the
         deployment's next changes run."""
         change_id = str(message.body["change_id"])
-        async with self._transaction() as session:
-            change = await session.get(DeploymentChange, change_id)
-            if change is None or change.status.is_final:
-                return
-            reason = (
-                f"gave up after {DELIVERY_LIMIT} deliveries: "
-                f"{change.error or 'the worker failed each time'}"
-            )
-            await fail(session, change, reason)
+        with working_on(change_id=change_id):
+            async with self._transaction() as session:
+                change = await session.get(DeploymentChange, change_id)
+                if change is None or change.status.is_final:
+                    return
+                describe(change)
+                reason = (
+                    f"gave up after {DELIVERY_LIMIT} deliveries: "
+                    f"{change.error or 'the worker failed each time'}"
+                )
+                await fail(session, change, reason)
         # The changes queued behind it waited for this one: their turn now.
         await self.handle_command(message)
 
     async def run(self, change_id: str) -> None:
-        try:
-            await self._run(change_id)
-        except Exception as exc:
-            # Recorded so that a dead-lettered command can say why; the message is retried.
-            log.exception("change %s failed unexpectedly; it will be retried", change_id)
-            async with self._transaction() as session:
-                change = await session.get(DeploymentChange, change_id)
-                if change is not None and not change.status.is_final:
-                    change.error = f"{type(exc).__name__}: {exc}"[:2000]
-                    session.add(change)
-            raise
+        # Every line of the change's work names it, and shows none of its secret values.
+        with working_on(change_id=change_id) as change_log:
+            try:
+                await self._run(change_id)
+            except Exception as exc:
+                # Recorded so that a dead-lettered command can say why; the message is retried.
+                # Masked like a failed start's reason: the error may quote the configuration.
+                log.exception("change %s failed unexpectedly; it will be retried", change_id)
+                async with self._transaction() as session:
+                    change = await session.get(DeploymentChange, change_id)
+                    if change is not None and not change.status.is_final:
+                        change.error = change_log.masked(f"{type(exc).__name__}: {exc}")[:2000]
+                        session.add(change)
+                raise
 
     # ---- the steps, from the status the change is in -----------------------------------------
 
     async def _run(self, change_id: str) -> None:
         async with self._transaction() as session:
             change = await load_change(session, change_id)
+            describe(change)
             if change.status is ChangeStatus.QUEUED and not await take(
                 session, change, admission=self.admission
             ):
@@ -176,6 +185,7 @@ class StepMachine:
                 if change.status is ChangeStatus.RESTARTING:
                     # What the restart runs, read with what was just applied.
                     target = await instance_target(session, self.box, change)
+                    record_secrets(target.secret_values)
             if change.status is not ChangeStatus.RESTARTING:
                 return  # refused: it failed
             await self._pause_after("APPLYING_CONFIGURATION")
@@ -183,6 +193,7 @@ class StepMachine:
             if target is None:  # a change taken over at this step
                 async with self._transaction() as session:
                     target = await instance_target(session, self.box, change)
+                record_secrets(target.secret_values)
             try:
                 endpoint = await restart(
                     self.runtime,
