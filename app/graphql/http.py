@@ -1,5 +1,7 @@
 """GraphQL over HTTP and websockets: bearer authentication, one database session per request
-(or per websocket connection)."""
+(or per websocket connection). Over HTTP, queries come as POST or GET, mutations as POST only
+(405 for a GET), and the answer is sent as the media type the client accepts
+(app/graphql/media_types.py)."""
 
 from __future__ import annotations
 
@@ -15,17 +17,30 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UnsetType
 
 from app.crypto import SecretBox
 from app.db import SessionFactory, closing
 from app.graphql.broadcasts import Broadcasts
 from app.graphql.context import Context
+from app.graphql.ide import GraphiQLPage
 from app.graphql.loaders import Loaders
-from app.graphql.refusals import read_body, refusal_of, refused, replay
+from app.graphql.media_types import GRAPHQL_RESPONSE, JSON, did_not_run, negotiated, status_of
+from app.graphql.refusals import (
+    read_body,
+    refusal_of,
+    refusal_of_parameters,
+    refused,
+    replay,
+)
 from app.graphql.schema import PromenadeSchema, build_schema, schema
 from app.graphql.websocket import (
     MAX_SUBSCRIPTIONS_PER_CONNECTION,
@@ -63,6 +78,19 @@ def bearer_token(headers: Headers) -> str | None:
     return token.strip()
 
 
+def _media_type(request: Request) -> str:
+    return negotiated(request.headers.get("accept"))
+
+
+class MutationOverGet(HTTPException):
+    """A mutation sent with GET, which may only read: 405, and ``Allow`` says to POST it (the
+    GraphQL over HTTP specification's answer; a GET can be replayed by a browser, a proxy or
+    a crawler, so it never changes anything)."""
+
+    def __init__(self) -> None:
+        super().__init__(405, "mutations are not allowed when using GET: send them with POST")
+
+
 def _wants_ide(request: Request) -> bool:
     """A browser asking for the GraphiQL page (strawberry's own test)."""
     accept = request.headers.get("accept", "")
@@ -98,7 +126,8 @@ class PromenadeGraphQL(GraphQL[Context, None]):
         super().__init__(
             schema if introspection else _closed_schema(),
             graphql_ide="graphiql" if graphiql else None,
-            allow_queries_via_get=False,
+            # Queries may be sent with GET (the specification's "MAY"); mutations may not.
+            allow_queries_via_get=True,
             max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
             # A websocket that has not sent connection_init by then is closed (4408).
             connection_init_wait_timeout=timedelta(seconds=init_wait_s),
@@ -118,6 +147,7 @@ class PromenadeGraphQL(GraphQL[Context, None]):
         self.max_sockets_per_user = max_sockets_per_user
         self.broadcasts = Broadcasts(self.schema, tick_s=recheck_s)
         self.sockets_per_user: Counter[str] = Counter()
+        self._ide_page = GraphiQLPage() if graphiql else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -125,14 +155,74 @@ class PromenadeGraphQL(GraphQL[Context, None]):
             return
         # Strawberry's refusals (batching, an operation type the transport does not carry)
         # as GraphQL errors, like every other refusal, rather than plain text.
+        request = Request(scope=scope, receive=receive)
         try:
-            response = await self.run(Request(scope=scope, receive=receive))
+            response = await self.run(request)
         except HTTPException as refusal:
             reason = refusal.reason
             if reason.startswith("subscriptions are not allowed"):
                 reason += ": subscribe over a websocket (graphql-transport-ws) at /graphql"
-            response = refused(refusal.status_code, reason)
+            allow = {"Allow": "POST"} if isinstance(refusal, MutationOverGet) else None
+            if allow is None and refusal.status_code == 405:
+                allow = {"Allow": "GET, POST"}
+            response = refused(refusal.status_code, reason, _media_type(request), headers=allow)
         await response(scope, receive, send)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        assert self._ide_page is not None, "GraphiQL is off"
+        return self._ide_page.response()
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        # What the answer is sent as travels with the sub-response, which create_response
+        # gets (it gets no request).
+        sub_response = await super().get_sub_response(request)
+        sub_response.media_type = negotiated(request.headers.get("accept"))
+        return sub_response
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        try:
+            result = await super().execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
+        except HTTPException as refusal:
+            cause = refusal.__cause__
+            if (
+                isinstance(cause, InvalidOperationTypeError)
+                and cause.operation_type == OperationType.MUTATION
+                and request_adapter.method == "GET"
+            ):
+                raise MutationOverGet() from cause
+            raise
+        status = status_of(result, sub_response.media_type or JSON)
+        if status != 200:
+            sub_response.status_code = status
+        return result
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        response = process_result(result)
+        if _media_type(request) == GRAPHQL_RESPONSE and did_not_run(result):
+            # A request that did not run has no data entry, not a null one.
+            del response["data"]
+        return response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        response.headers["content-type"] = sub_response.media_type or JSON
+        return response
 
     async def still_authenticated(self, context: Context) -> bool:
         """Whether the connection's token still authenticates its user."""
@@ -211,12 +301,13 @@ class AuthenticatedGraphQL:
             page = await self._graphql.render_graphql_ide(request)
             await page(scope, receive, send)
             return
+        media_type = _media_type(request)
         if request.method == "POST":
             body = await read_body(receive, self._max_body_bytes)
             refusal = (
-                refused(413, f"the request body is over {self._max_body_bytes} bytes")
+                refused(413, f"the request body is over {self._max_body_bytes} bytes", media_type)
                 if body is None
-                else refusal_of(request, body)
+                else refusal_of(request, body, media_type)
             )
             if refusal is not None:
                 await refusal(scope, receive, send)
@@ -227,10 +318,21 @@ class AuthenticatedGraphQL:
             viewer = await authenticate(session, token) if token else None
             if viewer is None:
                 response: Response = JSONResponse(
-                    UNAUTHENTICATED, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+                    UNAUTHENTICATED,
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                    media_type=media_type,
                 )
                 await response(scope, receive, send)
                 return
+            if request.method == "GET":
+                # A GET's parameters are held to what a POST's body is; after the token, so
+                # that /graphql without one answers 401 to a browser too (where GraphiQL is
+                # off).
+                refusal = refusal_of_parameters(request, media_type)
+                if refusal is not None:
+                    await refusal(scope, receive, send)
+                    return
             # Detached, so that a rolled-back mutation does not expire the viewer.
             session.expunge(viewer)
             scope.setdefault("state", {})

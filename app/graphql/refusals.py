@@ -1,5 +1,6 @@
 """What a GraphQL request is refused for before it is parsed: a body that is too long, not
-JSON, not an object, or holds NUL characters."""
+JSON, not an object, or holds NUL characters; the same checks for the parameters of a query
+sent with GET."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive
+
+from app.graphql.media_types import JSON
 
 # The longest GraphQL document a request may carry; a longer one is refused before parsing.
 MAX_DOCUMENT_CHARS = 100_000
@@ -65,34 +68,56 @@ def replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-def refusal_of(request: Request, body: bytes) -> Response | None:
-    """Why a POST body cannot be a GraphQL request, as the response that says so; None when
-    it can be one. Strawberry reads as JSON every body whose content type mentions
-    application/json: each of those is checked here, and nothing else is read."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if "application/json" not in media_type:
-        return refused(415, "send the request as application/json")
+def refusal_of(request: Request, body: bytes, media_type: str = JSON) -> Response | None:
+    """Why a POST body cannot be a GraphQL request, as the response that says so (sent as
+    ``media_type``); None when it can be one. Strawberry reads as JSON every body whose
+    content type mentions application/json: each of those is checked here, and nothing else
+    is read."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if "application/json" not in content_type:
+        return refused(415, "send the request as application/json", media_type)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        return refused(400, "the request body is not UTF-8")
+        return refused(400, "the request body is not UTF-8", media_type)
     try:
         document = json.loads(text)
     except ValueError:
-        return refused(400, "the request body is not JSON")
+        return refused(400, "the request body is not JSON", media_type)
     if not isinstance(document, dict):
-        return refused(400, "the request body must be a JSON object with a query")
+        return refused(400, "the request body must be a JSON object with a query", media_type)
+    return _refusal_of_request(document, media_type)
+
+
+def refusal_of_parameters(request: Request, media_type: str = JSON) -> Response | None:
+    """Why the URL parameters of a GET cannot be a GraphQL request (``query``, and
+    ``variables`` and ``extensions`` as JSON objects), as the response that says so; None when
+    they can be one."""
+    document: dict[str, object] = dict(request.query_params)
+    for name in ("variables", "extensions"):
+        value = document.get(name)
+        if value is None or value == "":
+            document.pop(name, None)
+            continue
+        try:
+            document[name] = json.loads(str(value))
+        except ValueError:
+            return refused(400, f"the request's {name} parameter is not JSON", media_type)
+    return _refusal_of_request(document, media_type)
+
+
+def _refusal_of_request(document: dict[str, Any], media_type: str) -> Response | None:
     query = document.get("query")
     if not isinstance(query, str):
-        return refused(400, "the request's query must be a string")
+        return refused(400, "the request's query must be a string", media_type)
     if len(query) > MAX_DOCUMENT_CHARS:
-        return refused(413, f"the query is over {MAX_DOCUMENT_CHARS} characters")
+        return refused(413, f"the query is over {MAX_DOCUMENT_CHARS} characters", media_type)
     if not isinstance(document.get("variables"), dict | None):
-        return refused(400, "the request's variables must be a JSON object")
+        return refused(400, "the request's variables must be a JSON object", media_type)
     if not isinstance(document.get("operationName"), str | None):
-        return refused(400, "the request's operationName must be a string")
+        return refused(400, "the request's operationName must be a string", media_type)
     if holds_nul(document) or _NUL_ESCAPE.search(query):
-        return refused(400, NUL_REFUSAL)
+        return refused(400, NUL_REFUSAL, media_type)
     return None
 
 
@@ -116,8 +141,17 @@ def holds_nul(value: object) -> bool:
     return False
 
 
-def refused(status: int, message: str) -> Response:
+def refused(
+    status: int,
+    message: str,
+    media_type: str = JSON,
+    *,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A GraphQL response with one BAD_REQUEST error and no data, sent as ``media_type``."""
     return JSONResponse(
         {"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]},
         status_code=status,
+        headers=headers,
+        media_type=media_type,
     )

@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,62 +18,22 @@ from tests.support.delayed_greeter import Greeter, new_greeter
 from tests.support.documents import PROMOTION_STATUS, PROMOTION_STATUSES
 from tests.support.graphql_client import GraphQLClient
 from tests.support.graphql_ws import ws_url
+from tests.support.node import JS, node_with_packages, run_script
 from tests.support.servers import Embedded
-
-JS = Path(__file__).parent / "js"
-NODE_HELP = (
-    "These tests run the JavaScript graphql-ws client on Node.js (20 or later) and install it "
-    "with npm: install Node.js and npm (on Debian: apt-get install nodejs npm)"
-)
 
 
 @pytest.fixture(scope="session")
-def follow_promotion() -> Iterator[list[str]]:
-    """The command that runs js/follow-promotion.mjs, once ``npm ci`` installed its packages
-    (again only when package-lock.json is newer than the installed tree)."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail(NODE_HELP, pytrace=False)
-    installed = JS / "node_modules" / ".package-lock.json"
-    lock = JS / "package-lock.json"
-    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
-        result = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=JS,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if result.returncode != 0:
-            pytest.fail(f"npm ci in {JS} failed: {result.stderr}", pytrace=False)
-    yield [node, str(JS / "follow-promotion.mjs")]
+def follow_promotion() -> list[str]:
+    """The command that runs js/follow-promotion.mjs."""
+    return [node_with_packages(), str(JS / "follow-promotion.mjs")]
 
 
 async def run_node(
     command: list[str], url: str, token: str, promotion_id: str
 ) -> tuple[int, str, str]:
     """Exit code, stdout and stderr of the graphql-ws client following the promotion."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PROMENADE_WS_URL": ws_url(url),
-        "PROMENADE_TOKEN": token,
-    }
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        promotion_id,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
+    env = {"PROMENADE_WS_URL": ws_url(url), "PROMENADE_TOKEN": token}
+    return await run_script([*command, promotion_id], env)
 
 
 def assert_followed_to_success(greeter_statuses: list[dict[str, Any]], promotion_id: str) -> None:
