@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,12 +24,14 @@ from starlette.routing import Route, WebSocketRoute
 
 from app import migrate
 from app.crypto import SecretBox
+from app.database_metrics import database_refresher
 from app.db import RequestSession, create_engine, create_session_factory
 from app.graphql.http import AuthenticatedGraphQL, PromenadeGraphQL
+from app.graphql.ide import ide_routes
 from app.messaging.bus import Bus
 from app.messaging.fanout import EventHub
 from app.messaging.outbox import OutboxRelay
-from app.metrics import metrics_endpoint
+from app.metrics import Refresher, metrics_endpoint
 from app.readiness import broker_check, database_checks, readiness
 from app.settings import Settings
 from app.sweeps import ExpirySweep
@@ -42,13 +44,15 @@ def create_app(
     bus: Bus | None = None,
     on_commit: Callable[[], None] | None = None,
     owns_bus: bool = False,
+    metrics_refreshers: Sequence[Refresher] = (),
 ) -> Starlette:
     """The application. ``bus`` carries its outbox's messages and requests to the data planes'
     workers (an instance's logs), and brings their events; ``on_commit`` runs after each
     mutation that committed, beside waking the relay. What the app made itself (the engine,
     and the bus when ``owns_bus``) it closes when it shuts down. ``app.state.relay`` (None
     without a bus), ``app.state.hub`` and ``app.state.broadcasts`` (the subscriptions that
-    sockets share) are for what runs beside it in one process."""
+    sockets share) are for what runs beside it in one process; ``metrics_refreshers`` too, for
+    what its ``/metrics`` reports of them (embedded mode's worker)."""
     owns_engine = engine is None
     if engine is None:
         engine = create_engine(settings.resolved_database_url)
@@ -121,9 +125,10 @@ def create_app(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            *ide_routes(enabled=not settings.production),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            Route("/metrics", metrics_endpoint()),
+            Route("/metrics", metrics_endpoint([database_refresher(engine), *metrics_refreshers])),
         ],
         lifespan=lifespan,
     )

@@ -28,6 +28,7 @@ from app.settings import Settings
 from workers.announcements import announce_unfinished_changes
 from workers.gateway import create_gateway_app
 from workers.logs import LogReader
+from workers.metrics import report_data_plane
 from workers.planes import CannotServe, RuntimeFor
 from workers.runtimes.base import Runtime
 from workers.steps import StepMachine
@@ -128,6 +129,7 @@ class Worker:
             runtime=runtime,
             data_plane=key,
             owner=self.name,
+            plane_label=plane.label,
             after_commit=self.after_commit,
             health_timeout_s=self.health_timeout_s,
             admission=admission or LocalAdmission(),
@@ -152,6 +154,11 @@ class Worker:
             plane.runtime.value,
             self.concurrency,
         )
+
+    async def report_metrics(self) -> None:
+        """Its data planes' queue depths and instances, into their gauges (at a scrape)."""
+        for serving in list(self._serving.values()):
+            await report_data_plane(self.bus, serving.plane, serving.runtime)
 
     def look_for_data_planes(self) -> None:
         """Look for new data planes now (embedded mode calls it after each commit of the API:

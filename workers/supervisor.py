@@ -41,6 +41,7 @@ from app.services.lifecycle import move_deployment
 from workers.announcements import announce_unfinished_changes
 from workers.instances import InstanceTarget, running_targets, start_instance, target_of
 from workers.leases import release_lease, take_lease
+from workers.metrics import count_restart
 from workers.runtimes.base import Runtime, StartFailed
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class Supervisor:
     # The routing key of the data plane it watches (its id, or "local").
     data_plane: str
     owner: str
+    # How the metrics name that data plane (its ServedDataPlane.label, never its id).
+    plane_label: str = "local"
     interval_s: float = SUPERVISION_INTERVAL_S
     health_timeout_s: float = 30.0
     # Whether stranded changes are announced again (through the outbox; after_commit wakes
@@ -167,6 +170,7 @@ class Supervisor:
         if instance.restarted_after is not None:
             reason = instance.restarted_after
             log.warning("deployment %s: its instance %s; restarted", deployment_id, reason)
+            count_restart(self.plane_label)
             async with session_scope(self.sessions) as session:
                 deployment = await session.get(Deployment, deployment_id)
                 if deployment is not None and deployment.status is DeploymentStatus.ACTIVE:

@@ -85,10 +85,9 @@ COMPLETE = Frame("complete")
 TICK = Frame("tick")
 
 
-def shared_field(query: str, operation_name: str | None) -> str | None:
-    """The response key of the operation's root field when it is a subscription that may be
-    shared; None for every other operation (and for a document that does not parse, which the
-    handler answers as usual)."""
+def chosen_operation(query: str, operation_name: str | None) -> OperationDefinitionNode | None:
+    """The operation of the document that a request with this name runs; None when there is
+    none, or when the document does not parse (which the handler answers as usual)."""
     try:
         # The schema's own token limit: a document too big for it is the handler's to refuse.
         document = parse(query, no_location=True, max_tokens=MAX_TOKENS)
@@ -100,15 +99,26 @@ def shared_field(query: str, operation_name: str | None) -> str | None:
         for operation in operations
         if operation_name is None or (operation.name and operation.name.value == operation_name)
     ]
-    if len(chosen) != 1 or chosen[0].operation is not OperationType.SUBSCRIPTION:
+    return chosen[0] if len(chosen) == 1 else None
+
+
+def shared_field_of(operation: OperationDefinitionNode | None) -> str | None:
+    """The response key of the operation's root field when it is a subscription that may be
+    shared; None for every other operation."""
+    if operation is None or operation.operation is not OperationType.SUBSCRIPTION:
         return None
-    selections = chosen[0].selection_set.selections
+    selections = operation.selection_set.selections
     if len(selections) != 1 or not isinstance(selections[0], FieldNode):
         return None
     root = selections[0]
     if root.name.value not in SHARED_FIELDS or root.directives:
         return None
     return (root.alias or root.name).value
+
+
+def shared_field(query: str, operation_name: str | None) -> str | None:
+    """``shared_field_of`` the operation a request runs."""
+    return shared_field_of(chosen_operation(query, operation_name))
 
 
 @dataclass(frozen=True)

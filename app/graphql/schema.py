@@ -32,6 +32,7 @@ from app.graphql.governance.mutations import GovernanceMutations
 from app.graphql.identity.mutations import IdentityMutations
 from app.graphql.identity.queries import IdentityQueries
 from app.graphql.identity.types import ApiToken, User
+from app.graphql.metrics import RequestMetrics
 from app.graphql.nodes import NodeQueries
 from app.graphql.organizations.mutations import OrganizationMutations
 from app.graphql.organizations.queries import OrganizationQueries
@@ -164,6 +165,8 @@ def build_schema(*, introspection: bool = True) -> PromenadeSchema:
     introspect it nor learn field names from "Did you mean" suggestions."""
     documents = DocumentCache()
     extensions: list[Any] = [
+        # First: its measure spans what the others do.
+        RequestMetrics,
         lambda: CachedDocuments(documents),
         lambda: QueryDepthLimiter(max_depth=MAX_QUERY_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),

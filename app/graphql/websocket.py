@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from typing import Any
 
+from graphql import OperationType
 from starlette.websockets import WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import WebSocketDisconnected
@@ -28,9 +29,17 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 
 from app.db import closing
-from app.graphql.broadcasts import COMPLETE, TICK, Frame, Question, shared_field
+from app.graphql.broadcasts import (
+    COMPLETE,
+    TICK,
+    Frame,
+    Question,
+    chosen_operation,
+    shared_field_of,
+)
 from app.graphql.context import Context
 from app.graphql.loaders import Loaders
+from app.graphql.metrics import SUBSCRIPTIONS, WEBSOCKETS
 from app.messaging.fanout import Mailbox, SubscriberTooSlow
 from app.models import Role
 from app.services.access_watch import MAX_FAILED_READINGS, Lost, Watched
@@ -111,6 +120,10 @@ class GraphQLTransportWSHandler(_ContextPerOperation, BaseGraphQLTransportWSHand
     _watched: Watched | None = None
     _closing: asyncio.Task[None] | None = None
 
+    async def handle(self) -> None:
+        with WEBSOCKETS.track_inprogress():
+            await super().handle()
+
     async def shutdown(self) -> None:
         if self._watched is not None:
             self.view.access.unwatch(self._watched)
@@ -176,7 +189,14 @@ class GraphQLTransportWSHandler(_ContextPerOperation, BaseGraphQLTransportWSHand
         await super().handle_subscribe(message)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
-        shared = shared_field(operation.query, operation.operation_name)
+        chosen = chosen_operation(operation.query, operation.operation_name)
+        if chosen is None or chosen.operation is not OperationType.SUBSCRIPTION:
+            await self._run_operation(operation, None)
+            return
+        with SUBSCRIPTIONS.track_inprogress():
+            await self._run_operation(operation, shared_field_of(chosen))
+
+    async def _run_operation(self, operation: Operation[Context, None], shared: str | None) -> None:
         if shared is not None and self._connection_context.authenticated is not None:
             await self._run_shared(operation, shared)
             return

@@ -54,6 +54,14 @@ class Message:
     body: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class QueueDepth:
+    """A command queue as its broker sees it."""
+
+    ready: int  # messages waiting for a consumer
+    consumers: int
+
+
 # A handler that returns normally has done its work: the message is acknowledged. One that
 # raises has not: the message is returned to the queue and counts toward the delivery limit.
 Handler = Callable[[Message], Awaitable[None]]
@@ -75,6 +83,11 @@ class Bus(Protocol):
 
     async def ping(self) -> None:
         """Return once the broker answered a request now; raise when it does not (readiness)."""
+        ...
+
+    async def queue_depth(self, data_plane: str) -> QueueDepth:
+        """The data plane's command queue now: its messages ready for delivery (not those
+        being handled) and its consumers (metrics)."""
         ...
 
     async def publish_command(self, message: Message) -> None:

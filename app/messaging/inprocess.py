@@ -26,7 +26,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.messaging.bus import DELIVERY_LIMIT, Handler, Message, NoResponder, Responder
+from app.messaging.bus import (
+    DELIVERY_LIMIT,
+    Handler,
+    Message,
+    NoResponder,
+    QueueDepth,
+    Responder,
+)
 from app.messaging.retrying import REDELIVERY_DELAY, pause, redelivery_delay
 
 log = logging.getLogger(__name__)
@@ -71,6 +78,9 @@ class _Mailbox:
         self._items.appendleft(envelope)
         self._nonempty.set()
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     async def take(self) -> _Envelope:
         while not self._items:
             self._nonempty.clear()
@@ -89,7 +99,7 @@ class InProcessConsumer:
     def __init__(
         self, mailbox: _Mailbox, deliver: _Deliver, *, workers: int, on_stop: Callable[[], None]
     ) -> None:
-        self._mailbox = mailbox
+        self.mailbox = mailbox
         self._deliver = deliver
         self._on_stop = on_stop
         self.stopping = asyncio.Event()
@@ -103,7 +113,7 @@ class InProcessConsumer:
         while not self.stopping.is_set():
             self._waiting.add(task)
             try:
-                envelope = await self._mailbox.take()
+                envelope = await self.mailbox.take()
             finally:
                 self._waiting.discard(task)
             await self._deliver(envelope)
@@ -174,6 +184,14 @@ class InProcessBus:
 
     async def ping(self) -> None:
         self._check_open()
+
+    async def queue_depth(self, data_plane: str) -> QueueDepth:
+        """Messages in the data plane's queue (not those being handled, nor those waiting
+        out a pause before they go back), and its consumers, as RabbitMQ counts them."""
+        self._check_open()
+        mailbox = self._mailbox(data_plane)
+        consumers = sum(1 for consumer in self._consumers if consumer.mailbox is mailbox)
+        return QueueDepth(ready=len(mailbox), consumers=consumers)
 
     def _check_open(self) -> None:
         if self._closed:

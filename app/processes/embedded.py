@@ -70,7 +70,18 @@ async def run_up(settings: Settings, args: argparse.Namespace) -> None:
                 if worker is not None:
                     worker.look_for_data_planes()  # a data plane created or changed
 
-            app = create_app(settings, engine=engine, bus=bus, on_commit=after_commit)
+            async def worker_metrics() -> None:
+                if worker is not None:
+                    await worker.report_metrics()
+
+            # One registry for the API and the worker: the API's /metrics reports both.
+            app = create_app(
+                settings,
+                engine=engine,
+                bus=bus,
+                on_commit=after_commit,
+                metrics_refreshers=[worker_metrics],
+            )
             relay: OutboxRelay = app.state.relay
 
             admission = LocalAdmission(settings.local_admission())

@@ -82,7 +82,12 @@ async def run_worker(settings: Settings, args: argparse.Namespace) -> None:
             if settings.worker_port is not None:
                 # Before the broker answers: /healthz answers and /readyz says what is missing.
                 operations = BackgroundServer(
-                    operations_app(engine, bus, consuming=lambda: bool(worker.served)),
+                    operations_app(
+                        engine,
+                        bus,
+                        consuming=lambda: bool(worker.served),
+                        refreshers=[worker.report_metrics],
+                    ),
                     host=settings.worker_host,
                     port=settings.worker_port,
                     setting="PROMENADE_WORKER_PORT",

@@ -16,6 +16,7 @@ from app.messaging.bus import (
     Bus,
     Message,
     NoResponder,
+    QueueDepth,
     command_queue,
 )
 from app.messaging.rabbit import QUEUE_DELIVERY_LIMIT, RabbitBus, command_queue_arguments
@@ -25,7 +26,7 @@ from tests.messaging.conftest import (
     Buses,
 )
 from tests.support.tcp_proxy import TcpProxy
-from tests.support.waiting import until
+from tests.support.waiting import eventually, until
 
 # How long a test waits to be confident that something does NOT happen.
 QUIET = 0.3
@@ -64,6 +65,35 @@ async def test_a_published_command_is_handled_once_and_acknowledged(
     await asyncio.sleep(QUIET)
     await other.stop()
     assert again == []
+
+
+async def test_queue_depth_counts_the_ready_commands_and_the_consumers(
+    bus: Bus, data_plane: str
+) -> None:
+    async def depth_is(ready: int, consumers: int) -> bool:
+        # RabbitMQ's counts of a quorum queue follow its confirms and acks by a moment.
+        return await bus.queue_depth(data_plane) == QueueDepth(ready, consumers)
+
+    assert await depth_is(0, 0)
+    for n in range(3):
+        await bus.publish_command(command(data_plane, n))
+    await eventually(lambda: depth_is(3, 0), what="3 commands ready")
+
+    release = asyncio.Event()
+    taken: list[Message] = []
+
+    async def hold(message: Message) -> None:
+        taken.append(message)
+        await release.wait()
+
+    consumer = await bus.consume_commands(data_plane, hold, concurrency=1)
+    await until(lambda: len(taken) == 1, what="the first command")
+    # The one being handled is not ready; the two behind it are.
+    await eventually(lambda: depth_is(2, 1), what="2 ready and 1 consumer")
+    release.set()
+    await until(lambda: len(taken) == 3, what="every command")
+    await consumer.stop()
+    await eventually(lambda: depth_is(0, 0), what="an empty queue without consumers")
 
 
 async def test_a_failed_delivery_comes_again_until_the_handler_succeeds(

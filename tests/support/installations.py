@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -201,10 +201,16 @@ def wait_healthy(api: ApiProcess) -> None:
 
 @contextmanager
 def scaled_installation(
-    data_dir: Path, database_url: str, amqp_url: str, *, replicas: int = 2
+    data_dir: Path,
+    database_url: str,
+    amqp_url: str,
+    *,
+    replicas: int = 2,
+    worker_env: Mapping[str, str] | None = None,
 ) -> Iterator[Scaled]:
     """``promenade migrate`` and ``bootstrap`` on the (empty) database, then ``replicas`` API
-    processes and one worker, started at once; every process (and instance) stopped after."""
+    processes and one worker (with ``worker_env`` besides the installation's settings), started
+    at once; every process (and instance) stopped after."""
     env = {
         "PROMENADE_DATABASE_URL": database_url,
         "PROMENADE_AMQP_URL": amqp_url,
@@ -217,7 +223,7 @@ def scaled_installation(
         env["PROMENADE_SECRET_KEY"] = secret_key.result().strip()
     scaled = Scaled(data_dir=data_dir, env=env, token="")
     try:
-        scaled.workers.append(start_worker(data_dir, env, wait=False))
+        scaled.workers.append(start_worker(data_dir, {**env, **(worker_env or {})}, wait=False))
         scaled.apis.extend(start_api(data_dir, env) for _ in range(replicas))
         output = run_promenade(
             ["bootstrap", "--email", "admin@replicas.test", "--org", "replicas"], data_dir, env

@@ -28,6 +28,7 @@ from app.services.configuration import (
 )
 from app.services.lifecycle import follow_change, move_change
 from app.services.promotions import sealed_entries
+from workers.metrics import timed_step
 from workers.steps.ending import fail
 from workers.steps.rows import load_deployment
 
@@ -42,6 +43,7 @@ class ChangeRefused(Exception):
     """The change cannot be applied as asked (required configuration went missing, say)."""
 
 
+@timed_step(ChangeStatus.APPLYING_CONFIGURATION)
 async def apply(session: AsyncSession, box: SecretBox, change: DeploymentChange) -> None:
     """The change applied and RESTARTING, or FAILED when it cannot be applied as asked."""
     try:

@@ -16,6 +16,7 @@ from app.models import (
 )
 from app.services.events import announce_deployment
 from app.services.lifecycle import follow_change, move_change, move_deployment
+from workers.metrics import count_finished
 from workers.steps.rows import load_deployment
 
 # Kinds that apply a new revision; SUSPEND and RESUME stop and start the current one.
@@ -62,6 +63,7 @@ async def succeed(session: AsyncSession, change: DeploymentChange, endpoint: str
             deployment.applied_config_version = change.snapshot_config_version
     deployment.last_error = None
     move_change(session, change, ChangeStatus.SUCCEEDED, revision=deployment.revision)
+    count_finished(session, change)
     await follow_change(session, change, detail=f"revision {deployment.revision} is live")
     await announce_deployment(session, deployment, detail=f"{change.kind.value} succeeded")
 
@@ -75,6 +77,7 @@ async def fail(session: AsyncSession, change: DeploymentChange, reason: str) -> 
     if deployment.status is DeploymentStatus.IN_PROGRESS:
         move_deployment(session, deployment, DeploymentStatus.ERROR)
     move_change(session, change, ChangeStatus.FAILED, error=reason, reason=reason[:2000])
+    count_finished(session, change)
     promotion = await follow_change(session, change, detail=reason)
     if promotion is not None:
         promotion.error = reason

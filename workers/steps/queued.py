@@ -7,9 +7,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.models import ChangeStatus, DeploymentChange
 from app.services.dataplanes import LocalAdmission
 from app.services.lifecycle import claim_change, follow_change
+from workers.metrics import timed_step
 from workers.steps.ending import fail
 
 
+@timed_step(ChangeStatus.QUEUED)
 async def take(
     session: AsyncSession, change: DeploymentChange, *, admission: LocalAdmission | None
 ) -> bool:

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from app.models import ChangeKind
+from app.models import ChangeKind, ChangeStatus
 from workers.instances import InstanceTarget, start_instance
+from workers.metrics import timed_step
 from workers.runtimes.base import Runtime
 
 # Called with the name of what was just done ("STARTED", "ROUTED"): the crash tests pause there.
 Pause = Callable[[str], Awaitable[None]]
 
 
+@timed_step(ChangeStatus.RESTARTING)
 async def restart(
     runtime: Runtime, target: InstanceTarget, *, health_timeout_s: float, pause: Pause
 ) -> str | None:

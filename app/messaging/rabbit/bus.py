@@ -12,7 +12,15 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
 
-from app.messaging.bus import EVENTS_EXCHANGE, Handler, Message, NoResponder, Responder
+from app.messaging.bus import (
+    EVENTS_EXCHANGE,
+    Handler,
+    Message,
+    NoResponder,
+    QueueDepth,
+    Responder,
+    command_queue,
+)
 from app.messaging.rabbit.consuming import (
     CommandDispatcher,
     Dispatcher,
@@ -122,6 +130,19 @@ class RabbitBus:
             channel, _ = await self._publisher_channel()
             underlying = await channel.get_underlay_channel()
             await underlying.exchange_declare(exchange=EVENTS_EXCHANGE, passive=True)
+
+    async def queue_depth(self, data_plane: str) -> QueueDepth:
+        """A passive declaration of the data plane's command queue on the publishing channel's
+        underlying aiormq channel: one round trip, and not recorded by the robust channel for
+        restoration. The queue is declared first (once per connection, as a publish does):
+        a passive declaration of a queue that does not exist would close the channel."""
+        async with asyncio.timeout(self._publish_timeout):
+            await self._declare_data_plane(data_plane)
+            channel, _ = await self._publisher_channel()
+            underlying = await channel.get_underlay_channel()
+            declared = await underlying.queue_declare(command_queue(data_plane), passive=True)
+        assert declared is not None  # not nowait: the broker answered
+        return QueueDepth(ready=declared.message_count or 0, consumers=declared.consumer_count or 0)
 
     async def _connected(self) -> AbstractRobustConnection:
         if self._connection is None:

@@ -1,0 +1,142 @@
+"""``/metrics`` of the API (app/metrics.py, app/graphql/metrics.py), scraped over HTTP from the
+app served by uvicorn: requests by operation type and outcome, websockets and subscriptions,
+what the database says, and label values that stay a bounded set however many ids requests
+carry. The registry is the process's: the tests compare scrapes before and after."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db import create_session_factory, session_scope
+from app.graphql.metrics import OPERATION_TYPES, OUTCOMES
+from app.models import ChangeKind, ChangeStatus, OutboxMessage, PromotionStatus, RequestKind
+from app.models.base import utcnow
+from tests.support.graphql_client import graphql_over_http
+from tests.support.graphql_ws import WsClient
+from tests.support.metrics import Scrape, assert_bounded, scrape
+from tests.support.servers import LiveApp, live_app_on
+from tests.support.waiting import eventually
+
+REQUESTS = "promenade_graphql_request_duration_seconds"
+# With what workers measure: tests run them in this process too (one registry).
+ALLOWED: dict[str, Iterable[str] | None] = {
+    "operation_type": OPERATION_TYPES,
+    "outcome": OUTCOMES,
+    "status": {*PromotionStatus, *ChangeStatus},
+    "kind": {*RequestKind, *ChangeKind},
+    "step": {*ChangeStatus},
+    "data_plane": None,
+}
+
+CREATE_ENVIRONMENT = """mutation($input: CreateEnvironmentInput!) {
+  createEnvironment(input: $input) { __typename ... on Error { message } } }"""
+
+
+@pytest.fixture
+async def live(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[LiveApp]:
+    async with live_app_on(engine, tmp_path) as app:
+        yield app
+
+
+def requests(scraped: Scrape, operation_type: str, outcome: str) -> float:
+    return scraped.value(f"{REQUESTS}_count", operation_type=operation_type, outcome=outcome)
+
+
+async def test_requests_are_counted_by_operation_type_and_outcome(live: LiveApp) -> None:
+    before = await scrape(live.url)
+    async with graphql_over_http(live.url, live.token) as api:
+        await api.raw("{ __typename }")
+        await api.raw("query($id: ID!) { node(id: $id) { id } }", {"id": "env_" + "0" * 26})
+        await api.raw("{ noSuchField }")  # does not validate: an error
+        await api.raw("{")  # does not parse: of no known type
+        for name in ("Staging", ""):  # created; refused with a ValidationError (data)
+            body = await api.raw(
+                CREATE_ENVIRONMENT,
+                {
+                    "input": {
+                        "organizationId": live.organization_id,
+                        "name": name,
+                        "dnsPrefix": f"p{secrets.token_hex(2)}",
+                    }
+                },
+            )
+            assert "errors" not in body, body
+    after = await scrape(live.url)
+
+    assert requests(after, "query", "ok") - requests(before, "query", "ok") == 2
+    assert requests(after, "query", "error") - requests(before, "query", "error") == 1
+    assert requests(after, "unknown", "error") - requests(before, "unknown", "error") == 1
+    # A result union's error type is an answer, not an error.
+    assert requests(after, "mutation", "ok") - requests(before, "mutation", "ok") == 2
+    assert after.label_names(REQUESTS) == {"operation_type", "outcome", "le"}
+    assert_bounded(after.promenade(), ALLOWED)
+
+
+async def test_websockets_and_their_subscriptions_are_gauges(live: LiveApp) -> None:
+    async def gauges() -> tuple[float, float]:
+        scraped = await scrape(live.url)
+        return (
+            scraped.value("promenade_websocket_connections"),
+            scraped.value("promenade_websocket_subscriptions"),
+        )
+
+    async def reach(expected: tuple[float, float]) -> None:
+        async def reached() -> bool:
+            return await gauges() == expected
+
+        await eventually(reached, what=f"websockets and subscriptions at {expected}")
+
+    sockets, subscriptions = await gauges()
+    started = requests(await scrape(live.url), "subscription", "ok")
+    async with (
+        WsClient.connect(live.url, live.token) as first,
+        WsClient.connect(live.url, live.token) as second,
+    ):
+        await first.subscribe("subscription { deploymentEvents { status } }")
+        await second.subscribe("subscription { deploymentEvents { status } }")  # shared
+        query = await second.subscribe(
+            "subscription($o: ID!) { approvalRequests(organizationId: $o) { id } }",
+            {"o": live.organization_id},
+        )
+        await reach((sockets + 2, subscriptions + 3))
+        await second.complete(query)
+        await reach((sockets + 2, subscriptions + 2))
+    await reach((sockets, subscriptions))
+
+    # Subscriptions are requests too, counted here as they ended without a result: two, as
+    # the sockets that asked the same deploymentEvents question shared one execution.
+    async def counted() -> bool:
+        return requests(await scrape(live.url), "subscription", "ok") - started == 2
+
+    await eventually(counted, what="two subscription requests")
+
+
+async def test_the_database_gauges_are_read_at_each_scrape(live: LiveApp) -> None:
+    sessions = create_session_factory(live.engine)
+    async with session_scope(sessions) as session:
+        session.add(
+            OutboxMessage(
+                exchange="event",
+                routing_key="metrics.test",
+                body={},
+                created_at=utcnow() - timedelta(hours=1),
+            )
+        )
+        session.add(OutboxMessage(exchange="event", routing_key="metrics.test", body={}))
+    scraped = await scrape(live.url)
+    # No relay runs without a bus: both rows wait, the oldest an hour.
+    assert scraped.value("promenade_outbox_backlog") >= 2
+    assert scraped.value("promenade_outbox_oldest_age_seconds") >= 3600
+    # Every status and kind is reported, zero when no row has it.
+    promotions = scraped.values("promenade_promotions")
+    assert len(promotions) == len(PromotionStatus) * len(RequestKind)
+    assert len(scraped.values("promenade_changes")) == len(ChangeStatus) * len(ChangeKind)
+    assert len(scraped.values("promenade_approval_requests_pending")) == len(RequestKind)
+    assert scraped.label_names("promenade_promotions") == {"status", "kind"}
+    assert_bounded(scraped.promenade(), ALLOWED)
