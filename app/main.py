@@ -128,7 +128,13 @@ def create_app(
             *ide_routes(enabled=not settings.production),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            Route("/metrics", metrics_endpoint([database_refresher(engine), *metrics_refreshers])),
+            Route(
+                "/metrics",
+                metrics_endpoint(
+                    [database_refresher(engine), *metrics_refreshers],
+                    token=settings.metrics_token,
+                ),
+            ),
         ],
         lifespan=lifespan,
     )

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
         description="Base of endpoint URLs; default: http://<gateway host>:<gateway port>.",
     )
 
+    metrics_token: str | None = Field(
+        default=None,
+        description="When set, /metrics (API and workers) answers only a scrape that sends it "
+        "as a bearer token.",
+    )
     worker_host: str = Field(
         default="127.0.0.1",
         description="Address a worker serves /healthz, /readyz and /metrics on.",

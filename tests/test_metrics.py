@@ -5,11 +5,13 @@ carry. The registry is the process's: the tests compare scrapes before and after
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Iterable
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,6 +23,7 @@ from tests.support.graphql_client import graphql_over_http
 from tests.support.graphql_ws import WsClient
 from tests.support.metrics import Scrape, assert_bounded, scrape
 from tests.support.servers import LiveApp, live_app_on
+from tests.support.statements import statements
 from tests.support.waiting import eventually
 
 REQUESTS = "promenade_graphql_request_duration_seconds"
@@ -140,3 +143,30 @@ async def test_the_database_gauges_are_read_at_each_scrape(live: LiveApp) -> Non
     assert len(scraped.values("promenade_approval_requests_pending")) == len(RequestKind)
     assert scraped.label_names("promenade_promotions") == {"status", "kind"}
     assert_bounded(scraped.promenade(), ALLOWED)
+
+
+async def test_with_a_metrics_token_a_scrape_must_send_it(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    async with (
+        live_app_on(engine, tmp_path, settings={"metrics_token": "scrape-me"}) as app,
+        httpx.AsyncClient(trust_env=False, timeout=10) as http,
+    ):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": app.token}):
+            refused = await http.get(f"{app.url}/metrics", headers=headers)
+            assert refused.status_code == 401, headers
+            assert refused.headers["www-authenticate"] == "Bearer"
+            assert "promenade_" not in refused.text
+        allowed = await http.get(
+            f"{app.url}/metrics", headers={"Authorization": "Bearer scrape-me"}
+        )
+        assert allowed.status_code == 200
+        assert "promenade_outbox_backlog" in allowed.text
+
+
+async def test_scrapes_at_once_share_one_reading_of_the_database(live: LiveApp) -> None:
+    with statements(live.engine) as sent:
+        await asyncio.gather(*(scrape(live.url) for _ in range(10)))
+    reads = [s for s in sent if "outbox" in s.lower()]
+    # Ten scrapes in flight together: far fewer than ten readings (each reads the outbox once).
+    assert 1 <= len(reads) < 10, len(reads)

@@ -23,6 +23,7 @@ def operations_app(
     *,
     consuming: Callable[[], bool],
     refreshers: Sequence[Refresher] = (),
+    metrics_token: str | None = None,
 ) -> Starlette:
     """``consuming``: whether the worker serves its data planes yet (it waits for the broker
     at start)."""
@@ -44,6 +45,6 @@ def operations_app(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            Route("/metrics", metrics_endpoint(refreshers)),
+            Route("/metrics", metrics_endpoint(refreshers, token=metrics_token)),
         ]
     )

@@ -87,6 +87,7 @@ async def run_worker(settings: Settings, args: argparse.Namespace) -> None:
                         bus,
                         consuming=lambda: bool(worker.served),
                         refreshers=[worker.report_metrics],
+                        metrics_token=settings.metrics_token,
                     ),
                     host=settings.worker_host,
                     port=settings.worker_port,
