@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from starlette.requests import Request
@@ -82,7 +83,7 @@ def refusal_of(request: Request, body: bytes, media_type: str = JSON) -> Respons
         return refused(400, "the request body is not UTF-8", media_type)
     try:
         document = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         return refused(400, "the request body is not JSON", media_type)
     if not isinstance(document, dict):
         return refused(400, "the request body must be a JSON object with a query", media_type)
@@ -101,7 +102,7 @@ def refusal_of_parameters(request: Request, media_type: str = JSON) -> Response 
             continue
         try:
             document[name] = json.loads(str(value))
-        except ValueError:
+        except (ValueError, RecursionError):
             return refused(400, f"the request's {name} parameter is not JSON", media_type)
     return _refusal_of_request(document, media_type)
 
@@ -118,6 +119,8 @@ def _refusal_of_request(document: dict[str, Any], media_type: str) -> Response |
         return refused(400, "the request's operationName must be a string", media_type)
     if holds_nul(document) or _NUL_ESCAPE.search(query):
         return refused(400, NUL_REFUSAL, media_type)
+    if not all(_encodable(text) for text in _strings(document)):
+        return refused(400, SURROGATE_REFUSAL, media_type)
     return None
 
 
@@ -130,15 +133,37 @@ NUL_REFUSAL = "the request may not contain NUL characters (U+0000)"
 _NUL_ESCAPE = re.compile(r"\\u(?:0000|\{0+\})", re.IGNORECASE)
 
 
+# A JSON string may escape half of a surrogate pair ("\\ud800"), which no UTF-8 text holds:
+# it could not be stored, logged or echoed back in an error message.
+SURROGATE_REFUSAL = "the request may not contain unpaired surrogates (\\ud800-\\udfff)"
+
+
 def holds_nul(value: object) -> bool:
     """A NUL in any string of a request (a JSON \\u0000 is one once decoded)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(holds_nul(item) for item in value)
-    return False
+    return any("\x00" in text for text in _strings(value))
+
+
+def _strings(value: object) -> Iterator[str]:
+    """Every string of a decoded JSON value, keys included; without recursion, so that a
+    document nested as deep as the parser allows cannot exhaust the stack here."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def refused(

@@ -210,6 +210,10 @@ async def test_a_get_is_held_to_what_a_post_is(served: Served) -> None:
         ({"query": '{ node(id: "\x00") { id } }'}, "NUL"),
         ({"query": '{ node(id: "\\u0000") { id } }'}, "NUL"),
         (
+            {"query": "{ __typename }", "variables": "[" * 3_000},
+            "variables parameter is not JSON",
+        ),
+        (
             {"query": "subscription { deploymentEvents { status } }"},
             "subscribe over a websocket",
         ),

@@ -243,6 +243,16 @@ async def test_malformed_or_oversized_requests_get_a_4xx(live: tuple[Live, World
         (b'{"query": "{ deployment(id: \\"\\\\u0000\\") { id } }"}', 400, "NUL"),
         (b'{"query": "{ deployment(id: \\"\\\\u{0}\\") { id } }"}', 400, "NUL"),
         (json.dumps({"query": EVENTS}).encode(), 400, "subscribe over a websocket"),
+        # Nested deeper than Python's stack: refused, not a RecursionError.
+        (b"[" * 100_000, 400, "not JSON"),
+        (b'{"query": "{ __typename }", "variables": {"a": ' + b"[" * 100_000 + b"}", 400, "JSON"),
+        # Half a surrogate pair: no UTF-8 text holds it, nor can an error message quote it.
+        (b'{"query": "{ __typename }", "operationName": "\\ud800"}', 400, "surrogates"),
+        (
+            b'{"query": "{ node(id: \\"x\\") { id } }", "variables": {"\\udfff": 1}}',
+            400,
+            "surrogates",
+        ),
         (
             b'{"query": "query($i: ID!) { deployment(id: $i) { id } }", '
             b'"variables": {"i": "\\u0000"}}',
