@@ -178,3 +178,26 @@ class TextLines(logging.Formatter):
         fields = " ".join(f"{name}={value}" for name, value in change.fields().items())
         head, newline, rest = text.partition("\n")  # after the message, before a traceback
         return change.masked(f"{head} [{fields}]{newline}{rest}" if fields else text)
+
+
+class WithoutQueryStrings(logging.Filter):
+    """uvicorn's access lines without the query string of the request: a GET's query carries
+    the GraphQL document and its variables (a secret value in promotionPlan's overrides, say),
+    which a log must not keep. The path stays, with ``?…`` where a query string was."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            path, question, _ = args[2].partition("?")
+            if question:
+                record.args = (args[0], args[1], f"{path}?…", args[3], args[4])
+        return True
+
+
+def keep_query_strings_out_of_access_lines() -> None:
+    """Install ``WithoutQueryStrings`` on uvicorn's access logger, once (the API application
+    does, however it is served: uvicorn configured its loggers before it made the app)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, WithoutQueryStrings) for f in access.filters):
+        access.addFilter(WithoutQueryStrings())
+

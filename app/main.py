@@ -28,6 +28,7 @@ from app.database_metrics import database_refresher
 from app.db import RequestSession, create_engine, create_session_factory
 from app.graphql.http import AuthenticatedGraphQL, PromenadeGraphQL
 from app.graphql.ide import ide_routes
+from app.log_lines import keep_query_strings_out_of_access_lines
 from app.messaging.bus import Bus
 from app.messaging.fanout import EventHub
 from app.messaging.outbox import OutboxRelay
@@ -53,6 +54,7 @@ def create_app(
     without a bus), ``app.state.hub`` and ``app.state.broadcasts`` (the subscriptions that
     sockets share) are for what runs beside it in one process; ``metrics_refreshers`` too, for
     what its ``/metrics`` reports of them (embedded mode's worker)."""
+    keep_query_strings_out_of_access_lines()
     owns_engine = engine is None
     if engine is None:
         engine = create_engine(settings.resolved_database_url)
