@@ -33,7 +33,7 @@ from app.messaging.bus import Bus
 from app.messaging.fanout import EventHub
 from app.messaging.outbox import OutboxRelay
 from app.metrics import Refresher, metrics_endpoint
-from app.readiness import broker_check, database_checks, readiness
+from app.readiness import Readiness, broker_check, database_checks
 from app.settings import Settings
 from app.sweeps import ExpirySweep
 
@@ -95,10 +95,12 @@ def create_app(
             await connection.execute(text("SELECT 1"))
         return JSONResponse({"status": "ok"})
 
-    checks = database_checks(engine) + ([broker_check(bus)] if bus is not None else [])
+    readiness = Readiness(
+        database_checks(engine) + ([broker_check(bus)] if bus is not None else [])
+    )
 
     async def readyz(_: Request) -> JSONResponse:
-        return await readiness(checks)
+        return await readiness.response()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

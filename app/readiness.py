@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -84,15 +86,37 @@ def broker_check(bus: Bus) -> Check:
     return functools.partial(_checked, "broker", answers)
 
 
-async def readiness(checks: Sequence[Check]) -> JSONResponse:
-    """200 when every part is ready, else 503; the body lists each part either way."""
-    parts = await asyncio.gather(*(check() for check in checks))
-    ready = all(part.ready for part in parts)
-    body = {
-        "status": "ready" if ready else "not ready",
-        "parts": {
-            part.name: {"ready": part.ready, **({"detail": part.detail} if part.detail else {})}
-            for part in parts
-        },
-    }
-    return JSONResponse(body, status_code=200 if ready else 503)
+class Readiness:
+    """The ``/readyz`` answer: 200 when every part is ready, else 503; the body lists each part
+    either way. Unauthenticated, so a flood of callers must not become the outage it reports:
+    callers that arrive while the parts are being checked wait for that check, and its answer
+    serves for ``FRESH_S`` more (a load balancer asks every few seconds)."""
+
+    FRESH_S = 1.0
+
+    def __init__(self, checks: Sequence[Check]) -> None:
+        self._checks = list(checks)
+        self._running: asyncio.Task[tuple[int, dict[str, object]]] | None = None
+        self._checked_at = -math.inf
+
+    async def response(self) -> JSONResponse:
+        now = time.monotonic()
+        if self._running is None or (
+            self._running.done() and now - self._checked_at > self.FRESH_S
+        ):
+            self._checked_at = now
+            self._running = asyncio.ensure_future(self._check())
+        status, body = await asyncio.shield(self._running)
+        return JSONResponse(body, status_code=status)
+
+    async def _check(self) -> tuple[int, dict[str, object]]:
+        parts = await asyncio.gather(*(check() for check in self._checks))
+        ready = all(part.ready for part in parts)
+        body: dict[str, object] = {
+            "status": "ready" if ready else "not ready",
+            "parts": {
+                part.name: {"ready": part.ready, **({"detail": part.detail} if part.detail else {})}
+                for part in parts
+            },
+        }
+        return (200 if ready else 503), body

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from app.messaging.bus import Bus
 from app.metrics import Refresher, metrics_endpoint
-from app.readiness import Check, Part, broker_check, database_checks, readiness
+from app.readiness import Check, Part, Readiness, broker_check, database_checks
 
 
 def operations_app(
@@ -34,12 +34,13 @@ def operations_app(
         return Part("consumers", False, "not consuming its data planes' queues yet")
 
     checks: list[Check] = [*database_checks(engine), broker_check(bus), consumes]
+    readiness = Readiness(checks)
 
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> JSONResponse:
-        return await readiness(checks)
+        return await readiness.response()
 
     return Starlette(
         routes=[

@@ -4,6 +4,7 @@ endpoints say the same of it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from app.processes.operations import operations_app
 from app.settings import Settings
 from tests.messaging.conftest import TEST_RECONNECT_INTERVAL
 from tests.support.servers import serve
+from tests.support.statements import statements
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import eventually
 
@@ -138,3 +140,23 @@ async def test_a_worker_is_ready_once_it_consumes_its_queues(
     finally:
         await bus.close()
         await engine.dispose()
+
+
+async def test_a_crowd_asking_readyz_shares_one_check(
+    proxies: tuple[TcpProxy, TcpProxy], tmp_path: Path
+) -> None:
+    """/readyz needs no token: a flood of callers costs the database one check at a time (and
+    one a second at most), so it cannot make the replica look down by asking."""
+    database, broker = proxies
+    settings = Settings(data_dir=tmp_path, secret_key=Fernet.generate_key().decode())
+    engine = create_engine(database.url)
+    bus = RabbitBus(broker.url, reconnect_interval=TEST_RECONNECT_INTERVAL)
+    app = create_app(settings, engine=engine, bus=bus, owns_bus=True)
+    async with serve(app) as url:
+        with statements(engine) as sent:
+            answers = await asyncio.gather(*(readyz(url) for _ in range(100)))
+        assert {code for code, _ in answers} == {200}
+        checks = [s for s in sent if "alembic_version" in s]
+        # Without sharing: one check per caller (100).
+        assert 1 <= len(checks) < 10, len(checks)
+    await engine.dispose()
