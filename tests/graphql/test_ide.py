@@ -94,6 +94,17 @@ async def test_the_page_keeps_the_token_for_the_tab_and_puts_it_in_the_headers(
     assert "sessionStorage.setItem" in script and "localStorage." not in script
     assert "Authorization: 'Bearer ' + token" in script
     assert "shouldPersistHeaders: false" in script  # GraphiQL would keep them in localStorage
+    # Its tabs and history hold the headers too: in the tab's storage, not localStorage.
+    assert "storage: sessionStorage" in script
+
+
+async def test_only_the_files_the_page_loads_are_served(served: tuple[Live, str]) -> None:
+    live, _ = served
+    for name in ("page.html", "LICENSE.react", "LICENSE.graphiql", "..%2fide.py", "nothing.js"):
+        response = await live.api.http.get(f"/graphiql/{name}")
+        assert response.status_code == 404, name
+    served_file = await live.api.http.get("/graphiql/graphiql.min.js")
+    assert served_file.headers["x-content-type-options"] == "nosniff"
 
 
 async def test_what_graphiql_sends_with_the_token_is_answered(served: tuple[Live, str]) -> None:

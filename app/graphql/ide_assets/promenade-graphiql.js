@@ -1,6 +1,7 @@
 // Promenade's GraphiQL: the API token is entered once per browser tab and kept in that tab's
 // sessionStorage (never in localStorage, where it would outlive the session, nor in the URL,
-// where history and logs would keep it). GraphiQL's headers editor starts with
+// where history and logs would keep it); so are GraphiQL's tabs and history, which hold the
+// headers. GraphiQL's headers editor starts with
 // {"Authorization": "Bearer <token>"}: queries and mutations send it as a header, and GraphiQL
 // merges the same headers into the websocket's connection_init payload, where the API reads
 // the token of a subscription.
@@ -16,8 +17,16 @@
   const endpoint = here.origin + here.pathname;
   const subscriptionUrl = endpoint.replace(/^http/, 'ws');
 
+  // GraphiQL keeps its tabs and history, headers included, in the storage it is given: this
+  // tab's sessionStorage, so that the token in the headers goes with the tab too.
   function forget() {
-    sessionStorage.removeItem(STORAGE_KEY);
+    for (const storage of [sessionStorage, localStorage]) {
+      for (const key of Object.keys(storage)) {
+        if (key === STORAGE_KEY || key.startsWith('graphiql:')) {
+          storage.removeItem(key);
+        }
+      }
+    }
     window.location.reload();
   }
 
@@ -45,6 +54,7 @@
         query: here.searchParams.get('q') || undefined,
         headers: headers,
         shouldPersistHeaders: false,
+        storage: sessionStorage,
         isHeadersEditorEnabled: true,
         defaultEditorToolsVisibility: 'headers',
         toolbar: { additionalContent: forgetButton },
