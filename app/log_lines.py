@@ -200,4 +200,3 @@ def keep_query_strings_out_of_access_lines() -> None:
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, WithoutQueryStrings) for f in access.filters):
         access.addFilter(WithoutQueryStrings())
-
