@@ -23,6 +23,8 @@ class PromotionStatus(enum.StrEnum):
     REJECTED = "REJECTED"
     CANCELLED = "CANCELLED"
     EXPIRED = "EXPIRED"
+    # A newer build was queued for the deployment before this one started: it never runs.
+    SUPERSEDED = "SUPERSEDED"
 
     @property
     def is_final(self) -> bool:
@@ -36,6 +38,7 @@ FINAL_PROMOTION_STATUSES = frozenset(
         PromotionStatus.REJECTED,
         PromotionStatus.CANCELLED,
         PromotionStatus.EXPIRED,
+        PromotionStatus.SUPERSEDED,
     }
 )
 
@@ -161,6 +164,8 @@ class ChangeStatus(enum.StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    # A newer build was queued for the deployment before this change started (never runs).
+    SUPERSEDED = "SUPERSEDED"
 
     @property
     def is_final(self) -> bool:
@@ -168,7 +173,12 @@ class ChangeStatus(enum.StrEnum):
 
 
 FINAL_CHANGE_STATUSES = frozenset(
-    {ChangeStatus.SUCCEEDED, ChangeStatus.FAILED, ChangeStatus.CANCELLED}
+    {
+        ChangeStatus.SUCCEEDED,
+        ChangeStatus.FAILED,
+        ChangeStatus.CANCELLED,
+        ChangeStatus.SUPERSEDED,
+    }
 )
 
 

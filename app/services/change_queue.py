@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlmodel import col, select
+from sqlmodel import and_, col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import (
+    Build,
     ChangeKind,
+    ChangeStatus,
     DataPlane,
     Deployment,
     DeploymentChange,
@@ -30,8 +32,12 @@ from app.models.promotions import FINAL_CHANGE_STATUSES
 from app.services import audit
 from app.services.dataplanes import routing_key
 from app.services.events import announce_deployment
-from app.services.lifecycle import move_deployment, move_promotion
+from app.services.lifecycle import claim_change, follow_change, move_deployment, move_promotion
 from app.services.outbox import enqueue
+
+# The kinds that run a build of their request's choosing: a newer build queued behind one that
+# waits makes it pointless (``supersede_older_builds``).
+SUPERSEDING_KINDS = frozenset({ChangeKind.DEPLOY, ChangeKind.PROMOTION})
 
 # The change each kind of request becomes once it may run.
 CHANGE_OF_REQUEST: Mapping[RequestKind, ChangeKind] = {
@@ -95,6 +101,7 @@ async def queue_change(
         DeploymentStatus.ERROR,
     ):
         move_deployment(session, deployment, DeploymentStatus.IN_PROGRESS)
+    await supersede_older_builds(session, change)
     await enqueue(
         session,
         exchange="command",
@@ -112,6 +119,59 @@ async def queue_change(
             **audited,
         )
     return change
+
+
+async def supersede_older_builds(
+    session: AsyncSession, change: DeploymentChange
+) -> list[DeploymentChange]:
+    """The deployment's changes that wait (QUEUED) to run an older build than ``change``, a
+    deploy or promotion just queued, end SUPERSEDED, their requests too: the newer build would
+    run after them anyway, and an older build never runs over a newer one that is already
+    asked for. "Older" is the build's creation order. A change a worker has taken runs on;
+    the move is conditional, so that it cannot overwrite a worker taking the change at once.
+    Rollbacks, restarts and configuration changes are not superseded: they ask for what they
+    ask, whatever else is queued."""
+    if change.kind not in SUPERSEDING_KINDS or change.build_id is None:
+        return []
+    newer = await session.get(Build, change.build_id)
+    assert newer is not None, change.build_id
+    waiting = await session.exec(
+        select(DeploymentChange)
+        .join(Build, col(Build.id) == col(DeploymentChange.build_id))
+        .where(
+            DeploymentChange.deployment_id == change.deployment_id,
+            DeploymentChange.status == ChangeStatus.QUEUED,
+            col(DeploymentChange.kind).in_(SUPERSEDING_KINDS),
+            col(DeploymentChange.id) != change.id,
+            or_(
+                col(Build.created_at) < newer.created_at,
+                and_(col(Build.created_at) == newer.created_at, col(Build.id) < newer.id),
+            ),
+        )
+        .order_by(col(DeploymentChange.created_at))
+    )
+    superseded = []
+    for older in waiting.all():
+        reason = f"superseded by build {newer.version}, queued after it (change {change.id})"
+        if not await claim_change(session, older, ChangeStatus.SUPERSEDED, error=reason):
+            continue  # a worker took it first: it runs, then the newer one does
+        promotion = await follow_change(session, older, detail=reason)
+        if promotion is not None:
+            promotion.error = reason
+        audit.record(
+            session,
+            organization_id=older.organization_id,
+            actor=change.actor_id,
+            action="change.superseded",
+            subject_id=older.deployment_id,
+            change_id=older.id,
+            kind=older.kind.value,
+            promotion_id=older.promotion_id,
+            superseded_by=change.id,
+            build=newer.version,
+        )
+        superseded.append(older)
+    return superseded
 
 
 async def pending_change(session: AsyncSession, deployment_id: str) -> str | None:

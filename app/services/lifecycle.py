@@ -43,7 +43,7 @@ PROMOTION_FLOW: Mapping[PromotionStatus, frozenset[PromotionStatus]] = {
     P.PENDING_APPROVAL: frozenset(
         {P.PENDING_APPROVAL, P.QUEUED, P.REJECTED, P.CANCELLED, P.EXPIRED}
     ),
-    P.QUEUED: frozenset({P.APPLYING_CONFIGURATION, P.FAILED, P.CANCELLED}),
+    P.QUEUED: frozenset({P.APPLYING_CONFIGURATION, P.FAILED, P.CANCELLED, P.SUPERSEDED}),
     P.APPLYING_CONFIGURATION: frozenset({P.RESTARTING, P.FAILED}),
     P.RESTARTING: frozenset({P.SUCCEEDED, P.FAILED}),
     P.SUCCEEDED: frozenset(),
@@ -51,18 +51,20 @@ PROMOTION_FLOW: Mapping[PromotionStatus, frozenset[PromotionStatus]] = {
     P.REJECTED: frozenset(),
     P.CANCELLED: frozenset(),
     P.EXPIRED: frozenset(),
+    P.SUPERSEDED: frozenset(),
 }
 
 # A change is queued, taken by one worker (QUEUED -> APPLYING_CONFIGURATION, ``claim_change``:
 # a conditional update, since a cancel may win the race), restarts the integration and ends.
 # A step that a worker died in runs again in the same status.
 CHANGE_FLOW: Mapping[ChangeStatus, frozenset[ChangeStatus]] = {
-    C.QUEUED: frozenset({C.APPLYING_CONFIGURATION, C.FAILED, C.CANCELLED}),
+    C.QUEUED: frozenset({C.APPLYING_CONFIGURATION, C.FAILED, C.CANCELLED, C.SUPERSEDED}),
     C.APPLYING_CONFIGURATION: frozenset({C.RESTARTING, C.FAILED}),
     C.RESTARTING: frozenset({C.SUCCEEDED, C.FAILED}),
     C.SUCCEEDED: frozenset(),
     C.FAILED: frozenset(),
     C.CANCELLED: frozenset(),
+    C.SUPERSEDED: frozenset(),
 }
 
 D = DeploymentStatus
@@ -88,6 +90,7 @@ PROMOTION_STATUS_OF_CHANGE: Mapping[ChangeStatus, PromotionStatus] = {
     C.SUCCEEDED: P.SUCCEEDED,
     C.FAILED: P.FAILED,
     C.CANCELLED: P.CANCELLED,
+    C.SUPERSEDED: P.SUPERSEDED,
 }
 
 

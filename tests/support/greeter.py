@@ -19,7 +19,7 @@ from tests.support.graphql_client import GraphQLClient
 from tests.support.waiting import eventually
 
 GREETER = Path(__file__).resolve().parents[2] / "examples" / "greeter" / "app.py"
-FINAL_PROMOTION_STATUSES = {"SUCCEEDED", "FAILED", "REJECTED", "CANCELLED", "EXPIRED"}
+FINAL_PROMOTION_STATUSES = {"SUCCEEDED", "FAILED", "REJECTED", "CANCELLED", "EXPIRED", "SUPERSEDED"}
 
 
 async def answer(url: str) -> httpx.Response:

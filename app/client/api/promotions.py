@@ -12,7 +12,9 @@ from app.client.api.integrations import BuildRef
 from app.client.errors import NotFound, mutation_result
 from app.client.transport import GraphQLClient
 
-FINAL_PROMOTION_STATUSES = frozenset({"SUCCEEDED", "FAILED", "REJECTED", "CANCELLED", "EXPIRED"})
+FINAL_PROMOTION_STATUSES = frozenset(
+    {"SUCCEEDED", "FAILED", "REJECTED", "CANCELLED", "EXPIRED", "SUPERSEDED"}
+)
 
 
 class ConfigChange(TypedDict):

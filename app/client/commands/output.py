@@ -36,6 +36,7 @@ STATUS_STYLES = {
     "REJECTED": "red",
     "CANCELLED": "red",
     "EXPIRED": "red",
+    "SUPERSEDED": "dim",
 }
 
 Cell = str | tuple[str, str | None]
