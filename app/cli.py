@@ -181,6 +181,11 @@ def _add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         help="copy the source's non-secret values for keys the target has no value for",
     )
     promote.add_argument("--message", metavar="TEXT")
+    promote.add_argument(
+        "--emergency",
+        metavar="REASON",
+        help="break-glass (ADMINs): promote past a freeze or the approval policy, audited",
+    )
     promote.set_defaults(run=_client, client_command="promote")
 
     deploy = commands.add_parser(

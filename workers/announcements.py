@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlmodel import col, or_, select
 
 from app.db import SessionFactory, session_scope
-from app.models import DataPlane, Deployment, DeploymentChange, Environment
+from app.models import DataPlane, Deployment, DeploymentChange, Environment, Promotion
 from app.models.base import utcnow
 from app.models.promotions import FINAL_CHANGE_STATUSES
 from app.services.dataplanes import served_by
@@ -33,12 +33,13 @@ async def announce_unfinished_changes(
     """A command, in the outbox, for every change of the data plane (a routing key) that has
     not ended; with ``stranded_before``, only for those older than that whose deployment's
     lease is free or expired and whose environment is not frozen (those wait for the freeze to
-    end). ``after_commit`` wakes the process's relay."""
+    end; an emergency promotion's does not). ``after_commit`` wakes the process's relay."""
     query = (
         select(DeploymentChange.id, DeploymentChange.deployment_id)
         .join(Deployment, col(Deployment.id) == col(DeploymentChange.deployment_id))
         .join(Environment, col(Environment.id) == col(Deployment.environment_id))
         .join(DataPlane, col(DataPlane.id) == col(Environment.data_plane_id))
+        .outerjoin(Promotion, col(Promotion.id) == col(DeploymentChange.promotion_id))
         .where(
             served_by(data_plane),
             col(DeploymentChange.status).not_in(FINAL_CHANGE_STATUSES),
@@ -47,7 +48,7 @@ async def announce_unfinished_changes(
     if stranded_before is not None:
         query = query.where(
             col(DeploymentChange.created_at) < stranded_before,
-            col(Environment.frozen).is_(False),
+            or_(col(Environment.frozen).is_(False), col(Promotion.emergency_reason).is_not(None)),
             or_(col(Deployment.lease_owner).is_(None), col(Deployment.lease_expires_at) < utcnow()),
         )
     async with session_scope(sessions) as session:

@@ -180,7 +180,11 @@ class Subscription:
                     continue
                 yield DeploymentEvent.from_body(message.body)
 
-    @strawberry.subscription(description="New promotion requests the viewer may review.")
+    @strawberry.subscription(
+        description="New promotion requests the viewer may review, and emergency promotions "
+        "that went past a freeze or the reviews of an environment the viewer reviews for "
+        "(ADMINs hear of every one)."
+    )
     async def approval_requests(
         self, info: Info, organization_id: strawberry.ID
     ) -> AsyncGenerator[Promotion, None]:
@@ -202,7 +206,14 @@ class Subscription:
                     promotion = await session.get(
                         models.Promotion, str(message.body.get("promotionId"))
                     )
-                    if promotion is None or not await approvals.awaits_review_by(
+                    # A request to review, or an emergency promotion that went past the
+                    # reviews: the target's reviewers are told of that too.
+                    told = (
+                        approvals.hears_of_emergency
+                        if message.body.get("emergency")
+                        else approvals.awaits_review_by
+                    )
+                    if promotion is None or not await told(
                         session, user=ctx.viewer, promotion=promotion
                     ):
                         continue

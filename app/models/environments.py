@@ -71,4 +71,8 @@ class Environment(SQLModel, table=True):
     position: int = 0
     frozen: bool = False
     freeze_reason: str | None = Field(default=None, max_length=1000)
+    # Whether an ADMIN may promote here past a freeze or the approval policy (break-glass).
+    emergency_allowed: bool = Field(
+        default=True, sa_column=sa.Column(sa.Boolean, nullable=False, server_default=sa.true())
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())

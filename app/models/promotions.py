@@ -141,6 +141,10 @@ class Promotion(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     finished_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    # Break-glass: an ADMIN's promotion past a freeze or the approval policy, and why; it runs
+    # at once (the workers do not hold it back for the freeze) and is marked in its events and
+    # the audit log. Null for every other request.
+    emergency_reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
 
 
 class PromotionEvent(SQLModel, table=True):

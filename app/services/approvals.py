@@ -26,7 +26,7 @@ from app.models import (
     User,
 )
 from app.models.base import utcnow
-from app.services import audit
+from app.services import approval_policies, audit
 from app.services.auth import get_owned, role_in
 from app.services.change_queue import pending_change, queue_requested_change
 from app.services.errors import (
@@ -208,6 +208,23 @@ async def awaits_review_by(session: AsyncSession, *, user: User, promotion: Prom
         await session.exec(select(Review.reviewer_id).where(Review.promotion_id == promotion.id))
     ).all()
     return awaits_review(promotion, user_id=user.id, role=role, reviewer_ids=set(reviewers))
+
+
+async def hears_of_emergency(session: AsyncSession, *, user: User, promotion: Promotion) -> bool:
+    """Whether the user is told of an emergency promotion: an ADMIN of its organization, or
+    someone who could review requests under the target's approval policy."""
+    if promotion.emergency_reason is None:
+        return False
+    role = await role_in(session, user_id=user.id, organization_id=promotion.organization_id)
+    if role is None or user.id == promotion.requested_by_id:
+        return False
+    if role is Role.ADMIN:
+        return True
+    policy = await approval_policies.policy_of(session, promotion.target_environment_id)
+    if policy is None:
+        return False
+    rule = approval_policies.rule_of(policy) | {"allow_self_approval": True}
+    return why_not_reviewer(rule, reviewer_id=user.id, role=role, requester_id=user.id) is None
 
 
 def awaits_review(

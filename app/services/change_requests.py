@@ -56,11 +56,25 @@ async def file_request(
         PromotionStatus.PENDING_APPROVAL,
         detail=f"{policy.required_approvals} approval(s) required",
     )
+    await tell_reviewers(session, promotion=promotion)
+
+
+async def tell_reviewers(
+    session: AsyncSession, *, promotion: Promotion, emergency: bool = False
+) -> None:
+    """An event for ``approvalRequests``: a request to review, or (``emergency``) a promotion
+    that went past the reviews, for the target's reviewers to know of."""
+    body: dict[str, object] = {
+        "promotionId": promotion.id,
+        "organizationId": promotion.organization_id,
+    }
+    if emergency:
+        body["emergency"] = True
     await enqueue(
         session,
         exchange="event",
         routing_key=approval_routing_key(promotion.organization_id),
-        body={"promotionId": promotion.id, "organizationId": promotion.organization_id},
+        body=body,
     )
 
 

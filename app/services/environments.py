@@ -130,6 +130,7 @@ async def update_environment(
     name: str | None = None,
     description: str | None = None,
     critical: bool | None = None,
+    emergency_allowed: bool | None = None,
 ) -> Environment:
     environment = await get_owned(
         session, Environment, environment_id, actor=actor, permission=Permission.ADMINISTER
@@ -143,6 +144,8 @@ async def update_environment(
         environment.description = clean_description(description)
     if critical is not None:
         environment.critical = critical
+    if emergency_allowed is not None:
+        environment.emergency_allowed = emergency_allowed
     session.add(environment)
     await session.flush()
     audit.record(
@@ -154,6 +157,7 @@ async def update_environment(
         name=name,
         description_changed=description is not None or None,
         critical=critical,
+        emergency_allowed=emergency_allowed,
     )
     return environment
 

@@ -25,10 +25,11 @@ from app.models import (
     Project,
     Promotion,
     PromotionStatus,
+    Role,
     User,
 )
 from app.services import approval_policies, audit, change_requests
-from app.services.auth import Permission, get_owned
+from app.services.auth import Permission, get_owned, role_in
 from app.services.change_queue import queue_requested_change
 from app.services.configuration import (
     ConfigDiff,
@@ -42,6 +43,7 @@ from app.services.configuration import (
 )
 from app.services.errors import (
     Blocker,
+    Forbidden,
     InvalidInput,
     MissingConfiguration,
     NotFound,
@@ -59,6 +61,8 @@ class PromotionRequest:
     copy_source_configuration: bool = False
     message: str | None = None
     idempotency_key: str | None = None
+    # Break-glass: why this promotion may pass a freeze or the approval policy (ADMINs only).
+    emergency_reason: str | None = None
 
 
 @dataclass
@@ -213,7 +217,14 @@ async def promote(
             await get_owned(session, Integration, earlier.integration_id, actor=actor)
             return earlier
     plan = await plan_promotion(session, actor=actor, box=box, request=request)
-    hard = [b for b in plan.blockers if b != Blocker.MISSING_CONFIGURATION]
+    emergency = request.emergency_reason is not None
+    if emergency:
+        await _check_emergency(session, actor=actor, plan=plan, reason=request.emergency_reason)
+    hard = [
+        b
+        for b in plan.blockers
+        if b != Blocker.MISSING_CONFIGURATION and not (emergency and b in EMERGENCY_PASSES)
+    ]
     if hard:
         raise PromotionBlocked(_blocked_message(plan, hard), blockers=plan.blockers)
     if plan.missing:
@@ -242,6 +253,7 @@ async def promote(
         ),
         copy_source_configuration=request.copy_source_configuration,
         idempotency_key=request.idempotency_key,
+        emergency_reason=request.emergency_reason.strip() if request.emergency_reason else None,
     )
     session.add(promotion)
     await session.flush()
@@ -258,17 +270,58 @@ async def promote(
         override_keys=[entry.key for entry in plan.overrides],
         copied_keys=[entry.key for entry in plan.copied],
     )
-    if plan.policy is not None:
+    detail = f"{plan.build.version} from {plan.source.name} to {plan.target.name}"
+    if promotion.emergency_reason is not None:
+        await _record_emergency(session, actor=actor, plan=plan, promotion=promotion)
+        detail = f"EMERGENCY ({promotion.emergency_reason}): {detail}"
+    elif plan.policy is not None:
         # Nothing runs yet: the request waits for its reviews.
         await change_requests.file_request(session, promotion=promotion, policy=plan.policy)
         return promotion
-    await queue_requested_change(
-        session,
-        promotion=promotion,
-        detail=f"{plan.build.version} from {plan.source.name} to {plan.target.name}",
-        requester=actor,
-    )
+    await queue_requested_change(session, promotion=promotion, detail=detail, requester=actor)
     return promotion
+
+
+# What an emergency promotion may pass, besides the target's approval policy.
+EMERGENCY_PASSES = frozenset({Blocker.TARGET_FROZEN})
+
+
+async def _check_emergency(
+    session: AsyncSession, *, actor: User, plan: Plan, reason: str | None
+) -> None:
+    """Break-glass is an ADMIN's, with a reason, into an environment that allows it."""
+    if reason is None or not reason.strip():
+        raise InvalidInput("an emergency promotion needs a reason", field="emergency.reason")
+    if len(reason) > 2000:
+        raise InvalidInput(
+            "the emergency reason must be at most 2000 characters", field="emergency.reason"
+        )
+    role = await role_in(session, user_id=actor.id, organization_id=plan.target.organization_id)
+    if role is not Role.ADMIN:
+        raise Forbidden("only an ADMIN may promote in an emergency")
+    if not plan.target.emergency_allowed:
+        raise Forbidden(f"{plan.target.name} does not allow emergency promotions")
+
+
+async def _record_emergency(
+    session: AsyncSession, *, actor: User, plan: Plan, promotion: Promotion
+) -> None:
+    """The audit entry of what the emergency passed, and word to the target's reviewers."""
+    passed = [b.value for b in plan.blockers if b in EMERGENCY_PASSES]
+    if plan.policy is not None:
+        passed.append("APPROVAL_POLICY")
+    audit.record(
+        session,
+        organization_id=promotion.organization_id,
+        actor=actor,
+        action="promotion.emergency",
+        subject_id=promotion.id,
+        reason=promotion.emergency_reason,
+        passed=passed,
+        target=plan.target.name,
+        build=plan.build.version if plan.build else None,
+    )
+    await change_requests.tell_reviewers(session, promotion=promotion, emergency=True)
 
 
 def _blocked_message(plan: Plan, blockers: Sequence[Blocker]) -> str:

@@ -63,6 +63,7 @@ RESULTS: dict[type, str | tuple[str, tuple[str, ...]]] = {
 }
 INPUTS: dict[type, str] = {
     api.PromoteInput: "PromoteInput",
+    api.EmergencyInput: "EmergencyInput",
     api.DeployInput: "DeployInput",
     api.RollbackInput: "RollbackInput",
     api.ConfigEntry: "ConfigEntryInput",

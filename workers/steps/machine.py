@@ -18,7 +18,7 @@ from app.crypto import SecretBox
 from app.db import SessionFactory, session_scope
 from app.log_lines import describe, record_secrets, working_on
 from app.messaging.bus import DELIVERY_LIMIT, Message
-from app.models import ChangeStatus, Deployment, DeploymentChange, Environment
+from app.models import ChangeStatus, Deployment, DeploymentChange, Environment, Promotion
 from app.models.base import utcnow
 from app.models.promotions import FINAL_CHANGE_STATUSES
 from app.services.dataplanes import LocalAdmission
@@ -222,12 +222,19 @@ class StepMachine:
     @staticmethod
     async def _next_change(session: AsyncSession, deployment_id: str) -> str | None:
         """The deployment's oldest change that has not ended, unless it has not started and its
-        environment is frozen: then the deployment waits (unfreezing announces it again)."""
+        environment is frozen: then the deployment waits (unfreezing announces it again), but
+        for an emergency promotion's change, which an ADMIN sent past the freeze."""
         row = (
             await session.exec(
-                select(DeploymentChange.id, DeploymentChange.status, Environment.frozen)
+                select(
+                    DeploymentChange.id,
+                    DeploymentChange.status,
+                    Environment.frozen,
+                    Promotion.emergency_reason,
+                )
                 .join(Deployment, col(Deployment.id) == col(DeploymentChange.deployment_id))
                 .join(Environment, col(Environment.id) == col(Deployment.environment_id))
+                .outerjoin(Promotion, col(Promotion.id) == col(DeploymentChange.promotion_id))
                 .where(
                     DeploymentChange.deployment_id == deployment_id,
                     col(DeploymentChange.status).not_in(FINAL_CHANGE_STATUSES),
@@ -238,8 +245,8 @@ class StepMachine:
         ).first()
         if row is None:
             return None
-        change_id, status, frozen = row
-        if frozen and status is ChangeStatus.QUEUED:
+        change_id, status, frozen, emergency = row
+        if frozen and status is ChangeStatus.QUEUED and emergency is None:
             log.info("change %s waits: its environment is frozen", change_id)
             return None
         return change_id

@@ -33,6 +33,7 @@ from app.client.api.integrations import (
 from app.client.api.promotions import (
     FINAL_PROMOTION_STATUSES,
     ConfigChange,
+    EmergencyInput,
     PromoteInput,
     Promotion,
     PromotionEvent,
@@ -51,6 +52,7 @@ __all__ = [
     "DeployInput",
     "Deployment",
     "DeploymentEvent",
+    "EmergencyInput",
     "Environment",
     "EnvironmentRef",
     "Integration",

@@ -57,6 +57,10 @@ class Promotion(TypedDict):
     events: list[PromotionEvent]
 
 
+class EmergencyInput(TypedDict):
+    reason: str
+
+
 class PromoteInput(TypedDict):
     integrationId: str
     sourceEnvironmentId: str
@@ -65,6 +69,7 @@ class PromoteInput(TypedDict):
     copySourceConfiguration: NotRequired[bool]
     message: NotRequired[str | None]
     idempotencyKey: NotRequired[str | None]
+    emergency: NotRequired[EmergencyInput | None]
 
 
 class PromotionOperations:

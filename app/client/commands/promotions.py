@@ -62,6 +62,8 @@ async def promote(command: Command) -> int:
         "message": args.message,
         "idempotencyKey": str(uuid.uuid4()),
     }
+    if args.emergency is not None:
+        request["emergency"] = {"reason": args.emergency}
     try:
         found = await command.api.promotion_plan(request)
     except RequestFailed as exc:
@@ -70,7 +72,9 @@ async def promote(command: Command) -> int:
         raise NotFound(f"cannot plan the promotion of {integration_label(integration)}")
     plan = mask_plan(found, masked)
     show_plan(command.out, integration, plan)
-    if plan["blockers"] or plan["missingConfiguration"]:
+    # An emergency goes past a freeze (and the reviews); the server checks who may.
+    passed = {Blocker.TARGET_FROZEN.value} if args.emergency is not None else set()
+    if [b for b in plan["blockers"] if b not in passed] or plan["missingConfiguration"]:
         if command.out.json_mode:
             command.out.json({"plan": plan, "promotion": None})
         raise usage(refusal(integration, plan))

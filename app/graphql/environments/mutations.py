@@ -95,6 +95,7 @@ class EnvironmentMutations:
                 name=input.name,
                 description=input.description,
                 critical=input.critical,
+                emergency_allowed=input.emergency_allowed,
             )
         )
 

@@ -78,6 +78,10 @@ class Environment(Node):
     position: int
     frozen: bool
     freeze_reason: str | None
+    emergency_allowed: bool = strawberry.field(
+        description="Whether an ADMIN may promote here past a freeze or the approval policy "
+        "(PromoteInput.emergency)."
+    )
     created_at: datetime
     organization_id: strawberry.Private[str]
     data_plane_id: strawberry.Private[str]
@@ -149,3 +153,6 @@ class UpdateEnvironmentInput:
     name: str | None = None
     description: str | None = None
     critical: bool | None = None
+    emergency_allowed: bool | None = strawberry.field(
+        default=None, description="Allow or forbid emergency promotions into the environment."
+    )

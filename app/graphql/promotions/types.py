@@ -94,6 +94,11 @@ class Promotion(Node):
     def from_model(cls, row: models.Promotion) -> Promotion:
         return snapshot(cls, row, row=row)
 
+    @strawberry.field(description="Set when an ADMIN promoted past a freeze or the reviews.")
+    def emergency(self) -> Emergency | None:
+        reason = self.row.emergency_reason
+        return Emergency(reason=reason) if reason is not None else None
+
     @strawberry.field
     async def integration(self, info: Info) -> LazyIntegration:
         return await related(
@@ -198,6 +203,21 @@ class PromotionPlan:
     )
 
 
+@strawberry.input(
+    description="Break-glass: an ADMIN's promotion past a freeze of the target or its approval "
+    "policy. It runs at once, is marked as such in the promotion, its events and the audit log, "
+    "and the target's reviewers are told through approvalRequests. An environment can forbid "
+    "it (emergencyAllowed)."
+)
+class EmergencyInput:
+    reason: str = strawberry.field(description="Why; shown to the reviewers and audited.")
+
+
+@strawberry.type(description="Why a promotion went past a freeze or the reviews.")
+class Emergency:
+    reason: str
+
+
 @strawberry.input
 class PromoteInput:
     integration_id: strawberry.ID
@@ -219,6 +239,7 @@ class PromoteInput:
         default=None,
         description="A retried request with the same key returns the first request's promotion.",
     )
+    emergency: EmergencyInput | None = None
 
     def to_request(self) -> promotions.PromotionRequest:
         return promotions.PromotionRequest(
@@ -229,4 +250,5 @@ class PromoteInput:
             copy_source_configuration=bool(self.copy_source_configuration),
             message=self.message,
             idempotency_key=self.idempotency_key,
+            emergency_reason=self.emergency.reason if self.emergency is not None else None,
         )
