@@ -136,7 +136,8 @@ class Settings(BaseSettings):
     pause_after_step: str | None = Field(
         default=None,
         description="Crash testing only: a worker stops forever after this step of a change "
-        "(QUEUED, APPLYING_CONFIGURATION, STARTED, ROUTED), so a test can kill it there.",
+        "(QUEUED, APPLYING_CONFIGURATION, STARTED, ROUTED, or RESTARTING: live and VERIFYING), "
+        "so a test can kill it there.",
     )
 
     @property

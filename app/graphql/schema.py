@@ -24,6 +24,7 @@ from app.graphql import enums  # noqa: F401  (registers the domain's enums)
 from app.graphql.deployments.mutations import DeploymentMutations
 from app.graphql.deployments.queries import DeploymentQueries
 from app.graphql.deployments.types import Deployment
+from app.graphql.deployments.verification import VerificationMutations
 from app.graphql.documents import CachedDocuments, DocumentCache
 from app.graphql.environments.mutations import EnvironmentMutations
 from app.graphql.environments.queries import EnvironmentQueries
@@ -79,6 +80,7 @@ class Mutation(
     PipelineMutations,
     ProjectMutations,
     DeploymentMutations,
+    VerificationMutations,
     PromotionMutations,
     GovernanceMutations,
 ):

@@ -17,6 +17,7 @@ from app.models.promotions import (
     PromotionStatus,
     RequestKind,
     RevisionCause,
+    VerificationRun,
 )
 
 __all__ = [
@@ -50,4 +51,5 @@ __all__ = [
     "Role",
     "RuntimeKind",
     "User",
+    "VerificationRun",
 ]

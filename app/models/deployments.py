@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -51,6 +52,12 @@ class Deployment(SQLModel, table=True):
     # restartRequired is the difference, so it needs no digest of secret values.
     config_version: int = 0
     applied_config_version: int = 0
+    # The checks each change here must pass once live, else it is rolled back
+    # (app/services/verification.py: {"checks": [...], "attempts", "interval_s",
+    # "failure_limit", "timeout_s"}); null: none.
+    verification: dict[str, Any] | None = Field(
+        default=None, sa_column=sa.Column(sa.JSON, nullable=True)
+    )
     # The change whose instance serves now (a supervisor restarts it if it dies).
     running_change_id: str | None = Field(default=None, max_length=40)
     # One change at a time: the worker that holds the lease until lease_expires_at.

@@ -18,6 +18,8 @@ class PromotionStatus(enum.StrEnum):
     QUEUED = "QUEUED"
     APPLYING_CONFIGURATION = "APPLYING_CONFIGURATION"
     RESTARTING = "RESTARTING"
+    # The new instance takes traffic; the deployment's checks run. Failing, it is rolled back.
+    VERIFYING = "VERIFYING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     REJECTED = "REJECTED"
@@ -165,6 +167,8 @@ class ChangeStatus(enum.StrEnum):
     QUEUED = "QUEUED"
     APPLYING_CONFIGURATION = "APPLYING_CONFIGURATION"
     RESTARTING = "RESTARTING"
+    # Live (its revision written), while the deployment's verification checks run.
+    VERIFYING = "VERIFYING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -227,6 +231,9 @@ class DeploymentChange(SQLModel, table=True):
     idempotency_key: str | None = Field(default=None, max_length=200)
     # The last error: of the final failure, or of an attempt that will be retried.
     error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    # Why the change was made, when nobody asked for it (an automatic rollback's failed
+    # verification); its revision keeps it.
+    reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
     finished_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
 
@@ -253,7 +260,36 @@ class DeploymentRevision(SQLModel, table=True):
     actor_id: str | None = Field(
         default=None, sa_column=foreign_key("users.id", nullable=True, index=True)
     )
+    # The change's reason (an automatic rollback: the verification that failed).
+    reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+
+
+class VerificationRun(SQLModel, table=True):
+    """One run of a deployment's verification checks: after a change went live, or asked for
+    (``verifyDeployment``). Newest last; the answers say how each check did, attempt by
+    attempt (never a response's body: it may hold anything)."""
+
+    __tablename__ = "verification_runs"
+
+    id: str = Field(default_factory=lambda: new_id("ver"), primary_key=True, max_length=40)
+    organization_id: str = Field(
+        sa_column=foreign_key("organizations.id", ondelete="CASCADE", index=True)
+    )
+    deployment_id: str = Field(
+        sa_column=foreign_key("deployments.id", ondelete="CASCADE", index=True)
+    )
+    # The change it verified; null for one asked for.
+    change_id: str | None = Field(
+        default=None,
+        sa_column=foreign_key("deployment_changes.id", nullable=True, ondelete="CASCADE"),
+    )
+    revision: int
+    passed: bool
+    # [{"name", "passed", "answers": [{"attempt", "status", "passed", "detail"}]}]
+    checks: list[dict[str, Any]] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
+    started_at: datetime = Field(sa_column=timestamp_column())
+    finished_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
 
 
 class OutboxMessage(SQLModel, table=True):

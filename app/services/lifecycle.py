@@ -45,7 +45,8 @@ PROMOTION_FLOW: Mapping[PromotionStatus, frozenset[PromotionStatus]] = {
     ),
     P.QUEUED: frozenset({P.APPLYING_CONFIGURATION, P.FAILED, P.CANCELLED, P.SUPERSEDED}),
     P.APPLYING_CONFIGURATION: frozenset({P.RESTARTING, P.FAILED}),
-    P.RESTARTING: frozenset({P.SUCCEEDED, P.FAILED}),
+    P.RESTARTING: frozenset({P.VERIFYING, P.SUCCEEDED, P.FAILED}),
+    P.VERIFYING: frozenset({P.SUCCEEDED, P.FAILED}),
     P.SUCCEEDED: frozenset(),
     P.FAILED: frozenset(),
     P.REJECTED: frozenset(),
@@ -55,12 +56,15 @@ PROMOTION_FLOW: Mapping[PromotionStatus, frozenset[PromotionStatus]] = {
 }
 
 # A change is queued, taken by one worker (QUEUED -> APPLYING_CONFIGURATION, ``claim_change``:
-# a conditional update, since a cancel may win the race), restarts the integration and ends.
+# a conditional update, since a cancel may win the race), restarts the integration, is verified
+# where the deployment has checks, and ends.
 # A step that a worker died in runs again in the same status.
 CHANGE_FLOW: Mapping[ChangeStatus, frozenset[ChangeStatus]] = {
     C.QUEUED: frozenset({C.APPLYING_CONFIGURATION, C.FAILED, C.CANCELLED, C.SUPERSEDED}),
     C.APPLYING_CONFIGURATION: frozenset({C.RESTARTING, C.FAILED}),
-    C.RESTARTING: frozenset({C.SUCCEEDED, C.FAILED}),
+    C.RESTARTING: frozenset({C.VERIFYING, C.SUCCEEDED, C.FAILED}),
+    # Live, its checks running: they pass (SUCCEEDED) or it is rolled back (FAILED).
+    C.VERIFYING: frozenset({C.SUCCEEDED, C.FAILED}),
     C.SUCCEEDED: frozenset(),
     C.FAILED: frozenset(),
     C.CANCELLED: frozenset(),
@@ -87,6 +91,7 @@ PROMOTION_STATUS_OF_CHANGE: Mapping[ChangeStatus, PromotionStatus] = {
     C.QUEUED: P.QUEUED,
     C.APPLYING_CONFIGURATION: P.APPLYING_CONFIGURATION,
     C.RESTARTING: P.RESTARTING,
+    C.VERIFYING: P.VERIFYING,
     C.SUCCEEDED: P.SUCCEEDED,
     C.FAILED: P.FAILED,
     C.CANCELLED: P.CANCELLED,

@@ -81,6 +81,7 @@ KIND_OF_ID = {
     "restartDeployment": "deployment",
     "suspendDeployment": "deployment",
     "resumeDeployment": "deployment",
+    "verifyDeployment": "deployment",
     "freezeEnvironment": "environment",
     "unfreezeEnvironment": "environment",
     "approvePromotion": "promotion",
@@ -152,6 +153,7 @@ def value_for(name: str, type_: GraphQLInputType, ids: dict[str, str]) -> Any:
     return {
         "String": STRING_VALUES.get(leaf, "matrix"),
         "Int": 1,
+        "Float": 1.0,
         "Boolean": False,
         "JSON": {},
     }.get(inner.name, "matrix")

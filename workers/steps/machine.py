@@ -22,14 +22,16 @@ from app.models import ChangeStatus, Deployment, DeploymentChange, Environment, 
 from app.models.base import utcnow
 from app.models.promotions import FINAL_CHANGE_STATUSES
 from app.services.dataplanes import LocalAdmission
+from app.services.verification import Outcome, verification_of
 from workers.instances import InstanceTarget, instance_target
 from workers.leases import lease, release_lease, renewing_lease, unlease
 from workers.runtimes.base import Runtime, StartFailed
 from workers.steps.applying import apply
-from workers.steps.ending import fail, succeed
+from workers.steps.ending import fail, succeed, verification_failed, verified
 from workers.steps.queued import take
 from workers.steps.restarting import restart
 from workers.steps.rows import load_change
+from workers.steps.verifying import verify
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +208,33 @@ class StepMachine:
                     await fail(session, await load_change(session, change_id), str(failure))
                 return
             async with self._transaction() as session:
-                await succeed(session, await load_change(session, change_id), endpoint)
+                change = await load_change(session, change_id)
+                await succeed(session, change, endpoint)
+            if change.status is ChangeStatus.VERIFYING:
+                await self._pause_after("RESTARTING")
+        if change.status is ChangeStatus.VERIFYING:
+            await self._verify(change_id)
+
+    async def _verify(self, change_id: str) -> None:
+        """The deployment's checks, against its endpoint (no transaction held meanwhile: a
+        worker killed here leaves the change VERIFYING, and the next one runs them again)."""
+        async with self._transaction() as session:
+            change = await load_change(session, change_id)
+            deployment = await session.get(Deployment, change.deployment_id)
+            assert deployment is not None
+            verification = verification_of(deployment)
+            endpoint = deployment.endpoint_url
+        started = utcnow()
+        if verification is None or endpoint is None:  # the checks were removed meanwhile
+            outcome = Outcome(passed=True, checks=[])
+        else:
+            outcome = await verify(endpoint, verification)
+        async with self._transaction() as session:
+            change = await load_change(session, change_id)
+            if outcome.passed:
+                await verified(session, change, outcome, started)
+            else:
+                await verification_failed(session, change, outcome, started)
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncSession]:

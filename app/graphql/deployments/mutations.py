@@ -15,6 +15,7 @@ from app.graphql.deployments.types import (
     RollbackInput,
     SetConfigurationInput,
 )
+from app.graphql.deployments.verification import SetVerificationInput
 from app.graphql.errors import (
     ConflictError,
     ForbiddenError,
@@ -23,12 +24,13 @@ from app.graphql.errors import (
     PromotionBlockedError,
     ValidationError,
     in_change_transaction,
+    in_transaction,
 )
 from app.graphql.loaders import forget
 from app.graphql.promotions.types import Promotion
 from app.models import Deployment as DeploymentRow
 from app.models import Promotion as PromotionRow
-from app.services import changes, configuration
+from app.services import changes, configuration, verification
 
 # A change of what runs answers the deployment, or, where an approval policy protects its
 # environment, the request filed for it (a Promotion of that kind).
@@ -78,6 +80,23 @@ class DeploymentMutations:
             )
         forget(ctx.loaders.config_values_by_deployment, deployment.id)
         return answer_of(request or deployment)
+
+    @strawberry.mutation(
+        description="DEVELOPER or ADMIN. The checks every later deploy, promotion, "
+        "configuration change, restart or resume of the deployment must pass once live; an "
+        "empty list of checks removes them."
+    )
+    @in_transaction
+    async def set_verification(self, info: Info, input: SetVerificationInput) -> DeploymentResult:
+        ctx = info.context
+        return Deployment.from_model(
+            await verification.set_verification(
+                ctx.session,
+                actor=ctx.viewer,
+                deployment_id=input.deployment_id,
+                verification=input.to_verification(),
+            )
+        )
 
     @strawberry.mutation(
         description="DEVELOPER or ADMIN. Runs a build in the first environment of the pipeline."

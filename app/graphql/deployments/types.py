@@ -9,6 +9,7 @@ import strawberry
 from app import models
 from app.graphql.configuration import ConfigEntryInput
 from app.graphql.context import Info
+from app.graphql.deployments.verification import Verification, VerificationRun
 from app.graphql.environments import LazyEnvironment
 from app.graphql.environments import types as environment_types
 from app.graphql.identity import LazyUser
@@ -21,6 +22,7 @@ from app.graphql.promotions import LazyPromotion
 from app.graphql.promotions import types as promotion_types
 from app.graphql.public_error import PublicError
 from app.models import DeploymentStatus, RevisionCause
+from app.services import verification as verification_service
 from app.services.configuration import missing_keys, schema_of
 from app.services.errors import DomainError
 from app.services.logs import deployment_logs
@@ -135,6 +137,20 @@ class Deployment(Node):
         except DomainError as error:
             raise PublicError(error.message, code=error.code) from None
 
+    @strawberry.field(
+        description="The checks its changes must pass once live (setVerification); null: none."
+    )
+    async def verification(self, info: Info) -> Verification | None:
+        row = await info.context.loaders.require(info.context.loaders.deployment, self.id)
+        return Verification.from_json(row.verification) if row.verification else None
+
+    @strawberry.field(description="Its verification runs, newest first.")
+    async def verifications(self, info: Info, first: int = 20) -> list[VerificationRun]:
+        if not 0 < first <= 100:
+            raise PublicError("first must be 1 to 100", code="VALIDATION_FAILED")
+        runs = await verification_service.runs_of(info.context.session, self.id, first)
+        return [VerificationRun.from_model(run) for run in runs]
+
     @strawberry.field(description="Applied revisions, newest first.")
     async def history(
         self, info: Info, first: int | None = 20, after: str | None = None
@@ -163,6 +179,10 @@ class DeploymentRevision:
         "themselves are not exposed)."
     )
     cause: RevisionCause
+    reason: str | None = strawberry.field(
+        description="Why it was made when nobody asked: an automatic rollback's failed "
+        "verification."
+    )
     created_at: datetime
     build_id: strawberry.Private[str]
     promotion_id: strawberry.Private[str | None]
