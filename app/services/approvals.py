@@ -142,6 +142,15 @@ async def _review(
         ).all()
     )
     if approvals >= promotion.required_approvals:
+        if promotion.not_before is not None and promotion.not_before > utcnow():
+            await move_promotion(
+                session,
+                promotion,
+                PromotionStatus.SCHEDULED,
+                detail=f"approved ({approvals}/{promotion.required_approvals}); "
+                f"scheduled for {promotion.not_before.isoformat()}",
+            )
+            return promotion
         await queue_requested_change(
             session,
             promotion=promotion,
@@ -251,11 +260,12 @@ async def cancel(session: AsyncSession, *, actor: User, promotion_id: str) -> Pr
         ):
             raise Conflict("the promotion has started running: it can no longer be cancelled")
         await settle_deployment(session, promotion.deployment_id)
-    elif promotion.status is not PromotionStatus.PENDING_APPROVAL or not await hold_promotion(
-        session, promotion
-    ):
+    elif promotion.status not in (
+        PromotionStatus.PENDING_APPROVAL,
+        PromotionStatus.SCHEDULED,
+    ) or not await hold_promotion(session, promotion):
         raise Conflict(
-            f"the promotion is {promotion.status.value}: only a pending or queued "
+            f"the promotion is {promotion.status.value}: only a pending, scheduled or queued "
             "promotion can be cancelled"
         )
     promotion.error = f"cancelled by {actor.email}"

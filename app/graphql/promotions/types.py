@@ -176,6 +176,10 @@ class Promotion(Node):
             for change in change_requests.requested_changes(info.context.box, self.row)
         ]
 
+    @strawberry.field(description="The earliest time the promotion may start; null: at once.")
+    def not_before(self) -> datetime | None:
+        return self.row.not_before
+
     @strawberry.field(description="A rollback request: the revision it re-applies.")
     def rollback_to_revision(self) -> int | None:
         return self.row.rollback_to_revision
@@ -220,6 +224,13 @@ class PromoteInput:
         description="A retried request with the same key returns the first request's promotion.",
     )
 
+    not_before: datetime | None = strawberry.field(
+        default=None,
+        description="Start no earlier than this (with its time zone, at most 90 days ahead): "
+        "until then the promotion is SCHEDULED (after its reviews, where they are needed). "
+        "The checks run now, and again when it starts.",
+    )
+
     def to_request(self) -> promotions.PromotionRequest:
         return promotions.PromotionRequest(
             integration_id=self.integration_id,
@@ -229,4 +240,5 @@ class PromoteInput:
             copy_source_configuration=bool(self.copy_source_configuration),
             message=self.message,
             idempotency_key=self.idempotency_key,
+            not_before=self.not_before,
         )
