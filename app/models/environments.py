@@ -71,4 +71,8 @@ class Environment(SQLModel, table=True):
     position: int = 0
     frozen: bool = False
     freeze_reason: str | None = Field(default=None, max_length=1000)
+    # When promotions may start here (app/services/windows.py); null: at any time.
+    deployment_windows: list[dict[str, Any]] | None = Field(
+        default=None, sa_column=sa.Column(sa.JSON, nullable=True)
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())

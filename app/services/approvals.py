@@ -18,8 +18,10 @@ from app.models import (
     Deployment,
     DeploymentChange,
     DeploymentStatus,
+    Environment,
     Promotion,
     PromotionStatus,
+    RequestKind,
     Review,
     ReviewDecision,
     Role,
@@ -41,6 +43,7 @@ from app.services.lifecycle import (
     move_deployment,
     move_promotion,
 )
+from app.services.windows import earliest_start
 
 
 def why_not_reviewer(
@@ -142,13 +145,15 @@ async def _review(
         ).all()
     )
     if approvals >= promotion.required_approvals:
-        if promotion.not_before is not None and promotion.not_before > utcnow():
+        later = await _scheduled_for(session, promotion)
+        if later is not None:
+            promotion.not_before = later
             await move_promotion(
                 session,
                 promotion,
                 PromotionStatus.SCHEDULED,
                 detail=f"approved ({approvals}/{promotion.required_approvals}); "
-                f"scheduled for {promotion.not_before.isoformat()}",
+                f"scheduled for {later.isoformat()}",
             )
             return promotion
         await queue_requested_change(
@@ -157,6 +162,16 @@ async def _review(
             detail=f"approved ({approvals}/{promotion.required_approvals})",
         )
     return promotion
+
+
+async def _scheduled_for(session: AsyncSession, promotion: Promotion) -> datetime | None:
+    """When an approved promotion may start, if not now: its notBefore, or outside the
+    target's deployment windows the next window start."""
+    if promotion.kind is not RequestKind.PROMOTION:
+        return None
+    target = await session.get(Environment, promotion.target_environment_id)
+    assert target is not None
+    return earliest_start(target.deployment_windows, promotion.not_before, utcnow())
 
 
 async def approve(

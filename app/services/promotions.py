@@ -52,6 +52,7 @@ from app.services.errors import (
 )
 from app.services.lifecycle import hold_promotion, move_promotion
 from app.services.pipelines import stage_environment_ids
+from app.services.windows import earliest_start
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,8 @@ async def promote(
             environment_id=plan.target.id, environment_name=plan.target.name, keys=plan.missing
         )
     assert plan.build is not None  # the source is ACTIVE, so it runs a build
+    # Outside the target's deployment windows, the next window start is its time.
+    not_before = earliest_start(plan.target.deployment_windows, request.not_before, now)
     if request.message is not None and len(request.message) > 2000:
         raise InvalidInput("message must be at most 2000 characters", field="message")
     promotion = Promotion(
@@ -269,7 +272,7 @@ async def promote(
         ),
         copy_source_configuration=request.copy_source_configuration,
         idempotency_key=request.idempotency_key,
-        not_before=request.not_before,
+        not_before=not_before,
     )
     session.add(promotion)
     await session.flush()
@@ -290,13 +293,13 @@ async def promote(
         # Nothing runs yet: the request waits for its reviews.
         await change_requests.file_request(session, promotion=promotion, policy=plan.policy)
         return promotion
-    if request.not_before is not None and request.not_before > now:
+    if not_before is not None:
         await move_promotion(
             session,
             promotion,
             PromotionStatus.SCHEDULED,
             detail=f"{plan.build.version} from {plan.source.name} to {plan.target.name}, "
-            f"scheduled for {request.not_before.isoformat()}",
+            f"scheduled for {not_before.isoformat()}",
         )
         return promotion
     await queue_requested_change(
@@ -389,6 +392,12 @@ async def _start_scheduled(
         return await _fail_scheduled(session, promotion, error.message)
     if Blocker.TARGET_FROZEN in plan.blockers:
         return None  # freezes still win: it starts once the target thaws
+    later = earliest_start(plan.target.deployment_windows, None, utcnow())
+    if later is not None:
+        # Outside the target's windows (set since it was scheduled): the next one's start.
+        promotion.not_before = later
+        session.add(promotion)
+        return None
     # Another request waiting for reviews does not stop this one: it was allowed already.
     blockers = [b for b in plan.blockers if b is not Blocker.REQUEST_ALREADY_PENDING]
     if blockers:

@@ -109,3 +109,12 @@ def next_window_start(windows: Sequence[DeploymentWindow], now: datetime) -> dat
 
 def windows_of(data: list[dict[str, Any]] | None) -> list[DeploymentWindow]:
     return [DeploymentWindow.from_json(item) for item in data or []]
+
+
+def earliest_start(
+    windows_json: list[dict[str, Any]] | None, not_before: datetime | None, now: datetime
+) -> datetime | None:
+    """When a promotion into an environment with these windows, asked not before
+    ``not_before``, may start: None when it may start now."""
+    start = next_window_start(windows_of(windows_json), max(now, not_before or now))
+    return start if start > now else None

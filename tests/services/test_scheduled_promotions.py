@@ -17,9 +17,10 @@ from app.db import create_session_factory
 from app.models import ChangeKind, ChangeStatus, Promotion, PromotionStatus, User
 from app.models.base import utcnow
 from app.services.approvals import approve, cancel
-from app.services.environments import unfreeze_environment
-from app.services.errors import InvalidInput, PromotionBlocked
+from app.services.environments import set_deployment_windows, unfreeze_environment
+from app.services.errors import Forbidden, InvalidInput, PromotionBlocked
 from app.services.promotions import PromotionRequest, promote, start_due
+from app.services.windows import DeploymentWindow, window
 from app.sweeps import ScheduleSweep
 from tests.support.acme import COMPLETE, Acme, Call, record_run, set_up_acme
 
@@ -188,3 +189,73 @@ async def test_an_approved_request_waits_for_its_time(engine: AsyncEngine) -> No
     assert (await acme.promotion(promotion.id)).status is PromotionStatus.QUEUED
     [change] = await acme.changes("Staging")
     assert change.expected_config_version is not None
+
+
+def setting_windows(acme: Acme, *windows: DeploymentWindow) -> Call[object]:
+    async def call(session: AsyncSession, actor: User) -> object:
+        return await set_deployment_windows(
+            session,
+            actor=actor,
+            environment_id=acme.environments["Staging"],
+            windows=[w.to_json() for w in windows],
+        )
+
+    return call
+
+
+def closed_window_now() -> tuple[DeploymentWindow, datetime]:
+    """A one-hour window every day, starting two hours from now (UTC), and its next start."""
+    starts = (utcnow() + timedelta(hours=2)).replace(second=0, microsecond=0)
+    ends = starts + timedelta(hours=1)
+    every_day = [1, 2, 3, 4, 5, 6, 7]
+    return window(every_day, f"{starts:%H:%M}", f"{ends:%H:%M}", "UTC"), starts
+
+
+async def test_outside_the_targets_windows_a_promotion_waits_for_the_next_one(
+    engine: AsyncEngine,
+) -> None:
+    acme = await set_up_acme(engine, then=ready_for_staging)
+    later, starts = closed_window_now()
+    await acme.run("admin", setting_windows(acme, later))
+    promotion = await acme.run("developer", promoting(acme, None))
+    stored = await acme.promotion(promotion.id)
+    assert stored.status is PromotionStatus.SCHEDULED
+    assert stored.not_before == starts
+    assert await acme.changes("Staging") == []
+    # Windows removed: when its time comes it starts.
+    await acme.run("admin", setting_windows(acme))
+    await make_due(acme, promotion.id)
+    assert await sweep(acme) == 1
+    assert (await acme.promotion(promotion.id)).status is PromotionStatus.QUEUED
+
+
+async def test_inside_a_window_a_promotion_starts_at_once(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine, then=ready_for_staging)
+    now = utcnow()
+    open_now = window([now.isoweekday()], "00:00", "23:59", "UTC")
+    if now.hour == 23 and now.minute == 59:
+        open_now = window([1, 2, 3, 4, 5, 6, 7], "23:00", "22:00", "UTC")
+    await acme.run("admin", setting_windows(acme, open_now))
+    promotion = await acme.run("developer", promoting(acme, None))
+    assert (await acme.promotion(promotion.id)).status is PromotionStatus.QUEUED
+
+
+async def test_windows_set_after_scheduling_move_a_due_promotion_to_the_next_start(
+    engine: AsyncEngine,
+) -> None:
+    acme = await set_up_acme(engine, then=ready_for_staging)
+    promotion = await acme.run("developer", promoting(acme, utcnow() + timedelta(hours=1)))
+    later, starts = closed_window_now()
+    await acme.run("admin", setting_windows(acme, later))
+    await make_due(acme, promotion.id)
+    assert await sweep(acme) == 0
+    stored = await acme.promotion(promotion.id)
+    assert stored.status is PromotionStatus.SCHEDULED
+    assert stored.not_before == starts
+    assert await acme.changes("Staging") == []
+
+
+async def test_only_an_admin_sets_windows(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine, then=ready_for_staging)
+    later, _ = closed_window_now()
+    await acme.refuses("developer", setting_windows(acme, later), Forbidden)

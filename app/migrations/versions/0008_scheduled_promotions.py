@@ -1,4 +1,5 @@
-"""scheduled promotions: a promotion may start no earlier than its not_before time
+"""scheduled promotions: a promotion may start no earlier than its not_before time, and
+environments may have deployment windows
 
 Revision ID: 0008
 Revises: 0005
@@ -25,8 +26,12 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("not_before", app.models.base.UTCDateTime(timezone=True), nullable=True)
         )
+    with op.batch_alter_table("environments", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("deployment_windows", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("environments", schema=None) as batch_op:
+        batch_op.drop_column("deployment_windows")
     with op.batch_alter_table("promotions", schema=None) as batch_op:
         batch_op.drop_column("not_before")
