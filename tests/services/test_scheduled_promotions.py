@@ -259,3 +259,11 @@ async def test_only_an_admin_sets_windows(engine: AsyncEngine) -> None:
     acme = await set_up_acme(engine, then=ready_for_staging)
     later, _ = closed_window_now()
     await acme.refuses("developer", setting_windows(acme, later), Forbidden)
+
+
+def test_scheduled_is_not_final_for_the_server_nor_for_the_clis_wait() -> None:
+    from app.client.api import FINAL_PROMOTION_STATUSES as CLI_FINAL
+
+    assert not PromotionStatus.SCHEDULED.is_final
+    assert "SCHEDULED" not in CLI_FINAL
+    assert {s.value for s in PromotionStatus if s.is_final} == CLI_FINAL
