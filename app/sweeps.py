@@ -15,7 +15,7 @@ from collections.abc import Callable
 from app.crypto import SecretBox
 from app.db import SessionFactory, session_scope
 from app.services.approvals import expire_due
-from app.services.promotions import start_due
+from app.services.promotions import due_scheduled, start_scheduled
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,21 @@ class ScheduleSweep(ExpirySweep):
 
     async def sweep(self) -> int:
         async with session_scope(self._sessions) as session:
-            started = await start_due(session, box=self._box)
-        if started:
-            log.info("%d scheduled promotion(s) started or failed", len(started))
+            due = await due_scheduled(session)
+        moved = 0
+        for promotion_id in due:
+            # Each in its own transaction: one that cannot start does not hold back the rest.
+            try:
+                async with session_scope(self._sessions) as session:
+                    started = await start_scheduled(
+                        session, box=self._box, promotion_id=promotion_id
+                    )
+            except Exception:
+                log.exception("scheduled promotion %s could not start", promotion_id)
+                continue
+            if started is not None:
+                moved += 1
+        if moved:
+            log.info("%d scheduled promotion(s) started or failed", moved)
             self._on_change()
-        return len(started)
+        return moved

@@ -349,11 +349,21 @@ async def start_due(
     planned again under today's rules: while its target is frozen it stays SCHEDULED
     (freezes still win); another blocker fails it, naming the blockers; else it is queued
     as ``promote`` queues one. Returns those that moved (queued or failed)."""
+    moved = []
+    for promotion_id in await due_scheduled(session, now=now):
+        outcome = await start_scheduled(session, box=box, promotion_id=promotion_id)
+        if outcome is not None:
+            moved.append(outcome)
+    return moved
+
+
+async def due_scheduled(session: AsyncSession, *, now: datetime | None = None) -> list[str]:
+    """The ids of the scheduled promotions whose time came, the earliest first."""
     now = now or utcnow()
-    due = list(
+    return list(
         (
             await session.exec(
-                select(Promotion)
+                select(Promotion.id)
                 .where(
                     Promotion.status == PromotionStatus.SCHEDULED,
                     col(Promotion.not_before).is_not(None),
@@ -363,14 +373,19 @@ async def start_due(
             )
         ).all()
     )
-    moved = []
-    for promotion in due:
-        if not await hold_promotion(session, promotion):
-            continue  # cancelled, or started by another process, meanwhile
-        outcome = await _start_scheduled(session, box=box, promotion=promotion)
-        if outcome is not None:
-            moved.append(outcome)
-    return moved
+
+
+async def start_scheduled(
+    session: AsyncSession, *, box: SecretBox, promotion_id: str
+) -> Promotion | None:
+    """One due scheduled promotion started (see ``start_due``), once it is held; None when it
+    moved meanwhile or stays SCHEDULED."""
+    promotion = await session.get(Promotion, promotion_id)
+    if promotion is None or promotion.status is not PromotionStatus.SCHEDULED:
+        return None
+    if not await hold_promotion(session, promotion):
+        return None  # cancelled, or started by another process, meanwhile
+    return await _start_scheduled(session, box=box, promotion=promotion)
 
 
 async def _start_scheduled(
