@@ -6,7 +6,8 @@ api``, ``promenade up``, or ``uvicorn --factory app.main:api``) runs a complete 
 - with a bus, the outbox relay (the commands and events that mutations write leave after
   each commit) and the event hub (the bus's events reach this process's subscriptions);
   without one, subscriptions poll the database;
-- the expiry sweep (promotion requests that nobody decided on in time expire).
+- the expiry sweep (promotion requests that nobody decided on in time expire) and the
+  schedule sweep (scheduled promotions whose time came start).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from app.messaging.outbox import OutboxRelay
 from app.metrics import Refresher, metrics_endpoint
 from app.readiness import Readiness, broker_check, database_checks
 from app.settings import Settings
-from app.sweeps import ExpirySweep
+from app.sweeps import ExpirySweep, ScheduleSweep
 
 
 def create_app(
@@ -70,9 +71,16 @@ def create_app(
     sweep = ExpirySweep(
         create_session_factory(engine), interval_s=settings.expiry_sweep_s, on_change=after_commit
     )
+    box = SecretBox(settings.secret_keys())
+    schedule = ScheduleSweep(
+        create_session_factory(engine),
+        box=box,
+        interval_s=settings.schedule_sweep_s,
+        on_change=after_commit,
+    )
     sessions = create_session_factory(engine, class_=RequestSession)
     api = PromenadeGraphQL(
-        box=SecretBox(settings.secret_keys()),
+        box=box,
         graphiql=not settings.production,
         sessions=sessions,
         hub=hub,
@@ -122,6 +130,8 @@ def create_app(
             stack.push_async_callback(hub.stop)
             sweep.start()
             stack.push_async_callback(sweep.stop)
+            schedule.start()
+            stack.push_async_callback(schedule.stop)
             stack.push_async_callback(api.access.close)
             yield
 

@@ -118,6 +118,11 @@ class Settings(BaseSettings):
         gt=0,
         description="How often the API expires promotion requests that nobody decided on.",
     )
+    schedule_sweep_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the API starts the scheduled promotions whose time came.",
+    )
     local_organizations: str = Field(
         default="*",
         description="Which organizations the installation's local data plane runs: * (all), "

@@ -1,4 +1,5 @@
-"""Periodic work of the API process: promotion requests that nobody decided on in time expire.
+"""Periodic work of the API process: promotion requests that nobody decided on in time expire
+(``ExpirySweep``), and scheduled promotions whose time came start (``ScheduleSweep``).
 
 The expiry time is stored with each request, so the sweep needs no memory of its own: after a
 restart its first round catches up with everything that expired meanwhile.
@@ -11,13 +12,17 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from app.crypto import SecretBox
 from app.db import SessionFactory, session_scope
 from app.services.approvals import expire_due
+from app.services.promotions import due_scheduled, start_scheduled
 
 log = logging.getLogger(__name__)
 
 
 class ExpirySweep:
+    what = "expiry sweep"
+
     def __init__(
         self,
         sessions: SessionFactory,
@@ -52,6 +57,46 @@ class ExpirySweep:
             try:
                 await self.sweep()
             except Exception:
-                log.exception("the expiry sweep failed; trying again in %.0f s", self._interval_s)
+                log.exception("the %s failed; trying again in %.0f s", self.what, self._interval_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self._interval_s)
+
+
+class ScheduleSweep(ExpirySweep):
+    """Starts the scheduled promotions that are due (``promotions.start_due``): run often, so
+    that one starts within about ``interval_s`` of its time. Several API processes may run
+    it at once: each promotion is held before it starts, so it starts once."""
+
+    what = "schedule sweep"
+
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        *,
+        box: SecretBox,
+        interval_s: float,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        super().__init__(sessions, interval_s=interval_s, on_change=on_change)
+        self._box = box
+
+    async def sweep(self) -> int:
+        async with session_scope(self._sessions) as session:
+            due = await due_scheduled(session)
+        moved = 0
+        for promotion_id in due:
+            # Each in its own transaction: one that cannot start does not hold back the rest.
+            try:
+                async with session_scope(self._sessions) as session:
+                    started = await start_scheduled(
+                        session, box=self._box, promotion_id=promotion_id
+                    )
+            except Exception:
+                log.exception("scheduled promotion %s could not start", promotion_id)
+                continue
+            if started is not None:
+                moved += 1
+        if moved:
+            log.info("%d scheduled promotion(s) started or failed", moved)
+            self._on_change()
+        return moved

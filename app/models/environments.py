@@ -75,4 +75,8 @@ class Environment(SQLModel, table=True):
     emergency_allowed: bool = Field(
         default=True, sa_column=sa.Column(sa.Boolean, nullable=False, server_default=sa.true())
     )
+    # When promotions may start here (app/services/windows.py); null: at any time.
+    deployment_windows: list[dict[str, Any]] | None = Field(
+        default=None, sa_column=sa.Column(sa.JSON, nullable=True)
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())

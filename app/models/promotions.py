@@ -15,6 +15,8 @@ from app.models.base import enum_column, foreign_key, timestamp_column, utcnow
 
 class PromotionStatus(enum.StrEnum):
     PENDING_APPROVAL = "PENDING_APPROVAL"
+    # It may run (no review needed, or approved) but not before its notBefore time.
+    SCHEDULED = "SCHEDULED"
     QUEUED = "QUEUED"
     APPLYING_CONFIGURATION = "APPLYING_CONFIGURATION"
     RESTARTING = "RESTARTING"
@@ -141,6 +143,8 @@ class Promotion(SQLModel, table=True):
         default=None, sa_column=sa.Column(sa.JSON, nullable=True)
     )
     expires_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    # The earliest time the request may start: until then (once it may run) it is SCHEDULED.
+    not_before: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     finished_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     # Break-glass: an ADMIN's promotion past a freeze or the approval policy, and why; it runs

@@ -18,8 +18,10 @@ from app.models import (
     Deployment,
     DeploymentChange,
     DeploymentStatus,
+    Environment,
     Promotion,
     PromotionStatus,
+    RequestKind,
     Review,
     ReviewDecision,
     Role,
@@ -41,6 +43,7 @@ from app.services.lifecycle import (
     move_deployment,
     move_promotion,
 )
+from app.services.windows import earliest_start
 
 
 def why_not_reviewer(
@@ -142,12 +145,33 @@ async def _review(
         ).all()
     )
     if approvals >= promotion.required_approvals:
+        later = await _scheduled_for(session, promotion)
+        if later is not None:
+            promotion.not_before = later
+            await move_promotion(
+                session,
+                promotion,
+                PromotionStatus.SCHEDULED,
+                detail=f"approved ({approvals}/{promotion.required_approvals}); "
+                f"scheduled for {later.isoformat()}",
+            )
+            return promotion
         await queue_requested_change(
             session,
             promotion=promotion,
             detail=f"approved ({approvals}/{promotion.required_approvals})",
         )
     return promotion
+
+
+async def _scheduled_for(session: AsyncSession, promotion: Promotion) -> datetime | None:
+    """When an approved promotion may start, if not now: its notBefore, or outside the
+    target's deployment windows the next window start."""
+    if promotion.kind is not RequestKind.PROMOTION:
+        return None
+    target = await session.get(Environment, promotion.target_environment_id)
+    assert target is not None
+    return earliest_start(target.deployment_windows, promotion.not_before, utcnow())
 
 
 async def approve(
@@ -268,11 +292,12 @@ async def cancel(session: AsyncSession, *, actor: User, promotion_id: str) -> Pr
         ):
             raise Conflict("the promotion has started running: it can no longer be cancelled")
         await settle_deployment(session, promotion.deployment_id)
-    elif promotion.status is not PromotionStatus.PENDING_APPROVAL or not await hold_promotion(
-        session, promotion
-    ):
+    elif promotion.status not in (
+        PromotionStatus.PENDING_APPROVAL,
+        PromotionStatus.SCHEDULED,
+    ) or not await hold_promotion(session, promotion):
         raise Conflict(
-            f"the promotion is {promotion.status.value}: only a pending or queued "
+            f"the promotion is {promotion.status.value}: only a pending, scheduled or queued "
             "promotion can be cancelled"
         )
     promotion.error = f"cancelled by {actor.email}"

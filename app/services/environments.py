@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -24,6 +27,7 @@ from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.names import clean_description, clean_name, dns_label, name_key
 from app.services.organizations import get_organization
 from app.services.outbox import enqueue
+from app.services.windows import MAX_WINDOWS, DeploymentWindow
 
 NAME_MAX = 64
 
@@ -302,3 +306,34 @@ async def _announce_waiting_changes(session: AsyncSession, environment: Environm
             routing_key=routing_key(plane),
             body={"change_id": change_id, "deployment_id": deployment_id},
         )
+
+
+async def set_deployment_windows(
+    session: AsyncSession,
+    *,
+    actor: User,
+    environment_id: str,
+    windows: Sequence[Mapping[str, Any]],
+) -> Environment:
+    """When promotions may start in the environment (an empty list: at any time). A promotion
+    requested outside them is SCHEDULED for the next window start; one already scheduled
+    starts in a window of the rules of the moment its time comes. ``windows``: as stored,
+    ``{"days", "start", "end", "timeZone"}``, validated once the environment is found."""
+    environment = await get_owned(
+        session, Environment, environment_id, actor=actor, permission=Permission.ADMINISTER
+    )
+    if len(windows) > MAX_WINDOWS:
+        raise InvalidInput(f"at most {MAX_WINDOWS} windows", field="windows")
+    stored = [DeploymentWindow.from_json(dict(w)).to_json() for w in windows]
+    environment.deployment_windows = stored or None
+    session.add(environment)
+    audit.record(
+        session,
+        organization_id=environment.organization_id,
+        actor=actor,
+        action="environment.windows_set",
+        subject_id=environment.id,
+        windows=stored,
+    )
+    await session.flush()
+    return environment

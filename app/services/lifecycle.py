@@ -38,11 +38,14 @@ P = PromotionStatus
 C = ChangeStatus
 
 # A promotion is made PENDING_APPROVAL, and from there filed for review (its first event,
-# PENDING_APPROVAL again) or queued at once; once queued it follows its change.
+# PENDING_APPROVAL again) or queued at once, or SCHEDULED when it may not start before its
+# notBefore time (the schedule sweep queues it then, or fails it on a new blocker); once
+# queued it follows its change.
 PROMOTION_FLOW: Mapping[PromotionStatus, frozenset[PromotionStatus]] = {
     P.PENDING_APPROVAL: frozenset(
-        {P.PENDING_APPROVAL, P.QUEUED, P.REJECTED, P.CANCELLED, P.EXPIRED}
+        {P.PENDING_APPROVAL, P.SCHEDULED, P.QUEUED, P.REJECTED, P.CANCELLED, P.EXPIRED}
     ),
+    P.SCHEDULED: frozenset({P.QUEUED, P.CANCELLED, P.FAILED}),
     P.QUEUED: frozenset({P.APPLYING_CONFIGURATION, P.FAILED, P.CANCELLED, P.SUPERSEDED}),
     P.APPLYING_CONFIGURATION: frozenset({P.RESTARTING, P.FAILED}),
     P.RESTARTING: frozenset({P.VERIFYING, P.SUCCEEDED, P.FAILED}),

@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import SecretBox
@@ -28,6 +29,7 @@ from app.models import (
     Role,
     User,
 )
+from app.models.base import utcnow
 from app.services import approval_policies, audit, change_requests
 from app.services.auth import Permission, get_owned, role_in
 from app.services.change_queue import queue_requested_change
@@ -43,13 +45,16 @@ from app.services.configuration import (
 )
 from app.services.errors import (
     Blocker,
+    DomainError,
     Forbidden,
     InvalidInput,
     MissingConfiguration,
     NotFound,
     PromotionBlocked,
 )
+from app.services.lifecycle import hold_promotion, move_promotion
 from app.services.pipelines import stage_environment_ids
+from app.services.windows import earliest_start
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,26 @@ class PromotionRequest:
     idempotency_key: str | None = None
     # Break-glass: why this promotion may pass a freeze or the approval policy (ADMINs only).
     emergency_reason: str | None = None
+    # Not before this time (timezone-aware, at most MAX_SCHEDULE_AHEAD ahead): SCHEDULED until
+    # then once it may run; a time already past starts it as without one.
+    not_before: datetime | None = None
+
+
+# How far ahead a promotion may be scheduled.
+MAX_SCHEDULE_AHEAD = timedelta(days=90)
+
+
+def validate_not_before(not_before: datetime | None, *, now: datetime) -> None:
+    if not_before is None:
+        return
+    if not_before.tzinfo is None or not_before.utcoffset() is None:
+        raise InvalidInput(
+            "notBefore must name its time zone (an offset such as Z or +01:00)", field="notBefore"
+        )
+    if not_before - now > MAX_SCHEDULE_AHEAD:
+        raise InvalidInput(
+            f"notBefore must be at most {MAX_SCHEDULE_AHEAD.days} days ahead", field="notBefore"
+        )
 
 
 @dataclass
@@ -203,7 +228,10 @@ async def _deployment(session: AsyncSession, integration: Integration, env_id: s
 async def promote(
     session: AsyncSession, *, actor: User, box: SecretBox, request: PromotionRequest
 ) -> Promotion:
-    """Queue a promotion, or refuse it naming every blocker; nothing is written on refusal."""
+    """Queue a promotion (or schedule it, see ``PromotionRequest.not_before``), or refuse it
+    naming every blocker; nothing is written on refusal."""
+    now = utcnow()
+    validate_not_before(request.not_before, now=now)
     if request.idempotency_key is not None:
         earlier = (
             await session.exec(
@@ -232,6 +260,15 @@ async def promote(
             environment_id=plan.target.id, environment_name=plan.target.name, keys=plan.missing
         )
     assert plan.build is not None  # the source is ACTIVE, so it runs a build
+    # Outside the target's deployment windows, the next window start is its time; an
+    # emergency runs now.
+    if emergency and request.not_before is not None:
+        raise InvalidInput("an emergency promotion runs now: give no notBefore", field="notBefore")
+    not_before = (
+        None
+        if emergency
+        else earliest_start(plan.target.deployment_windows, request.not_before, now)
+    )
     if request.message is not None and len(request.message) > 2000:
         raise InvalidInput("message must be at most 2000 characters", field="message")
     promotion = Promotion(
@@ -254,6 +291,7 @@ async def promote(
         copy_source_configuration=request.copy_source_configuration,
         idempotency_key=request.idempotency_key,
         emergency_reason=request.emergency_reason.strip() if request.emergency_reason else None,
+        not_before=not_before,
     )
     session.add(promotion)
     await session.flush()
@@ -277,6 +315,14 @@ async def promote(
     elif plan.policy is not None:
         # Nothing runs yet: the request waits for its reviews.
         await change_requests.file_request(session, promotion=promotion, policy=plan.policy)
+        return promotion
+    if not_before is not None:
+        await move_promotion(
+            session,
+            promotion,
+            PromotionStatus.SCHEDULED,
+            detail=f"{detail}, scheduled for {not_before.isoformat()}",
+        )
         return promotion
     await queue_requested_change(session, promotion=promotion, detail=detail, requester=actor)
     return promotion
@@ -352,3 +398,100 @@ def sealed_entries(
         return [ConfigEntry(key=item["key"], value=item["value"]) for item in items]
 
     return entries(data.get("overrides", [])), entries(data.get("copied", []))
+
+
+async def start_due(
+    session: AsyncSession, *, box: SecretBox, now: datetime | None = None
+) -> list[Promotion]:
+    """Scheduled promotions whose time came start (the schedule sweep; safe to run anywhere,
+    any time, in several processes at once: each is held first, so one starts once). Each is
+    planned again under today's rules: while its target is frozen it stays SCHEDULED
+    (freezes still win); another blocker fails it, naming the blockers; else it is queued
+    as ``promote`` queues one. Returns those that moved (queued or failed)."""
+    moved = []
+    for promotion_id in await due_scheduled(session, now=now):
+        outcome = await start_scheduled(session, box=box, promotion_id=promotion_id)
+        if outcome is not None:
+            moved.append(outcome)
+    return moved
+
+
+async def due_scheduled(session: AsyncSession, *, now: datetime | None = None) -> list[str]:
+    """The ids of the scheduled promotions whose time came, the earliest first."""
+    now = now or utcnow()
+    return list(
+        (
+            await session.exec(
+                select(Promotion.id)
+                .where(
+                    Promotion.status == PromotionStatus.SCHEDULED,
+                    col(Promotion.not_before).is_not(None),
+                    col(Promotion.not_before) <= now,
+                )
+                .order_by(col(Promotion.not_before), col(Promotion.id))
+            )
+        ).all()
+    )
+
+
+async def start_scheduled(
+    session: AsyncSession, *, box: SecretBox, promotion_id: str
+) -> Promotion | None:
+    """One due scheduled promotion started (see ``start_due``), once it is held; None when it
+    moved meanwhile or stays SCHEDULED."""
+    promotion = await session.get(Promotion, promotion_id)
+    if promotion is None or promotion.status is not PromotionStatus.SCHEDULED:
+        return None
+    if not await hold_promotion(session, promotion):
+        return None  # cancelled, or started by another process, meanwhile
+    return await _start_scheduled(session, box=box, promotion=promotion)
+
+
+async def _start_scheduled(
+    session: AsyncSession, *, box: SecretBox, promotion: Promotion
+) -> Promotion | None:
+    requester = await session.get(User, promotion.requested_by_id)
+    assert requester is not None, promotion.requested_by_id
+    overrides, _ = sealed_entries(box, promotion)
+    request = PromotionRequest(
+        integration_id=promotion.integration_id,
+        source_environment_id=promotion.source_environment_id,
+        target_environment_id=promotion.target_environment_id,
+        overrides=overrides,
+        copy_source_configuration=promotion.copy_source_configuration,
+    )
+    try:
+        plan = await plan_promotion(session, actor=requester, box=box, request=request)
+    except DomainError as error:  # the requester lost access, the pipeline changed, ...
+        return await _fail_scheduled(session, promotion, error.message)
+    if Blocker.TARGET_FROZEN in plan.blockers:
+        return None  # freezes still win: it starts once the target thaws
+    later = earliest_start(plan.target.deployment_windows, None, utcnow())
+    if later is not None:
+        # Outside the target's windows (set since it was scheduled): the next one's start.
+        promotion.not_before = later
+        session.add(promotion)
+        return None
+    # Another request waiting for reviews does not stop this one: it was allowed already.
+    blockers = [b for b in plan.blockers if b is not Blocker.REQUEST_ALREADY_PENDING]
+    if blockers:
+        return await _fail_scheduled(
+            session,
+            promotion,
+            "blocked when its time came: "
+            + _blocked_message(plan, blockers)
+            + (f" ({', '.join(plan.missing)})" if plan.missing else ""),
+        )
+    await queue_requested_change(
+        session,
+        promotion=promotion,
+        detail=f"its time came: {promotion.not_before.isoformat() if promotion.not_before else ''}",
+        requester=requester,
+    )
+    return promotion
+
+
+async def _fail_scheduled(session: AsyncSession, promotion: Promotion, error: str) -> Promotion:
+    promotion.error = error
+    await move_promotion(session, promotion, PromotionStatus.FAILED, detail=error)
+    return promotion

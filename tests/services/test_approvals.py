@@ -380,7 +380,7 @@ async def test_the_requester_or_an_admin_cancels_a_request_still_pending(
     )
     assert await announced(acme, promotion.id) == announced_as("PENDING_APPROVAL", "CANCELLED")
     again = await acme.refuses("developer", cancelling(promotion.id), Conflict)
-    assert "only a pending or queued promotion can be cancelled" in again.message
+    assert "only a pending, scheduled or queued promotion can be cancelled" in again.message
 
     by_admin = await acme.run("developer", promoting(acme))
     assert (await acme.run("admin", cancelling(by_admin.id))).status is PromotionStatus.CANCELLED
@@ -427,8 +427,8 @@ async def test_a_queued_promotion_is_cancelled_until_a_worker_takes_it(engine: A
         await session.commit()
     refusal = await acme.refuses("admin", cancelling(taken.id), Conflict)
     assert refusal.message == (
-        "the promotion is APPLYING_CONFIGURATION: only a pending or queued promotion can be "
-        "cancelled"
+        "the promotion is APPLYING_CONFIGURATION: only a pending, scheduled or queued "
+        "promotion can be cancelled"
     )
 
 

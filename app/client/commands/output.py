@@ -29,6 +29,7 @@ STATUS_STYLES = {
     "APPLYING_CONFIGURATION": "yellow",
     "RESTARTING": "yellow",
     "PENDING_APPROVAL": "magenta",
+    "SCHEDULED": "cyan",
     "SUSPENDED": "magenta",
     "NOT_DEPLOYED": "dim",
     "ERROR": "bold red",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -65,6 +66,33 @@ class ApprovalPolicy:
         return [identity_types.User.from_model(row) for row in rows if row is not None]
 
 
+@strawberry.type(
+    description="When promotions may start in an environment: on these days, from start to "
+    "end, wall-clock time in the time zone (an end at or before the start: the next day)."
+)
+class DeploymentWindow:
+    days: list[int] = strawberry.field(description="ISO weekdays: 1 Monday .. 7 Sunday.")
+    start: str = strawberry.field(description="HH:MM")
+    end: str = strawberry.field(description="HH:MM")
+    time_zone: str = strawberry.field(description="An IANA time zone, such as Europe/Berlin.")
+
+
+@strawberry.input
+class DeploymentWindowInput:
+    days: list[int] = strawberry.field(description="ISO weekdays: 1 Monday .. 7 Sunday.")
+    start: str = strawberry.field(description="HH:MM")
+    end: str = strawberry.field(description="HH:MM; at or before start: the next day.")
+    time_zone: str = strawberry.field(description="An IANA time zone, such as Europe/Berlin.")
+
+
+@strawberry.input
+class SetDeploymentWindowsInput:
+    environment_id: strawberry.ID
+    windows: list[DeploymentWindowInput] = strawberry.field(
+        description="Empty: promotions may start at any time."
+    )
+
+
 @strawberry.type
 class Environment(Node):
     name: str
@@ -85,10 +113,23 @@ class Environment(Node):
     created_at: datetime
     organization_id: strawberry.Private[str]
     data_plane_id: strawberry.Private[str]
+    deployment_windows_json: strawberry.Private[list[dict[str, Any]] | None]
 
     @classmethod
     def from_model(cls, row: models.Environment) -> Environment:
-        return snapshot(cls, row)
+        return snapshot(cls, row, deployment_windows_json=row.deployment_windows)
+
+    @strawberry.field(
+        description="When promotions may start here; empty: at any time. Outside them a "
+        "promotion is SCHEDULED for the next window start."
+    )
+    def deployment_windows(self) -> list[DeploymentWindow]:
+        return [
+            DeploymentWindow(
+                days=w["days"], start=w["start"], end=w["end"], time_zone=w["timeZone"]
+            )
+            for w in self.deployment_windows_json or []
+        ]
 
     @strawberry.field
     async def organization(self, info: Info) -> LazyOrganization:

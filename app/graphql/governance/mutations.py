@@ -6,7 +6,7 @@ import strawberry
 
 from app.graphql.context import Info
 from app.graphql.environments.mutations import EnvironmentResult
-from app.graphql.environments.types import Environment
+from app.graphql.environments.types import Environment, SetDeploymentWindowsInput
 from app.graphql.errors import in_change_transaction, in_transaction
 from app.graphql.governance.types import ApprovalPolicyInput
 from app.graphql.promotions.mutations import PromotionResult
@@ -63,6 +63,28 @@ class GovernanceMutations:
         return Environment.from_model(
             await environments.freeze_environment(
                 ctx.session, actor=ctx.viewer, environment_id=id, reason=reason
+            )
+        )
+
+    @strawberry.mutation(
+        description="ADMIN only. When promotions may start in the environment: one requested "
+        "outside the windows is SCHEDULED for the next window start. An empty list removes "
+        "them."
+    )
+    @in_transaction
+    async def set_deployment_windows(
+        self, info: Info, input: SetDeploymentWindowsInput
+    ) -> EnvironmentResult:
+        ctx = info.context
+        return Environment.from_model(
+            await environments.set_deployment_windows(
+                ctx.session,
+                actor=ctx.viewer,
+                environment_id=input.environment_id,
+                windows=[
+                    {"days": w.days, "start": w.start, "end": w.end, "timeZone": w.time_zone}
+                    for w in input.windows
+                ],
             )
         )
 

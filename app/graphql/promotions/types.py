@@ -181,6 +181,10 @@ class Promotion(Node):
             for change in change_requests.requested_changes(info.context.box, self.row)
         ]
 
+    @strawberry.field(description="The earliest time the promotion may start; null: at once.")
+    def not_before(self) -> datetime | None:
+        return self.row.not_before
+
     @strawberry.field(description="A rollback request: the revision it re-applies.")
     def rollback_to_revision(self) -> int | None:
         return self.row.rollback_to_revision
@@ -241,6 +245,13 @@ class PromoteInput:
     )
     emergency: EmergencyInput | None = None
 
+    not_before: datetime | None = strawberry.field(
+        default=None,
+        description="Start no earlier than this (with its time zone, at most 90 days ahead): "
+        "until then the promotion is SCHEDULED (after its reviews, where they are needed). "
+        "The checks run now, and again when it starts.",
+    )
+
     def to_request(self) -> promotions.PromotionRequest:
         return promotions.PromotionRequest(
             integration_id=self.integration_id,
@@ -251,4 +262,5 @@ class PromoteInput:
             message=self.message,
             idempotency_key=self.idempotency_key,
             emergency_reason=self.emergency.reason if self.emergency is not None else None,
+            not_before=self.not_before,
         )
