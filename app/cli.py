@@ -182,6 +182,11 @@ def _add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     )
     promote.add_argument("--message", metavar="TEXT")
     promote.add_argument(
+        "--wait-for-soak",
+        action="store_true",
+        help="when the build has not soaked in --from yet, schedule it for when it has",
+    )
+    promote.add_argument(
         "--emergency",
         metavar="REASON",
         help="break-glass (ADMINs): promote past a freeze or the approval policy, audited",

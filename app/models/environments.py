@@ -75,6 +75,9 @@ class Environment(SQLModel, table=True):
     emergency_allowed: bool = Field(
         default=True, sa_column=sa.Column(sa.Boolean, nullable=False, server_default=sa.true())
     )
+    # How long a build must have run healthy (ACTIVE, verified) in the environment before it
+    # is promoted here from there; null: no wait.
+    required_soak_seconds: int | None = None
     # When promotions may start here (app/services/windows.py); null: at any time.
     deployment_windows: list[dict[str, Any]] | None = Field(
         default=None, sa_column=sa.Column(sa.JSON, nullable=True)

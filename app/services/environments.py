@@ -30,6 +30,8 @@ from app.services.outbox import enqueue
 from app.services.windows import MAX_WINDOWS, DeploymentWindow
 
 NAME_MAX = 64
+# The longest soak an environment may require: 30 days.
+MAX_SOAK_SECONDS = 30 * 24 * 3600
 
 
 async def list_environments(session: AsyncSession, organization_id: str) -> list[Environment]:
@@ -135,6 +137,7 @@ async def update_environment(
     description: str | None = None,
     critical: bool | None = None,
     emergency_allowed: bool | None = None,
+    required_soak_seconds: int | None = None,
 ) -> Environment:
     environment = await get_owned(
         session, Environment, environment_id, actor=actor, permission=Permission.ADMINISTER
@@ -150,6 +153,13 @@ async def update_environment(
         environment.critical = critical
     if emergency_allowed is not None:
         environment.emergency_allowed = emergency_allowed
+    if required_soak_seconds is not None:
+        if not 0 <= required_soak_seconds <= MAX_SOAK_SECONDS:
+            raise InvalidInput(
+                f"requiredSoakSeconds must be 0 to {MAX_SOAK_SECONDS}",
+                field="requiredSoakSeconds",
+            )
+        environment.required_soak_seconds = required_soak_seconds or None
     session.add(environment)
     await session.flush()
     audit.record(
@@ -162,6 +172,7 @@ async def update_environment(
         description_changed=description is not None or None,
         critical=critical,
         emergency_allowed=emergency_allowed,
+        required_soak_seconds=required_soak_seconds,
     )
     return environment
 

@@ -67,6 +67,8 @@ class Blocker(enum.StrEnum):
     TARGET_FROZEN = "TARGET_FROZEN"
     MISSING_CONFIGURATION = "MISSING_CONFIGURATION"
     REQUEST_ALREADY_PENDING = "REQUEST_ALREADY_PENDING"
+    # The target requires the build to have run healthy in the source for longer.
+    NOT_SOAKED = "NOT_SOAKED"
 
 
 class PromotionBlocked(DomainError):

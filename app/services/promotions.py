@@ -19,7 +19,9 @@ from app.crypto import SecretBox
 from app.models import (
     ApprovalPolicy,
     Build,
+    ChangeStatus,
     Deployment,
+    DeploymentChange,
     DeploymentStatus,
     Environment,
     Integration,
@@ -71,6 +73,8 @@ class PromotionRequest:
     # Not before this time (timezone-aware, at most MAX_SCHEDULE_AHEAD ahead): SCHEDULED until
     # then once it may run; a time already past starts it as without one.
     not_before: datetime | None = None
+    # Not soaked yet in the source (NOT_SOAKED): SCHEDULED for when it will be, not refused.
+    wait_for_soak: bool = False
 
 
 # How far ahead a promotion may be scheduled.
@@ -105,6 +109,9 @@ class Plan:
     # The target's approval policy: a promotion there waits for its reviews.
     policy: ApprovalPolicy | None = None
     blockers: list[Blocker] = field(default_factory=list)
+    # When the build will have soaked in the source as long as the target requires (NOT_SOAKED
+    # until then); None when the target requires no soak or the source is not ACTIVE.
+    soaked_at: datetime | None = None
 
     @property
     def requires_approval(self) -> bool:
@@ -163,8 +170,13 @@ async def plan_promotion(
         blockers.append(Blocker.NOT_NEXT_ENVIRONMENT)
     source_deployment = await _deployment(session, integration, source.id)
     target_deployment = await _deployment(session, integration, target.id)
+    soaked_at: datetime | None = None
     if source_deployment.status is not DeploymentStatus.ACTIVE:
         blockers.append(Blocker.SOURCE_NOT_ACTIVE)
+    elif target.required_soak_seconds:
+        soaked_at = await _soaked_at(session, source_deployment, target.required_soak_seconds)
+        if soaked_at > utcnow():
+            blockers.append(Blocker.NOT_SOAKED)
     if target.frozen:
         blockers.append(Blocker.TARGET_FROZEN)
     if await change_requests.pending_request_for(session, integration.id, target.id):
@@ -210,7 +222,27 @@ async def plan_promotion(
         changes=diff_values(schema, before, after, {e.key for e in overrides}),
         policy=policy,
         blockers=blockers,
+        soaked_at=soaked_at,
     )
+
+
+async def _soaked_at(session: AsyncSession, source: Deployment, soak_seconds: int) -> datetime:
+    """When the build that serves in the source will have run healthy there for the soak
+    time: from the moment the change that runs it succeeded (after its verification, where the
+    source has checks). A source whose instance was replaced since starts over."""
+    running = (
+        await session.get(DeploymentChange, source.running_change_id)
+        if source.running_change_id
+        else None
+    )
+    healthy_since = (
+        running.finished_at
+        if running is not None
+        and running.status is ChangeStatus.SUCCEEDED
+        and running.finished_at is not None
+        else utcnow()
+    )
+    return healthy_since + timedelta(seconds=soak_seconds)
 
 
 async def _deployment(session: AsyncSession, integration: Integration, env_id: str) -> Deployment:
@@ -251,7 +283,9 @@ async def promote(
     hard = [
         b
         for b in plan.blockers
-        if b != Blocker.MISSING_CONFIGURATION and not (emergency and b in EMERGENCY_PASSES)
+        if b != Blocker.MISSING_CONFIGURATION
+        and not (emergency and b in EMERGENCY_PASSES)
+        and not (request.wait_for_soak and b is Blocker.NOT_SOAKED)
     ]
     if hard:
         raise PromotionBlocked(_blocked_message(plan, hard), blockers=plan.blockers)
@@ -264,11 +298,10 @@ async def promote(
     # emergency runs now.
     if emergency and request.not_before is not None:
         raise InvalidInput("an emergency promotion runs now: give no notBefore", field="notBefore")
-    not_before = (
-        None
-        if emergency
-        else earliest_start(plan.target.deployment_windows, request.not_before, now)
-    )
+    wanted = request.not_before
+    if Blocker.NOT_SOAKED in plan.blockers and plan.soaked_at is not None:
+        wanted = max(wanted or plan.soaked_at, plan.soaked_at)  # waitForSoak
+    not_before = None if emergency else earliest_start(plan.target.deployment_windows, wanted, now)
     if request.message is not None and len(request.message) > 2000:
         raise InvalidInput("message must be at most 2000 characters", field="message")
     promotion = Promotion(
@@ -466,6 +499,11 @@ async def _start_scheduled(
         return await _fail_scheduled(session, promotion, error.message)
     if Blocker.TARGET_FROZEN in plan.blockers:
         return None  # freezes still win: it starts once the target thaws
+    if Blocker.NOT_SOAKED in plan.blockers and plan.soaked_at is not None:
+        # The source's instance was replaced since: its build soaks from then.
+        promotion.not_before = plan.soaked_at
+        session.add(promotion)
+        return None
     later = earliest_start(plan.target.deployment_windows, None, utcnow())
     if later is not None:
         # Outside the target's windows (set since it was scheduled): the next one's start.

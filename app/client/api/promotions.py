@@ -70,6 +70,7 @@ class PromoteInput(TypedDict):
     message: NotRequired[str | None]
     idempotencyKey: NotRequired[str | None]
     emergency: NotRequired[EmergencyInput | None]
+    waitForSoak: NotRequired[bool]
 
 
 class PromotionOperations:

@@ -43,6 +43,7 @@ BLOCKERS: dict[str, str] = {
     Blocker.TARGET_FROZEN: "{target} is frozen",
     Blocker.MISSING_CONFIGURATION: "{target} lacks required configuration",
     Blocker.REQUEST_ALREADY_PENDING: "a request to promote to {target} is already pending",
+    Blocker.NOT_SOAKED: "the build has not run long enough in {source} yet (see soakedAt)",
 }
 
 
@@ -64,6 +65,8 @@ async def promote(command: Command) -> int:
     }
     if args.emergency is not None:
         request["emergency"] = {"reason": args.emergency}
+    if args.wait_for_soak:
+        request["waitForSoak"] = True
     try:
         found = await command.api.promotion_plan(request)
     except RequestFailed as exc:
@@ -74,6 +77,8 @@ async def promote(command: Command) -> int:
     show_plan(command.out, integration, plan)
     # An emergency goes past a freeze (and the reviews); the server checks who may.
     passed = {Blocker.TARGET_FROZEN.value} if args.emergency is not None else set()
+    if args.wait_for_soak:
+        passed.add(Blocker.NOT_SOAKED.value)
     if [b for b in plan["blockers"] if b not in passed] or plan["missingConfiguration"]:
         if command.out.json_mode:
             command.out.json({"plan": plan, "promotion": None})

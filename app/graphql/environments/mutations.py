@@ -96,6 +96,7 @@ class EnvironmentMutations:
                 description=input.description,
                 critical=input.critical,
                 emergency_allowed=input.emergency_allowed,
+                required_soak_seconds=input.required_soak_seconds,
             )
         )
 

@@ -106,6 +106,11 @@ class Environment(Node):
     position: int
     frozen: bool
     freeze_reason: str | None
+    required_soak_seconds: int | None = strawberry.field(
+        description="How long a build must have run healthy in the environment before this "
+        "one in the pipeline (ACTIVE, and verified where there are checks) before it is "
+        "promoted here."
+    )
     emergency_allowed: bool = strawberry.field(
         description="Whether an ADMIN may promote here past a freeze or the approval policy "
         "(PromoteInput.emergency)."
@@ -196,4 +201,8 @@ class UpdateEnvironmentInput:
     critical: bool | None = None
     emergency_allowed: bool | None = strawberry.field(
         default=None, description="Allow or forbid emergency promotions into the environment."
+    )
+    required_soak_seconds: int | None = strawberry.field(
+        default=None,
+        description="The soak time promotions into the environment require (0 removes it).",
     )

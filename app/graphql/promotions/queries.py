@@ -43,4 +43,5 @@ class PromotionQueries:
             configuration_changes=[ConfigChange.from_diff(c) for c in plan.changes],
             requires_approval=plan.requires_approval,
             blockers=plan.blockers,
+            soaked_at=plan.soaked_at,
         )

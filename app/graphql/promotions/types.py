@@ -205,6 +205,11 @@ class PromotionPlan:
     blockers: list[Blocker] = strawberry.field(
         description="Reasons the promotion cannot start now; empty when it can."
     )
+    soaked_at: datetime | None = strawberry.field(
+        default=None,
+        description="When the build will have run healthy in the source as long as the target "
+        "requires (requiredSoakSeconds); NOT_SOAKED until then. Null: no soak required.",
+    )
 
 
 @strawberry.input(
@@ -252,6 +257,12 @@ class PromoteInput:
         "The checks run now, and again when it starts.",
     )
 
+    wait_for_soak: bool | None = strawberry.field(
+        default=False,
+        description="When the build has not soaked in the source yet (NOT_SOAKED), schedule the "
+        "promotion to start by itself once it has, instead of refusing it.",
+    )
+
     def to_request(self) -> promotions.PromotionRequest:
         return promotions.PromotionRequest(
             integration_id=self.integration_id,
@@ -263,4 +274,5 @@ class PromoteInput:
             idempotency_key=self.idempotency_key,
             emergency_reason=self.emergency.reason if self.emergency is not None else None,
             not_before=self.not_before,
+            wait_for_soak=bool(self.wait_for_soak),
         )

@@ -1,5 +1,5 @@
-"""verification: the checks a change must pass once live, their runs, and the reason of an
-automatic rollback
+"""verification: the checks a change must pass once live, their runs, the reason of an
+automatic rollback, and the soak time an environment requires of what is promoted into it
 
 Revision ID: 0009
 Revises: 0008
@@ -22,6 +22,8 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("deployments", schema=None) as batch_op:
         batch_op.add_column(sa.Column("verification", sa.JSON(), nullable=True))
+    with op.batch_alter_table("environments", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("required_soak_seconds", sa.Integer(), nullable=True))
     with op.batch_alter_table("deployment_changes", schema=None) as batch_op:
         batch_op.add_column(sa.Column("reason", sa.Text(), nullable=True))
     with op.batch_alter_table("deployment_revisions", schema=None) as batch_op:
@@ -58,5 +60,7 @@ def downgrade() -> None:
         batch_op.drop_column("reason")
     with op.batch_alter_table("deployment_changes", schema=None) as batch_op:
         batch_op.drop_column("reason")
+    with op.batch_alter_table("environments", schema=None) as batch_op:
+        batch_op.drop_column("required_soak_seconds")
     with op.batch_alter_table("deployments", schema=None) as batch_op:
         batch_op.drop_column("verification")
