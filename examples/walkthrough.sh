@@ -4,6 +4,8 @@
 # a build, sets Development's configuration and reads it back (the secret masked), deploys the
 # build to Development, promotes it to Staging with an override, and calls both endpoints; then
 # protects Production with an approval policy: the promotion waits for a reviewer's approval.
+# Then a scheduled promotion that starts by itself, and a broken build that Staging's
+# verification rolls back.
 #
 #   TOKEN=<the token `promenade up` printed> examples/walkthrough.sh
 #
@@ -156,3 +158,63 @@ PROD_URL=$(gql 'query($i: ID!, $e: ID!) { integration(id: $i) { deployment(envir
     endpointUrl } } }' "{\"i\": \"$INTEGRATION\", \"e\": \"$PROD\"}" \
   | jq -r '.integration.deployment.endpointUrl')
 echo "production answers: $(curl -sS "$PROD_URL")"
+
+# 16. A scheduled promotion: build 1.1.0 runs in Development, and its promotion to Staging is
+#     asked for three seconds from now. It is SCHEDULED, and starts by itself at its time.
+BUILD_11=$(gql 'mutation($integration: ID!, $artifact: String!) {
+  createBuild(input: {integrationId: $integration, version: "1.1.0", artifact: $artifact}) {
+    ... on Build { id } } }' \
+  "$(jq -n --arg i "$INTEGRATION" --arg a "$ARTIFACT" '{integration: $i, artifact: $a}')" \
+  | jq -r '.createBuild.id')
+deploy_and_wait() {  # BUILD REVISION: deploy to Development, wait until it runs that revision
+  gql 'mutation($i: ID!, $b: ID!, $e: ID!) { deploy(input: {integrationId: $i, buildId: $b,
+      environmentId: $e}) { __typename } }' \
+    "{\"i\": \"$INTEGRATION\", \"b\": \"$1\", \"e\": \"$DEV\"}" >/dev/null
+  wait_for 'query($i: ID!, $e: ID!) { integration(id: $i) { deployment(environmentId: $e) {
+      status revision } } }' "{\"i\": \"$INTEGRATION\", \"e\": \"$DEV\"}" \
+    ".integration.deployment.status == \"ACTIVE\" and .integration.deployment.revision == $2"
+}
+deploy_and_wait "$BUILD_11" 2
+NOT_BEFORE=$(date -u -d '+3 seconds' +%Y-%m-%dT%H:%M:%SZ)
+SCHEDULED=$(gql 'mutation($in: PromoteInput!) { promote(input: $in) {
+    __typename ... on Promotion { id status notBefore } ... on Error { message } } }' \
+  "{\"in\": $(jq -c --arg t "$NOT_BEFORE" '. + {notBefore: $t}' <<<"$PROMOTE")}")
+echo "scheduled: $(jq -c '.promote' <<<"$SCHEDULED")"
+wait_for 'query($p: ID!) { promotion(id: $p) { status } }' \
+  "{\"p\": \"$(jq -r '.promote.id' <<<"$SCHEDULED")\"}" \
+  '.promotion.status == "SUCCEEDED" or .promotion.status == "FAILED"'
+echo "started by itself: $(gql 'query($p: ID!) { promotion(id: $p) { status events { status } } }' \
+  "{\"p\": \"$(jq -r '.promote.id' <<<"$SCHEDULED")\"}" | jq -c '.promotion')"
+
+# 17. Verification: Staging checks that a new instance answers GET / with 200, three times,
+#     0.2 s apart, before its change succeeds; a change that fails is rolled back by itself.
+STAGING_DEPLOYMENT=$(gql 'query($i: ID!, $e: ID!) { integration(id: $i) {
+    deployment(environmentId: $e) { id } } }' "{\"i\": \"$INTEGRATION\", \"e\": \"$STAGING\"}" \
+  | jq -r '.integration.deployment.id')
+gql 'mutation($d: ID!) { setVerification(input: {deploymentId: $d, attempts: 3,
+    intervalSeconds: 0.2, checks: [{name: "answers", path: "/", expectStatus: 200}]}) {
+    ... on Deployment { verification { attempts checks { name path expectStatus } } } } }' \
+  "{\"d\": \"$STAGING_DEPLOYMENT\"}" | jq -c '.setVerification'
+
+# 18. Build 2.0.0 is broken: healthy, but GET / answers 500. Development has no checks, so it
+#     runs there; promoted to Staging it goes live, fails its checks and is rolled back.
+BROKEN=$(gql 'mutation($integration: ID!, $artifact: String!) {
+  createBuild(input: {integrationId: $integration, version: "2.0.0", artifact: $artifact}) {
+    ... on Build { id } } }' \
+  "$(jq -n --arg i "$INTEGRATION" --arg a "env GREETER_FAIL=broken $ARTIFACT" \
+     '{integration: $i, artifact: $a}')" | jq -r '.createBuild.id')
+deploy_and_wait "$BROKEN" 3
+BAD=$(gql 'mutation($in: PromoteInput!) { promote(input: $in) { ... on Promotion { id } } }' \
+  "{\"in\": $PROMOTE}" | jq -r '.promote.id')
+wait_for 'query($p: ID!) { promotion(id: $p) { status } }' "{\"p\": \"$BAD\"}" \
+  '.promotion.status == "SUCCEEDED" or .promotion.status == "FAILED"'
+echo "verified: $(gql 'query($p: ID!) { promotion(id: $p) { status error events { status } } }' \
+  "{\"p\": \"$BAD\"}" | jq -c '.promotion')"
+wait_for 'query($i: ID!, $e: ID!) { integration(id: $i) { deployment(environmentId: $e) {
+    status revision } } }' "{\"i\": \"$INTEGRATION\", \"e\": \"$STAGING\"}" \
+  '.integration.deployment.status == "ACTIVE" and .integration.deployment.revision == 4'
+echo "staging history: $(gql 'query($i: ID!, $e: ID!) { integration(id: $i) {
+    deployment(environmentId: $e) { history(first: 2) { edges { node { revision cause reason
+    build { version } } } } verifications(first: 2) { revision passed } } } }' \
+  "{\"i\": \"$INTEGRATION\", \"e\": \"$STAGING\"}" | jq -c '.integration.deployment')"
+echo "staging answers again: $(curl -sS "$STAGING_URL")"

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import docker
 
@@ -97,6 +98,34 @@ def test_walkthrough_works_as_written(tmp_path: Path) -> None:
         {"decision": "APPROVED", "reviewer": {"email": "rita@example.com"}}
     ]
     assert _answer(lines, "production answers: ")["greeting"] == "Hello from Production"
+
+    # A scheduled promotion: SCHEDULED when asked, then started by itself.
+    assert _answer(lines, "scheduled: ")["status"] == "SCHEDULED"
+    started: Any = _answer(lines, "started by itself: ")
+    assert started["status"] == "SUCCEEDED"
+    events = [e["status"] for e in started["events"]]
+    assert events == ["SCHEDULED", "QUEUED", "APPLYING_CONFIGURATION", "RESTARTING", "SUCCEEDED"]
+
+    # A broken build went live in Staging, failed its verification, and was rolled back.
+    verified: Any = _answer(lines, "verified: ")
+    assert verified["status"] == "FAILED"
+    assert "verification failed: answers: 3 of 3 attempts failed (answered 500" in str(
+        verified["error"]
+    )
+    assert [e["status"] for e in verified["events"]][-2:] == [
+        "VERIFYING",
+        "FAILED",
+    ]
+    staging_now: Any = _answer(lines, "staging history: ")
+    history = [edge["node"] for edge in staging_now["history"]["edges"]]
+    assert [(r["revision"], r["cause"], r["build"]["version"]) for r in history] == [
+        (4, "ROLLBACK", "1.1.0"),
+        (3, "PROMOTION", "2.0.0"),
+    ]
+    assert "verification failed" in history[0]["reason"]
+    # Verification was set after revision 2: one run, of revision 3; the rollback is not verified.
+    assert staging_now["verifications"] == [{"revision": 3, "passed": False}]
+    assert _answer(lines, "staging answers again: ")["greeting"] == "Hello from Staging"
 
 
 def test_the_container_walkthrough_works_as_written(

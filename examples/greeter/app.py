@@ -9,7 +9,8 @@ $PROMENADE_SECRETS_DIR. ``GET /healthz`` is its health check.
 
 GREETER_FAIL=crash makes it exit with code 3 at start; GREETER_FAIL=unhealthy makes /healthz
 answer 503 forever; GREETER_FAIL=memory makes it take memory until its limit stops it. They
-exist to show what a failed restart looks like.
+exist to show what a failed restart looks like. GREETER_FAIL=broken passes its health check but
+answers ``GET /`` with 500: what a verification catches after the restart.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.answer(503, "text/plain", b"unhealthy (GREETER_FAIL=unhealthy)")
             else:
                 self.answer(200, "text/plain", b"ok")
+        elif path == "/" and os.environ.get("GREETER_FAIL") == "broken":
+            self.answer(500, "application/json", b'{"error": "broken (GREETER_FAIL=broken)"}')
         elif path == "/":
             self.answer(200, "application/json", json.dumps(greeting()).encode())
         else:
