@@ -280,15 +280,32 @@ async def verify_now(session: AsyncSession, *, actor: User, deployment_id: str) 
         raise Conflict("the deployment has no verification checks (setVerification)")
     if deployment.endpoint_url is None:
         raise Conflict("nothing serves in this deployment to verify")
+    endpoint, organization_id, revision = (
+        deployment.endpoint_url,
+        deployment.organization_id,
+        deployment.revision,
+    )
+    # No transaction (nor database connection) is held while the checks run: they may take
+    # attempts x (interval + timeout).
+    await session.commit()
     started = utcnow()
-    outcome = await run_checks(deployment.endpoint_url, verification)
-    run = record_run(session, deployment, outcome, started_at=started, change_id=None)
+    outcome = await run_checks(endpoint, verification)
+    run = VerificationRun(
+        organization_id=organization_id,
+        deployment_id=deployment_id,
+        change_id=None,
+        revision=revision,
+        passed=outcome.passed,
+        checks=outcome.to_json(),
+        started_at=started,
+    )
+    session.add(run)
     audit.record(
         session,
-        organization_id=deployment.organization_id,
+        organization_id=organization_id,
         actor=actor,
         action="deployment.verified",
-        subject_id=deployment.id,
+        subject_id=deployment_id,
         passed=outcome.passed,
     )
     await session.flush()
