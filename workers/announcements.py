@@ -33,7 +33,8 @@ async def announce_unfinished_changes(
     """A command, in the outbox, for every change of the data plane (a routing key) that has
     not ended; with ``stranded_before``, only for those older than that whose deployment's
     lease is free or expired and whose environment is not frozen (those wait for the freeze to
-    end; an emergency promotion's does not). ``after_commit`` wakes the process's relay."""
+    end; an emergency promotion's and an automatic rollback's do not). ``after_commit`` wakes
+    the process's relay."""
     query = (
         select(DeploymentChange.id, DeploymentChange.deployment_id)
         .join(Deployment, col(Deployment.id) == col(DeploymentChange.deployment_id))
@@ -48,7 +49,11 @@ async def announce_unfinished_changes(
     if stranded_before is not None:
         query = query.where(
             col(DeploymentChange.created_at) < stranded_before,
-            or_(col(Environment.frozen).is_(False), col(Promotion.emergency_reason).is_not(None)),
+            or_(
+                col(Environment.frozen).is_(False),
+                col(Promotion.emergency_reason).is_not(None),
+                col(DeploymentChange.reason).is_not(None),
+            ),
             or_(col(Deployment.lease_owner).is_(None), col(Deployment.lease_expires_at) < utcnow()),
         )
     async with session_scope(sessions) as session:

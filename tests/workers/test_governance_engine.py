@@ -181,3 +181,54 @@ async def test_a_promotion_running_when_the_freeze_comes_finishes(
     production = [env for env in current["environments"] if env["name"] == "Production"]
     assert production[0]["frozen"] is True
     assert production[0]["freezeReason"] == "incident 42"
+
+
+SET_VERIFICATION = """mutation($input: SetVerificationInput!) { setVerification(input: $input) {
+    __typename ... on Error { code message } ... on Deployment { id } } }"""
+
+
+async def test_an_emergency_that_fails_its_checks_is_rolled_back_through_the_freeze(
+    api: GraphQLClient, session: AsyncSession, engine: AsyncEngine, box: SecretBox
+) -> None:
+    """The automatic rollback of a change that failed its verification runs in a frozen
+    environment: it restores what ran there before, and waiting for the thaw would leave the
+    failed build serving."""
+    world = await governed_world(api, session)
+    runtime = FakeRuntime()
+    async with running_engine(engine, box, runtime):
+        first = expect(await promote(api, world, targetEnvironmentId=world.production), "Promotion")
+        await status_becomes(api, world, first["id"], "SUCCEEDED")
+        production = await deployment_in(api, world, "Invoices", "Production")
+        checks = {
+            "deploymentId": production["id"],
+            "checks": [{"name": "answers", "path": "/"}],
+            "attempts": 1,
+            "timeoutSeconds": 1.0,
+        }
+        # The runtime double's endpoint answers nothing: every check fails.
+        expect(
+            await call(api, SET_VERIFICATION, {"input": checks}, as_user=world.admin), "Deployment"
+        )
+        frozen = await call(
+            api, FREEZE, {"id": world.production, "reason": "r"}, as_user=world.admin
+        )
+        assert expect(frozen, "Environment")["frozen"] is True
+        emergency = expect(
+            await promote(
+                api,
+                world,
+                as_user=world.admin,
+                targetEnvironmentId=world.production,
+                emergency={"reason": "INC-1"},
+            ),
+            "Promotion",
+        )
+        failed = await status_becomes(api, world, emergency["id"], "FAILED")
+        assert "VERIFYING" in statuses(failed)
+
+        async def rolled_back() -> bool:
+            now = await deployment_in(api, world, "Invoices", "Production")
+            return bool(now["status"] == "ACTIVE" and now["revision"] == 3)
+
+        await eventually(rolled_back, within=20)
+    assert len(runtime.started) == 3  # the first build, the emergency's, the rollback's

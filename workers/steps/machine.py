@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from sqlmodel import col, select
+from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import SecretBox
@@ -251,14 +251,19 @@ class StepMachine:
     async def _next_change(session: AsyncSession, deployment_id: str) -> str | None:
         """The deployment's oldest change that has not ended, unless it has not started and its
         environment is frozen: then the deployment waits (unfreezing announces it again), but
-        for an emergency promotion's change, which an ADMIN sent past the freeze."""
+        for an emergency promotion's change, which an ADMIN sent past the freeze, and an
+        automatic rollback (a change with a reason), which restores what ran before."""
         row = (
             await session.exec(
                 select(
                     DeploymentChange.id,
                     DeploymentChange.status,
                     Environment.frozen,
-                    Promotion.emergency_reason,
+                    # Sent past the freeze: an emergency, or an automatic rollback.
+                    or_(
+                        col(Promotion.emergency_reason).is_not(None),
+                        col(DeploymentChange.reason).is_not(None),
+                    ).label("passes_freeze"),
                 )
                 .join(Deployment, col(Deployment.id) == col(DeploymentChange.deployment_id))
                 .join(Environment, col(Environment.id) == col(Deployment.environment_id))
@@ -273,8 +278,8 @@ class StepMachine:
         ).first()
         if row is None:
             return None
-        change_id, status, frozen, emergency = row
-        if frozen and status is ChangeStatus.QUEUED and emergency is None:
+        change_id, status, frozen, passes_freeze = row
+        if frozen and status is ChangeStatus.QUEUED and not passes_freeze:
             log.info("change %s waits: its environment is frozen", change_id)
             return None
         return change_id
