@@ -28,6 +28,7 @@ STATUS_STYLES = {
     "QUEUED": "yellow",
     "APPLYING_CONFIGURATION": "yellow",
     "RESTARTING": "yellow",
+    "VERIFYING": "yellow",
     "PENDING_APPROVAL": "magenta",
     "SCHEDULED": "cyan",
     "SUSPENDED": "magenta",
