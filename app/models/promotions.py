@@ -141,6 +141,11 @@ class Promotion(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     finished_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    # A retry: the FAILED promotion whose build, overrides and target it asks for again.
+    retry_of_id: str | None = Field(
+        default=None,
+        sa_column=foreign_key("promotions.id", nullable=True, ondelete="SET NULL", index=True),
+    )
 
 
 class PromotionEvent(SQLModel, table=True):

@@ -25,6 +25,7 @@ from app.models import (
     Project,
     Promotion,
     PromotionStatus,
+    RequestKind,
     User,
 )
 from app.services import approval_policies, audit, change_requests
@@ -42,6 +43,7 @@ from app.services.configuration import (
 )
 from app.services.errors import (
     Blocker,
+    Conflict,
     InvalidInput,
     MissingConfiguration,
     NotFound,
@@ -197,9 +199,17 @@ async def _deployment(session: AsyncSession, integration: Integration, env_id: s
 
 
 async def promote(
-    session: AsyncSession, *, actor: User, box: SecretBox, request: PromotionRequest
+    session: AsyncSession,
+    *,
+    actor: User,
+    box: SecretBox,
+    request: PromotionRequest,
+    retry_of: Promotion | None = None,
 ) -> Promotion:
-    """Queue a promotion, or refuse it naming every blocker; nothing is written on refusal."""
+    """Queue a promotion, or refuse it naming every blocker; nothing is written on refusal.
+
+    ``retry_of``: the FAILED promotion this one retries; the source must still run its build.
+    """
     if request.idempotency_key is not None:
         earlier = (
             await session.exec(
@@ -221,6 +231,13 @@ async def promote(
             environment_id=plan.target.id, environment_name=plan.target.name, keys=plan.missing
         )
     assert plan.build is not None  # the source is ACTIVE, so it runs a build
+    if retry_of is not None and plan.build.id != retry_of.build_id:
+        failed_build = await session.get(Build, retry_of.build_id)
+        failed_version = failed_build.version if failed_build is not None else retry_of.build_id
+        raise Conflict(
+            f"{plan.source.name} now runs {plan.build.version}, not {failed_version} that "
+            f"promotion {retry_of.id} promoted: promote {plan.build.version} instead of retrying"
+        )
     if request.message is not None and len(request.message) > 2000:
         raise InvalidInput("message must be at most 2000 characters", field="message")
     promotion = Promotion(
@@ -242,6 +259,7 @@ async def promote(
         ),
         copy_source_configuration=request.copy_source_configuration,
         idempotency_key=request.idempotency_key,
+        retry_of_id=retry_of.id if retry_of is not None else None,
     )
     session.add(promotion)
     await session.flush()
@@ -257,6 +275,7 @@ async def promote(
         target=plan.target.name,
         override_keys=[entry.key for entry in plan.overrides],
         copied_keys=[entry.key for entry in plan.copied],
+        retry_of=retry_of.id if retry_of is not None else None,
     )
     if plan.policy is not None:
         # Nothing runs yet: the request waits for its reviews.
@@ -269,6 +288,40 @@ async def promote(
         requester=actor,
     )
     return promotion
+
+
+async def retry_promotion(
+    session: AsyncSession, *, actor: User, box: SecretBox, promotion_id: str
+) -> Promotion:
+    """A new promotion of a FAILED promotion's build, overrides and target, linked to it.
+
+    It is checked against today's rules like any promotion (blockers, freezes, missing
+    configuration, the target's approval policy); values copied from the source are copied
+    again by the copy flag, from what the source holds now, not replayed.
+    """
+    failed = await get_owned(
+        session, Promotion, promotion_id, actor=actor, permission=Permission.DEVELOP
+    )
+    if failed.kind is not RequestKind.PROMOTION:
+        raise Conflict(
+            f"{failed.id} is a {failed.kind.value.lower()} request, not a promotion: "
+            "only a failed promotion can be retried"
+        )
+    if failed.status is not PromotionStatus.FAILED:
+        raise Conflict(
+            f"promotion {failed.id} is {failed.status.value}: only a FAILED promotion "
+            "can be retried"
+        )
+    overrides, _copied = sealed_entries(box, failed)
+    request = PromotionRequest(
+        integration_id=failed.integration_id,
+        source_environment_id=failed.source_environment_id,
+        target_environment_id=failed.target_environment_id,
+        overrides=overrides,
+        copy_source_configuration=failed.copy_source_configuration,
+        message=failed.message,
+    )
+    return await promote(session, actor=actor, box=box, request=request, retry_of=failed)
 
 
 def _blocked_message(plan: Plan, blockers: Sequence[Blocker]) -> str:
