@@ -151,6 +151,11 @@ class Promotion(SQLModel, table=True):
     # at once (the workers do not hold it back for the freeze) and is marked in its events and
     # the audit log. Null for every other request.
     emergency_reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    # A retry: the FAILED promotion whose build, overrides and target it asks for again.
+    retry_of_id: str | None = Field(
+        default=None,
+        sa_column=foreign_key("promotions.id", nullable=True, ondelete="SET NULL", index=True),
+    )
 
 
 class PromotionEvent(SQLModel, table=True):

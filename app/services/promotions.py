@@ -28,6 +28,7 @@ from app.models import (
     Project,
     Promotion,
     PromotionStatus,
+    RequestKind,
     Role,
     User,
 )
@@ -47,6 +48,7 @@ from app.services.configuration import (
 )
 from app.services.errors import (
     Blocker,
+    Conflict,
     DomainError,
     Forbidden,
     InvalidInput,
@@ -258,10 +260,18 @@ async def _deployment(session: AsyncSession, integration: Integration, env_id: s
 
 
 async def promote(
-    session: AsyncSession, *, actor: User, box: SecretBox, request: PromotionRequest
+    session: AsyncSession,
+    *,
+    actor: User,
+    box: SecretBox,
+    request: PromotionRequest,
+    retry_of: Promotion | None = None,
 ) -> Promotion:
     """Queue a promotion (or schedule it, see ``PromotionRequest.not_before``), or refuse it
-    naming every blocker; nothing is written on refusal."""
+    naming every blocker; nothing is written on refusal.
+
+    ``retry_of``: the FAILED promotion this one retries; the source must still run its build.
+    """
     now = utcnow()
     validate_not_before(request.not_before, now=now)
     if request.idempotency_key is not None:
@@ -302,6 +312,13 @@ async def promote(
     if Blocker.NOT_SOAKED in plan.blockers and plan.soaked_at is not None:
         wanted = max(wanted or plan.soaked_at, plan.soaked_at)  # waitForSoak
     not_before = None if emergency else earliest_start(plan.target.deployment_windows, wanted, now)
+    if retry_of is not None and plan.build.id != retry_of.build_id:
+        failed_build = await session.get(Build, retry_of.build_id)
+        failed_version = failed_build.version if failed_build is not None else retry_of.build_id
+        raise Conflict(
+            f"{plan.source.name} now runs {plan.build.version}, not {failed_version} that "
+            f"promotion {retry_of.id} promoted: promote {plan.build.version} instead of retrying"
+        )
     if request.message is not None and len(request.message) > 2000:
         raise InvalidInput("message must be at most 2000 characters", field="message")
     promotion = Promotion(
@@ -325,6 +342,7 @@ async def promote(
         idempotency_key=request.idempotency_key,
         emergency_reason=request.emergency_reason.strip() if request.emergency_reason else None,
         not_before=not_before,
+        retry_of_id=retry_of.id if retry_of is not None else None,
     )
     session.add(promotion)
     await session.flush()
@@ -340,6 +358,7 @@ async def promote(
         target=plan.target.name,
         override_keys=[entry.key for entry in plan.overrides],
         copied_keys=[entry.key for entry in plan.copied],
+        retry_of=retry_of.id if retry_of is not None else None,
     )
     detail = f"{plan.build.version} from {plan.source.name} to {plan.target.name}"
     if promotion.emergency_reason is not None:
@@ -401,6 +420,40 @@ async def _record_emergency(
         build=plan.build.version if plan.build else None,
     )
     await change_requests.tell_reviewers(session, promotion=promotion, emergency=True)
+
+
+async def retry_promotion(
+    session: AsyncSession, *, actor: User, box: SecretBox, promotion_id: str
+) -> Promotion:
+    """A new promotion of a FAILED promotion's build, overrides and target, linked to it.
+
+    It is checked against today's rules like any promotion (blockers, freezes, missing
+    configuration, the target's approval policy); values copied from the source are copied
+    again by the copy flag, from what the source holds now, not replayed.
+    """
+    failed = await get_owned(
+        session, Promotion, promotion_id, actor=actor, permission=Permission.DEVELOP
+    )
+    if failed.kind is not RequestKind.PROMOTION:
+        raise Conflict(
+            f"{failed.id} is a {failed.kind.value.lower()} request, not a promotion: "
+            "only a failed promotion can be retried"
+        )
+    if failed.status is not PromotionStatus.FAILED:
+        raise Conflict(
+            f"promotion {failed.id} is {failed.status.value}: only a FAILED promotion "
+            "can be retried"
+        )
+    overrides, _copied = sealed_entries(box, failed)
+    request = PromotionRequest(
+        integration_id=failed.integration_id,
+        source_environment_id=failed.source_environment_id,
+        target_environment_id=failed.target_environment_id,
+        overrides=overrides,
+        copy_source_configuration=failed.copy_source_configuration,
+        message=failed.message,
+    )
+    return await promote(session, actor=actor, box=box, request=request, retry_of=failed)
 
 
 def _blocked_message(plan: Plan, blockers: Sequence[Blocker]) -> str:

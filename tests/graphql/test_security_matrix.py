@@ -87,6 +87,7 @@ KIND_OF_ID = {
     "approvePromotion": "promotion",
     "rejectPromotion": "promotion",
     "cancelPromotion": "promotion",
+    "retryPromotion": "promotion",
     "promotionStatus": "promotion",
 }
 # Values for the other arguments that pass every check a field makes before its IDs are looked

@@ -45,3 +45,17 @@ class PromotionMutations:
                 ctx.session, actor=ctx.viewer, box=ctx.box, request=input.to_request()
             )
         )
+
+    @strawberry.mutation(
+        description="Promotes a FAILED promotion's build again, with the same overrides and "
+        "target, checked against today's rules (a request when the target's approval policy "
+        "asks for reviews); the new promotion's retryOf is the failed one."
+    )
+    @in_change_transaction
+    async def retry_promotion(self, info: Info, id: strawberry.ID) -> PromotionResult:
+        ctx = info.context
+        return Promotion.from_model(
+            await promotions.retry_promotion(
+                ctx.session, actor=ctx.viewer, box=ctx.box, promotion_id=id
+            )
+        )

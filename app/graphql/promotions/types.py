@@ -189,6 +189,15 @@ class Promotion(Node):
     def rollback_to_revision(self) -> int | None:
         return self.row.rollback_to_revision
 
+    @strawberry.field(description="The FAILED promotion this one retries; null for a first try.")
+    async def retry_of(self, info: Info) -> Promotion | None:
+        if self.row.retry_of_id is None:
+            return None
+        row = await info.context.loaders.promotion.load(self.row.retry_of_id)
+        if row is None or row.organization_id != self.row.organization_id:
+            return None
+        return Promotion.from_model(row)
+
 
 @strawberry.type(description="What a promotion would do, computed without changing anything.")
 class PromotionPlan:
