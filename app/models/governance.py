@@ -19,8 +19,12 @@ class ReviewDecision(enum.StrEnum):
 
 
 class ApprovalPolicy(SQLModel, table=True):
-    """Promotions into the environment need reviews. A request keeps the rule it was filed
-    under (a copy on the promotion): changing the policy applies to new requests only."""
+    """Promotions into the environment need reviews. A request keeps the rules it was filed
+    under (a copy on the promotion): changing the policy applies to new requests only.
+
+    ``rules`` (see app/services/approval_rules.py) is what decides; the columns before it hold
+    every rule's reviewers together and the approvals the rules add up to, and for a policy set
+    before rules were kept (``rules`` empty) its one rule."""
 
     __tablename__ = "approval_policies"
 
@@ -37,6 +41,10 @@ class ApprovalPolicy(SQLModel, table=True):
     )
     approver_ids: list[str] = Field(
         default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
+    rules: list[dict[str, Any]] = Field(
+        default_factory=list,
+        sa_column=sa.Column(sa.JSON, nullable=False, server_default=sa.text("'[]'")),
     )
     allow_self_approval: bool = False
     expires_after_hours: int | None = None
@@ -55,6 +63,11 @@ class Review(SQLModel, table=True):
     reviewer_id: str = Field(sa_column=foreign_key("users.id", nullable=False))
     decision: ReviewDecision = Field(sa_column=enum_column(ReviewDecision))
     comment: str | None = Field(default=None, max_length=2000)
+    # The names of the request's rules the reviewer satisfied when they reviewed; null for a
+    # review from before rules, which counts toward the request's one rule.
+    counted_toward: list[str] | None = Field(
+        default=None, sa_column=sa.Column(sa.JSON, nullable=True)
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
 
 

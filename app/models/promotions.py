@@ -137,8 +137,9 @@ class Promotion(SQLModel, table=True):
     copy_source_configuration: bool = False
     idempotency_key: str | None = Field(default=None, max_length=200)
     required_approvals: int = 0
-    # The approval rule the request was filed under ({"roles", "approver_ids",
-    # "allow_self_approval"}); null when the target needed no review.
+    # The approval rules the request was filed under ({"rules", "allow_self_approval"}, and
+    # every rule's "roles" and "approver_ids" together; see approval_rules.py); null when the
+    # target needed no review. ``required_approvals`` is what the rules add up to.
     approval_rule: dict[str, Any] | None = Field(
         default=None, sa_column=sa.Column(sa.JSON, nullable=True)
     )

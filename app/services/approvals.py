@@ -1,6 +1,7 @@
-"""The review of requests into protected environments (filed by change_requests.py under an
-approval_policies.py rule): each eligible reviewer reviews once; the last required approval
-queues the request, and one rejection ends it. A request nobody decides on in time expires; the
+"""The review of requests into protected environments (filed by change_requests.py under the
+rules of an approval policy, approval_rules.py): each eligible reviewer reviews once, and the
+approval counts toward every rule they satisfy; the approval that meets the last rule queues
+the request, and one rejection ends it. A request nobody decides on in time expires; the
 requester or an ADMIN may cancel it until a worker takes its change.
 """
 
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -29,6 +29,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.services import approval_policies, audit
+from app.services.approval_rules import describe_progress, rules_of_policy, rules_of_request
 from app.services.auth import get_owned, role_in
 from app.services.change_queue import pending_change, queue_requested_change
 from app.services.errors import (
@@ -44,22 +45,6 @@ from app.services.lifecycle import (
     move_promotion,
 )
 from app.services.windows import earliest_start
-
-
-def why_not_reviewer(
-    rule: dict[str, Any], *, reviewer_id: str, role: Role | None, requester_id: str
-) -> str | None:
-    """None when the user may review a request under this rule, else the reason."""
-    if role is None:
-        return "not a member of the organization"
-    if reviewer_id == requester_id and not rule.get("allow_self_approval", False):
-        return "the requester may not review their own request under this policy"
-    if role.value in rule.get("roles", []) or reviewer_id in rule.get("approver_ids", []):
-        return None
-    return (
-        f"the {role.value} role is not among the policy's reviewer roles "
-        f"({', '.join(rule.get('roles', [])) or 'none'}) and you are not a named reviewer"
-    )
 
 
 async def _pending_request(
@@ -93,11 +78,9 @@ async def _review(
     promotion, role = await _pending_request(
         session, actor=actor, promotion_id=promotion_id, verb=verb
     )
-    reason = why_not_reviewer(
-        promotion.approval_rule or {},
-        reviewer_id=actor.id,
-        role=role,
-        requester_id=promotion.requested_by_id,
+    rules = rules_of_request(promotion)
+    reason = rules.why_not_reviewer(
+        reviewer_id=actor.id, role=role, requester_id=promotion.requested_by_id
     )
     if reason is not None:
         raise Forbidden(f"you may not review this request: {reason}")
@@ -113,7 +96,13 @@ async def _review(
     if earlier is not None:
         raise Conflict(f"you reviewed this request already ({earlier.decision.value})")
     session.add(
-        Review(promotion_id=promotion.id, reviewer_id=actor.id, decision=decision, comment=comment)
+        Review(
+            promotion_id=promotion.id,
+            reviewer_id=actor.id,
+            decision=decision,
+            comment=comment,
+            counted_toward=rules.satisfied_by(actor.id, role),
+        )
     )
     await session.flush()
     if decision is ReviewDecision.REJECTED:
@@ -135,16 +124,10 @@ async def _review(
         subject_id=promotion.id,
         comment=comment,
     )
-    approvals = len(
-        (
-            await session.exec(
-                select(Review.id).where(
-                    Review.promotion_id == promotion.id, Review.decision == ReviewDecision.APPROVED
-                )
-            )
-        ).all()
-    )
-    if approvals >= promotion.required_approvals:
+    reviews = (await session.exec(select(Review).where(Review.promotion_id == promotion.id))).all()
+    progress = rules.progress(reviews)
+    if all(rule.met for rule in progress):
+        approved = f"approved ({describe_progress(progress)})"
         later = await _scheduled_for(session, promotion)
         if later is not None:
             promotion.not_before = later
@@ -152,15 +135,10 @@ async def _review(
                 session,
                 promotion,
                 PromotionStatus.SCHEDULED,
-                detail=f"approved ({approvals}/{promotion.required_approvals}); "
-                f"scheduled for {later.isoformat()}",
+                detail=f"{approved}; scheduled for {later.isoformat()}",
             )
             return promotion
-        await queue_requested_change(
-            session,
-            promotion=promotion,
-            detail=f"approved ({approvals}/{promotion.required_approvals})",
-        )
+        await queue_requested_change(session, promotion=promotion, detail=approved)
     return promotion
 
 
@@ -245,10 +223,7 @@ async def hears_of_emergency(session: AsyncSession, *, user: User, promotion: Pr
     if role is Role.ADMIN:
         return True
     policy = await approval_policies.policy_of(session, promotion.target_environment_id)
-    if policy is None:
-        return False
-    rule = approval_policies.rule_of(policy) | {"allow_self_approval": True}
-    return why_not_reviewer(rule, reviewer_id=user.id, role=role, requester_id=user.id) is None
+    return policy is not None and bool(rules_of_policy(policy).satisfied_by(user.id, role))
 
 
 def awaits_review(
@@ -262,11 +237,8 @@ def awaits_review(
         return True
     return (
         user_id not in reviewer_ids
-        and why_not_reviewer(
-            promotion.approval_rule or {},
-            reviewer_id=user_id,
-            role=role,
-            requester_id=promotion.requested_by_id,
+        and rules_of_request(promotion).why_not_reviewer(
+            reviewer_id=user_id, role=role, requester_id=promotion.requested_by_id
         )
         is None
     )

@@ -1,6 +1,6 @@
 """Requests into protected environments: in an environment with an approval policy, every
 change of what runs there is filed as a request (PENDING_APPROVAL, a Promotion row of its kind)
-that keeps the rule it was filed under and the plan of how the running configuration changes:
+that keeps the rules it was filed under and the plan of how the running configuration changes:
 a promotion into it, and a deploy, a configuration change with a restart, a restart that would
 apply values the running instance does not have, and a rollback there."""
 
@@ -25,7 +25,8 @@ from app.models import (
     User,
 )
 from app.services import audit
-from app.services.approval_policies import policy_of, rule_of
+from app.services.approval_policies import policy_of
+from app.services.approval_rules import describe_required, rules_of_policy
 from app.services.configuration import ConfigChangeKind, ConfigDiff, diff_values, schema_of
 from app.services.errors import (
     Blocker,
@@ -46,15 +47,13 @@ async def file_request(
     deployment = await session.get(Deployment, promotion.deployment_id)
     if deployment is not None:
         promotion.config_version = deployment.config_version
-    promotion.required_approvals = policy.required_approvals
-    promotion.approval_rule = rule_of(policy)
+    rules = rules_of_policy(policy)
+    promotion.required_approvals = rules.required_approvals
+    promotion.approval_rule = rules.as_json()
     if policy.expires_after_hours is not None:
         promotion.expires_at = promotion.requested_at + timedelta(hours=policy.expires_after_hours)
     await move_promotion(
-        session,
-        promotion,
-        PromotionStatus.PENDING_APPROVAL,
-        detail=f"{policy.required_approvals} approval(s) required",
+        session, promotion, PromotionStatus.PENDING_APPROVAL, detail=describe_required(rules)
     )
     await tell_reviewers(session, promotion=promotion)
 

@@ -158,6 +158,14 @@ async def test_a_promotion_into_a_protected_environment_is_a_request_and_nothing
     assert promotion.status is PromotionStatus.PENDING_APPROVAL
     assert promotion.required_approvals == 2
     assert promotion.approval_rule == {
+        "rules": [
+            {
+                "name": "Reviewers",
+                "required_approvals": 2,
+                "roles": ["ADMIN", "APPROVER"],
+                "approver_ids": [],
+            }
+        ],
         "roles": ["ADMIN", "APPROVER"],
         "approver_ids": [],
         "allow_self_approval": False,

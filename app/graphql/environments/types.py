@@ -12,13 +12,14 @@ from app import models
 from app.graphql.context import Info
 from app.graphql.deployments import LazyDeployment
 from app.graphql.deployments import types as deployment_types
+from app.graphql.governance import LazyApprovalRule, rules
 from app.graphql.identity import LazyUser
-from app.graphql.identity import types as identity_types
 from app.graphql.objects import Node, related, snapshot
 from app.graphql.organizations import LazyOrganization
 from app.graphql.organizations import types as organization_types
 from app.graphql.pagination import Connection, page_key
 from app.models import Role, RuntimeKind
+from app.services import approval_rules
 
 
 @strawberry.type
@@ -38,18 +39,21 @@ class DataPlane(Node):
 
 @strawberry.type(
     description="Promotions into the environment need reviews. Changing a policy applies to new "
-    "requests; pending ones keep the rule they were filed under."
+    "requests; pending ones keep the rules they were filed under."
 )
 class ApprovalPolicy:
-    required_approvals: int
+    required_approvals: int = strawberry.field(
+        description="The approvals the rules add up to (with one rule, its count)."
+    )
     approver_roles: list[Role] = strawberry.field(
-        description="Members with one of these roles may review."
+        description="Members with one of these roles may review (every rule's roles together)."
     )
     allow_self_approval: bool
     expires_after_hours: int | None = strawberry.field(
         description="A request with no decision after this many hours becomes EXPIRED. Null: never."
     )
     approver_ids: strawberry.Private[list[str]]
+    row: strawberry.Private[models.ApprovalPolicy]
 
     @classmethod
     def from_model(cls, row: models.ApprovalPolicy) -> ApprovalPolicy:
@@ -58,12 +62,24 @@ class ApprovalPolicy:
             row,
             approver_roles=[Role(role) for role in row.approver_roles],
             approver_ids=list(row.approver_ids),
+            row=row,
         )
 
-    @strawberry.field(description="Individually named reviewers, in addition to the roles.")
+    @strawberry.field(
+        description="Individually named reviewers, in addition to the roles (every rule's)."
+    )
     async def approvers(self, info: Info) -> list[LazyUser]:
-        rows = await info.context.loaders.user.load_many(self.approver_ids)
-        return [identity_types.User.from_model(row) for row in rows if row is not None]
+        return await rules.users(info, self.approver_ids)
+
+    @strawberry.field(
+        description="Every one must be met; an approval counts toward each rule its reviewer "
+        "satisfies. A policy set with requiredApprovals has one rule."
+    )
+    def rules(self) -> list[LazyApprovalRule]:
+        return [
+            rules.ApprovalRule.from_rule(rule)
+            for rule in approval_rules.rules_of_policy(self.row).rules
+        ]
 
 
 @strawberry.type(

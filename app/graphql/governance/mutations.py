@@ -18,7 +18,7 @@ from app.services import approval_policies, approvals, environments
 class GovernanceMutations:
     @strawberry.mutation(
         description="ADMIN only. Changing a policy applies to new requests; pending ones keep "
-        "the rule they were filed under."
+        "the rules they were filed under."
     )
     @in_transaction
     async def set_approval_policy(
@@ -32,6 +32,17 @@ class GovernanceMutations:
             approver_ids=[str(i) for i in input.approver_ids],
             allow_self_approval=input.allow_self_approval,
             expires_after_hours=input.expires_after_hours,
+            rules=None
+            if input.rules is None
+            else [
+                approval_policies.RuleInput(
+                    name=rule.name,
+                    required_approvals=rule.required_approvals,
+                    approver_roles=rule.approver_roles,
+                    approver_ids=[str(i) for i in rule.approver_ids],
+                )
+                for rule in input.rules
+            ],
         )
         return Environment.from_model(
             await approval_policies.set_approval_policy(
@@ -99,8 +110,8 @@ class GovernanceMutations:
         )
 
     @strawberry.mutation(
-        description="An eligible reviewer approves once; the last required approval queues the "
-        "promotion."
+        description="An eligible reviewer approves once; the approval counts toward every rule "
+        "the reviewer satisfies, and the one that meets the last rule queues the promotion."
     )
     @in_change_transaction
     async def approve_promotion(

@@ -35,13 +35,37 @@ class AuditEvent(Node):
         return identity_types.User.from_model(row) if row else None
 
 
-@strawberry.input
+@strawberry.input(
+    description="Members who may review, and how many of them must approve (1 to 20). A rule "
+    "with only named reviewers names at least as many as it requires."
+)
+class ApprovalRuleInput:
+    name: str = strawberry.field(description="1 to 100 characters, unique in the policy.")
+    required_approvals: int
+    approver_roles: list[Role] = strawberry.field(default_factory=list)
+    approver_ids: list[strawberry.ID] = strawberry.field(default_factory=list)
+
+
+@strawberry.input(
+    description="One rule (requiredApprovals from approverRoles and approverIds), or with "
+    "rules several (1 to 10), every one of which must be met."
+)
 class ApprovalPolicyInput:
     environment_id: strawberry.ID
-    required_approvals: int
-    approver_roles: list[Role] = strawberry.field(
-        default_factory=lambda: [Role.ADMIN, Role.APPROVER]
+    required_approvals: int | None = strawberry.field(
+        default=None, description="The one rule's count; null when rules are given."
     )
-    approver_ids: list[strawberry.ID] = strawberry.field(default_factory=list)
+    approver_roles: list[Role] = strawberry.field(
+        default_factory=lambda: [Role.ADMIN, Role.APPROVER],
+        description="The one rule's reviewer roles; not used with rules.",
+    )
+    approver_ids: list[strawberry.ID] = strawberry.field(
+        default_factory=list, description="The one rule's named reviewers; empty with rules."
+    )
     allow_self_approval: bool = False
     expires_after_hours: int | None = None
+    rules: list[ApprovalRuleInput] | None = strawberry.field(
+        default=None,
+        description='Several rules, all of which must be met ("1 from QA and 2 from '
+        'Operators"); an approval counts toward every rule its reviewer satisfies.',
+    )

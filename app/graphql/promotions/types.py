@@ -13,13 +13,14 @@ from app.graphql.deployments import LazyConfigValue
 from app.graphql.deployments import types as deployment_types
 from app.graphql.environments import LazyEnvironment
 from app.graphql.environments import types as environment_types
+from app.graphql.governance import LazyApprovalRuleProgress, rules
 from app.graphql.identity import LazyUser
 from app.graphql.identity import types as identity_types
 from app.graphql.objects import Node, related, snapshot
 from app.graphql.projects import LazyBuild, LazyIntegration
 from app.graphql.projects import types as project_types
 from app.models import PromotionStatus, RequestKind, ReviewDecision
-from app.services import change_requests, promotions
+from app.services import approval_rules, change_requests, promotions
 from app.services.configuration import ConfigChangeKind, ConfigDiff, schema_of
 from app.services.errors import Blocker
 from app.services.promotions import sealed_entries
@@ -86,7 +87,9 @@ class Promotion(Node):
     status: PromotionStatus
     message: str | None
     requested_at: datetime
-    required_approvals: int
+    required_approvals: int = strawberry.field(
+        description="The approvals its rules add up to (approvalRules has each one's progress)."
+    )
     finished_at: datetime | None
     row: strawberry.Private[models.Promotion]
 
@@ -157,6 +160,17 @@ class Promotion(Node):
     async def reviews(self, info: Info) -> list[Review]:
         rows = await info.context.loaders.reviews_by_promotion.load(self.id)
         return [Review.from_model(row) for row in rows]
+
+    @strawberry.field(
+        description="The rules the request was filed under, each with its progress; the request "
+        "is approved when every one is met. Empty when it needed no review."
+    )
+    async def approval_rules(self, info: Info) -> list[LazyApprovalRuleProgress]:
+        kept = approval_rules.rules_of_request(self.row)
+        if not kept.rules:
+            return []
+        reviews = await info.context.loaders.reviews_by_promotion.load(self.id)
+        return [rules.ApprovalRuleProgress.from_progress(p) for p in kept.progress(reviews)]
 
     @strawberry.field(description="Every status change, oldest first.")
     async def events(self, info: Info) -> list[PromotionEvent]:
