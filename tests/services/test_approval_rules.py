@@ -44,11 +44,13 @@ from tests.support.acme import Acme, set_up_acme
 
 
 def qa_and_operators(acme: Acme) -> dict[str, Any]:
-    """1 from QA (developer2, named) and 2 from Operators (the APPROVER role)."""
+    """1 from QA (developer2, named) and 2 from Operators (the APPROVER and ADMIN roles)."""
     return {
         "rules": [
             RuleInput(name="QA", required_approvals=1, approver_ids=[acme.users["developer2"]]),
-            RuleInput(name="Operators", required_approvals=2, approver_roles=[Role.APPROVER]),
+            RuleInput(
+                name="Operators", required_approvals=2, approver_roles=[Role.APPROVER, Role.ADMIN]
+            ),
         ]
     }
 
@@ -88,21 +90,21 @@ async def test_every_rule_must_be_met_before_the_request_runs(engine: AsyncEngin
     assert promotion.required_approvals == 3  # what the rules add up to
     assert await progress(acme, promotion.id) == {"QA": (0, False), "Operators": (0, False)}
 
-    await acme.run("approver", approving(promotion.id))
-    both_operators = await acme.run("approver2", approving(promotion.id))
-    # Operators is met, QA is not: nothing runs yet.
-    assert both_operators.status is PromotionStatus.PENDING_APPROVAL
+    for operator in ("approver", "approver2", "admin"):
+        waiting = await acme.run(operator, approving(promotion.id))
+        # Three approvals, as many as the rules add up to; but QA has none: nothing runs.
+        assert waiting.status is PromotionStatus.PENDING_APPROVAL
     assert await acme.changes("Staging") == []
-    assert await progress(acme, promotion.id) == {"QA": (0, False), "Operators": (2, True)}
+    assert await progress(acme, promotion.id) == {"QA": (0, False), "Operators": (3, True)}
 
     last = await acme.run("developer2", approving(promotion.id))
     assert last.status is PromotionStatus.QUEUED
     [change] = await acme.changes("Staging")
     assert (change.status, change.promotion_id) == (ChangeStatus.QUEUED, promotion.id)
-    assert await progress(acme, promotion.id) == {"QA": (1, True), "Operators": (2, True)}
+    assert await progress(acme, promotion.id) == {"QA": (1, True), "Operators": (3, True)}
     assert await event_details(acme, promotion.id) == [
         "3 approval(s) required: 1 from QA, 2 from Operators",
-        "approved (QA 1/1, Operators 2/2)",
+        "approved (QA 1/1, Operators 3/2)",
     ]
 
 
@@ -137,7 +139,7 @@ async def test_only_a_reviewer_of_some_rule_may_review(engine: AsyncEngine) -> N
     for who in ("viewer", "developer"):  # developer: the requester, and in no rule anyway
         await acme.refuses(who, approving(promotion.id), Forbidden)
     refusal = await acme.refuses("viewer", rejecting(promotion.id), Forbidden)
-    assert "not among the policy's reviewer roles (APPROVER)" in refusal.message
+    assert "not among the policy's reviewer roles (ADMIN, APPROVER)" in refusal.message
     # The named QA reviewer and the operators see it among the requests they may review.
     for who, expected in [("developer2", True), ("approver", True), ("viewer", False)]:
         assert await awaits(acme, who, promotion.id) is expected, who
@@ -193,13 +195,13 @@ async def test_a_policy_of_rules_is_stored_with_its_reviewers_together(engine: A
     # The columns every reader had before rules: every rule's reviewers, the total count.
     assert (policy.required_approvals, policy.approver_roles, policy.approver_ids) == (
         3,
-        ["APPROVER"],
+        ["ADMIN", "APPROVER"],
         [acme.users["developer2"]],
     )
     assert rules_of_policy(policy) == RequestRules(
         rules=(
             ApprovalRule("QA", 1, approver_ids=(acme.users["developer2"],)),
-            ApprovalRule("Operators", 2, roles=("APPROVER",)),
+            ApprovalRule("Operators", 2, roles=("ADMIN", "APPROVER")),
         )
     )
 

@@ -115,12 +115,14 @@ class Cluster:
         assert not left, f"integration processes left running: {left}"
 
 
-async def admin_token(database_url: str) -> str:
-    """The admin's API token (what ``promenade bootstrap`` does, without a process start)."""
+async def admin_token(database_url: str, email: str = ADMIN_EMAIL) -> str:
+    """The admin's API token (what ``promenade bootstrap`` does, without a process start), or
+    with ``email`` a new token of that user's (an existing member keeps their role)."""
     engine = create_engine(database_url)
     try:
         async with session_scope(create_session_factory(engine)) as session:
-            result = await bootstrap(session, email=ADMIN_EMAIL, name="Admin")
+            name = "Admin" if email == ADMIN_EMAIL else None
+            result = await bootstrap(session, email=email, name=name)
         return result.token
     finally:
         await engine.dispose()
