@@ -193,6 +193,14 @@ def _add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     )
     promote.set_defaults(run=_client, client_command="promote")
 
+    retry = commands.add_parser(
+        "retry",
+        parents=[client, wait],
+        help="promote a FAILED promotion's build again, with its overrides, to its target",
+    )
+    retry.add_argument("promotion", metavar="PROMOTION", help="the failed promotion's id")
+    retry.set_defaults(run=_client, client_command="retry")
+
     deploy = commands.add_parser(
         "deploy",
         parents=[integration, values, wait],

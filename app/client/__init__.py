@@ -1,5 +1,5 @@
-"""The ``promenade`` CLI as a client of the API: ``env list``, ``status``, ``promote``, ``deploy``,
-``rollback``, ``logs``.
+"""The ``promenade`` CLI as a client of the API: ``env list``, ``status``, ``promote``,
+``retry``, ``deploy``, ``rollback``, ``logs``.
 
 - ``operations/``: the GraphQL operations it sends, as ``.graphql`` files (checked against
   schema.graphql by tests/client/test_operations.py).

@@ -507,7 +507,28 @@ def test_failed_changes_exit_1_with_the_reason(installation: Installation) -> No
     statuses = [line.split()[0] for line in failed.stdout.splitlines()[2:]]
     assert statuses == ["QUEUED", "APPLYING_CONFIGURATION", "RESTARTING", "FAILED"]
     assert failed.stdout.splitlines()[-1] == "FAILED  exited with code 3 (...)"
-    assert re.match(r"promenade: promotion pro_\w+ FAILED: exited with code 3", failed.stderr)
+    failure = re.match(r"promenade: promotion (pro_\w+) FAILED: exited with code 3", failed.stderr)
+    assert failure, failed.stderr
+
+    # A retry asks for the same build with the same overrides: it fails the same way, as a new
+    # promotion linked to the first.
+    retried = installation.cli("retry", failure[1], "--wait")
+    assert retried.returncode == 1, retried.stdout + retried.stderr
+    [again] = re.findall(
+        r"promenade: promotion (pro_\w+) FAILED: exited with code 3", retried.stderr
+    )
+    assert again != failure[1]
+    link = installation.graphql(
+        "query($id: ID!) { promotion(id: $id) { retryOf { id } } }", {"id": again}
+    )
+    assert link["promotion"]["retryOf"] == {"id": failure[1]}
+    # The first one was retried already, but a failed promotion may be retried again; one that
+    # does not exist is not found.
+    unknown = installation.cli("retry", "pro_01jzzzzzzzzzzzzzzzzzzzzzzz")
+    assert (unknown.returncode, unknown.stderr) == (
+        1,
+        "promenade: no promotion with id pro_01jzzzzzzzzzzzzzzzzzzzzzzz\n",
+    )
 
 
 # ---- rollback ----------------------------------------------------------------------------------
@@ -643,6 +664,10 @@ def test_a_rollback_into_a_protected_environment_says_it_is_a_request(
     installation: Installation, promoted: subprocess.CompletedProcess[str]
 ) -> None:
     assert promoted.returncode == 0, promoted.stderr
+    if installation.deployments()["Staging"]["revision"] < 2:
+        # A revision to roll back to, whichever tests ran before (alone, only one was made).
+        again = installation.cli("promote", INTEGRATION, "--from", "development", "--wait")
+        assert again.returncode == 0, again.stdout + again.stderr
     staging = installation.deployments()["Staging"]
     environments = installation.graphql(
         "query($id: ID!) { integration(id: $id) { deployments { environment { id name } } } }",

@@ -15,6 +15,11 @@ class BuildRef(TypedDict):
     commit: str | None
 
 
+class IntegrationRef(TypedDict):
+    id: str
+    name: str
+
+
 class ConfigKey(TypedDict):
     key: str
     required: bool

@@ -1,4 +1,4 @@
-"""Promotions: planned, sent, read and followed through promotionStatus
+"""Promotions: planned, sent, retried, read and followed through promotionStatus
 (operations/promotions.graphql)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import NotRequired, TypedDict, cast
 
 from app.client.api.deployments import ConfigEntry
 from app.client.api.environments import EnvironmentRef
-from app.client.api.integrations import BuildRef
+from app.client.api.integrations import BuildRef, IntegrationRef
 from app.client.errors import NotFound, mutation_result
 from app.client.transport import GraphQLClient
 
@@ -51,6 +51,7 @@ class Promotion(TypedDict):
     requiredApprovals: int
     error: str | None
     finishedAt: str | None
+    integration: IntegrationRef
     build: BuildRef
     sourceEnvironment: EnvironmentRef
     targetEnvironment: EnvironmentRef
@@ -83,6 +84,10 @@ class PromotionOperations:
     async def promote(self, request: PromoteInput) -> Promotion:
         data = await self.client.execute("Promote", {"input": request})
         return cast("Promotion", mutation_result(data, "promote", "Promotion"))
+
+    async def retry_promotion(self, promotion_id: str) -> Promotion:
+        data = await self.client.execute("RetryPromotion", {"id": promotion_id})
+        return cast("Promotion", mutation_result(data, "retryPromotion", "Promotion"))
 
     async def promotion(self, promotion_id: str) -> Promotion:
         data = await self.client.execute("Promotion", {"id": promotion_id})

@@ -28,7 +28,7 @@ from app.client.commands.context import Command
 from app.client.commands.deployments import deploy, logs, rollback, status
 from app.client.commands.environments import env_list
 from app.client.commands.output import Output
-from app.client.commands.promotions import promote
+from app.client.commands.promotions import promote, retry
 from app.client.errors import ClientError
 from app.client.transport import DEFAULT_URL, GraphQLClient
 from app.settings import Settings
@@ -62,6 +62,7 @@ COMMANDS: dict[str, Callable[[Command], Awaitable[int]]] = {
     "env-list": env_list,
     "status": status,
     "promote": promote,
+    "retry": retry,
     "deploy": deploy,
     "rollback": rollback,
     "logs": logs,

@@ -1,6 +1,7 @@
 """``promenade promote``: the plan first (with secret values masked), refused with its
-blockers or sent; with ``--wait``, followed through promotionStatus until a final status,
-reconnecting with backoff when the connection drops."""
+blockers or sent; ``promenade retry``: a failed promotion again. With ``--wait``, followed
+through promotionStatus until a final status, reconnecting with backoff when the connection
+drops."""
 
 from __future__ import annotations
 
@@ -89,9 +90,28 @@ async def promote(command: Command) -> int:
         if command.out.json_mode:
             command.out.json({"plan": plan, "promotion": None})
         raise usage(f"promotion refused ({exc.typename}): {exc.detail()}") from None
+    return await conclude(command, promotion, {"plan": plan})
+
+
+async def retry(command: Command) -> int:
+    """``promenade retry PROMOTION``: a new promotion of a FAILED one (the same build,
+    overrides and target), checked against today's rules; followed as ``promote`` is."""
+    try:
+        promotion = await command.api.retry_promotion(command.args.promotion)
+    except Refused as exc:
+        if command.out.json_mode:
+            command.out.json({"promotion": None})
+        raise usage(f"retry refused ({exc.typename}): {exc.detail()}") from None
+    return await conclude(command, promotion, {})
+
+
+async def conclude(command: Command, promotion: Promotion, document: dict[str, object]) -> int:
+    """A promotion just sent: said, or with ``--wait`` followed to its end (exit 0 when it
+    SUCCEEDED, else EXIT_FAILED); ``--json`` prints ``document`` with the promotion."""
+    args = command.args
     if not args.wait:
         if command.out.json_mode:
-            command.out.json({"plan": plan, "promotion": promotion})
+            command.out.json({**document, "promotion": promotion})
         else:
             command.out.line(
                 f"Promotion {promotion['id']}: ",
@@ -108,11 +128,11 @@ async def promote(command: Command) -> int:
         ),
     )
     if command.out.json_mode:
-        command.out.json({"plan": plan, "promotion": final})
+        command.out.json({**document, "promotion": final})
     if final["status"] == "SUCCEEDED":
         command.out.line(
             ("Promoted ", "bold green"),
-            f"{integration['name']} {final['build']['version']} from "
+            f"{final['integration']['name']} {final['build']['version']} from "
             f"{final['sourceEnvironment']['name']} to {final['targetEnvironment']['name']}",
         )
         return 0
