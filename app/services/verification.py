@@ -20,11 +20,12 @@ import httpx
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import Deployment, User, VerificationRun
+from app.models import Deployment, Role, User, VerificationRun
 from app.models.base import utcnow
 from app.services import audit
-from app.services.auth import Permission, get_owned
-from app.services.errors import Conflict, InvalidInput
+from app.services.approval_policies import policy_of
+from app.services.auth import Permission, get_owned, role_in
+from app.services.errors import Conflict, Forbidden, InvalidInput
 
 MAX_CHECKS = 10
 MAX_ATTEMPTS = 20
@@ -164,10 +165,20 @@ async def set_verification(
     deployment_id: str,
     verification: Verification | None,
 ) -> Deployment:
-    """The checks the deployment's next changes must pass (None: no more checks)."""
+    """The checks the deployment's next changes must pass (None: no more checks). In an
+    environment with an approval policy only an ADMIN sets them: there, the checks guard what
+    the reviewers approved, and a developer could otherwise remove them."""
     deployment = await get_owned(
         session, Deployment, deployment_id, actor=actor, permission=Permission.DEVELOP
     )
+    if await policy_of(session, deployment.environment_id) is not None and (
+        await role_in(session, user_id=actor.id, organization_id=deployment.organization_id)
+        is not Role.ADMIN
+    ):
+        raise Forbidden(
+            "the environment is protected by an approval policy: only an ADMIN sets its "
+            "verification"
+        )
     stored = validate(verification) if verification is not None else None
     deployment.verification = stored.to_json() if stored is not None else None
     session.add(deployment)

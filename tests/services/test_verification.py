@@ -92,3 +92,17 @@ async def test_developers_set_it_and_nothing_is_stored_when_refused(engine: Asyn
     assert verification_of(await acme.deployment("Production")) == GOOD
     await acme.run("developer", setting(production.id, None))
     assert verification_of(await acme.deployment("Production")) is None
+
+
+async def test_in_a_protected_environment_only_an_admin_sets_it(engine: AsyncEngine) -> None:
+    acme = await set_up_acme(engine)
+    await acme.protect("Production")
+    production = await acme.deployment("Production")
+    refused = await acme.refuses("developer", setting(production.id, GOOD), Forbidden)
+    assert "only an ADMIN" in refused.message
+    await acme.run("admin", setting(production.id, GOOD))
+    # Nor may a developer remove what guards the reviewed changes.
+    await acme.refuses("developer", setting(production.id, None), Forbidden)
+    assert verification_of(await acme.deployment("Production")) == GOOD
+    # Elsewhere, developers still set it.
+    await acme.run("developer", setting((await acme.deployment("Staging")).id, GOOD))

@@ -82,9 +82,9 @@ class DeploymentMutations:
         return answer_of(request or deployment)
 
     @strawberry.mutation(
-        description="DEVELOPER or ADMIN. The checks every later deploy, promotion, "
-        "configuration change, restart or resume of the deployment must pass once live; an "
-        "empty list of checks removes them."
+        description="DEVELOPER or ADMIN (ADMIN only in an environment with an approval "
+        "policy). The checks every later deploy, promotion, configuration change, restart or "
+        "resume of the deployment must pass once live; an empty list of checks removes them."
     )
     @in_transaction
     async def set_verification(self, info: Info, input: SetVerificationInput) -> DeploymentResult:
