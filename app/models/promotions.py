@@ -93,6 +93,13 @@ class Promotion(SQLModel, table=True):
             sqlite_where=sa.text("status = 'PENDING_APPROVAL'"),
             postgresql_where=sa.text("status = 'PENDING_APPROVAL'"),
         ),
+        # The schedule sweep's question, every second: which scheduled ones are due.
+        sa.Index(
+            "ix_promotions_scheduled_not_before",
+            "not_before",
+            sqlite_where=sa.text("status = 'SCHEDULED'"),
+            postgresql_where=sa.text("status = 'SCHEDULED'"),
+        ),
     )
 
     id: str = Field(default_factory=lambda: new_id("pro"), primary_key=True, max_length=40)

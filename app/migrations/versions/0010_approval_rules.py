@@ -1,5 +1,5 @@
 """approval rules: a policy holds several rules, each with its reviewers and required
-approvals, and a review keeps the rules it counted toward
+approvals, and a review keeps the rules it counted toward; an index for the schedule sweep
 
 Revision ID: 0010
 Revises: 0009
@@ -28,9 +28,17 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("reviews", schema=None) as batch_op:
         batch_op.add_column(sa.Column("counted_toward", sa.JSON(), nullable=True))
+    op.create_index(
+        "ix_promotions_scheduled_not_before",
+        "promotions",
+        ["not_before"],
+        sqlite_where=sa.text("status = 'SCHEDULED'"),
+        postgresql_where=sa.text("status = 'SCHEDULED'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_promotions_scheduled_not_before", table_name="promotions")
     with op.batch_alter_table("reviews", schema=None) as batch_op:
         batch_op.drop_column("counted_toward")
     with op.batch_alter_table("approval_policies", schema=None) as batch_op:
