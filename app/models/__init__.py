@@ -1,5 +1,11 @@
 """SQLModel tables. Importing this package registers every table on ``SQLModel.metadata``."""
 
+from app.models.configuration_groups import (
+    ConfigurationGroup,
+    ConfigurationGroupLink,
+    ConfigurationGroupValue,
+    GroupLinkMode,
+)
 from app.models.deployments import ConfigValue, Deployment, DeploymentStatus
 from app.models.environments import DataPlane, Environment, RuntimeKind
 from app.models.governance import ApprovalPolicy, AuditEvent, Review, ReviewDecision
@@ -28,12 +34,16 @@ __all__ = [
     "ChangeKind",
     "ChangeStatus",
     "ConfigValue",
+    "ConfigurationGroup",
+    "ConfigurationGroupLink",
+    "ConfigurationGroupValue",
     "DataPlane",
     "Deployment",
     "DeploymentChange",
     "DeploymentRevision",
     "DeploymentStatus",
     "Environment",
+    "GroupLinkMode",
     "Integration",
     "Membership",
     "Organization",

@@ -237,6 +237,11 @@ class DeploymentChange(SQLModel, table=True):
     # The configuration applied, frozen at APPLYING_CONFIGURATION: a Fernet token of JSON.
     snapshot_sealed: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     snapshot_digest: str | None = Field(default=None, max_length=64)
+    # Which of the snapshot's keys came from configuration groups: {key: {"group", "secret",
+    # "file"}} (configuration_groups.py); null or empty: all are the deployment's own.
+    snapshot_groups: dict[str, Any] | None = Field(
+        default=None, sa_column=sa.Column(sa.JSON, nullable=True)
+    )
     # The configuration version that the snapshot reflects (for restartRequired).
     snapshot_config_version: int | None = None
     # When set, the change runs only if the deployment's configuration is still at this
@@ -269,6 +274,10 @@ class DeploymentRevision(SQLModel, table=True):
     configuration_digest: str = Field(max_length=64)
     # The configuration applied: a Fernet token of JSON, so a rollback can re-apply it.
     snapshot_sealed: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    # Which of its keys came from configuration groups (as on the change).
+    snapshot_groups: dict[str, Any] | None = Field(
+        default=None, sa_column=sa.Column(sa.JSON, nullable=True)
+    )
     cause: RevisionCause = Field(sa_column=enum_column(RevisionCause))
     change_id: str = Field(sa_column=foreign_key("deployment_changes.id", index=True))
     promotion_id: str | None = Field(

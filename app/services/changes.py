@@ -36,11 +36,11 @@ from app.services.configuration import (
     apply_entries,
     deployment_for,
     missing_keys,
-    plaintext_values,
     schema_of,
     stored_values,
     validate_entries,
 )
+from app.services.configuration_groups import effective_configuration, group_keys
 from app.services.errors import (
     Blocker,
     InvalidInput,
@@ -54,7 +54,13 @@ from app.services.pipelines import stage_environment_ids
 async def require_configuration(
     session: AsyncSession, *, integration: Integration, deployment: Deployment
 ) -> None:
-    missing = missing_keys(schema_of(integration), await stored_values(session, deployment.id))
+    have = {
+        *(await stored_values(session, deployment.id)),
+        *await group_keys(
+            session, integration_id=integration.id, environment_id=deployment.environment_id
+        ),
+    }
+    missing = missing_keys(schema_of(integration), have)
     if missing:
         environment = await session.get(Environment, deployment.environment_id)
         raise MissingConfiguration(
@@ -143,7 +149,7 @@ async def deploy(
         deployment=deployment,
         kind=ChangeKind.DEPLOY,
         build_id=build.id,
-        values=await plaintext_values(session, box=box, deployment_id=deployment.id),
+        values=(await effective_configuration(session, box, deployment)).values,
         detail=f"deploy of {build.version} queued",
         idempotency_key=idempotency_key,
         build=build.version,
@@ -249,7 +255,7 @@ async def restart(
             deployment=deployment,
             kind=RequestKind.RESTART,
             build_id=deployment.build_id,
-            values=await plaintext_values(session, box=box, deployment_id=deployment.id),
+            values=(await effective_configuration(session, box, deployment)).values,
         )
         if request is not None:
             return request
@@ -292,7 +298,7 @@ async def restart_for_configuration(
         deployment=deployment,
         kind=ChangeKind.CONFIG_CHANGE,
         build_id=deployment.build_id,
-        values=await plaintext_values(session, box=box, deployment_id=deployment.id),
+        values=(await effective_configuration(session, box, deployment)).values,
         detail="configuration change queued",
     )
 

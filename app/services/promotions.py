@@ -33,7 +33,7 @@ from app.models import (
     User,
 )
 from app.models.base import utcnow
-from app.services import approval_policies, audit, change_requests
+from app.services import approval_policies, audit, change_requests, configuration_groups
 from app.services.auth import Permission, get_owned, role_in
 from app.services.change_queue import queue_requested_change
 from app.services.configuration import (
@@ -208,7 +208,11 @@ async def plan_promotion(
             if spec is not None and not spec.secret and key not in after and key not in given:
                 after[key] = value
                 copied.append(ConfigEntry(key=key, value=value))
-    missing = missing_keys(schema, after)
+    # Keys the target's linked configuration groups set count as set.
+    grouped = await configuration_groups.group_keys(
+        session, integration_id=integration.id, environment_id=target.id
+    )
+    missing = missing_keys(schema, [*after, *grouped])
     if missing:
         blockers.append(Blocker.MISSING_CONFIGURATION)
     return Plan(

@@ -21,11 +21,11 @@ from app.services.configuration import (
     apply_entries,
     effective_values,
     missing_keys,
-    plaintext_values,
     replace_values,
     schema_of,
     stored_values,
 )
+from app.services.configuration_groups import effective_configuration
 from app.services.lifecycle import follow_change, move_change
 from app.services.promotions import sealed_entries
 from workers.metrics import timed_step
@@ -91,13 +91,29 @@ async def apply_configuration(
             )
     elif change.kind is ChangeKind.ROLLBACK:
         revision = await _revision(session, deployment.id, change.rollback_to_revision)
+        ran: dict[str, str] = box.open_json(revision.snapshot_sealed)
+        from_groups = revision.snapshot_groups or {}
+        # The deployment's own values become the revision's own; the group values it ran
+        # then run again, though the groups may hold others now (shared, they stay as they are).
         await replace_values(
             session,
             box=box,
             integration=integration,
             deployment=deployment,
-            values=box.open_json(revision.snapshot_sealed),
+            values={k: v for k, v in ran.items() if k not in from_groups},
         )
+        if from_groups:
+            now = await effective_configuration(session, box, deployment)
+            change.snapshot_sealed = revision.snapshot_sealed
+            change.snapshot_digest = revision.configuration_digest
+            change.snapshot_groups = revision.snapshot_groups
+            # Where the groups hold other values now, what is stored differs from what runs:
+            # restartRequired, as after any change of what is stored (no version is -1).
+            change.snapshot_config_version = deployment.config_version if now.values == ran else -1
+            if change.build_id is None:
+                change.build_id = revision.build_id
+            session.add(change)
+            return
     if change.kind is ChangeKind.SUSPEND:
         return
     if change.kind is ChangeKind.RESUME:
@@ -108,7 +124,8 @@ async def apply_configuration(
         change.snapshot_config_version = deployment.applied_config_version
         session.add(change)
         return
-    values = await plaintext_values(session, box=box, deployment_id=deployment.id)
+    effective = await effective_configuration(session, box, deployment)
+    values = effective.values
     schema = schema_of(integration)
     missing = missing_keys(schema, values)
     if missing:
@@ -117,6 +134,7 @@ async def apply_configuration(
         change.build_id = deployment.build_id
     change.snapshot_sealed = box.seal_json(values)
     change.snapshot_digest = box.digest(effective_values(schema, values))
+    change.snapshot_groups = effective.groups or None
     change.snapshot_config_version = deployment.config_version
     session.add(change)
 

@@ -68,6 +68,7 @@ async def succeed(session: AsyncSession, change: DeploymentChange, endpoint: str
                 build_id=change.build_id,
                 configuration_digest=change.snapshot_digest,
                 snapshot_sealed=change.snapshot_sealed,
+                snapshot_groups=change.snapshot_groups,
                 cause=cause,
                 change_id=change.id,
                 promotion_id=change.promotion_id,

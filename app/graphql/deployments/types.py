@@ -22,6 +22,7 @@ from app.graphql.promotions import LazyPromotion
 from app.graphql.promotions import types as promotion_types
 from app.graphql.public_error import PublicError
 from app.models import DeploymentStatus, RevisionCause
+from app.services import configuration_groups
 from app.services import verification as verification_service
 from app.services.configuration import missing_keys, schema_of
 from app.services.errors import DomainError
@@ -162,13 +163,21 @@ class Deployment(Node):
 
     @strawberry.field(
         description="Required keys of the integration's configSchema that this "
-        "environment has no value for."
+        "environment has no value for (its own, or a linked configuration group's)."
     )
     async def missing_configuration(self, info: Info) -> list[str]:
         loaders = info.context.loaders
         integration = await loaders.require(loaders.integration, self.integration_id)
         values = await loaders.config_values_by_deployment.load(self.id)
-        return missing_keys(schema_of(integration), (v.key for v in values))
+        missing = missing_keys(schema_of(integration), (v.key for v in values))
+        if not missing:
+            return missing
+        grouped = await configuration_groups.group_keys(
+            info.context.session,
+            integration_id=self.integration_id,
+            environment_id=self.environment_id,
+        )
+        return [key for key in missing if key not in grouped]
 
 
 @strawberry.type
