@@ -16,6 +16,9 @@ from app.models import (
     ApprovalPolicy,
     AuditEvent,
     Build,
+    ConfigurationGroup,
+    ConfigurationGroupLink,
+    ConfigurationGroupValue,
     ConfigValue,
     DataPlane,
     Deployment,
@@ -197,6 +200,15 @@ class Loaders:
         PipelineStage, "pipeline_id", order=(col(PipelineStage.position),)
     )
     approval_policies_by_environment = ByParent(ApprovalPolicy, "environment_id")
+    configuration_group = ById(ConfigurationGroup)
+    configuration_groups_by_organization = ByParent(
+        ConfigurationGroup, "organization_id", order=(col(ConfigurationGroup.name),)
+    )
+    group_values_by_group = ByParent(
+        ConfigurationGroupValue, "group_id", order=(col(ConfigurationGroupValue.key),)
+    )
+    group_links_by_group = ByParent(ConfigurationGroupLink, "group_id")
+    group_links_by_integration = ByParent(ConfigurationGroupLink, "integration_id")
     reviews_by_promotion = ByParent(Review, "promotion_id")
     pending_promotions_by_organization = ByParent(
         Promotion,

@@ -30,6 +30,7 @@ from app.graphql.environments.mutations import EnvironmentMutations
 from app.graphql.environments.queries import EnvironmentQueries
 from app.graphql.environments.types import DataPlane, Environment
 from app.graphql.governance.mutations import GovernanceMutations
+from app.graphql.groups.mutations import ConfigurationGroupMutations
 from app.graphql.identity.mutations import IdentityMutations
 from app.graphql.identity.queries import IdentityQueries
 from app.graphql.identity.types import ApiToken, User
@@ -83,6 +84,7 @@ class Mutation(
     VerificationMutations,
     PromotionMutations,
     GovernanceMutations,
+    ConfigurationGroupMutations,
 ):
     pass
 

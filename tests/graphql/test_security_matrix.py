@@ -64,6 +64,7 @@ KIND_OF_NAME = {
     "deploymentId": "deployment",
     "userId": "user",
     "approverIds": "user",
+    "groupId": "configurationGroup",
 }
 # What a bare ``id`` names, by the field that takes it.
 KIND_OF_ID = {
@@ -89,6 +90,7 @@ KIND_OF_ID = {
     "cancelPromotion": "promotion",
     "retryPromotion": "promotion",
     "promotionStatus": "promotion",
+    "deleteConfigurationGroup": "configurationGroup",
 }
 # Values for the other arguments that pass every check a field makes before its IDs are looked
 # up, so that what is tested is the lookup.
@@ -199,7 +201,8 @@ def fields_with_ids(root: GraphQLObjectType | None) -> list[tuple[str, GraphQLFi
 
 async def ids_of(api: GraphQLClient, session: AsyncSession, org: Org, world: World) -> Ids:
     """One object of each kind in the organization: a project with an integration ACTIVE in
-    Development, a build, a promotion request pending into Production, the admin's token."""
+    Development, a build, a promotion request pending into Production, the admin's token, a
+    configuration group."""
     project = await create_project(api, org, "Matrix")
     integration = await create_integration(
         api, org, project["id"], "Matrix", config_schema=CONFIG_SCHEMA
@@ -222,6 +225,12 @@ async def ids_of(api: GraphQLClient, session: AsyncSession, org: Org, world: Wor
     )
     assert request["__typename"] == "Promotion", request
     tokens = await api.execute("{ viewer { apiTokens { id } } }", as_user=org.admin)
+    group = await api.execute(
+        """mutation($input: CreateConfigurationGroupInput!) {
+            createConfigurationGroup(input: $input) { ... on ConfigurationGroup { id } } }""",
+        {"input": {"organizationId": org.id, "name": "matrix", "keys": [{"key": "GREETING"}]}},
+        as_user=org.admin,
+    )
     return Ids(
         by_kind={
             "organization": org.id,
@@ -235,6 +244,7 @@ async def ids_of(api: GraphQLClient, session: AsyncSession, org: Org, world: Wor
             "promotion": request["id"],
             "user": org.admin.id,
             "apiToken": tokens["viewer"]["apiTokens"][0]["id"],
+            "configurationGroup": group["createConfigurationGroup"]["id"],
         },
         slug=org.slug,
     )

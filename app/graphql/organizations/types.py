@@ -10,6 +10,8 @@ from app.graphql.environments import LazyDataPlane, LazyEnvironment
 from app.graphql.environments import types as environment_types
 from app.graphql.governance import LazyAuditEvent
 from app.graphql.governance import types as governance_types
+from app.graphql.groups import LazyConfigurationGroup
+from app.graphql.groups import types as group_types
 from app.graphql.identity import LazyUser
 from app.graphql.identity import types as identity_types
 from app.graphql.objects import Node, related, snapshot
@@ -91,6 +93,11 @@ class Organization(Node):
             total_count=len(rows),
         )
         return page.connection(promotion_types.Promotion.from_model)
+
+    @strawberry.field(description="In name order.")
+    async def configuration_groups(self, info: Info) -> list[LazyConfigurationGroup]:
+        rows = await info.context.loaders.configuration_groups_by_organization.load(self.id)
+        return [group_types.ConfigurationGroup.from_model(row) for row in rows]
 
     @strawberry.field(description="Newest first. Visible to ADMIN.")
     async def audit_log(

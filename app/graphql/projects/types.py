@@ -11,6 +11,8 @@ from app import models
 from app.graphql.context import Info
 from app.graphql.deployments import LazyDeployment
 from app.graphql.deployments import types as deployment_types
+from app.graphql.groups import LazyConfigurationGroup
+from app.graphql.groups import types as group_types
 from app.graphql.objects import Node, related, snapshot
 from app.graphql.organizations import LazyOrganization
 from app.graphql.organizations import types as organization_types
@@ -101,6 +103,16 @@ class Integration(Node):
     @strawberry.field
     def config_schema(self) -> list[ConfigKey]:
         return [ConfigKey.from_record(ConfigKeyRecord.from_json(entry)) for entry in self.schema]
+
+    @strawberry.field(
+        description="The configuration groups linked to it: its deployments run their own "
+        "values over these groups' values for their environment."
+    )
+    async def configuration_groups(self, info: Info) -> list[LazyConfigurationGroup]:
+        loaders = info.context.loaders
+        links = await loaders.group_links_by_integration.load(self.id)
+        rows = await loaders.configuration_group.load_many([link.group_id for link in links])
+        return [group_types.ConfigurationGroup.from_model(row) for row in rows if row]
 
     @strawberry.field(description="Newest first.")
     async def builds(
