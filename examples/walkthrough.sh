@@ -218,3 +218,20 @@ echo "staging history: $(gql 'query($i: ID!, $e: ID!) { integration(id: $i) {
     build { version } } } } verifications(first: 2) { revision passed } } } }' \
   "{\"i\": \"$INTEGRATION\", \"e\": \"$STAGING\"}" | jq -c '.integration.deployment')"
 echo "staging answers again: $(curl -sS "$STAGING_URL")"
+
+# 19. A configuration group: the organization's "tuning" keys with a value per environment,
+#     linked to the greeter. Its deployments run their own values over the group's; setting
+#     Staging's value with restart restarts Staging (one change, verified as any other).
+TUNING=$(gql 'mutation($org: ID!) { createConfigurationGroup(input: {organizationId: $org,
+    name: "tuning", keys: [{key: "REPEAT"}]}) { ... on ConfigurationGroup { id } } }' \
+  "{\"org\": \"$ORG\"}" | jq -r '.createConfigurationGroup.id')
+gql 'mutation($g: ID!, $i: ID!) { linkConfigurationGroup(input: {groupId: $g, integrationId: $i}) {
+    __typename } }' "{\"g\": \"$TUNING\", \"i\": \"$INTEGRATION\"}" >/dev/null
+echo "group set: $(gql 'mutation($g: ID!, $e: ID!) { setConfigurationGroupValues(input: {groupId: $g,
+    environmentId: $e, entries: [{key: "REPEAT", value: "3"}], restart: true}) {
+    ... on ConfigurationGroupValuesSet { group { name values { key value } } restarted { id } } } }' \
+  "{\"g\": \"$TUNING\", \"e\": \"$STAGING\"}" | jq -c '.setConfigurationGroupValues')"
+wait_for 'query($i: ID!, $e: ID!) { integration(id: $i) { deployment(environmentId: $e) {
+    status revision } } }' "{\"i\": \"$INTEGRATION\", \"e\": \"$STAGING\"}" \
+  '.integration.deployment.status == "ACTIVE" and .integration.deployment.revision == 5'
+echo "staging answers with the group: $(curl -sS "$STAGING_URL")"

@@ -126,6 +126,12 @@ def test_walkthrough_works_as_written(tmp_path: Path) -> None:
     # Verification was set after revision 2: one run, of revision 3; the rollback is not verified.
     assert staging_now["verifications"] == [{"revision": 3, "passed": False}]
     assert _answer(lines, "staging answers again: ")["greeting"] == "Hello from Staging"
+    # A configuration group's value reaches Staging (which has none of its own for the key).
+    group = _answer(lines, "group set: ")
+    assert group["group"] == {"name": "tuning", "values": [{"key": "REPEAT", "value": "3"}]}
+    assert len(group["restarted"]) == 1
+    grouped = _answer(lines, "staging answers with the group: ")
+    assert (grouped["repeat"], grouped["greeting"]) == (3, "Hello from Staging")
 
 
 def test_the_container_walkthrough_works_as_written(
