@@ -7,7 +7,8 @@ api``, ``promenade up``, or ``uvicorn --factory app.main:api``) runs a complete 
   each commit) and the event hub (the bus's events reach this process's subscriptions);
   without one, subscriptions poll the database;
 - the expiry sweep (promotion requests that nobody decided on in time expire) and the
-  schedule sweep (scheduled promotions whose time came start).
+  schedule sweep (scheduled promotions whose time came start), and the release sweep
+  (releases move on to their next member).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from app.messaging.outbox import OutboxRelay
 from app.metrics import Refresher, metrics_endpoint
 from app.readiness import Readiness, broker_check, database_checks
 from app.settings import Settings
-from app.sweeps import ExpirySweep, ScheduleSweep
+from app.sweeps import ExpirySweep, ReleaseSweep, ScheduleSweep
 
 
 def create_app(
@@ -73,6 +74,12 @@ def create_app(
     )
     box = SecretBox(settings.secret_keys())
     schedule = ScheduleSweep(
+        create_session_factory(engine),
+        box=box,
+        interval_s=settings.schedule_sweep_s,
+        on_change=after_commit,
+    )
+    releases = ReleaseSweep(
         create_session_factory(engine),
         box=box,
         interval_s=settings.schedule_sweep_s,
@@ -132,6 +139,8 @@ def create_app(
             stack.push_async_callback(sweep.stop)
             schedule.start()
             stack.push_async_callback(schedule.stop)
+            releases.start()
+            stack.push_async_callback(releases.stop)
             stack.push_async_callback(api.access.close)
             yield
 

@@ -1,5 +1,6 @@
 """Periodic work of the API process: promotion requests that nobody decided on in time expire
-(``ExpirySweep``), and scheduled promotions whose time came start (``ScheduleSweep``).
+(``ExpirySweep``), scheduled promotions whose time came start (``ScheduleSweep``), and releases
+move on to their next member (``ReleaseSweep``).
 
 The expiry time is stored with each request, so the sweep needs no memory of its own: after a
 restart its first round catches up with everything that expired meanwhile.
@@ -16,6 +17,7 @@ from app.crypto import SecretBox
 from app.db import SessionFactory, session_scope
 from app.services.approvals import expire_due
 from app.services.promotions import due_scheduled, start_scheduled
+from app.services.releases import advance, waiting_releases
 
 log = logging.getLogger(__name__)
 
@@ -98,5 +100,28 @@ class ScheduleSweep(ExpirySweep):
                 moved += 1
         if moved:
             log.info("%d scheduled promotion(s) started or failed", moved)
+            self._on_change()
+        return moved
+
+
+class ReleaseSweep(ScheduleSweep):
+    """Moves releases on (``releases.advance``): a decided request starts or ends its release,
+    a member that ended starts the next one or fails the release. Run as often as the schedule
+    sweep; several API processes may run it at once: each release is held while it moves."""
+
+    what = "release sweep"
+
+    async def sweep(self) -> int:
+        async with session_scope(self._sessions) as session:
+            waiting = await waiting_releases(session)
+        moved = 0
+        for release_id in waiting:
+            try:
+                async with session_scope(self._sessions) as session:
+                    if await advance(session, box=self._box, release_id=release_id):
+                        moved += 1
+            except Exception:
+                log.exception("release %s could not move on", release_id)
+        if moved:
             self._on_change()
         return moved

@@ -47,6 +47,8 @@ from app.graphql.projects.types import Build, Integration, Project
 from app.graphql.promotions.mutations import PromotionMutations
 from app.graphql.promotions.queries import PromotionQueries
 from app.graphql.public_error import PublicError
+from app.graphql.releases.mutations import ReleaseMutations
+from app.graphql.releases.queries import ReleaseQueries
 from app.graphql.subscriptions import Subscription
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ class Query(
     ProjectQueries,
     DeploymentQueries,
     PromotionQueries,
+    ReleaseQueries,
 ):
     pass
 
@@ -85,6 +88,7 @@ class Mutation(
     PromotionMutations,
     GovernanceMutations,
     ConfigurationGroupMutations,
+    ReleaseMutations,
 ):
     pass
 

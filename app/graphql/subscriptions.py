@@ -13,6 +13,7 @@ from app.graphql.context import Context, Info
 from app.graphql.loaders import Loaders
 from app.graphql.promotions.types import Promotion, PromotionEvent
 from app.graphql.public_error import PublicError
+from app.graphql.releases.types import ReleaseEvent
 from app.messaging.bus import Message
 from app.messaging.fanout import SubscriberTooSlow
 from app.models import DeploymentStatus
@@ -20,6 +21,7 @@ from app.services import approvals
 from app.services.auth import Owned
 from app.services.change_requests import approval_routing_key
 from app.services.events import promotion_routing_key
+from app.services.releases import release_routing_key
 
 # Without an event, a promotion's subscription still looks at the database this often, so a bus
 # that is down (or absent: `promenade api` without RabbitMQ) delays it but does not stall it.
@@ -90,6 +92,19 @@ async def _events_after(
     return [row for row in rows if (row.at, row.id) > after]
 
 
+async def _release_events_after(
+    ctx: Context, release_id: str, after: tuple[datetime, str] | None
+) -> list[models.ReleaseEvent]:
+    async with ctx.sessions() as session:
+        query = (
+            select(models.ReleaseEvent)
+            .where(models.ReleaseEvent.release_id == release_id)
+            .order_by(col(models.ReleaseEvent.at), col(models.ReleaseEvent.id))
+        )
+        rows = list((await session.exec(query)).all())
+    return rows if after is None else [row for row in rows if (row.at, row.id) > after]
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
@@ -122,6 +137,37 @@ class Subscription:
                     raise _not_found("promotion", id)
                 for event in await _events_after(ctx, id, last):
                     yield PromotionEvent.from_model(event, organization)
+                    last = (event.at, event.id)
+                    final = event.status.is_final
+
+    @strawberry.subscription(
+        description="Every status change of one release (each member's start among them), "
+        "starting with its current status; completes at a final status. Each member's own "
+        "progress streams through promotionStatus."
+    )
+    async def release_status(
+        self, info: Info, id: strawberry.ID
+    ) -> AsyncGenerator[ReleaseEvent, None]:
+        ctx = info.context
+        organization = await _organization_of(ctx, models.Release, id)
+        if organization is None:
+            raise _not_found("release", id)
+        key = release_routing_key(id)
+        # As promotionStatus: listen first, then read; the database is the record.
+        with ctx.hub.wakeups(lambda message: message.routing_key == key) as wakeup:
+            events = await _release_events_after(ctx, id, None)
+            if not events:
+                raise _not_found("release", id)
+            current = events[-1]
+            yield ReleaseEvent.from_model(current)
+            last = (current.at, current.id)
+            final = current.status.is_final
+            while not final:
+                await wakeup.wait(min(POLL_INTERVAL_S, ctx.recheck_s))
+                if not await _member_of(ctx, organization):
+                    raise _not_found("release", id)
+                for event in await _release_events_after(ctx, id, last):
+                    yield ReleaseEvent.from_model(event)
                     last = (event.at, event.id)
                     final = event.status.is_final
 

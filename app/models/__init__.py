@@ -25,6 +25,7 @@ from app.models.promotions import (
     RevisionCause,
     VerificationRun,
 )
+from app.models.releases import IntegrationDependency, Release, ReleaseEvent, ReleaseStatus
 
 __all__ = [
     "ApiToken",
@@ -45,6 +46,7 @@ __all__ = [
     "Environment",
     "GroupLinkMode",
     "Integration",
+    "IntegrationDependency",
     "Membership",
     "Organization",
     "OutboxMessage",
@@ -54,6 +56,9 @@ __all__ = [
     "Promotion",
     "PromotionEvent",
     "PromotionStatus",
+    "Release",
+    "ReleaseEvent",
+    "ReleaseStatus",
     "RequestKind",
     "Review",
     "ReviewDecision",

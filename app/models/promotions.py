@@ -56,6 +56,8 @@ class RequestKind(enum.StrEnum):
     CONFIGURATION = "CONFIGURATION"
     RESTART = "RESTART"
     ROLLBACK = "ROLLBACK"
+    # A release into a protected environment: one request for all its members.
+    RELEASE = "RELEASE"
 
 
 class ChangeKind(enum.StrEnum):
@@ -159,6 +161,11 @@ class Promotion(SQLModel, table=True):
     # at once (the workers do not hold it back for the freeze) and is marked in its events and
     # the audit log. Null for every other request.
     emergency_reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    # The release it belongs to: a member's promotion, or a release's one request for review.
+    release_id: str | None = Field(
+        default=None,
+        sa_column=foreign_key("releases.id", nullable=True, ondelete="CASCADE", index=True),
+    )
     # A retry: the FAILED promotion whose build, overrides and target it asks for again.
     retry_of_id: str | None = Field(
         default=None,

@@ -128,6 +128,12 @@ async def _review(
     progress = rules.progress(reviews)
     if all(rule.met for rule in progress):
         approved = f"approved ({describe_progress(progress)})"
+        if promotion.kind is RequestKind.RELEASE:
+            # The release's members run now, each a promotion of its own (releases.py).
+            await move_promotion(
+                session, promotion, PromotionStatus.SUCCEEDED, detail=f"{approved}: released"
+            )
+            return promotion
         later = await _scheduled_for(session, promotion)
         if later is not None:
             promotion.not_before = later

@@ -42,8 +42,18 @@ C = ChangeStatus
 # notBefore time (the schedule sweep queues it then, or fails it on a new blocker); once
 # queued it follows its change.
 PROMOTION_FLOW: Mapping[PromotionStatus, frozenset[PromotionStatus]] = {
+    # A release's one request (kind RELEASE) SUCCEEDED once approved: its members run then,
+    # each a promotion of its own.
     P.PENDING_APPROVAL: frozenset(
-        {P.PENDING_APPROVAL, P.SCHEDULED, P.QUEUED, P.REJECTED, P.CANCELLED, P.EXPIRED}
+        {
+            P.PENDING_APPROVAL,
+            P.SCHEDULED,
+            P.QUEUED,
+            P.REJECTED,
+            P.CANCELLED,
+            P.EXPIRED,
+            P.SUCCEEDED,
+        }
     ),
     P.SCHEDULED: frozenset({P.QUEUED, P.CANCELLED, P.FAILED}),
     P.QUEUED: frozenset({P.APPLYING_CONFIGURATION, P.FAILED, P.CANCELLED, P.SUPERSEDED}),

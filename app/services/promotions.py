@@ -28,6 +28,7 @@ from app.models import (
     Project,
     Promotion,
     PromotionStatus,
+    Release,
     RequestKind,
     Role,
     User,
@@ -270,11 +271,16 @@ async def promote(
     box: SecretBox,
     request: PromotionRequest,
     retry_of: Promotion | None = None,
+    release: Release | None = None,
+    release_build_id: str | None = None,
 ) -> Promotion:
     """Queue a promotion (or schedule it, see ``PromotionRequest.not_before``), or refuse it
     naming every blocker; nothing is written on refusal.
 
     ``retry_of``: the FAILED promotion this one retries; the source must still run its build.
+    ``release``: the running release this promotion is a member of (releases.py), whose build
+    ``release_build_id`` the source must still run; it was reviewed as a whole, so no request
+    is filed for it, and it starts now.
     """
     now = utcnow()
     validate_not_before(request.not_before, now=now)
@@ -315,7 +321,16 @@ async def promote(
     wanted = request.not_before
     if Blocker.NOT_SOAKED in plan.blockers and plan.soaked_at is not None:
         wanted = max(wanted or plan.soaked_at, plan.soaked_at)  # waitForSoak
-    not_before = None if emergency else earliest_start(plan.target.deployment_windows, wanted, now)
+    not_before = (
+        None
+        if emergency or release is not None
+        else earliest_start(plan.target.deployment_windows, wanted, now)
+    )
+    if release_build_id is not None and plan.build.id != release_build_id:
+        raise Conflict(
+            f"{plan.source.name} now runs {plan.build.version}, not the build the release "
+            "was made with"
+        )
     if retry_of is not None and plan.build.id != retry_of.build_id:
         failed_build = await session.get(Build, retry_of.build_id)
         failed_version = failed_build.version if failed_build is not None else retry_of.build_id
@@ -347,6 +362,7 @@ async def promote(
         emergency_reason=request.emergency_reason.strip() if request.emergency_reason else None,
         not_before=not_before,
         retry_of_id=retry_of.id if retry_of is not None else None,
+        release_id=release.id if release is not None else None,
     )
     session.add(promotion)
     await session.flush()
@@ -368,7 +384,7 @@ async def promote(
     if promotion.emergency_reason is not None:
         await _record_emergency(session, actor=actor, plan=plan, promotion=promotion)
         detail = f"EMERGENCY ({promotion.emergency_reason}): {detail}"
-    elif plan.policy is not None:
+    elif plan.policy is not None and release is None:
         # Nothing runs yet: the request waits for its reviews.
         await change_requests.file_request(session, promotion=promotion, policy=plan.policy)
         return promotion

@@ -65,6 +65,7 @@ KIND_OF_NAME = {
     "userId": "user",
     "approverIds": "user",
     "groupId": "configurationGroup",
+    "dependsOn": "integration",
 }
 # What a bare ``id`` names, by the field that takes it.
 KIND_OF_ID = {
@@ -91,6 +92,8 @@ KIND_OF_ID = {
     "retryPromotion": "promotion",
     "promotionStatus": "promotion",
     "deleteConfigurationGroup": "configurationGroup",
+    "release": "release",
+    "releaseStatus": "release",
 }
 # Values for the other arguments that pass every check a field makes before its IDs are looked
 # up, so that what is tested is the lookup.
@@ -202,7 +205,7 @@ def fields_with_ids(root: GraphQLObjectType | None) -> list[tuple[str, GraphQLFi
 async def ids_of(api: GraphQLClient, session: AsyncSession, org: Org, world: World) -> Ids:
     """One object of each kind in the organization: a project with an integration ACTIVE in
     Development, a build, a promotion request pending into Production, the admin's token, a
-    configuration group."""
+    configuration group, a release."""
     project = await create_project(api, org, "Matrix")
     integration = await create_integration(
         api, org, project["id"], "Matrix", config_schema=CONFIG_SCHEMA
@@ -214,6 +217,22 @@ async def ids_of(api: GraphQLClient, session: AsyncSession, org: Org, world: Wor
         environment_id=org.environments["Development"],
         build_id=build["id"],
     )
+    # A release of the integration, before Production is protected: its member is queued.
+    release = await api.execute(
+        """mutation($input: CreateReleaseInput!) {
+            createRelease(input: $input) { __typename ... on Release { id } } }""",
+        {
+            "input": {
+                "name": "matrix",
+                "sourceEnvironmentId": org.environments["Development"],
+                "members": [
+                    {"integrationId": integration, "overrides": [{"key": "GREETING", "value": "x"}]}
+                ],
+            }
+        },
+        as_user=org.admin,
+    )
+    assert release["createRelease"]["__typename"] == "Release", release
     await set_policy(api, world, as_user=org.admin, environment_id=org.environments["Production"])
     request = await promote(
         api,
@@ -245,6 +264,7 @@ async def ids_of(api: GraphQLClient, session: AsyncSession, org: Org, world: Wor
             "user": org.admin.id,
             "apiToken": tokens["viewer"]["apiTokens"][0]["id"],
             "configurationGroup": group["createConfigurationGroup"]["id"],
+            "release": release["createRelease"]["id"],
         },
         slug=org.slug,
     )

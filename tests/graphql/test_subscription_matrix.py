@@ -30,7 +30,7 @@ from tests.graphql.test_security_matrix import (
 )
 
 # The subscriptions this module calls; the security matrix checks that it is all of them.
-COVERED = {"promotionStatus", "deploymentEvents", "approvalRequests"}
+COVERED = {"promotionStatus", "deploymentEvents", "approvalRequests", "releaseStatus"}
 
 
 @pytest.fixture

@@ -201,11 +201,13 @@ class Acme:
         )
 
 
-async def _deployment(session: AsyncSession, acme: Acme, environment: str) -> Deployment:
+async def _deployment(
+    session: AsyncSession, acme: Acme, environment: str, integration_id: str | None = None
+) -> Deployment:
     return (
         await session.exec(
             select(Deployment).where(
-                Deployment.integration_id == acme.integration_id,
+                Deployment.integration_id == (integration_id or acme.integration_id),
                 Deployment.environment_id == acme.environments[environment],
             )
         )
@@ -337,17 +339,23 @@ async def record_run(
     *,
     values: dict[str, str | None] | None = None,
     kind: ChangeKind = ChangeKind.DEPLOY,
+    integration_id: str | None = None,
+    build_id: str | None = None,
 ) -> Deployment:
     """Store ``values`` in the environment (as the admin), then write what a worker leaves once
     a change that runs the build with the environment's values has succeeded: the change,
     SUCCEEDED with its configuration snapshot, the next revision, and the deployment ACTIVE
     with that build. A promotion needs an ACTIVE source, a restart or a rollback something
-    that ran; getting there through the step machine is the workers' tests' subject."""
+    that ran; getting there through the step machine is the workers' tests' subject.
+    ``integration_id`` and ``build_id``: another integration of acme's than the greeter (its
+    values are not stored), running that build."""
     if values:
         await acme.configure(environment, values)
+    integration_id = integration_id or acme.integration_id
+    build_id = build_id or acme.builds[version]
     async with acme.session() as session:
-        deployment = await _deployment(session, acme, environment)
-        integration = await session.get(Integration, acme.integration_id)
+        deployment = await _deployment(session, acme, environment, integration_id)
+        integration = await session.get(Integration, integration_id)
         assert integration is not None
         applied = await plaintext_values(session, box=acme.box, deployment_id=deployment.id)
         snapshot = acme.box.seal_json(applied)
@@ -357,7 +365,7 @@ async def record_run(
             deployment_id=deployment.id,
             kind=kind,
             status=ChangeStatus.SUCCEEDED,
-            build_id=acme.builds[version],
+            build_id=build_id,
             snapshot_sealed=snapshot,
             snapshot_digest=digest,
             snapshot_config_version=deployment.config_version,
@@ -371,7 +379,7 @@ async def record_run(
             DeploymentRevision(
                 deployment_id=deployment.id,
                 revision=deployment.revision,
-                build_id=acme.builds[version],
+                build_id=build_id,
                 configuration_digest=digest,
                 snapshot_sealed=snapshot,
                 cause=RevisionCause(kind.value),
@@ -380,7 +388,7 @@ async def record_run(
             )
         )
         deployment.status = DeploymentStatus.ACTIVE
-        deployment.build_id = acme.builds[version]
+        deployment.build_id = build_id
         deployment.running_change_id = change.id
         deployment.applied_config_version = deployment.config_version
         deployment.endpoint_url = f"http://gateway.test/acme/{environment.lower()}/greeter/"

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
+from sqlmodel import col, select
 
 from app import models
 from app.graphql.context import Info
@@ -103,6 +104,19 @@ class Integration(Node):
     @strawberry.field
     def config_schema(self) -> list[ConfigKey]:
         return [ConfigKey.from_record(ConfigKeyRecord.from_json(entry)) for entry in self.schema]
+
+    @strawberry.field(description="What it depends on: a release promotes those first.")
+    async def depends_on(self, info: Info) -> list[Integration]:
+        rows = await info.context.session.exec(
+            select(models.Integration)
+            .join(
+                models.IntegrationDependency,
+                col(models.IntegrationDependency.depends_on_id) == col(models.Integration.id),
+            )
+            .where(models.IntegrationDependency.integration_id == self.id)
+            .order_by(col(models.Integration.name))
+        )
+        return [Integration.from_model(row) for row in rows.all()]
 
     @strawberry.field(
         description="The configuration groups linked to it: its deployments run their own "

@@ -5,9 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from app.graphql.context import Info
-from app.graphql.environments.types import Environment
-from app.graphql.projects.types import Build
-from app.graphql.promotions.types import ConfigChange, PromoteInput, Promotion, PromotionPlan
+from app.graphql.promotions.types import PromoteInput, Promotion, PromotionPlan
 from app.graphql.public_error import PublicError
 from app.services import promotions
 from app.services.errors import DomainError, PromotionBlocked
@@ -35,13 +33,4 @@ class PromotionQueries:
             if error.code == "NOT_FOUND":
                 return None
             raise PublicError(error.message, code=error.code) from None
-        return PromotionPlan(
-            build=Build.from_model(plan.build) if plan.build else None,
-            source_environment=Environment.from_model(plan.source),
-            target_environment=Environment.from_model(plan.target),
-            missing_configuration=plan.missing,
-            configuration_changes=[ConfigChange.from_diff(c) for c in plan.changes],
-            requires_approval=plan.requires_approval,
-            blockers=plan.blockers,
-            soaked_at=plan.soaked_at,
-        )
+        return PromotionPlan.from_plan(plan)

@@ -234,6 +234,19 @@ class PromotionPlan:
         "requires (requiredSoakSeconds); NOT_SOAKED until then. Null: no soak required.",
     )
 
+    @classmethod
+    def from_plan(cls, plan: promotions.Plan) -> PromotionPlan:
+        return cls(
+            build=project_types.Build.from_model(plan.build) if plan.build else None,
+            source_environment=environment_types.Environment.from_model(plan.source),
+            target_environment=environment_types.Environment.from_model(plan.target),
+            missing_configuration=plan.missing,
+            configuration_changes=[ConfigChange.from_diff(c) for c in plan.changes],
+            requires_approval=plan.requires_approval,
+            blockers=plan.blockers,
+            soaked_at=plan.soaked_at,
+        )
+
 
 @strawberry.input(
     description="Break-glass: an ADMIN's promotion past a freeze of the target or its approval "
