@@ -129,7 +129,7 @@ def test_walkthrough_works_as_written(tmp_path: Path) -> None:
     # A configuration group's value reaches Staging (which has none of its own for the key).
     group = _answer(lines, "group set: ")
     assert group["group"] == {"name": "tuning", "values": [{"key": "REPEAT", "value": "3"}]}
-    assert len(group["restarted"]) == 1
+    assert isinstance(group["restarted"], list) and len(group["restarted"]) == 1
     grouped = _answer(lines, "staging answers with the group: ")
     assert (grouped["repeat"], grouped["greeting"]) == (3, "Hello from Staging")
 
