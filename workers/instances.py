@@ -4,8 +4,10 @@ machine and the supervisor, so that neither can let a secret value into a status
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -34,11 +36,14 @@ class InstanceTarget:
     values: dict[str, str]
     file_keys: frozenset[str]
     secret_keys: frozenset[str] = frozenset()
+    # Secret values inside a value (a configuration group's file): masked one by one too.
+    secret_parts: frozenset[str] = frozenset()
 
     @property
     def secret_values(self) -> frozenset[str]:
         """The values of secret keys: never written anywhere but to the instance."""
-        return frozenset(v for k, v in self.values.items() if k in self.secret_keys)
+        whole = frozenset(v for k, v in self.values.items() if k in self.secret_keys)
+        return whole | self.secret_parts
 
     def without_secrets(self, text: str) -> str:
         """The text (an instance's last output lines, say) with secret values blanked out."""
@@ -160,7 +165,19 @@ def target_of(
             [k for k, v in own.items() if v.secret]
             + [k for k, g in grouped.items() if g.get("secret")]
         ),
+        secret_parts=_secrets_in_files(values, grouped),
     )
+
+
+def _secrets_in_files(values: dict[str, str], grouped: dict[str, Any]) -> frozenset[str]:
+    """The secret values inside the configuration groups' files (TOML documents)."""
+    parts: set[str] = set()
+    for key, layout in grouped.items():
+        names = layout.get("secret_keys") or []
+        if names and key in values:
+            document = tomllib.loads(values[key])
+            parts |= {str(document[name]) for name in names if name in document}
+    return frozenset(parts)
 
 
 async def start_instance(

@@ -29,6 +29,7 @@ from app.services.errors import (
 MAX_EXPIRY_HOURS = 24 * 365
 MAX_APPROVALS = 20
 MAX_RULES = 10
+MAX_NAMED = 50
 
 
 @dataclass(frozen=True)
@@ -110,11 +111,13 @@ async def _checked_rules(
     are members of the organization, enough of them to meet it. A typed error names the field
     at fault (``rules[1].requiredApprovals``); the ids are checked first, so that an id of
     another organization's is not found, whatever else is wrong."""
-    await _check_members(
-        session,
-        organization_id,
-        [*policy.approver_ids, *(i for rule in policy.rules or () for i in rule.approver_ids)],
-    )
+    named = [("approverIds", policy.approver_ids)] + [
+        (f"rules[{i}].approverIds", rule.approver_ids) for i, rule in enumerate(policy.rules or ())
+    ]
+    for field, ids in named:
+        if len(set(ids)) > MAX_NAMED:
+            raise InvalidInput(f"a rule names at most {MAX_NAMED} reviewers", field=field)
+    await _check_members(session, organization_id, [i for _, ids in named for i in ids])
     if policy.rules is None:
         if policy.required_approvals is None:
             raise InvalidInput(
@@ -215,6 +218,7 @@ async def policy_of(session: AsyncSession, environment_id: str) -> ApprovalPolic
 async def _check_members(session: AsyncSession, organization_id: str, user_ids: list[str]) -> None:
     """NotFound unless every named reviewer is a member of the organization: as for any object
     outside it (whether the user exists elsewhere is not this organization's to learn)."""
+    user_ids = list(dict.fromkeys(user_ids))
     if not user_ids:
         return
     members = set(

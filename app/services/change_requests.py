@@ -24,7 +24,7 @@ from app.models import (
     RequestKind,
     User,
 )
-from app.services import audit
+from app.services import audit, configuration_groups
 from app.services.approval_policies import policy_of
 from app.services.approval_rules import describe_required, rules_of_policy
 from app.services.configuration import ConfigChangeKind, ConfigDiff, diff_values, schema_of
@@ -108,7 +108,12 @@ async def request_change(
         )
     schema = schema_of(integration)
     running = await running_values(session, box, deployment)
-    changes = diff_values(schema, running, values, {k for k, v in schema.items() if v.secret})
+    # A key outside the schema comes from a configuration group: secret, unless a group that
+    # gives it now or gave what runs says it is not.
+    plain = await configuration_groups.plain_group_keys(session, deployment)
+    secrets = {k for k in {*running, *values} if k not in schema and k not in plain}
+    secrets |= {k for k, v in schema.items() if v.secret}
+    changes = diff_values(schema, running, values, secrets, secrets)
     promotion = Promotion(
         organization_id=deployment.organization_id,
         integration_id=integration.id,

@@ -9,11 +9,11 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import SecretBox
@@ -296,10 +296,21 @@ async def apply_entries(
         else:
             stored.value, stored.secret, stored.updated_at = sealed, key.secret, now
         session.add(stored)
-    deployment.config_version += 1
-    deployment.updated_at = now
-    session.add(deployment)
     await session.flush()
+    await bump_config_version(session, deployment)
+
+
+async def bump_config_version(session: AsyncSession, deployment: Deployment) -> None:
+    """What the deployment would run changed: its configuration version moves on, in the
+    database (two transactions that both change it move it twice, so that a request filed
+    at the version before either sees that something changed)."""
+    await session.flush()
+    await session.exec(
+        update(Deployment)
+        .where(col(Deployment.id) == deployment.id)
+        .values(config_version=col(Deployment.config_version) + 1, updated_at=utcnow())
+    )
+    await session.refresh(deployment, ["config_version", "updated_at"])
 
 
 async def replace_values(
@@ -356,16 +367,18 @@ def diff_values(
     before: dict[str, str],
     after: dict[str, str],
     touched: set[str],
+    secrets: Collection[str] = (),
 ) -> list[ConfigDiff]:
     """How the values change from ``before`` to ``after``. A secret in ``touched`` is CHANGED
     whether or not the new value equals the old: comparing them would let whoever chose the
-    new value learn the old one."""
+    new value learn the old one. A key is secret when the schema says so, or is in
+    ``secrets`` (a configuration group's secret)."""
     diffs = []
     for key in [*schema, *sorted(k for k in {*before, *after} if k not in schema)]:
         old, new = before.get(key), after.get(key)
         if old is None and new is None:
             continue
-        secret = key in schema and schema[key].secret
+        secret = (key in schema and schema[key].secret) or key in secrets
         if old is None:
             kind = ConfigChangeKind.ADDED
         elif new is None:

@@ -33,6 +33,7 @@ from app.models import (
     ConfigurationGroupLink,
     ConfigurationGroupValue,
     Deployment,
+    DeploymentChange,
     DeploymentStatus,
     Environment,
     GroupLinkMode,
@@ -45,11 +46,16 @@ from app.models import (
 from app.models.base import utcnow
 from app.services import audit
 from app.services.auth import Permission, authorize, get_owned, role_in
-from app.services.configuration import ConfigEntry, plaintext_values, schema_of
+from app.services.configuration import (
+    ConfigEntry,
+    bump_config_version,
+    plaintext_values,
+    schema_of,
+)
 from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 
-NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 MAX_KEYS = 100
 MAX_VALUE = 64 * 1024
 
@@ -90,7 +96,7 @@ def _checked_keys(keys: Sequence[GroupKey]) -> list[dict[str, Any]]:
         raise InvalidInput(f"a group has from 1 to {MAX_KEYS} keys", field="keys")
     seen: set[str] = set()
     for index, key in enumerate(keys):
-        if not KEY.match(key.key):
+        if not KEY.fullmatch(key.key):
             raise InvalidInput(
                 f"{key.key!r} is not a key: letters, digits and _, not starting with a digit",
                 field=f"keys[{index}].key",
@@ -120,7 +126,7 @@ async def create_group(
     )
     if await session.get(Organization, organization_id) is None:
         raise NotFound(f"no organization with id {organization_id}", id=organization_id)
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise InvalidInput(
             "a group's name has 1 to 63 lowercase letters, digits and inner hyphens",
             field="name",
@@ -441,12 +447,8 @@ async def _mark_linked(
 
 
 async def _mark_deployments(session: AsyncSession, deployments: Iterable[Deployment]) -> None:
-    now = utcnow()
     for deployment in deployments:
-        deployment.config_version += 1
-        deployment.updated_at = now
-        session.add(deployment)
-    await session.flush()
+        await bump_config_version(session, deployment)
 
 
 # ---- what a deployment runs ----------------------------------------------------------------
@@ -491,6 +493,8 @@ async def group_values(
                 "group": group.name,
                 "secret": any(row.secret for row in rows),
                 "file": True,
+                # Masked one by one in the instance's output, as well as the file as a whole.
+                "secret_keys": sorted(row.key for row in rows if row.secret),
             }
             continue
         for row in rows:
@@ -534,3 +538,41 @@ async def group_keys(
         )
     )
     return set(rows.all())
+
+
+async def plain_group_keys(session: AsyncSession, deployment: Deployment) -> set[str]:
+    """The keys outside the deployment's schema that its configuration groups give, or gave
+    what runs now, as plain (not secret) values: in a plan, every other such key is masked."""
+    plain = {
+        key
+        for key, layout in (await _current_layout(session, deployment)).items()
+        if not layout["secret"]
+    }
+    if deployment.running_change_id is not None:
+        change = await session.get(DeploymentChange, deployment.running_change_id)
+        running = (change.snapshot_groups if change is not None else None) or {}
+        plain |= {key for key, layout in running.items() if not layout.get("secret")}
+    return plain
+
+
+async def _current_layout(
+    session: AsyncSession, deployment: Deployment
+) -> dict[str, dict[str, Any]]:
+    """Which keys the linked groups give the deployment now (nothing is decrypted)."""
+    layout: dict[str, dict[str, Any]] = {}
+    for link, group in await _links_of_integration(session, deployment.integration_id):
+        rows = (
+            await session.exec(
+                select(ConfigurationGroupValue).where(
+                    ConfigurationGroupValue.group_id == group.id,
+                    ConfigurationGroupValue.environment_id == deployment.environment_id,
+                )
+            )
+        ).all()
+        if not rows:
+            continue
+        if link.mode is GroupLinkMode.FILE:
+            layout[file_key(group.name)] = {"secret": any(row.secret for row in rows)}
+        else:
+            layout.update({row.key: {"secret": row.secret} for row in rows})
+    return layout

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tomllib
 from typing import Any
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -21,12 +22,16 @@ from app.models import (
     ConfigurationGroupValue,
     DeploymentChange,
     GroupLinkMode,
+    Promotion,
     PromotionStatus,
     RequestKind,
     Role,
     User,
 )
 from app.services import changes
+from app.services import changes as changes_service
+from app.services.approvals import approve, cancel
+from app.services.change_requests import requested_changes
 from app.services.configuration import ConfigEntry
 from app.services.configuration_groups import (
     GroupKey,
@@ -39,7 +44,8 @@ from app.services.configuration_groups import (
 from app.services.errors import Blocker, Conflict, Forbidden, InvalidInput, NotFound
 from app.services.promotions import PromotionRequest, plan_promotion
 from tests.support.acme import COMPLETE, Acme, Call, record_run, set_up_acme
-from workers.steps.applying import apply_configuration
+from workers.instances import _secrets_in_files
+from workers.steps.applying import ChangeRefused, apply_configuration
 
 KEYS = [GroupKey("GREETING"), GroupKey("API_KEY", secret=True), GroupKey("DATABASE_URL")]
 STAGING = {"GREETING": "hello from the group", "API_KEY": "group-s3cret", "DATABASE_URL": "pg://db"}
@@ -164,7 +170,9 @@ async def test_a_change_freezes_the_group_values_into_its_snapshot(engine: Async
     # As a file: the group's keys together, one TOML document.
     values, groups = await effective(acme, "Staging")
     assert tomllib.loads(values["groups/files.toml"]) == {"A": "1", "B": "two"}
-    assert groups == {"groups/files.toml": {"group": "files", "secret": True, "file": True}}
+    assert groups == {
+        "groups/files.toml": {"group": "files", "secret": True, "file": True, "secret_keys": ["B"]}
+    }
 
     deployment = await acme.deployment("Staging")
     assert deployment.config_version != deployment.applied_config_version  # restartRequired
@@ -255,6 +263,8 @@ async def test_bad_input_is_refused_and_changes_nothing(engine: AsyncEngine) -> 
     group = await acme.run("admin", creating(acme))
     invalid: list[tuple[Call[object], str]] = [
         (creating(acme, name="Not A Name"), "name"),
+        (creating(acme, name="shared-2\n"), "name"),
+        (creating(acme, name="x", keys=[GroupKey("A\n")]), "keys[0].key"),
         (creating(acme, name="x", keys=[]), "keys"),
         (creating(acme, name="x", keys=[GroupKey("A"), GroupKey("A")]), "keys[1].key"),
         (creating(acme, name="x", keys=[GroupKey("1A")]), "keys[0].key"),
@@ -282,3 +292,61 @@ async def test_bad_input_is_refused_and_changes_nothing(engine: AsyncEngine) -> 
     await acme.refuses("admin", linking(group.id, acme.integration_id), Conflict)  # twice
     # Another organization's integration is not found.
     await acme.refuses("admin", linking(other.id, "int_01jzzzzzzzzzzzzzzzzzzzzzzz"), NotFound)
+
+
+async def test_a_request_plan_masks_group_secrets_and_a_reviewed_rollback_runs_nothing_unseen(
+    engine: AsyncEngine,
+) -> None:
+    acme = await set_up_acme(engine)
+    await record_run(acme, "Staging", "1.0", values=COMPLETE)
+    await record_run(acme, "Staging", "2.0")
+    await acme.protect("Staging")
+    secrets = await acme.run(
+        "admin", creating(acme, name="secrets", keys=[GroupKey("DB_PASSWORD", secret=True)])
+    )
+    files = await acme.run(
+        "admin", creating(acme, name="files", keys=[GroupKey("TOKEN", secret=True)])
+    )
+    for group, mode in ((secrets, GroupLinkMode.ENVIRONMENT), (files, GroupLinkMode.FILE)):
+        await acme.run("admin", linking(group.id, acme.integration_id, mode))
+    await acme.run("admin", setting(acme, secrets.id, "Staging", {"DB_PASSWORD": "pw-4711"}))
+    filed = await acme.run(
+        "admin", setting(acme, files.id, "Staging", {"TOKEN": "tok-4711"}, restart=True)
+    )
+    [request] = filed.requests
+    changes = {c.key: c for c in requested_changes(acme.box, request)}
+    # Neither group secret is in the plan a reviewer (or any member) reads.
+    for key in ("DB_PASSWORD", "groups/files.toml"):
+        assert (changes[key].secret, changes[key].before, changes[key].after) == (True, None, None)
+    await acme.run(
+        "admin", lambda session, admin: cancel(session, actor=admin, promotion_id=request.id)
+    )
+
+    # A reviewed rollback runs what was reviewed or nothing: group values stored after the
+    # request make it refuse, as own values do.
+    deployment = await acme.deployment("Staging")
+    rollback = await acme.run(
+        "developer",
+        lambda session, developer: changes_service.rollback(
+            session, actor=developer, box=acme.box, deployment_id=deployment.id, revision=1
+        ),
+    )
+    assert isinstance(rollback, Promotion)
+    await acme.run(
+        "approver", lambda session, user: approve(session, actor=user, promotion_id=rollback.id)
+    )
+    await acme.run("admin", setting(acme, secrets.id, "Staging", {"DB_PASSWORD": "changed"}))
+    async with acme.session() as session:
+        change = (
+            await session.exec(
+                select(DeploymentChange).where(DeploymentChange.promotion_id == rollback.id)
+            )
+        ).one()
+        with pytest.raises(ChangeRefused, match="the configuration changed after the request"):
+            await apply_configuration(session, acme.box, change)
+
+
+def test_the_secrets_inside_a_group_file_are_masked_one_by_one() -> None:
+    values = {"groups/files.toml": 'A = "1"\nB = "tok-4711"\n'}
+    layout = {"groups/files.toml": {"secret": True, "file": True, "secret_keys": ["B"]}}
+    assert _secrets_in_files(values, layout) == frozenset({"tok-4711"})

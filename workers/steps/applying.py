@@ -33,9 +33,16 @@ from workers.steps.ending import fail
 from workers.steps.rows import load_deployment
 
 # Kinds that run the values stored when they run, so values stored after a review (or after
-# a protected restart was asked for) would run unseen. A rollback runs a revision's own.
+# a protected restart was asked for) would run unseen. A rollback runs a revision's own values,
+# but the configuration groups' values as they are now where the revision has none of theirs.
 VERSION_CHECKED = frozenset(
-    {ChangeKind.DEPLOY, ChangeKind.PROMOTION, ChangeKind.CONFIG_CHANGE, ChangeKind.RESTART}
+    {
+        ChangeKind.DEPLOY,
+        ChangeKind.PROMOTION,
+        ChangeKind.CONFIG_CHANGE,
+        ChangeKind.RESTART,
+        ChangeKind.ROLLBACK,
+    }
 )
 
 
@@ -121,6 +128,7 @@ async def apply_configuration(
         change.build_id = current.build_id
         change.snapshot_sealed = current.snapshot_sealed
         change.snapshot_digest = current.configuration_digest
+        change.snapshot_groups = current.snapshot_groups
         change.snapshot_config_version = deployment.applied_config_version
         session.add(change)
         return
