@@ -235,3 +235,36 @@ wait_for 'query($i: ID!, $e: ID!) { integration(id: $i) { deployment(environment
     status revision } } }' "{\"i\": \"$INTEGRATION\", \"e\": \"$STAGING\"}" \
   '.integration.deployment.status == "ACTIVE" and .integration.deployment.revision == 5'
 echo "staging answers with the group: $(curl -sS "$STAGING_URL")"
+
+# 20. A release: the greeter depends on a second integration, the ledger (the same program),
+#     and both go from Development to Staging together, the ledger first. Development runs
+#     the greeter's 1.1.0 again (2.0.0 is the broken one).
+deploy_and_wait "$BUILD_11" 4
+LEDGER=$(gql 'mutation($project: ID!) { createIntegration(input: {projectId: $project,
+    name: "Ledger", configSchema: [{key: "GREETING", type: STRING, required: true}]}) {
+    ... on Integration { id } } }' "{\"project\": \"$PROJECT\"}" | jq -r '.createIntegration.id')
+LEDGER_BUILD=$(gql 'mutation($i: ID!, $a: String!) { createBuild(input: {integrationId: $i,
+    version: "1.0.0", artifact: $a}) { ... on Build { id } } }' \
+  "$(jq -n --arg i "$LEDGER" --arg a "$ARTIFACT" '{i: $i, a: $a}')" | jq -r '.createBuild.id')
+gql 'mutation($i: ID!, $b: ID!, $e: ID!) { deploy(input: {integrationId: $i, buildId: $b,
+    environmentId: $e, configuration: [{key: "GREETING", value: "Ledger in Development"}]}) {
+    __typename } }' "{\"i\": \"$LEDGER\", \"b\": \"$LEDGER_BUILD\", \"e\": \"$DEV\"}" >/dev/null
+wait_for 'query($i: ID!, $e: ID!) { integration(id: $i) { deployment(environmentId: $e) {
+    status } } }' "{\"i\": \"$LEDGER\", \"e\": \"$DEV\"}" '.integration.deployment.status == "ACTIVE"'
+gql 'mutation($i: ID!, $on: [ID!]!) { setIntegrationDependencies(integrationId: $i,
+    dependsOn: $on) { __typename } }' "{\"i\": \"$INTEGRATION\", \"on\": [\"$LEDGER\"]}" >/dev/null
+RELEASE=$(gql 'mutation($in: CreateReleaseInput!) { createRelease(input: $in) {
+    ... on Release { id status } ... on Error { message } } }' \
+  "$(jq -n --arg g "$INTEGRATION" --arg l "$LEDGER" --arg d "$DEV" '{in: {name: "winter",
+    sourceEnvironmentId: $d, members: [{integrationId: $g}, {integrationId: $l,
+    overrides: [{key: "GREETING", value: "Ledger in Staging"}]}]}}')" \
+  | jq -r '.createRelease.id')
+wait_for 'query($r: ID!) { release(id: $r) { status } }' "{\"r\": \"$RELEASE\"}" \
+  '.release.status == "SUCCEEDED" or .release.status == "FAILED"'
+echo "released: $(gql 'query($r: ID!) { release(id: $r) { name status members {
+    integration { name } build { version } promotion { status } } } }' "{\"r\": \"$RELEASE\"}" \
+  | jq -c '.release')"
+LEDGER_URL=$(gql 'query($i: ID!, $e: ID!) { integration(id: $i) { deployment(environmentId: $e) {
+    endpointUrl } } }' "{\"i\": \"$LEDGER\", \"e\": \"$STAGING\"}" \
+  | jq -r '.integration.deployment.endpointUrl')
+echo "ledger answers in staging: $(curl -sS "$LEDGER_URL")"

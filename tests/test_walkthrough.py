@@ -132,6 +132,22 @@ def test_walkthrough_works_as_written(tmp_path: Path) -> None:
     assert isinstance(group["restarted"], list) and len(group["restarted"]) == 1
     grouped = _answer(lines, "staging answers with the group: ")
     assert (grouped["repeat"], grouped["greeting"]) == (3, "Hello from Staging")
+    # A release of two integrations, the ledger (a dependency) first.
+    released = _answer(lines, "released: ")
+    assert released["status"] == "SUCCEEDED", released
+    assert released["members"] == [
+        {
+            "integration": {"name": "Ledger"},
+            "build": {"version": "1.0.0"},
+            "promotion": {"status": "SUCCEEDED"},
+        },
+        {
+            "integration": {"name": "Greeter"},
+            "build": {"version": "1.1.0"},
+            "promotion": {"status": "SUCCEEDED"},
+        },
+    ]
+    assert _answer(lines, "ledger answers in staging: ")["greeting"] == "Ledger in Staging"
 
 
 def test_the_container_walkthrough_works_as_written(
