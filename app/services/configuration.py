@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import SecretBox
@@ -333,6 +333,55 @@ def effective_values(schema: dict[str, ConfigKey], values: dict[str, str]) -> di
     }
     result.update(values)
     return {key: value for key, value in result.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class EffectiveValue:
+    """A key's value as a deployment would run with it, for reading: a secret's value is never
+    opened (nor its ciphertext kept), only that it is set."""
+
+    key: str
+    secret: bool
+    value: str | None  # None for a secret, always
+
+
+async def effective_configuration(
+    session: AsyncSession, *, deployments: Sequence[tuple[Integration, Deployment]]
+) -> dict[str, dict[str, EffectiveValue]]:
+    """Each deployment's effective configuration (by deployment id), in one read: its own
+    values over its integration's schema defaults, as ``effective_values`` merges them.
+
+    The one place that says what a deployment's configuration is made of: configuration
+    groups add their values here, under the deployment's own. It takes no SecretBox, so it
+    cannot open a secret: a key is secret if the schema or the stored row says so (a key
+    declared secret after its value was stored, or the other way round, stays unopened)."""
+    ids = [deployment.id for _, deployment in deployments]
+    rows = (
+        await session.exec(select(ConfigValue).where(col(ConfigValue.deployment_id).in_(ids)))
+    ).all()
+    stored: dict[str, dict[str, ConfigValue]] = {deployment_id: {} for deployment_id in ids}
+    for row in rows:
+        stored[row.deployment_id][row.key] = row
+    result: dict[str, dict[str, EffectiveValue]] = {}
+    for integration, deployment in deployments:
+        schema = schema_of(integration)
+        own = stored[deployment.id]
+        secret = {
+            key
+            for key in {*schema, *own}
+            if (key in schema and schema[key].secret) or (key in own and own[key].secret)
+        }
+        # Secrets enter the merge by presence only: their placeholder never leaves this function.
+        merged = effective_values(
+            schema, {key: "" if key in secret else row.value for key, row in own.items()}
+        )
+        result[deployment.id] = {
+            key: EffectiveValue(
+                key=key, secret=key in secret, value=None if key in secret else value
+            )
+            for key, value in merged.items()
+        }
+    return result
 
 
 class ConfigChangeKind(enum.StrEnum):
