@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import User
 from tests.graphql.governance import (
+    CONFIG_SCHEMA,
     SECRET_KEY,
     SET_CONFIGURATION,
     World,
@@ -17,8 +19,9 @@ from tests.graphql.governance import (
     governed_world,
     make_active,
 )
-from tests.graphql.queries import create_build, create_environment
+from tests.graphql.queries import create_build, create_environment, create_integration
 from tests.support.graphql_client import GraphQLClient
+from tests.support.statements import statements
 
 COMPARE = """
 query($project: ID!, $a: ID!, $b: ID!) {
@@ -207,3 +210,35 @@ async def test_a_comparison_needs_a_token(api: GraphQLClient, session: AsyncSess
     assert body["status_code"] == 401
     assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     assert json.dumps(body).count("Invoices") == 0
+
+
+async def test_a_comparison_costs_the_same_statements_for_2_and_12_integrations(
+    api: GraphQLClient, session: AsyncSession, engine: AsyncEngine
+) -> None:
+    world = await governed_world(api, session)
+    project = await project_of(api, world)
+
+    async def sent() -> tuple[int, list[str]]:
+        # A request first, so that the measured one's authentication does the same work.
+        await api.execute("{ viewer { user { id } } }", as_user=world.admin)
+        with statements(engine) as statements_sent:
+            _, result = await compare_raw(
+                api, project, world.development, world.production, as_user=world.admin
+            )
+        return len(result["integrations"]), statements_sent
+
+    few = await sent()
+    for number in range(10):
+        integration = await create_integration(
+            api, world.org, project, f"Extra {number}", config_schema=CONFIG_SCHEMA
+        )
+        build = await create_build(api, world.org, integration, "1.0.0")
+        await make_active(
+            session,
+            integration_id=integration,
+            environment_id=world.production,
+            build_id=build["id"],
+        )
+    many = await sent()
+    assert (few[0], many[0]) == (2, 12)
+    assert len(many[1]) == len(few[1]), "\n".join(["2:", *few[1], "12:", *many[1]])
