@@ -59,18 +59,26 @@ def show(command: Command, comparison: EnvironmentComparison) -> None:
         title=f"{comparison['project']['name']}: {name_a} against {name_b} "
         f"({comparison['driftedIntegrations']} of {len(integrations)} drifted)",
     )
-    for drift in integrations:
-        keys = [c for c in drift["configuration"] if c["kind"] != "SAME"]
-        if not keys:
-            continue
+    # One table for every integration's keys that are not the same: in a pipe, where tables
+    # have no titles, each row still says whose key it is.
+    keys = [
+        [
+            drift["integration"]["name"],
+            c["key"],
+            KINDS.get(c["kind"], c["kind"]),
+            _value(c, "A"),
+            _value(c, "B"),
+        ]
+        for drift in integrations
+        for c in drift["configuration"]
+        if c["kind"] != "SAME"
+    ]
+    if keys:
         out.line("")
         out.table(
-            ["KEY", "DRIFT", name_a.upper(), name_b.upper()],
-            [
-                [c["key"], KINDS.get(c["kind"], c["kind"]), _value(c, "A"), _value(c, "B")]
-                for c in keys
-            ],
-            title=f"{drift['integration']['name']}: configuration",
+            ["INTEGRATION", "KEY", "DRIFT", name_a.upper(), name_b.upper()],
+            keys,
+            title="Configuration that is not the same",
         )
 
 
