@@ -345,16 +345,17 @@ class EffectiveValue:
     value: str | None  # None for a secret, always
 
 
-async def effective_configuration(
+async def effective_configuration_unopened(
     session: AsyncSession, *, deployments: Sequence[tuple[Integration, Deployment]]
 ) -> dict[str, dict[str, EffectiveValue]]:
     """Each deployment's effective configuration (by deployment id), in one read: its own
     values over its integration's schema defaults, as ``effective_values`` merges them.
 
-    The one place that says what a deployment's configuration is made of: configuration
-    groups add their values here, under the deployment's own. It takes no SecretBox, so it
-    cannot open a secret: a key is secret if the schema or the stored row says so (a key
-    declared secret after its value was stored, or the other way round, stays unopened)."""
+    The one place that says what a deployment's configuration is made of for a reader (drift):
+    configuration groups add their values here, under the deployment's own. It takes no
+    SecretBox, so it cannot open a secret: a key is secret if the schema or the stored row says
+    so (a key declared secret after its value was stored, or the other way round, stays
+    unopened). The runtime's configuration, secrets opened, is another function's."""
     ids = [deployment.id for _, deployment in deployments]
     rows = (
         await session.exec(select(ConfigValue).where(col(ConfigValue.deployment_id).in_(ids)))

@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import Build, Deployment, DeploymentStatus, Environment, Integration, Project, User
 from app.services.auth import Permission, get_owned
-from app.services.configuration import EffectiveValue, effective_configuration, schema_of
+from app.services.configuration import EffectiveValue, effective_configuration_unopened, schema_of
 from app.services.errors import InvalidInput, NotFound
 from app.services.pipelines import stage_environment_ids
 
@@ -131,7 +131,7 @@ async def compare_environments(
         for environment in (environment_a, environment_b)
         if (integration.id, environment.id) in deployments
     ]
-    effective = await effective_configuration(session, deployments=pairs)
+    effective = await effective_configuration_unopened(session, deployments=pairs)
 
     drifts = []
     for integration in integrations:
