@@ -230,6 +230,22 @@ def _add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     )
     logs.set_defaults(run=_client, client_command="logs")
 
+    compare = commands.add_parser(
+        "compare",
+        parents=[client, org],
+        help="how two environments of a project differ: builds, and configuration keys "
+        "(secrets are never compared)",
+    )
+    compare.add_argument("project", metavar="PROJECT", help="a project slug")
+    compare.add_argument(
+        "--env",
+        action="append",
+        required=True,
+        metavar="ENV",
+        help="name (any case) or id; give it twice: --env A --env B",
+    )
+    compare.set_defaults(run=_client, client_command="compare")
+
 
 def _positive(text: str) -> int:
     value = int(text)

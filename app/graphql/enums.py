@@ -15,6 +15,7 @@ from app.models import (
     RuntimeKind,
 )
 from app.services.configuration import ConfigChangeKind, ConfigType
+from app.services.drift import DriftKind
 from app.services.errors import Blocker
 
 for _enum in (
@@ -33,6 +34,13 @@ strawberry.enum(
     RequestKind,
     description="What a request asks for: a promotion, or (in an environment with an approval "
     "policy) a deploy, a configuration change, a restart that applies new values, a rollback.",
+)
+
+strawberry.enum(
+    DriftKind,
+    description="How a configuration key differs between two environments (compare). A secret "
+    "set in both is SECRET_NOT_COMPARED: comparing it would tell whoever set one side "
+    "whether they guessed the other.",
 )
 
 # The services' reasons, under the contract's name.

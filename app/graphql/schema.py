@@ -41,6 +41,7 @@ from app.graphql.organizations.queries import OrganizationQueries
 from app.graphql.organizations.types import Organization
 from app.graphql.pipelines.mutations import PipelineMutations
 from app.graphql.pipelines.types import DeploymentPipeline
+from app.graphql.projects.drift import DriftQueries
 from app.graphql.projects.mutations import ProjectMutations
 from app.graphql.projects.queries import ProjectQueries
 from app.graphql.projects.types import Build, Integration, Project
@@ -69,6 +70,7 @@ class Query(
     NodeQueries,
     EnvironmentQueries,
     ProjectQueries,
+    DriftQueries,
     DeploymentQueries,
     PromotionQueries,
     ReleaseQueries,

@@ -13,11 +13,22 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import tomli_w
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.crypto import SecretBox
-from app.models import ConfigValue, Deployment, Environment, Integration, User
+from app.models import (
+    ConfigurationGroup,
+    ConfigurationGroupLink,
+    ConfigurationGroupValue,
+    ConfigValue,
+    Deployment,
+    Environment,
+    GroupLinkMode,
+    Integration,
+    User,
+)
 from app.models.base import utcnow
 from app.services import audit
 from app.services.auth import Permission, get_owned
@@ -344,6 +355,129 @@ def effective_values(schema: dict[str, ConfigKey], values: dict[str, str]) -> di
     }
     result.update(values)
     return {key: value for key, value in result.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class EffectiveValue:
+    """A key's value as a deployment would run with it, for reading: a secret's value is never
+    opened (nor its ciphertext kept), only that it is set."""
+
+    key: str
+    secret: bool
+    value: str | None  # None for a secret, always
+
+
+async def effective_configuration_unopened(
+    session: AsyncSession, *, deployments: Sequence[tuple[Integration, Deployment]]
+) -> dict[str, dict[str, EffectiveValue]]:
+    """Each deployment's effective configuration (by deployment id), in one read: its own
+    values over its integration's schema defaults, as ``effective_values`` merges them.
+
+    The one place that says what a deployment's configuration is made of for a reader (drift):
+    the linked configuration groups' values, under the deployment's own. It takes no
+    SecretBox, so it cannot open a secret: a key is secret if the schema or the stored row says
+    so (a key declared secret after its value was stored, or the other way round, stays
+    unopened). The runtime's configuration, secrets opened, is another function's."""
+    ids = [deployment.id for _, deployment in deployments]
+    rows = (
+        await session.exec(select(ConfigValue).where(col(ConfigValue.deployment_id).in_(ids)))
+    ).all()
+    stored: dict[str, dict[str, ConfigValue]] = {deployment_id: {} for deployment_id in ids}
+    for row in rows:
+        stored[row.deployment_id][row.key] = row
+    grouped = await _group_values_unopened(session, deployments)
+    result: dict[str, dict[str, EffectiveValue]] = {}
+    for integration, deployment in deployments:
+        schema = schema_of(integration)
+        own = stored[deployment.id]
+        secret = {
+            key
+            for key in {*schema, *own}
+            if (key in schema and schema[key].secret) or (key in own and own[key].secret)
+        }
+        groups = grouped.get(deployment.id, {})
+        # Secrets enter the merge by presence only: their placeholder never leaves this function.
+        # A group's key counts as present, so that a schema default does not hide its value.
+        merged = effective_values(
+            schema,
+            {
+                **{key: "" for key in groups},
+                **{key: "" if key in secret else row.value for key, row in own.items()},
+            },
+        )
+        result[deployment.id] = {
+            key: groups[key]
+            if key in groups and key not in own
+            else EffectiveValue(
+                key=key, secret=key in secret, value=None if key in secret else value
+            )
+            for key, value in merged.items()
+        }
+    return result
+
+
+def group_file_key(group_name: str) -> str:
+    """The key of a configuration group linked as a file: its path under the instance's files."""
+    return f"groups/{group_name}.toml"
+
+
+async def _group_values_unopened(
+    session: AsyncSession, deployments: Sequence[tuple[Integration, Deployment]]
+) -> dict[str, dict[str, EffectiveValue]]:
+    """What the configuration groups linked to each deployment's integration give it in its
+    environment (configuration_groups.py), secrets unopened: by deployment id."""
+    integration_ids = {integration.id for integration, _ in deployments}
+    links = (
+        await session.exec(
+            select(ConfigurationGroupLink, ConfigurationGroup)
+            .join(
+                ConfigurationGroup,
+                col(ConfigurationGroup.id) == col(ConfigurationGroupLink.group_id),
+            )
+            .where(col(ConfigurationGroupLink.integration_id).in_(integration_ids))
+            .order_by(col(ConfigurationGroup.name))
+        )
+    ).all()
+    if not links:
+        return {}
+    rows = (
+        await session.exec(
+            select(ConfigurationGroupValue).where(
+                col(ConfigurationGroupValue.group_id).in_({group.id for _, group in links}),
+                col(ConfigurationGroupValue.environment_id).in_(
+                    {deployment.environment_id for _, deployment in deployments}
+                ),
+            )
+        )
+    ).all()
+    found: dict[str, dict[str, EffectiveValue]] = {}
+    for integration, deployment in deployments:
+        values: dict[str, EffectiveValue] = {}
+        for link, group in links:
+            if link.integration_id != integration.id:
+                continue
+            mine = sorted(
+                (
+                    r
+                    for r in rows
+                    if r.group_id == group.id and r.environment_id == deployment.environment_id
+                ),
+                key=lambda r: r.key,
+            )
+            if not mine:
+                continue
+            if link.mode is GroupLinkMode.FILE:
+                path = group_file_key(group.name)
+                secret = any(r.secret for r in mine)
+                document = None if secret else tomli_w.dumps({r.key: r.value for r in mine})
+                values[path] = EffectiveValue(key=path, secret=secret, value=document)
+            else:
+                for r in mine:
+                    values[r.key] = EffectiveValue(
+                        key=r.key, secret=r.secret, value=None if r.secret else r.value
+                    )
+        found[deployment.id] = values
+    return found
 
 
 class ConfigChangeKind(enum.StrEnum):

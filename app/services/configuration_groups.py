@@ -49,6 +49,7 @@ from app.services.auth import Permission, authorize, get_owned, role_in
 from app.services.configuration import (
     ConfigEntry,
     bump_config_version,
+    group_file_key,
     plaintext_values,
     schema_of,
 )
@@ -70,9 +71,8 @@ def keys_of(group: ConfigurationGroup) -> list[GroupKey]:
     return [GroupKey(key=k["key"], secret=bool(k.get("secret"))) for k in group.keys]
 
 
-def file_key(group_name: str) -> str:
-    """The snapshot key of a group linked as a file: its path under the instance's files."""
-    return f"groups/{group_name}.toml"
+# The snapshot key of a group linked as a file: its path under the instance's files.
+file_key = group_file_key
 
 
 # ---- who edits ----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The client commands of ``promenade`` (env list, status, promote, deploy, rollback, logs), run
-as real processes against a real ``promenade up``, with the greeter sample as the integration.
+"""The client commands of ``promenade`` (env list, status, promote, deploy, rollback, logs,
+compare), run as real processes against a real ``promenade up``, with the greeter sample as
+the integration.
 
 The installation is set up once for the module through the API: a Staging environment, a
 pipeline Development -> Staging -> Production, the project Billing and its integration Greeter
@@ -704,3 +705,78 @@ def test_a_rollback_into_a_protected_environment_says_it_is_a_request(
             "mutation($env: ID!) { removeApprovalPolicy(environmentId: $env) { __typename } }",
             {"env": staging_id},
         )
+
+
+# ---- compare -----------------------------------------------------------------------------------
+
+
+def test_compare_shows_builds_and_keys_that_differ_and_no_secret(
+    installation: Installation, promoted: subprocess.CompletedProcess[str]
+) -> None:
+    assert promoted.returncode == 0, promoted.stderr
+    # Production runs nothing and has no values in any test of this module.
+    against_production = ("compare", "billing", "--env", "staging", "--env", "Production")
+    results = installation.cli_parallel(
+        {
+            "text": against_production,
+            "json": (*against_production, "--json"),
+            "secrets": ("compare", "billing", "--env", "development", "--env", "staging", "--json"),
+            "one environment": ("compare", "billing", "--env", "staging"),
+            "unknown project": (
+                "compare",
+                "nothing-here",
+                "--env",
+                "development",
+                "--env",
+                "staging",
+            ),
+        }
+    )
+    for result in results.values():
+        for secret in (DEV_SECRET, STAGING_SECRET, JSON_SECRET):
+            assert secret not in result.stdout + result.stderr
+
+    # Greeter's rows (the Crasher's state depends on which tests ran before).
+    text = results["text"]
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].split() == ["INTEGRATION", "STAGING", "PRODUCTION", "DRIFT"]
+    (greeter,) = [line.split() for line in lines[1:3] if line.startswith("Greeter ")]
+    assert greeter[2] == "(ACTIVE)", lines
+    assert greeter[3:] == ["NOT_DEPLOYED", "build,", "2", "keys"], lines
+    assert lines[4].split() == ["INTEGRATION", "KEY", "DRIFT", "STAGING", "PRODUCTION"]
+    assert [line.split() for line in lines[5:] if line.startswith("Greeter ")] == [
+        ["Greeter", "GREETING", "only", "in", "A", "Hello", "from", "Staging", "-"],
+        ["Greeter", "API_KEY", "only", "in", "A", "(secret)", "-"],
+    ]
+
+    assert results["json"].returncode == 0, results["json"].stderr
+    document = json.loads(results["json"].stdout)
+    assert (document["environmentA"]["name"], document["environmentB"]["name"]) == (
+        "Staging",
+        "Production",
+    )
+    crasher, greeter_drift = document["integrations"]
+    assert crasher["integration"]["name"] == "Crasher"
+    assert document["driftedIntegrations"] == 1 + crasher["differs"]
+    assert greeter_drift["statusB"] == "NOT_DEPLOYED" and greeter_drift["buildB"] is None
+    assert {
+        c["key"]: (c["kind"], c["valueA"], c["valueB"]) for c in greeter_drift["configuration"]
+    } == {
+        "GREETING": ("ONLY_IN_A", "Hello from Staging", None),
+        "REPEAT": ("SAME", "1", "1"),
+        "API_KEY": ("ONLY_IN_A", None, None),
+    }
+
+    assert results["secrets"].returncode == 0, results["secrets"].stderr
+    between = json.loads(results["secrets"].stdout)["integrations"][1]["configuration"]
+    assert {c["key"]: c["kind"] for c in between} == {
+        "GREETING": "DIFFERENT",
+        "REPEAT": "SAME",
+        "API_KEY": "SECRET_NOT_COMPARED",
+    }
+
+    assert results["one environment"].returncode == 2
+    assert "give exactly two environments" in one_line(results["one environment"])
+    assert results["unknown project"].returncode == 1
+    assert "no project 'nothing-here' in organization" in one_line(results["unknown project"])

@@ -34,7 +34,7 @@ from graphql import (
 from graphql.pyutils import Undefined
 
 import app.client.api as api
-from app.client.api import deployments, environments, integrations, promotions
+from app.client.api import deployments, drift, environments, integrations, promotions
 from app.client.operations import definitions, document, sources
 
 SCHEMA = build_schema((Path(__file__).resolve().parents[2] / "schema.graphql").read_text())
@@ -58,6 +58,7 @@ RESULTS: dict[type, str | tuple[str, tuple[str, ...]]] = {
     api.Integration: ("Integration", ("integration",)),
     api.BuildRef: ("Builds", ("integration", "builds", "edges", "node")),
     api.PromotionPlan: ("PromotionPlan", ("promotionPlan",)),
+    api.EnvironmentComparison: "ComparisonFields",
     api.PromotionEvent: ("PromotionStatus", ("promotionStatus",)),
     api.DeploymentEvent: ("DeploymentEvents", ("deploymentEvents",)),
 }
@@ -91,7 +92,7 @@ def test_each_request_carries_its_operation_and_the_fragments_it_uses(name: str)
 def test_every_operation_the_api_names_exists() -> None:
     operations = set(definitions()[0])
     named = set()
-    for module in (environments, integrations, deployments, promotions):
+    for module in (environments, integrations, deployments, promotions, drift):
         source = inspect.getsource(module)
         named |= {name for name in operations if f'"{name}"' in source}
     assert named == operations
@@ -206,7 +207,7 @@ def test_the_typed_results_are_the_shapes_of_their_selections() -> None:
     # Every result type of the API is checked (directly or inside another).
     declared = {
         value
-        for module in (environments, integrations, deployments, promotions)
+        for module in (environments, integrations, deployments, promotions, drift)
         for value in vars(module).values()
         if is_typeddict(value) and value.__module__ == module.__name__
     }

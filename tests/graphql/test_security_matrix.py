@@ -55,6 +55,8 @@ KIND_OF_NAME = {
     "environmentId": "environment",
     "sourceEnvironmentId": "environment",
     "targetEnvironmentId": "environment",
+    "environmentA": "environment",  # compare
+    "environmentB": "environment",
     "environmentIds": "environment",
     "dataPlaneId": "dataPlane",
     "pipelineId": "pipeline",

@@ -14,6 +14,13 @@ from app.client.api.deployments import (
     DeploymentOperations,
     RollbackInput,
 )
+from app.client.api.drift import (
+    ConfigurationDrift,
+    DriftOperations,
+    EnvironmentComparison,
+    IntegrationDrift,
+    ProjectRef,
+)
 from app.client.api.environments import (
     DataPlaneRef,
     Environment,
@@ -48,18 +55,22 @@ __all__ = [
     "ConfigChange",
     "ConfigEntry",
     "ConfigKey",
+    "ConfigurationDrift",
     "DataPlaneRef",
     "DeployInput",
     "Deployment",
     "DeploymentEvent",
     "EmergencyInput",
     "Environment",
+    "EnvironmentComparison",
     "EnvironmentRef",
     "Integration",
+    "IntegrationDrift",
     "Organization",
     "OrganizationEnvironments",
     "PipelineRef",
     "ProjectDetail",
+    "ProjectRef",
     "PromenadeAPI",
     "PromoteInput",
     "Promotion",
@@ -70,7 +81,11 @@ __all__ = [
 
 
 class PromenadeAPI(
-    EnvironmentOperations, IntegrationOperations, DeploymentOperations, PromotionOperations
+    EnvironmentOperations,
+    IntegrationOperations,
+    DeploymentOperations,
+    PromotionOperations,
+    DriftOperations,
 ):
     """The operations of the CLI, typed."""
 

@@ -1,6 +1,6 @@
 """The client commands of ``promenade``: ``env list``, ``status``, ``promote``, ``deploy``,
-``rollback`` and ``logs``, talking to the API at PROMENADE_URL (or ``--url``) with the token
-PROMENADE_TOKEN (or ``--token``).
+``rollback``, ``logs`` and ``compare``, talking to the API at PROMENADE_URL (or ``--url``)
+with the token PROMENADE_TOKEN (or ``--token``).
 
 Output: rich tables and a live progress display on a terminal (colors only there), plain
 columns and one line per status in a pipe, and ``--json`` for scripts (one JSON document on
@@ -12,9 +12,9 @@ Values given with ``--secret`` never appear in any output: the plan masks their 
 every line printed is scrubbed of them.
 
 Where each command is: ``env list`` in environments.py; ``status``, ``deploy``, ``rollback``
-and ``logs`` in deployments.py; ``promote`` in promotions.py. What they share: the output
-(output.py), the ``Command`` they get (context.py), names resolved through the API (names.py),
-configuration values from the command line (configuration.py).
+and ``logs`` in deployments.py; ``promote`` in promotions.py; ``compare`` in drift.py. What
+they share: the output (output.py), the ``Command`` they get (context.py), names resolved
+through the API (names.py), configuration values from the command line (configuration.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from app.client.api import PromenadeAPI
 from app.client.commands.context import Command
 from app.client.commands.deployments import deploy, logs, rollback, status
+from app.client.commands.drift import compare
 from app.client.commands.environments import env_list
 from app.client.commands.output import Output
 from app.client.commands.promotions import promote, retry
@@ -66,4 +67,5 @@ COMMANDS: dict[str, Callable[[Command], Awaitable[int]]] = {
     "deploy": deploy,
     "rollback": rollback,
     "logs": logs,
+    "compare": compare,
 }

@@ -4,7 +4,7 @@ id or a name in any case)."""
 
 from __future__ import annotations
 
-from app.client.api import Environment, Integration
+from app.client.api import Environment, Integration, OrganizationEnvironments
 from app.client.commands.context import Command
 from app.client.errors import ClientError, NotFound, usage
 
@@ -47,7 +47,13 @@ async def resolve_integration(command: Command, reference: str) -> Integration:
 
 def resolve_environment(integration: Integration, reference: str, option: str) -> Environment:
     """An environment of the integration's organization, by id or name (any case)."""
-    organization = integration["project"]["organization"]
+    return organization_environment(integration["project"]["organization"], reference, option)
+
+
+def organization_environment(
+    organization: OrganizationEnvironments, reference: str, option: str
+) -> Environment:
+    """An environment of the organization, by id or name (any case)."""
     environments = organization["environments"]
     for environment in environments:
         if environment["id"] == reference:
