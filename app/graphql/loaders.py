@@ -25,6 +25,7 @@ from app.models import (
     DeploymentRevision,
     DeploymentStatus,
     Environment,
+    GroupLinkMode,
     Integration,
     Membership,
     Organization,
@@ -167,6 +168,41 @@ class Pages(_PerRequest[PageKey, "Page[M]"], Generic[M]):
         return load
 
 
+class GroupKeysByDeployment(_PerRequest[str, frozenset[str]]):
+    """The keys each deployment's linked configuration groups set in its environment as
+    values of their own (what counts as set for missingConfiguration), in one statement."""
+
+    def batch(self, loaders: Loaders) -> Callable[[Sequence[str]], Awaitable[list[frozenset[str]]]]:
+        session = loaders.session
+
+        async def load(ids: Sequence[str]) -> list[frozenset[str]]:
+            rows = await session.exec(
+                select(Deployment.id, ConfigurationGroupValue.key)
+                .join(
+                    ConfigurationGroupLink,
+                    col(ConfigurationGroupLink.integration_id) == col(Deployment.integration_id),
+                )
+                .join(
+                    ConfigurationGroupValue,
+                    (col(ConfigurationGroupValue.group_id) == col(ConfigurationGroupLink.group_id))
+                    & (
+                        col(ConfigurationGroupValue.environment_id)
+                        == col(Deployment.environment_id)
+                    ),
+                )
+                .where(
+                    col(Deployment.id).in_(list(ids)),
+                    col(ConfigurationGroupLink.mode) == GroupLinkMode.ENVIRONMENT,
+                )
+            )
+            found: dict[str, set[str]] = {}
+            for deployment_id, key in rows.all():
+                found.setdefault(deployment_id, set()).add(key)
+            return [frozenset(found.get(i, ())) for i in ids]
+
+        return load
+
+
 ENVIRONMENT_ORDER = (col(Environment.position), col(Environment.id))
 
 
@@ -209,6 +245,7 @@ class Loaders:
     )
     group_links_by_group = ByParent(ConfigurationGroupLink, "group_id")
     group_links_by_integration = ByParent(ConfigurationGroupLink, "integration_id")
+    group_keys_by_deployment = GroupKeysByDeployment()
     reviews_by_promotion = ByParent(Review, "promotion_id")
     pending_promotions_by_organization = ByParent(
         Promotion,

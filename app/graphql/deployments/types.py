@@ -22,7 +22,6 @@ from app.graphql.promotions import LazyPromotion
 from app.graphql.promotions import types as promotion_types
 from app.graphql.public_error import PublicError
 from app.models import DeploymentStatus, RevisionCause
-from app.services import configuration_groups
 from app.services import verification as verification_service
 from app.services.configuration import missing_keys, schema_of
 from app.services.errors import DomainError
@@ -172,11 +171,7 @@ class Deployment(Node):
         missing = missing_keys(schema_of(integration), (v.key for v in values))
         if not missing:
             return missing
-        grouped = await configuration_groups.group_keys(
-            info.context.session,
-            integration_id=self.integration_id,
-            environment_id=self.environment_id,
-        )
+        grouped = await loaders.group_keys_by_deployment.load(self.id)
         return [key for key in missing if key not in grouped]
 
 
