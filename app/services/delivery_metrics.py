@@ -1,0 +1,345 @@
+"""Delivery metrics, the four DORA keys, per project and environment over a window of time.
+
+The unit is a *change* of a deployment (an integration in an environment) that *ended* in the
+window: its ``finished_at`` is in ``[since, until)`` and it SUCCEEDED or FAILED (a CANCELLED or
+SUPERSEDED change never ran). Only the kinds that change what runs count (``COUNTED_KINDS``):
+DEPLOY, PROMOTION, CONFIG_CHANGE and RESTART. A ROLLBACK (asked for, or automatic after a
+failed verification) is a restoration, not a deployment; SUSPEND and RESUME stop and start the
+revision that runs. A change belongs to the project of its integration and to the environment
+of its deployment.
+
+- **Deployments** (deployment frequency): the counted changes that SUCCEEDED in the window;
+  per day: that number over the window's length in days.
+- **Lead time**: for each (deployment, build) whose *first* successful change ended in the
+  window, from the build's ``created_at`` to that change's ``finished_at``, in seconds. The
+  median and the 90th percentile over those, interpolated between the two nearest values
+  (as PostgreSQL's ``percentile_cont``; the median of 1, 2, 3, 10 is 2.5).
+- **Change failure rate**: of the counted changes that ended in the window, the share that
+  *failed*: that FAILED, or that SUCCEEDED and were later rolled back, i.e. a ROLLBACK change
+  of the same deployment that SUCCEEDED after it re-applied a revision before the change's
+  own. None when no change ended in the window.
+- **Time to restore**: for each failure, in seconds: for a FAILED change, from its end to the
+  end of the deployment's next successful change of any kind but SUSPEND (an automatic
+  rollback, a new deploy, a restart); for a rolled-back change, from its end (when it went
+  live) to the end of the first rollback that undid it. The median and 90th percentile over
+  the failures restored by now (restorations after ``until`` count: the failure was in the
+  window); the failures not restored yet are counted apart (``unrestored_failures``).
+
+Everything is computed by SQL aggregates, grouped by (project, environment), on SQLite and
+PostgreSQL alike (window functions rank the values for the percentiles); the index
+``ix_deployment_changes_deployment_id_finished_at`` (migration 0012) makes each step a range
+scan of one deployment's changes by end time (bench/delivery_metrics.py measures it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
+from sqlmodel import col
+
+from app.models import (
+    Build,
+    ChangeKind,
+    ChangeStatus,
+    Deployment,
+    DeploymentChange,
+    DeploymentRevision,
+    Integration,
+)
+from app.models.base import utcnow
+from app.services.errors import InvalidInput
+
+COUNTED_KINDS = (
+    ChangeKind.DEPLOY,
+    ChangeKind.PROMOTION,
+    ChangeKind.CONFIG_CHANGE,
+    ChangeKind.RESTART,
+)
+# A deployment is restored by its next success of any of these (a suspend restores nothing).
+RESTORING_KINDS = tuple(kind for kind in ChangeKind if kind is not ChangeKind.SUSPEND)
+DEFAULT_WINDOW = timedelta(days=30)
+MAX_WINDOW = timedelta(days=366)
+# The percentiles reported, in percent.
+PERCENTS = (50, 90)
+
+Key = tuple[str, str]  # (project id, environment id)
+
+
+@dataclass(frozen=True)
+class Window:
+    since: datetime
+    until: datetime
+
+    @property
+    def days(self) -> float:
+        return (self.until - self.since).total_seconds() / 86400
+
+
+def window_of(
+    *, since: datetime | None, until: datetime | None, now: datetime | None = None
+) -> Window:
+    """The window asked for: ``until`` defaults to now, ``since`` to 30 days before ``until``;
+    a time without a zone is UTC. Refused (InvalidInput naming the field): ``until`` not after
+    ``since``, or a window longer than 366 days."""
+    until = _utc(until) if until is not None else (now or utcnow())
+    since = _utc(since) if since is not None else until - DEFAULT_WINDOW
+    if until <= since:
+        raise InvalidInput("until must be after since", field="until")
+    if until - since > MAX_WINDOW:
+        raise InvalidInput(f"the window may be at most {MAX_WINDOW.days} days long", field="since")
+    return Window(since=since, until=until)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    """Seconds; None when there is nothing to take them over."""
+
+    median: float | None = None
+    p90: float | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryMetrics:
+    project_id: str
+    environment_id: str
+    window: Window
+    changes: int = 0
+    deployments: int = 0
+    failed_changes: int = 0
+    unrestored_failures: int = 0
+    lead_time: Percentiles = Percentiles()
+    time_to_restore: Percentiles = Percentiles()
+
+    @property
+    def deployments_per_day(self) -> float:
+        return self.deployments / self.window.days
+
+    @property
+    def change_failure_rate(self) -> float | None:
+        return self.failed_changes / self.changes if self.changes else None
+
+
+def _seconds(dialect: str, later: Any, earlier: Any) -> sa.ColumnElement[float]:
+    """``later - earlier`` in seconds, in SQL (SQLite keeps timestamps as text)."""
+    if dialect == "sqlite":
+        return sa.cast((sa.func.julianday(later) - sa.func.julianday(earlier)) * 86400.0, sa.Float)
+    return sa.cast(sa.extract("epoch", later - earlier), sa.Float)
+
+
+def _percentiles(values: sa.CTE, groups: Sequence[str], value: str) -> sa.Select[Any]:
+    """One row per group of ``values``: the group's columns, then for each of PERCENTS the
+    two ranked values around it and the weight of the upper one in percent (p * (n - 1) / 100
+    is the 0-based rank; integer arithmetic, the same on both databases)."""
+    keys = [values.c[name] for name in groups]
+    ranked = sa.select(
+        *keys,
+        values.c[value].label("v"),
+        (sa.func.row_number().over(partition_by=keys, order_by=values.c[value]) - 1).label("rn"),
+        sa.func.count().over(partition_by=keys).label("n"),
+    ).cte(f"ranked_{value}")
+    columns: list[sa.ColumnElement[Any]] = []
+    for percent in PERCENTS:
+        position = ranked.c.n * percent - percent  # p * (n - 1)
+        low = position // 100
+        high = (position + 99) // 100
+        columns += [
+            sa.func.max(sa.case((ranked.c.rn == low, ranked.c.v))).label(f"low{percent}"),
+            sa.func.max(sa.case((ranked.c.rn == high, ranked.c.v))).label(f"high{percent}"),
+            sa.func.max(position % 100).label(f"weight{percent}"),
+        ]
+    group_columns = [ranked.c[name] for name in groups]
+    return sa.select(*group_columns, *columns).group_by(*group_columns)
+
+
+def _read_percentiles(row: sa.Row[Any]) -> Percentiles:
+    found: dict[int, float] = {}
+    for percent in PERCENTS:
+        low = row._mapping[f"low{percent}"]
+        high = row._mapping[f"high{percent}"]
+        weight = row._mapping[f"weight{percent}"]
+        found[percent] = float(low) + (float(high) - float(low)) * int(weight) / 100
+    return Percentiles(median=found[50], p90=found[90])
+
+
+async def delivery_metrics(
+    connection: AsyncConnection,
+    *,
+    window: Window,
+    project_id: str | None = None,
+    environment_id: str | None = None,
+) -> dict[Key, DeliveryMetrics]:
+    """The metrics of every (project, environment) with a counted change that ended in the
+    window, of one project and one environment when given: three statements (the counts, the
+    lead times, the times to restore). A pair without changes is absent."""
+    dialect = connection.dialect.name
+    change = aliased(DeploymentChange, name="c")
+    scope_query: sa.Select[str, str, str] = sa.select(
+        col(Deployment.id).label("deployment_id"),
+        col(Integration.project_id).label("project_id"),
+        col(Deployment.environment_id).label("environment_id"),
+    ).join(Integration, col(Integration.id) == col(Deployment.integration_id))
+    if project_id is not None:
+        scope_query = scope_query.where(col(Integration.project_id) == project_id)
+    if environment_id is not None:
+        scope_query = scope_query.where(col(Deployment.environment_id) == environment_id)
+    scope = scope_query.cte("scope")
+
+    c_id, c_deployment = col(change.id), col(change.deployment_id)
+    c_status, c_finished = col(change.status), col(change.finished_at)
+    ended = (
+        sa.select(
+            c_id.label("id"),
+            c_deployment.label("deployment_id"),
+            scope.c.project_id,
+            scope.c.environment_id,
+            c_status.label("status"),
+            c_finished.label("finished_at"),
+            col(change.build_id).label("build_id"),
+            col(DeploymentRevision.revision).label("revision"),
+        )
+        .join(scope, scope.c.deployment_id == c_deployment)
+        .outerjoin(DeploymentRevision, col(DeploymentRevision.change_id) == c_id)
+        .where(
+            c_finished >= window.since,
+            c_finished < window.until,
+            col(change.kind).in_(COUNTED_KINDS),
+            c_status.in_((ChangeStatus.SUCCEEDED, ChangeStatus.FAILED)),
+        )
+        .cte("ended")
+    )
+
+    # The successful rollbacks that may undo a change of the window: those after its start.
+    rollback = aliased(DeploymentChange, name="rb")
+    rollbacks = (
+        sa.select(
+            col(rollback.deployment_id).label("deployment_id"),
+            col(rollback.finished_at).label("finished_at"),
+            col(rollback.rollback_to_revision).label("to_revision"),
+        )
+        .join(scope, scope.c.deployment_id == col(rollback.deployment_id))
+        .where(
+            col(rollback.finished_at) > window.since,
+            col(rollback.kind) == ChangeKind.ROLLBACK,
+            col(rollback.status) == ChangeStatus.SUCCEEDED,
+        )
+        .cte("rollbacks")
+    )
+    rolled_back = (
+        sa.select(ended.c.id, sa.func.min(rollbacks.c.finished_at).label("at"))
+        .join(
+            rollbacks,
+            sa.and_(
+                rollbacks.c.deployment_id == ended.c.deployment_id,
+                rollbacks.c.finished_at > ended.c.finished_at,
+                rollbacks.c.to_revision < ended.c.revision,
+            ),
+        )
+        .where(ended.c.status == ChangeStatus.SUCCEEDED)
+        .group_by(ended.c.id)
+        .cte("rolled_back")
+    )
+
+    # A FAILED change's deployment is restored by its next success.
+    following = aliased(DeploymentChange, name="n")
+    next_success = (
+        sa.select(sa.func.min(col(following.finished_at)))
+        .where(
+            col(following.deployment_id) == ended.c.deployment_id,
+            col(following.finished_at) > ended.c.finished_at,
+            col(following.status) == ChangeStatus.SUCCEEDED,
+            col(following.kind).in_(RESTORING_KINDS),
+        )
+        .scalar_subquery()
+    )
+    failed = sa.or_(ended.c.status == ChangeStatus.FAILED, rolled_back.c.id.is_not(None))
+    restored_at = sa.case(
+        (ended.c.status == ChangeStatus.FAILED, next_success), else_=rolled_back.c.at
+    )
+    failures = (
+        sa.select(
+            ended.c.project_id,
+            ended.c.environment_id,
+            _seconds(dialect, restored_at, ended.c.finished_at).label("restore"),
+        )
+        .select_from(ended.outerjoin(rolled_back, rolled_back.c.id == ended.c.id))
+        .where(failed)
+        .cte("failures")
+    )
+
+    counts = (
+        sa.select(
+            ended.c.project_id,
+            ended.c.environment_id,
+            sa.func.count().label("changes"),
+            sa.func.count(sa.case((ended.c.status == ChangeStatus.SUCCEEDED, 1))).label(
+                "deployments"
+            ),
+            sa.func.count(sa.case((failed, 1))).label("failed"),
+        )
+        .select_from(ended.outerjoin(rolled_back, rolled_back.c.id == ended.c.id))
+        .group_by(ended.c.project_id, ended.c.environment_id)
+    )
+    unrestored = (
+        sa.select(
+            failures.c.project_id, failures.c.environment_id, sa.func.count().label("unrestored")
+        )
+        .where(failures.c.restore.is_(None))
+        .group_by(failures.c.project_id, failures.c.environment_id)
+    )
+
+    # The first success of each build in each deployment: no earlier one ran it there.
+    earlier = aliased(DeploymentChange, name="e")
+    first_runs = (
+        sa.select(
+            ended.c.project_id,
+            ended.c.environment_id,
+            _seconds(dialect, ended.c.finished_at, col(Build.created_at)).label("lead"),
+        )
+        .join(Build, col(Build.id) == ended.c.build_id)
+        .where(
+            ended.c.status == ChangeStatus.SUCCEEDED,
+            ~sa.exists().where(
+                col(earlier.build_id) == ended.c.build_id,
+                col(earlier.deployment_id) == ended.c.deployment_id,
+                col(earlier.status) == ChangeStatus.SUCCEEDED,
+                col(earlier.finished_at) < ended.c.finished_at,
+            ),
+        )
+        .cte("first_runs")
+    )
+    restored = (
+        sa.select(failures.c.project_id, failures.c.environment_id, failures.c.restore)
+        .where(failures.c.restore.is_not(None))
+        .cte("restored")
+    )
+    groups = ("project_id", "environment_id")
+
+    found: dict[Key, dict[str, Any]] = {}
+    for row in (await connection.execute(counts)).all():
+        found[(row.project_id, row.environment_id)] = {
+            "changes": int(row.changes),
+            "deployments": int(row.deployments),
+            "failed_changes": int(row.failed),
+        }
+    if not found:
+        return {}
+    for row in (await connection.execute(unrestored)).all():
+        found[(row.project_id, row.environment_id)]["unrestored_failures"] = int(row.unrestored)
+    for row in (await connection.execute(_percentiles(first_runs, groups, "lead"))).all():
+        found[(row.project_id, row.environment_id)]["lead_time"] = _read_percentiles(row)
+    for row in (await connection.execute(_percentiles(restored, groups, "restore"))).all():
+        found[(row.project_id, row.environment_id)]["time_to_restore"] = _read_percentiles(row)
+    return {
+        key: DeliveryMetrics(project_id=key[0], environment_id=key[1], window=window, **values)
+        for key, values in found.items()
+    }
