@@ -34,6 +34,7 @@ from app.models import (
     Review,
     User,
 )
+from app.services.delivery_metrics import DeliveryMetrics, Window, delivery_metrics
 
 M = TypeVar("M", bound=SQLModel)
 K = TypeVar("K")
@@ -166,6 +167,43 @@ class Pages(_PerRequest[PageKey, "Page[M]"], Generic[M]):
 
 ENVIRONMENT_ORDER = (col(Environment.position), col(Environment.id))
 
+# A project's delivery metrics: (project id, environment id or None for all, the window).
+MetricsKey = tuple[str, str | None, Window]
+MetricsOfProject = dict[str, DeliveryMetrics]  # by environment id
+
+
+class DeliveryMetricsOfProjects(_PerRequest[MetricsKey, MetricsOfProject]):
+    """The delivery metrics of each project: the projects asked for with the same environment
+    and window are read together (app/services/delivery_metrics.py's statements, once)."""
+
+    def batch(
+        self, loaders: Loaders
+    ) -> Callable[[Sequence[MetricsKey]], Awaitable[list[MetricsOfProject]]]:
+        session = loaders.session
+
+        async def load(keys: Sequence[MetricsKey]) -> list[MetricsOfProject]:
+            projects: dict[tuple[str | None, Window], list[str]] = defaultdict(list)
+            for project_id, environment_id, window in keys:
+                projects[(environment_id, window)].append(project_id)
+            found: dict[MetricsKey, MetricsOfProject] = {}
+            connection = await session.connection()
+            for (environment_id, window), project_ids in projects.items():
+                metrics = await delivery_metrics(
+                    connection,
+                    window=window,
+                    project_ids=project_ids,
+                    environment_id=environment_id,
+                )
+                for project_id in project_ids:
+                    found[(project_id, environment_id, window)] = {
+                        env: figures
+                        for (project, env), figures in metrics.items()
+                        if project == project_id
+                    }
+            return [found[key] for key in keys]
+
+        return load
+
 
 class Loaders:
     """The loaders of one request, each made on its first use: a request reads a few kinds,
@@ -197,6 +235,7 @@ class Loaders:
         PipelineStage, "pipeline_id", order=(col(PipelineStage.position),)
     )
     approval_policies_by_environment = ByParent(ApprovalPolicy, "environment_id")
+    delivery_metrics = DeliveryMetricsOfProjects()
     reviews_by_promotion = ByParent(Review, "promotion_id")
     pending_promotions_by_organization = ByParent(
         Promotion,

@@ -92,7 +92,11 @@ def window_of(
     if until <= since:
         raise InvalidInput("until must be after since", field="until")
     if until - since > MAX_WINDOW:
-        raise InvalidInput(f"the window may be at most {MAX_WINDOW.days} days long", field="since")
+        raise InvalidInput(
+            f"since is more than {MAX_WINDOW.days} days before until: "
+            f"a window may be at most {MAX_WINDOW.days} days long",
+            field="since",
+        )
     return Window(since=since, until=until)
 
 
@@ -175,12 +179,13 @@ async def delivery_metrics(
     connection: AsyncConnection,
     *,
     window: Window,
-    project_id: str | None = None,
+    project_ids: Sequence[str] | None = None,
     environment_id: str | None = None,
 ) -> dict[Key, DeliveryMetrics]:
     """The metrics of every (project, environment) with a counted change that ended in the
-    window, of one project and one environment when given: three statements (the counts, the
-    lead times, the times to restore). A pair without changes is absent."""
+    window, of those projects and that environment when given: four statements (the counts,
+    the unrestored failures, the lead times, the times to restore; the last three only when
+    the first found anything). A pair without changes is absent."""
     dialect = connection.dialect.name
     change = aliased(DeploymentChange, name="c")
     scope_query: sa.Select[str, str, str] = sa.select(
@@ -188,8 +193,8 @@ async def delivery_metrics(
         col(Integration.project_id).label("project_id"),
         col(Deployment.environment_id).label("environment_id"),
     ).join(Integration, col(Integration.id) == col(Deployment.integration_id))
-    if project_id is not None:
-        scope_query = scope_query.where(col(Integration.project_id) == project_id)
+    if project_ids is not None:
+        scope_query = scope_query.where(col(Integration.project_id).in_(list(project_ids)))
     if environment_id is not None:
         scope_query = scope_query.where(col(Deployment.environment_id) == environment_id)
     scope = scope_query.cte("scope")

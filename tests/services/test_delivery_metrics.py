@@ -188,7 +188,7 @@ def approx(metrics: DeliveryMetrics) -> dict[str, object]:
 async def test_the_four_keys_of_a_history_computed_by_hand(acme: Acme) -> None:
     payroll = await write_history(acme)
     async with acme.engine.connect() as connection:
-        found = await delivery_metrics(connection, window=WINDOW, project_id=acme.project_id)
+        found = await delivery_metrics(connection, window=WINDOW, project_ids=[acme.project_id])
         everything = await delivery_metrics(connection, window=WINDOW)
     production = (acme.project_id, acme.environments["Production"])
     staging = (acme.project_id, acme.environments["Staging"])
@@ -240,7 +240,7 @@ async def test_one_environment_and_a_shorter_window(acme: Acme) -> None:
         found = await delivery_metrics(
             connection,
             window=window,
-            project_id=acme.project_id,
+            project_ids=[acme.project_id],
             environment_id=acme.environments["Production"],
         )
     assert list(found) == [(acme.project_id, acme.environments["Production"])]
@@ -260,7 +260,7 @@ async def test_an_empty_window_has_no_figures(acme: Acme) -> None:
     await write_history(acme)
     async with acme.engine.connect() as connection:
         found = await delivery_metrics(
-            connection, window=Window(since=at(300), until=at(400)), project_id=acme.project_id
+            connection, window=Window(since=at(300), until=at(400)), project_ids=[acme.project_id]
         )
     assert found == {}
 
