@@ -10,7 +10,7 @@ with max(), never sum()) whatever restarted. They are the same figures as
 The labels are the organization's and the project's slugs and the environment's name (never
 ids), for the pairs with a change that ended in the window only; at most MAX_PAIRS of them
 (the most active first), the rest counted by ``promenade_delivery_pairs_dropped``. The reading
-costs the service's four statements over every project: it is made at most once every
+costs the service's statement over every project: it is made at most once every
 REFRESH_S seconds, and a scrape in between reports the last one.
 """
 
