@@ -2,8 +2,8 @@
 index of migration 0012 against the same statements without it, in the same run.
 
 The world (PostgreSQL, in a database of the run's own, as bench/promotions.py makes one): one
-organization with Development -> Staging -> Production, --projects projects of --integrations
-integrations each (so 3 x P x I deployments), and --changes changes spread over those
+organization with its default pipeline Development -> Production, --projects projects of
+--integrations integrations each (so 2 x P x I deployments), and --changes changes spread over those
 deployments and the last 365 days, bulk-inserted (builds, changes, revisions): a third new
 builds by PROMOTION, a fifth by DEPLOY, the rest CONFIG_CHANGE and RESTART changes and a few
 ROLLBACKs; about one change in eight FAILED. Then ANALYZE.
@@ -55,7 +55,6 @@ from app.models import (
 from app.models.base import utcnow
 from app.services.bootstrap import bootstrap
 from app.services.delivery_metrics import Window, delivery_metrics, window_of
-from app.services.environments import create_environment
 from app.services.projects import create_integration, create_project
 from bench.promotions import DEFAULT_DATABASE_URL, BenchError, database
 
@@ -69,8 +68,8 @@ def _progress(message: str) -> None:
 
 
 async def make_world(engine: AsyncEngine, *, projects: int, integrations: int) -> list[str]:
-    """The organization, Staging in its default pipeline, the projects and integrations (their
-    deployments come with them); the project ids."""
+    """The organization, the projects and integrations (their deployments come with them);
+    the project ids."""
     async with create_session_factory(engine)() as session:
         made = await bootstrap(
             session, email="bench@example.com", name="Bench", organization_slug="bench"
@@ -78,15 +77,6 @@ async def make_world(engine: AsyncEngine, *, projects: int, integrations: int) -
         await session.commit()
         admin, org = made.user, made.organization
         assert org is not None
-        await create_environment(
-            session,
-            actor=admin,
-            organization_id=org.id,
-            name="Staging",
-            dns_prefix="stg",
-            position=1,
-        )
-        await session.commit()
         project_ids = []
         for number in range(projects):
             project = await create_project(

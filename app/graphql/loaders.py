@@ -34,6 +34,7 @@ from app.models import (
     Review,
     User,
 )
+from app.models.base import utcnow
 from app.services.delivery_metrics import DeliveryMetrics, Window, delivery_metrics
 
 M = TypeVar("M", bound=SQLModel)
@@ -260,6 +261,8 @@ class Loaders:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        # "Now" for the whole request: windows that default to it are one DataLoader key.
+        self.now = utcnow()
 
     async def require(self, loader: DataLoader[str, M | None], object_id: str) -> M:
         """For references that the foreign keys guarantee."""

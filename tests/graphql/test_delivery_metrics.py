@@ -8,12 +8,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import ChangeKind, ChangeStatus, Role
 from tests.graphql.queries import World, build_world, create_project
 from tests.support.delivery_history import add_build, add_change, deployment_of
 from tests.support.graphql_client import GraphQLClient
+from tests.support.statements import statements
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 SINCE, UNTIL = T0.isoformat(), (T0 + timedelta(days=2)).isoformat()
@@ -113,9 +115,13 @@ async def test_a_member_reads_each_environment_of_the_pipeline(
 
 
 async def test_the_projects_of_an_organization_are_read_together(
-    api: GraphQLClient, world: World
+    api: GraphQLClient, world: World, engine: AsyncEngine
 ) -> None:
     await create_project(api, world.org, "Payroll")
+    # The default window (the 30 days until the request's now) is one key for both projects.
+    with statements(engine) as sent:
+        await api.execute(ALL_PROJECTS, {"slug": world.org.slug}, as_user=world.org.admin)
+    assert len([s for s in sent if "ranked_lead" in s]) == 1
     data = await api.execute(
         ALL_PROJECTS,
         {"slug": world.org.slug, "since": SINCE, "until": UNTIL},

@@ -105,7 +105,7 @@ async def project_delivery_metrics(
     VALIDATION_ERROR naming the argument."""
     ctx = info.context
     try:
-        window = service.window_of(since=since, until=until)
+        window = service.window_of(since=since, until=until, now=ctx.loaders.now)
     except InvalidInput as error:
         raise PublicError(error.message, code=error.code, field=error.field) from None
     if not await ctx.can_read(organization_id):
