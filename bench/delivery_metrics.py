@@ -1,12 +1,13 @@
-"""Delivery metrics at 100,000 changes: app/services/delivery_metrics.py's statements with the
-index of migration 0012 against the same statements without it, in the same run.
+"""Delivery metrics at 100,000 changes: app/services/delivery_metrics.py's statement with the
+index of migration 0012, against the same statement without it and against a naive Python
+computation over the rows, in the same run.
 
 The world (PostgreSQL, in a database of the run's own, as bench/promotions.py makes one): one
 organization with its default pipeline Development -> Production, --projects projects of
 --integrations integrations each (so 2 x P x I deployments), and --changes changes spread over those
-deployments and the last 365 days, bulk-inserted (builds, changes, revisions): a third new
-builds by PROMOTION, a fifth by DEPLOY, the rest CONFIG_CHANGE and RESTART changes and a few
-ROLLBACKs; about one change in eight FAILED. Then ANALYZE.
+deployments and the last 365 days, bulk-inserted (builds, changes, revisions): 20 % PROMOTIONs
+and 15 % DEPLOYs of a new build (made 1 to 48 hours before), 35 % CONFIG_CHANGEs, 25 %
+RESTARTs, 5 % ROLLBACKs to the revision before; 12 % of them FAILED. Then ANALYZE.
 
 Measured, for the last 30 days:
 
@@ -14,10 +15,13 @@ Measured, for the last 30 days:
    reads; its DataLoader makes the same call).
 2. **Every project**: what the API's ``/metrics`` refresher reads (app/delivery_gauges.py).
 
-Each with the index and without it (dropped in a transaction that is rolled back), taking turns
-for --rounds rounds of --repeat calls; each figure is the median call of its rounds. The ratio
-is the time without the index over the time with it (above 1: the index pays). Both answers are
-checked to be equal first.
+Each with the index and without it (dropped in a transaction that is rolled back), and against
+a naive reference: every change of the projects read (with its revision and build) and the
+same definitions computed in Python, row by row. They take turns for --rounds rounds of
+--repeat calls (the naive one once a round); each figure is the median call of its rounds. A
+ratio is the other's time over the service's with the index (above 1: the service is faster).
+The first round checks that all three give the same answers (times to the millisecond): on
+random data, the service's SQL against an independent computation of the same definitions.
 
     python -m bench.delivery_metrics [--changes 100000] [--projects 20] [--integrations 10]
                                      [--rounds 5] [--repeat 5] [--json]
@@ -33,6 +37,7 @@ import random
 import statistics
 import sys
 import time
+from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
@@ -54,7 +59,16 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.services.bootstrap import bootstrap
-from app.services.delivery_metrics import Window, delivery_metrics, window_of
+from app.services.delivery_metrics import (
+    COUNTED_KINDS,
+    PERCENTS,
+    DeliveryMetrics,
+    Key,
+    Percentiles,
+    Window,
+    delivery_metrics,
+    window_of,
+)
 from app.services.projects import create_integration, create_project
 from bench.promotions import DEFAULT_DATABASE_URL, BenchError, database
 
@@ -175,14 +189,158 @@ async def make_history(engine: AsyncEngine, *, changes: int, seed: int = 14) -> 
     return len(deployments)
 
 
+# ---- the naive reference: every change of the projects read, the figures made in Python ------
+
+
+def _percentiles(values: list[float]) -> Percentiles:
+    """As the service ranks them: interpolated between the two nearest (percentile_cont)."""
+    if not values:
+        return Percentiles()
+    ordered = sorted(values)
+    found = []
+    for percent in PERCENTS:
+        position = percent * (len(ordered) - 1)
+        low, high = ordered[position // 100], ordered[(position + 99) // 100]
+        found.append(low + (high - low) * (position % 100) / 100)
+    return Percentiles(median=found[0], p90=found[1])
+
+
+async def naive_metrics(
+    connection: AsyncConnection, *, window: Window, project_ids: list[str] | None
+) -> dict[Key, DeliveryMetrics]:
+    """The service's definitions, row by row: each deployment's whole history is read (a first
+    run and a rollback need what came before and after the window)."""
+    change = DeploymentChange
+    query = (
+        sa.select(
+            col(change.id),
+            col(change.deployment_id),
+            col(change.kind),
+            col(change.status),
+            col(change.build_id),
+            col(change.finished_at),
+            col(change.rollback_to_revision),
+            col(Integration.project_id),
+            col(Deployment.environment_id),
+            col(DeploymentRevision.revision),
+            col(Build.created_at),
+        )
+        .join(Deployment, col(Deployment.id) == col(change.deployment_id))
+        .join(Integration, col(Integration.id) == col(Deployment.integration_id))
+        .outerjoin(DeploymentRevision, col(DeploymentRevision.change_id) == col(change.id))
+        .outerjoin(Build, col(Build.id) == col(change.build_id))
+        .where(col(change.finished_at).is_not(None))
+        .order_by(col(change.deployment_id), col(change.finished_at))
+    )
+    if project_ids is not None:
+        query = query.where(col(Integration.project_id).in_(project_ids))
+    histories: dict[str, list[Any]] = defaultdict(list)
+    for row in (await connection.execute(query)).all():
+        histories[row.deployment_id].append(row)
+    figures: dict[Key, dict[str, Any]] = {}
+    for history in histories.values():
+        for index, c in enumerate(history):
+            if not (window.since <= c.finished_at < window.until):
+                continue
+            if c.kind not in COUNTED_KINDS or c.status not in ("SUCCEEDED", "FAILED"):
+                continue
+            key = (c.project_id, c.environment_id)
+            pair = figures.setdefault(
+                key, {"changes": 0, "deployments": 0, "failed": 0, "lead": [], "restore": []}
+            )
+            pair.setdefault("unrestored", 0)
+            pair["changes"] += 1
+            later = history[index + 1 :]
+            restored_at = None
+            if c.status == "SUCCEEDED":
+                pair["deployments"] += 1
+                if not any(
+                    e.build_id == c.build_id and e.status == "SUCCEEDED" for e in history[:index]
+                ):
+                    pair["lead"].append((c.finished_at - c.created_at).total_seconds())
+                undone = [
+                    r.finished_at
+                    for r in later
+                    if r.kind == "ROLLBACK"
+                    and r.status == "SUCCEEDED"
+                    and r.rollback_to_revision < c.revision
+                ]
+                if not undone:
+                    continue
+                restored_at = undone[0]
+            else:
+                restored_at = next(
+                    (
+                        n.finished_at
+                        for n in later
+                        if n.status == "SUCCEEDED" and n.kind != "SUSPEND"
+                    ),
+                    None,
+                )
+            pair["failed"] += 1
+            if restored_at is None:
+                pair["unrestored"] += 1
+            else:
+                pair["restore"].append((restored_at - c.finished_at).total_seconds())
+    return {
+        key: DeliveryMetrics(
+            project_id=key[0],
+            environment_id=key[1],
+            window=window,
+            changes=pair["changes"],
+            deployments=pair["deployments"],
+            failed_changes=pair["failed"],
+            unrestored_failures=pair["unrestored"],
+            lead_time=_percentiles(pair["lead"]),
+            time_to_restore=_percentiles(pair["restore"]),
+        )
+        for key, pair in figures.items()
+    }
+
+
+def same(first: dict[Key, DeliveryMetrics], second: dict[Key, DeliveryMetrics]) -> bool:
+    """The same figures, times to the millisecond."""
+
+    def rounded(found: dict[Key, DeliveryMetrics]) -> dict[Key, tuple[Any, ...]]:
+        def ms(value: float | None) -> float | None:
+            return None if value is None else round(value, 3)
+
+        return {
+            key: (
+                m.changes,
+                m.deployments,
+                m.failed_changes,
+                m.unrestored_failures,
+                ms(m.lead_time.median),
+                ms(m.lead_time.p90),
+                ms(m.time_to_restore.median),
+                ms(m.time_to_restore.p90),
+            )
+            for key, m in found.items()
+        }
+
+    return rounded(first) == rounded(second)
+
+
+# ---- the measurement --------------------------------------------------------------------------
+
+
 async def timed(
-    connection: AsyncConnection, window: Window, repeat: int, project_ids: list[str] | None
-) -> tuple[float, Any]:
+    connection: AsyncConnection,
+    window: Window,
+    repeat: int,
+    project_ids: list[str] | None,
+    *,
+    naive: bool = False,
+) -> tuple[float, dict[Key, DeliveryMetrics]]:
     """The median of ``repeat`` calls, in seconds, and the last answer."""
-    times, found = [], None
+    times, found = [], {}
     for _ in range(repeat):
         started = time.perf_counter()
-        found = await delivery_metrics(connection, window=window, project_ids=project_ids)
+        if naive:
+            found = await naive_metrics(connection, window=window, project_ids=project_ids)
+        else:
+            found = await delivery_metrics(connection, window=window, project_ids=project_ids)
         times.append(time.perf_counter() - started)
     return statistics.median(times), found
 
@@ -204,6 +362,8 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
             "one_without": [],
             "all_with": [],
             "all_without": [],
+            "one_naive": [],
+            "all_naive": [],
         }
         # The last 30 days, fixed for the run: the answers with and without the index compare.
         window = window_of(since=None, until=None)
@@ -224,8 +384,16 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
                 one_without, answer_without = await timed(connection, window, args.repeat, one)
                 all_without, every_without = await timed(connection, window, args.repeat, None)
                 await connection.rollback()  # the index is back
+                one_naive, answer_naive = await timed(connection, window, 1, one, naive=True)
+                all_naive, every_naive = await timed(connection, window, 1, None, naive=True)
                 if round_ == 0 and (answer_with != answer_without or every_with != every_without):
                     raise BenchError("the answers with and without the index differ")
+                if round_ == 0 and not (
+                    same(answer_with, answer_naive) and same(every_with, every_naive)
+                ):
+                    raise BenchError("the service's answers and the naive computation's differ")
+                results["one_naive"].append(one_naive)
+                results["all_naive"].append(all_naive)
                 results["one_with"].append(one_with)
                 results["one_without"].append(one_without)
                 results["all_with"].append(all_with)
@@ -245,6 +413,10 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
             "every_project_ms": medians["all_with"] * 1000,
             "every_project_without_index_ms": medians["all_without"] * 1000,
             "every_project_ratio": medians["all_without"] / medians["all_with"],
+            "one_project_naive_ms": medians["one_naive"] * 1000,
+            "one_project_naive_ratio": medians["one_naive"] / medians["one_with"],
+            "every_project_naive_ms": medians["all_naive"] * 1000,
+            "every_project_naive_ratio": medians["all_naive"] / medians["all_with"],
         }
     finally:
         await engine.dispose()
@@ -281,7 +453,11 @@ def main() -> None:
         f"ratio {result['one_project_ratio']:.1f}\n"
         f"every project: {result['every_project_ms']:.1f} ms with the index, "
         f"{result['every_project_without_index_ms']:.1f} ms without: "
-        f"ratio {result['every_project_ratio']:.1f}"
+        f"ratio {result['every_project_ratio']:.1f}\n"
+        f"naive Python over the rows: one project {result['one_project_naive_ms']:.0f} ms "
+        f"(ratio {result['one_project_naive_ratio']:.0f}), every project "
+        f"{result['every_project_naive_ms']:.0f} ms "
+        f"(ratio {result['every_project_naive_ratio']:.0f})"
     )
 
 
