@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import create_session_factory, session_scope
+from app.delivery_gauges import delivery_refresher
 from app.graphql.metrics import OPERATION_TYPES, OUTCOMES
 from app.models import ChangeKind, ChangeStatus, OutboxMessage, PromotionStatus, RequestKind
 from app.models.base import utcnow
@@ -245,3 +246,11 @@ async def test_the_delivery_metrics_of_the_last_30_days_are_gauges(
     ]
     assert scraped.value("promenade_delivery_pairs_dropped") == 0
     assert_bounded(scraped.promenade(), ALLOWED)
+
+
+async def test_the_delivery_gauges_are_read_at_most_once_a_minute(engine: AsyncEngine) -> None:
+    refresh = delivery_refresher(engine)
+    with statements(engine) as sent:
+        for _ in range(3):
+            await refresh()
+    assert len([s for s in sent if "ranked_lead" in s]) == 1
