@@ -28,6 +28,7 @@ from app import migrate
 from app.crypto import SecretBox
 from app.database_metrics import database_refresher
 from app.db import RequestSession, create_engine, create_session_factory
+from app.delivery_gauges import delivery_refresher
 from app.graphql.http import AuthenticatedGraphQL, PromenadeGraphQL
 from app.graphql.ide import ide_routes
 from app.log_lines import keep_query_strings_out_of_access_lines
@@ -154,7 +155,7 @@ def create_app(
             Route(
                 "/metrics",
                 metrics_endpoint(
-                    [database_refresher(engine), *metrics_refreshers],
+                    [database_refresher(engine), delivery_refresher(engine), *metrics_refreshers],
                     token=settings.metrics_token,
                 ),
             ),

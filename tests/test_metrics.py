@@ -16,9 +16,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import create_session_factory, session_scope
+from app.delivery_gauges import delivery_refresher
 from app.graphql.metrics import OPERATION_TYPES, OUTCOMES
 from app.models import ChangeKind, ChangeStatus, OutboxMessage, PromotionStatus, RequestKind
 from app.models.base import utcnow
+from tests.support.acme import set_up_acme
+from tests.support.delivery_history import add_build, add_change, deployment_of
 from tests.support.graphql_client import graphql_over_http
 from tests.support.graphql_ws import WsClient
 from tests.support.metrics import Scrape, assert_bounded, scrape
@@ -35,6 +38,11 @@ ALLOWED: dict[str, Iterable[str] | None] = {
     "kind": {*RequestKind, *ChangeKind},
     "step": {*ChangeStatus},
     "data_plane": None,
+    # The delivery gauges' (app/delivery_gauges.py): slugs and names, never ids.
+    "organization": None,
+    "project": None,
+    "environment": None,
+    "quantile": {"0.5", "0.9"},
 }
 
 CREATE_ENVIRONMENT = """mutation($input: CreateEnvironmentInput!) {
@@ -170,3 +178,79 @@ async def test_scrapes_at_once_share_one_reading_of_the_database(live: LiveApp) 
     reads = [s for s in sent if "outbox" in s.lower()]
     # Ten scrapes in flight together: far fewer than ten readings (each reads the outbox once).
     assert 1 <= len(reads) < 10, len(reads)
+
+
+async def test_the_delivery_metrics_of_the_last_30_days_are_gauges(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """acme's Greeter in Production: a deploy 40 days ago (outside the window), a build made
+    2 days and 1 hour ago and deployed 2 days ago (lead 3600 s), a promotion FAILED a day ago
+    and a restart 30 minutes later (restored in 1800 s): 3 changes, 2 deployments, 1 failed."""
+    acme = await set_up_acme(engine)
+    now = utcnow()
+    async with acme.session() as session:
+        old = add_build(
+            session,
+            integration_id=acme.integration_id,
+            version="m0",
+            created_at=now - timedelta(days=41),
+        )
+        new = add_build(
+            session,
+            integration_id=acme.integration_id,
+            version="m1",
+            created_at=now - timedelta(days=2, hours=1),
+        )
+        await session.flush()
+        production = await deployment_of(
+            session,
+            integration_id=acme.integration_id,
+            environment_id=acme.environments["Production"],
+        )
+        for kind, status, build, ago, revision in (
+            (ChangeKind.DEPLOY, ChangeStatus.SUCCEEDED, old, timedelta(days=40), 1),
+            (ChangeKind.DEPLOY, ChangeStatus.SUCCEEDED, new, timedelta(days=2), 2),
+            (ChangeKind.PROMOTION, ChangeStatus.FAILED, new, timedelta(days=1), None),
+            (ChangeKind.RESTART, ChangeStatus.SUCCEEDED, new, timedelta(hours=23, minutes=30), 3),
+        ):
+            await add_change(
+                session,
+                production,
+                kind,
+                status,
+                build=build,
+                finished_at=now - ago,
+                revision=revision,
+            )
+        await session.commit()
+    async with live_app_on(engine, tmp_path) as live:
+        scraped = await scrape(live.url)
+    labels = {"organization": "acme", "project": "billing", "environment": "Production"}
+    assert scraped.value("promenade_delivery_deployments", **labels) == 2
+    assert scraped.value("promenade_delivery_changes", **labels) == 3
+    assert scraped.value("promenade_delivery_failed_changes", **labels) == 1
+    assert scraped.value("promenade_delivery_change_failure_rate", **labels) == pytest.approx(1 / 3)
+    for quantile in ("0.5", "0.9"):
+        lead = scraped.value("promenade_delivery_lead_time_seconds", **labels, quantile=quantile)
+        assert lead == pytest.approx(3600, abs=0.01)
+        restore = scraped.value(
+            "promenade_delivery_time_to_restore_seconds", **labels, quantile=quantile
+        )
+        assert restore == pytest.approx(1800, abs=0.01)
+    # Only pairs with changes: Staging and Development had none.
+    reported = scraped.values("promenade_delivery_deployments")
+    assert not [
+        key
+        for key in reported
+        if ("organization", "acme") in key and ("environment", "Staging") in key
+    ]
+    assert scraped.value("promenade_delivery_pairs_dropped") == 0
+    assert_bounded(scraped.promenade(), ALLOWED)
+
+
+async def test_the_delivery_gauges_are_read_at_most_once_a_minute(engine: AsyncEngine) -> None:
+    refresh = delivery_refresher(engine)
+    with statements(engine) as sent:
+        for _ in range(3):
+            await refresh()
+    assert len([s for s in sent if "ranked_lead" in s]) == 1

@@ -38,6 +38,8 @@ from app.models import (
     Review,
     User,
 )
+from app.models.base import utcnow
+from app.services.delivery_metrics import DeliveryMetrics, Window, delivery_metrics
 
 M = TypeVar("M", bound=SQLModel)
 K = TypeVar("K")
@@ -205,6 +207,43 @@ class GroupKeysByDeployment(_PerRequest[str, frozenset[str]]):
 
 ENVIRONMENT_ORDER = (col(Environment.position), col(Environment.id))
 
+# A project's delivery metrics: (project id, environment id or None for all, the window).
+MetricsKey = tuple[str, str | None, Window]
+MetricsOfProject = dict[str, DeliveryMetrics]  # by environment id
+
+
+class DeliveryMetricsOfProjects(_PerRequest[MetricsKey, MetricsOfProject]):
+    """The delivery metrics of each project: the projects asked for with the same environment
+    and window are read together (app/services/delivery_metrics.py's statements, once)."""
+
+    def batch(
+        self, loaders: Loaders
+    ) -> Callable[[Sequence[MetricsKey]], Awaitable[list[MetricsOfProject]]]:
+        session = loaders.session
+
+        async def load(keys: Sequence[MetricsKey]) -> list[MetricsOfProject]:
+            projects: dict[tuple[str | None, Window], list[str]] = defaultdict(list)
+            for project_id, environment_id, window in keys:
+                projects[(environment_id, window)].append(project_id)
+            found: dict[MetricsKey, MetricsOfProject] = {}
+            connection = await session.connection()
+            for (environment_id, window), project_ids in projects.items():
+                metrics = await delivery_metrics(
+                    connection,
+                    window=window,
+                    project_ids=project_ids,
+                    environment_id=environment_id,
+                )
+                for project_id in project_ids:
+                    found[(project_id, environment_id, window)] = {
+                        env: figures
+                        for (project, env), figures in metrics.items()
+                        if project == project_id
+                    }
+            return [found[key] for key in keys]
+
+        return load
+
 
 class Loaders:
     """The loaders of one request, each made on its first use: a request reads a few kinds,
@@ -246,6 +285,7 @@ class Loaders:
     group_links_by_group = ByParent(ConfigurationGroupLink, "group_id")
     group_links_by_integration = ByParent(ConfigurationGroupLink, "integration_id")
     group_keys_by_deployment = GroupKeysByDeployment()
+    delivery_metrics = DeliveryMetricsOfProjects()
     reviews_by_promotion = ByParent(Review, "promotion_id")
     pending_promotions_by_organization = ByParent(
         Promotion,
@@ -270,6 +310,8 @@ class Loaders:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        # "Now" for the whole request: windows that default to it are one DataLoader key.
+        self.now = utcnow()
 
     async def require(self, loader: DataLoader[str, M | None], object_id: str) -> M:
         """For references that the foreign keys guarantee."""

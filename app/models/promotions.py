@@ -219,8 +219,13 @@ class DeploymentChange(SQLModel, table=True):
     order of their ids; the worker that holds the deployment's lease runs them."""
 
     __tablename__ = "deployment_changes"
-    # A retried deploy with the same key returns the first one's deployment.
-    __table_args__ = (sa.UniqueConstraint("actor_id", "idempotency_key"),)
+    __table_args__ = (
+        # A retried deploy with the same key returns the first one's deployment.
+        sa.UniqueConstraint("actor_id", "idempotency_key"),
+        # Delivery metrics (app/services/delivery_metrics.py): a deployment's changes that
+        # ended in a window, and the next one to succeed after each, are range scans.
+        sa.Index("ix_deployment_changes_deployment_id_finished_at", "deployment_id", "finished_at"),
+    )
 
     id: str = Field(default_factory=lambda: new_id("chg"), primary_key=True, max_length=40)
     organization_id: str = Field(

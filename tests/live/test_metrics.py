@@ -32,6 +32,10 @@ ALLOWED = {
     "kind": {*RequestKind, *ChangeKind},
     "step": {*ChangeStatus},
     "data_plane": {"local"},
+    "organization": None,
+    "project": None,
+    "environment": None,
+    "quantile": {"0.5", "0.9"},
 }
 API_FAMILIES = {
     REQUESTS: {"operation_type", "outcome", "le"},

@@ -20,6 +20,7 @@ from app.graphql.organizations import types as organization_types
 from app.graphql.pagination import Connection, page_key
 from app.graphql.pipelines import LazyDeploymentPipeline
 from app.graphql.pipelines import types as pipeline_types
+from app.graphql.projects.metrics import DeliveryMetrics, project_delivery_metrics
 from app.graphql.promotions import LazyPromotion
 from app.graphql.promotions import types as promotion_types
 from app.models import PromotionStatus
@@ -64,6 +65,29 @@ class Project(Node):
             page_key(info, self.id, first, after)
         )
         return page.connection(Integration.from_model)
+
+    @strawberry.field(
+        description="The four DORA keys of the project's deployments, one entry per "
+        "environment of its pipeline in promotion order (only environmentId's when given; "
+        "none when it is not in the pipeline), over [since, until): by default the 30 days "
+        "until now, at most 366 days."
+    )
+    async def delivery_metrics(
+        self,
+        info: Info,
+        environment_id: strawberry.ID | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[DeliveryMetrics]:
+        return await project_delivery_metrics(
+            info,
+            project_id=self.id,
+            organization_id=self.organization_id,
+            pipeline_id=self.pipeline_id,
+            environment_id=environment_id,
+            since=since,
+            until=until,
+        )
 
 
 @strawberry.type(
