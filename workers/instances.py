@@ -151,18 +151,17 @@ def target_of(
     # Values from configuration groups: secret as the group says, and a group linked as a
     # file is one FILE value (app/services/configuration_groups.py).
     grouped = change.snapshot_groups or {}
-    own = {k: v for k, v in schema.items() if k not in grouped}
     return InstanceTarget(
         change=change,
         route=route_of(organization, environment, project, integration),
         artifact=build.artifact if build else None,
         values=values,
         file_keys=frozenset(
-            [k for k, v in own.items() if v.type is ConfigType.FILE]
+            [k for k, v in schema.items() if v.type is ConfigType.FILE]
             + [k for k, g in grouped.items() if g.get("file")]
         ),
         secret_keys=frozenset(
-            [k for k, v in own.items() if v.secret]
+            [k for k, v in schema.items() if v.secret]
             + [k for k, g in grouped.items() if g.get("secret")]
         ),
         secret_parts=_secrets_in_files(values, grouped),

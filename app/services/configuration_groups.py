@@ -50,6 +50,7 @@ from app.services.configuration import (
     ConfigEntry,
     bump_config_version,
     group_file_key,
+    parse_value,
     plaintext_values,
     schema_of,
 )
@@ -242,6 +243,14 @@ async def set_group_values(
             raise InvalidInput(
                 f"a value has at most {MAX_VALUE} characters", field=f"{where}.value"
             )
+    # A key a linked integration's schema declares takes a value of its type there.
+    for link, integration in await _linked_integrations(session, group.id):
+        if link.mode is not GroupLinkMode.ENVIRONMENT:
+            continue
+        schema = schema_of(integration)
+        for index, entry in enumerate(entries):
+            if entry.value is not None and entry.key in schema:
+                parse_value(schema[entry.key], entry.value, field=f"entries[{index}].value")
     stored = {
         row.key: row
         for row in (
@@ -352,6 +361,18 @@ async def link_group(
                     f"{', '.join(sorted(shared))} is also in the group {other.name}, linked "
                     f"to {integration.name}: a key comes from one group"
                 )
+        # What the group holds already must be of the schema's types (secrets are checked
+        # as they are set: they are not opened here).
+        for row in (
+            await session.exec(
+                select(ConfigurationGroupValue).where(
+                    ConfigurationGroupValue.group_id == group.id,
+                    col(ConfigurationGroupValue.secret).is_(False),
+                )
+            )
+        ).all():
+            if row.key in schema:
+                parse_value(schema[row.key], row.value, field="groupId")
     link = ConfigurationGroupLink(group_id=group.id, integration_id=integration.id, mode=mode)
     session.add(link)
     await session.flush()
@@ -407,6 +428,17 @@ async def _links(session: AsyncSession, group_id: str) -> list[ConfigurationGrou
             )
         ).all()
     )
+
+
+async def _linked_integrations(
+    session: AsyncSession, group_id: str
+) -> list[tuple[ConfigurationGroupLink, Integration]]:
+    rows = await session.exec(
+        select(ConfigurationGroupLink, Integration)
+        .join(Integration, col(Integration.id) == col(ConfigurationGroupLink.integration_id))
+        .where(ConfigurationGroupLink.group_id == group_id)
+    )
+    return list(rows.all())
 
 
 async def _links_of_integration(

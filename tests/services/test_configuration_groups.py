@@ -350,3 +350,20 @@ def test_the_secrets_inside_a_group_file_are_masked_one_by_one() -> None:
     values = {"groups/files.toml": 'A = "1"\nB = "tok-4711"\n'}
     layout = {"groups/files.toml": {"secret": True, "file": True, "secret_keys": ["B"]}}
     assert _secrets_in_files(values, layout) == frozenset({"tok-4711"})
+
+
+async def test_a_groups_values_take_the_types_of_a_linked_integrations_schema(
+    engine: AsyncEngine,
+) -> None:
+    acme = await set_up_acme(engine)
+    # REPEAT is an INT in the greeter's schema.
+    tuning = await acme.run("admin", creating(acme, name="tuning", keys=[GroupKey("REPEAT")]))
+    await acme.run("admin", setting(acme, tuning.id, "Staging", {"REPEAT": "many"}))
+    refused = await acme.refuses("admin", linking(tuning.id, acme.integration_id), InvalidInput)
+    assert (refused.field, "REPEAT must be an integer" in refused.message) == ("groupId", True)
+    await acme.run("admin", setting(acme, tuning.id, "Staging", {"REPEAT": "3"}))
+    await acme.run("admin", linking(tuning.id, acme.integration_id))
+    later = await acme.refuses(
+        "admin", setting(acme, tuning.id, "Production", {"REPEAT": "lots"}), InvalidInput
+    )
+    assert later.field == "entries[0].value"
