@@ -1,8 +1,9 @@
-"""Releases through real processes and the real broker: the greeter depends on a second
-integration, the ledger; a release of both to Production promotes the ledger first and the
-greeter after it, followed live through releaseStatus, with the worker that takes the ledger's
-change killed half-way (one revision each). A second release whose greeter fails to start
-fails, and rolls the ledger back to what it ran before: Production is never half-released."""
+"""Releases through real processes and the real broker: three integrations in one dependency
+chain (the greeter depends on the ledger, which depends on the mailer); a release of the three
+to Production promotes the mailer, then the ledger, then the greeter, followed live through
+releaseStatus, with the worker that takes the first change killed half-way (one revision
+each). A second release whose greeter fails to start fails, and rolls the mailer and the
+ledger back to what they ran before: Production is never half-released."""
 
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def values(greeting_text: str, **extra: str) -> list[dict[str, str]]:
     return [{"key": k, "value": v} for k, v in entries.items()]
 
 
-async def ledger_beside(api: GraphQLClient, greeter: Greeter) -> Greeter:
-    """A second integration of the greeter's project (the same program), with build 1.0.0."""
+async def beside(api: GraphQLClient, greeter: Greeter, name: str) -> Greeter:
+    """Another integration of the greeter's project (the same program), with build 1.0.0."""
     data = await api.execute(
         """query($s: String!) { organization(slug: $s) {
             projects(first: 1) { edges { node { id } } } } }""",
@@ -51,7 +52,7 @@ async def ledger_beside(api: GraphQLClient, greeter: Greeter) -> Greeter:
     ]
     created = await api.ok(
         CREATE_INTEGRATION,
-        {"input": {"projectId": project_id, "name": "Ledger", "configSchema": schema}},
+        {"input": {"projectId": project_id, "name": name, "configSchema": schema}},
     )
     ledger = dataclasses.replace(
         greeter, integration_id=created["id"], integration=created["slug"], builds={}
@@ -64,11 +65,13 @@ async def test_a_release_promotes_in_dependency_order_and_rolls_back_on_failure(
     api: GraphQLClient, workers: Cluster
 ) -> None:
     greeter = await new_greeter(api, workers.gateway_url)
-    ledger = await ledger_beside(api, greeter)
+    ledger = await beside(api, greeter, "Ledger")
+    mailer = await beside(api, greeter, "Mailer")
     first = workers.start_worker()
-    await greeter.deploy(DEVELOPMENT)
-    await ledger.deploy(DEVELOPMENT)
+    for integration in (greeter, ledger, mailer):
+        await integration.deploy(DEVELOPMENT)
     await api.ok(DEPEND, {"i": greeter.integration_id, "on": [ledger.integration_id]})
+    await api.ok(DEPEND, {"i": ledger.integration_id, "on": [mailer.integration_id]})
 
     async def release(name: str, greeter_values: list[dict[str, str]]) -> str:
         made = await api.ok(
@@ -77,12 +80,16 @@ async def test_a_release_promotes_in_dependency_order_and_rolls_back_on_failure(
                 "input": {
                     "name": name,
                     "sourceEnvironmentId": greeter.environments["Development"],
-                    # Given greeter first: the dependency puts the ledger before it.
+                    # Given greeter first: the dependencies put the mailer and the ledger first.
                     "members": [
                         {"integrationId": greeter.integration_id, "overrides": greeter_values},
                         {
                             "integrationId": ledger.integration_id,
                             "overrides": values(f"Ledger, {name}"),
+                        },
+                        {
+                            "integrationId": mailer.integration_id,
+                            "overrides": values(f"Mailer, {name}"),
                         },
                     ],
                 }
@@ -96,7 +103,7 @@ async def test_a_release_promotes_in_dependency_order_and_rolls_back_on_failure(
     async with WsClient.connect(workers.api_url, workers.token) as ws:
         spring = await release("spring", values("Greeter, spring"))
         operation = await ws.subscribe(RELEASE_STATUS, {"id": spring})
-        await asyncio.to_thread(paused.wait_for_log, PAUSED)  # the ledger's change, half-way
+        await asyncio.to_thread(paused.wait_for_log, PAUSED)  # the mailer's change, half-way
         paused.kill()
         workers.start_worker()  # takes over once the dead worker's lease expires
         streamed = [
@@ -107,16 +114,19 @@ async def test_a_release_promotes_in_dependency_order_and_rolls_back_on_failure(
     assert any("Greeter: promotion" in (s["detail"] or "") for s in streamed)
     done = (await api.execute(RELEASE, {"id": spring}))["release"]
     assert [(m["integration"]["name"], m["promotion"]["status"]) for m in done["members"]] == [
+        ("Mailer", "SUCCEEDED"),
         ("Ledger", "SUCCEEDED"),
         ("Greeter", "SUCCEEDED"),
     ]
-    ledger_production = await ledger.wait_revision("Production", 1)
-    assert ledger_production["history"]["totalCount"] == 1  # applied once
+    for integration in (mailer, ledger):
+        production = await integration.wait_revision("Production", 1)
+        assert production["history"]["totalCount"] == 1  # applied once
     await greeter.wait_revision("Production", 1)
     assert (await greeting(ledger.endpoint("prod")))["greeting"] == "Ledger, spring"
     assert (await greeting(greeter.endpoint("prod")))["greeting"] == "Greeter, spring"
 
-    # The greeter of the next release cannot start: the ledger, changed first, is rolled back.
+    # The greeter of the next release cannot start: the mailer and the ledger, changed before
+    # it, are rolled back.
     summer = await release("summer", values("Greeter, summer", GREETER_FAIL="crash"))
 
     async def ended() -> dict[str, Any] | None:
@@ -125,16 +135,19 @@ async def test_a_release_promotes_in_dependency_order_and_rolls_back_on_failure(
 
     failed = await eventually(ended, within=90, what="the summer release to end")
     assert failed["status"] == "FAILED", failed
-    assert "Greeter FAILED" in failed["error"] and "rolled back: Ledger" in failed["error"]
+    assert "Greeter FAILED" in failed["error"]
+    assert "rolled back: Ledger, Mailer" in failed["error"]
     assert [(m["integration"]["name"], m["rolledBack"]) for m in failed["members"]] == [
+        ("Mailer", True),
         ("Ledger", True),
         ("Greeter", False),
     ]
-    rolled = await ledger.wait_revision("Production", 3, within=60)
-    assert [(r["revision"], r["cause"]) for r in revisions(rolled)] == [
-        (1, "PROMOTION"),
-        (2, "PROMOTION"),
-        (3, "ROLLBACK"),
-    ]
-    assert (await greeting(ledger.endpoint("prod")))["greeting"] == "Ledger, spring"
+    for integration, name in ((mailer, "Mailer"), (ledger, "Ledger")):
+        rolled = await integration.wait_revision("Production", 3, within=60)
+        assert [(r["revision"], r["cause"]) for r in revisions(rolled)] == [
+            (1, "PROMOTION"),
+            (2, "PROMOTION"),
+            (3, "ROLLBACK"),
+        ]
+        assert (await greeting(integration.endpoint("prod")))["greeting"] == f"{name}, spring"
     assert (await greeting(greeter.endpoint("prod")))["greeting"] == "Greeter, spring"
