@@ -12,6 +12,7 @@ import kubernetes_validate
 import pytest
 
 from app.services.dataplane_settings import KubernetesSettings, kubernetes_settings
+from tests.support.kubernetes import KUBERNETES_VERSIONS, SECRET, spec
 from workers.runtimes.base import InstanceSpec, StartFailed
 from workers.runtimes.kubernetes.manifests import (
     LABEL_CHANGE,
@@ -22,34 +23,6 @@ from workers.runtimes.kubernetes.manifests import (
     namespace_of,
     service_address,
 )
-
-# The oldest and the newest Kubernetes version the KUBERNETES runtime supports.
-KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
-
-SECRET = "hunter2-very-secret"
-
-
-def spec(**changes: Any) -> InstanceSpec:
-    fields: dict[str, Any] = {
-        "deployment_id": "dep_01jdeployment",
-        "change_id": "chg_01jchange",
-        "artifact": "registry.example.com/team/orders:1.2",
-        "values": {
-            "LOG_LEVEL": "info",
-            "weird key": "only in config.toml",
-            "certs/ca.pem": "-----BEGIN CERTIFICATE-----",
-            "tls/key.pem": "private key",
-            "API_KEY": SECRET,
-        },
-        "file_keys": frozenset({"certs/ca.pem", "tls/key.pem"}),
-        "secret_keys": frozenset({"API_KEY", "tls/key.pem"}),
-        "organization_id": "org_01jorganization",
-        "route": "/acme/staging/shop/orders",
-        "health_path": "/ready",
-        "health_timeout_s": 30.0,
-    }
-    fields.update(changes)
-    return InstanceSpec(**fields)
 
 
 def settings(**values: Any) -> KubernetesSettings:

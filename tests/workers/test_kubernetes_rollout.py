@@ -6,17 +6,24 @@ what a failure says, and what a failed rollout goes back to."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 
+from app.services.dataplane_settings import kubernetes_settings
+from tests.support.kubernetes import KUBERNETES_VERSIONS, spec
+from workers.runtimes.kubernetes.manifests import manifests_of
 from workers.runtimes.kubernetes.rollout import (
     Complete,
     Failed,
     Progressing,
     configuration_in_use,
     previous_template,
+    removable,
+    rolled_back,
     rollout_state,
 )
 
@@ -167,3 +174,35 @@ def test_configuration_in_use_is_what_live_templates_mount() -> None:
     }
     # Revision 1 has no pods: its ConfigMap and Secret may go.
     assert "orders-shop-a94c6e-config-0aa1b2c3d4" not in in_use
+
+
+def test_unused_configuration_goes_once_older_than_a_start() -> None:
+    def config_map(name: str, created: str) -> dict[str, Any]:
+        return {"kind": "ConfigMap", "metadata": {"name": name, "creationTimestamp": created}}
+
+    objects = [
+        config_map("in-use", "2026-12-04T10:00:00Z"),
+        config_map("old", "2026-12-04T10:00:00Z"),
+        config_map("just-applied", "2026-12-04T19:59:00Z"),
+    ]
+    now = datetime(2026, 12, 4, 20, 0, tzinfo=UTC)
+    found = removable(objects, {"in-use"}, now=now, grace_s=300)
+    assert [obj["metadata"]["name"] for obj in found] == ["old"]
+
+
+def test_the_undo_puts_the_serving_template_back_into_a_valid_apply() -> None:
+    applied = manifests_of(
+        spec(change_id="chg_new"), kubernetes_settings({}), data_plane="dp_01jplane"
+    ).deployment
+    template = previous_template(
+        fixture("deployment-progress-deadline-exceeded"),
+        fixture("replicasets-failed-rollout")["items"],
+    )
+    assert template is not None
+    back = rolled_back(applied, template)
+    assert back["metadata"]["labels"]["promenade.dev/change"] == "chg_old"
+    assert back["spec"]["template"]["metadata"]["labels"]["promenade.dev/change"] == "chg_old"
+    assert back["spec"]["strategy"] == applied["spec"]["strategy"]
+    assert applied["metadata"]["labels"]["promenade.dev/change"] == "chg_new"  # not changed
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(back, version, strict=True)

@@ -268,15 +268,11 @@ def manifests_of(spec: InstanceSpec, settings: KubernetesSettings, *, data_plane
     )
 
 
-def suspended(deployment: Mapping[str, Any]) -> dict[str, Any]:
-    """The apply that scales a Deployment to zero (suspend): only the fields it sets."""
-    metadata = deployment["metadata"]
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": metadata["name"], "namespace": metadata["namespace"]},
-        "spec": {"replicas": 0},
-    }
+def scaled(replicas: int) -> dict[str, Any]:
+    """The merge patch that scales a Deployment (suspend: to zero). Not an apply: an apply of
+    only ``replicas`` by the worker's field manager would drop every other field it owns; the
+    next change's apply (forced) takes ``replicas`` back."""
+    return {"spec": {"replicas": replicas}}
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from workers.runtimes.kubernetes.manifests import CONTAINER_NAME, LABEL_CHANGE
@@ -183,6 +184,26 @@ def previous_template(
     return template
 
 
+def rolled_back(applied: Mapping[str, Any], template: Mapping[str, Any]) -> dict[str, Any]:
+    """The Deployment ``applied`` with ``template`` (``previous_template``) in place of its own,
+    to apply by the same field manager: the fields the API filled in (defaults) become the
+    manager's too, which changes nothing they say."""
+    template = dict(template)
+    metadata = {
+        k: v for k, v in (template.get("metadata") or {}).items() if k != "creationTimestamp"
+    }
+    template["metadata"] = metadata
+    labels = {**applied["metadata"]["labels"]}
+    change = (metadata.get("labels") or {}).get(LABEL_CHANGE)
+    if change:
+        labels[LABEL_CHANGE] = change
+    return {
+        **applied,
+        "metadata": {**applied["metadata"], "labels": labels},
+        "spec": {**applied["spec"], "template": template},
+    }
+
+
 def configuration_in_use(
     deployment: Mapping[str, Any] | None, replica_sets: Sequence[Mapping[str, Any]]
 ) -> set[str]:
@@ -208,6 +229,23 @@ def configuration_in_use(
                     if ref and ref.get("name"):
                         names.add(str(ref["name"]))
     return names
+
+
+def removable(
+    objects: Sequence[Mapping[str, Any]], in_use: set[str], *, now: datetime, grace_s: float
+) -> list[Mapping[str, Any]]:
+    """The ConfigMaps and Secrets of a deployment that may be deleted: in use by nothing, and
+    older than a start takes (a start applies them before the Deployment that mounts them)."""
+    found = []
+    for obj in objects:
+        metadata = obj.get("metadata") or {}
+        created = metadata.get("creationTimestamp")
+        if metadata.get("name") in in_use or not created:
+            continue
+        age = (now - datetime.fromisoformat(str(created).replace("Z", "+00:00"))).total_seconds()
+        if age >= grace_s:
+            found.append(obj)
+    return found
 
 
 def _has_pods(replica_set: Mapping[str, Any]) -> bool:
