@@ -285,7 +285,7 @@ class KubernetesRuntime:
     async def logs(self, deployment_id: str, lines: int = 100) -> list[str]:
         if lines <= 0:
             return []
-        pods = await self.k8s.list("v1", "Pod", None, self._labels(deployment_id))
+        pods = await self._everywhere("v1", "Pod", self._labels(deployment_id))
         pods.sort(key=lambda pod: str(pod["metadata"].get("creationTimestamp", "")), reverse=True)
         collected: list[str] = []
         for pod in pods:
@@ -299,7 +299,7 @@ class KubernetesRuntime:
         return collected[-lines:]
 
     async def deployments(self) -> set[str]:
-        found = await self.k8s.list("apps/v1", "Deployment", None, self._labels())
+        found = await self._everywhere("apps/v1", "Deployment", self._labels())
         return {
             deployment["metadata"]["labels"][LABEL_DEPLOYMENT]
             for deployment in found
@@ -308,7 +308,7 @@ class KubernetesRuntime:
         }
 
     async def collect_garbage(self) -> None:
-        for deployment in await self.k8s.list("apps/v1", "Deployment", None, self._labels()):
+        for deployment in await self._everywhere("apps/v1", "Deployment", self._labels()):
             await self._collect(deployment["metadata"]["labels"][LABEL_DEPLOYMENT])
 
     # -- rollouts ----------------------------------------------------------------------------
@@ -355,19 +355,31 @@ class KubernetesRuntime:
     async def _collect(self, deployment_id: str) -> None:
         """The deployment's ConfigMaps and Secrets that nothing mounts any more."""
         labels = self._labels(deployment_id)
-        deployments = await self.k8s.list("apps/v1", "Deployment", None, labels)
-        replica_sets = await self.k8s.list("apps/v1", "ReplicaSet", None, labels)
+        deployments = await self._everywhere("apps/v1", "Deployment", labels)
+        replica_sets = await self._everywhere("apps/v1", "ReplicaSet", labels)
         in_use: set[str] = set()
         templates_of: list[dict[str, Any] | None] = [*deployments] or [None]
         for deployment in templates_of:
             in_use |= configuration_in_use(deployment, replica_sets)
         now = datetime.now(UTC)
         for kind in ("ConfigMap", "Secret"):
-            objects = await self.k8s.list("v1", kind, None, labels)
+            objects = await self._everywhere("v1", kind, labels)
             for obj in removable(objects, in_use, now=now, grace_s=CONFIGURATION_GRACE_S):
                 metadata = obj["metadata"]
                 log.info("removing %s %s/%s", kind, metadata["namespace"], metadata["name"])
                 await self.k8s.delete("v1", kind, metadata["namespace"], metadata["name"])
+
+    async def _everywhere(
+        self, api_version: str, kind: str, labels: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
+        """The objects with ``labels`` in every namespace of this data plane: namespace by
+        namespace, so that the worker needs no cluster-wide read of Secrets or Pods (its
+        namespaced rights may be bound in those namespaces only: deploy/kubernetes/rbac.yaml)."""
+        namespaces = await self.k8s.list("v1", "Namespace", None, self._labels())
+        found: list[dict[str, Any]] = []
+        for namespace in namespaces:
+            found += await self.k8s.list(api_version, kind, namespace["metadata"]["name"], labels)
+        return found
 
     def _labels(self, deployment_id: str | None = None) -> dict[str, str]:
         labels = {LABEL_DATA_PLANE: self.data_plane}
