@@ -118,6 +118,7 @@ def test_resources_probes_and_rolling_update() -> None:
     # The startup probe gives the instance its health timeout before liveness counts.
     assert main["startupProbe"]["failureThreshold"] * main["startupProbe"]["periodSeconds"] >= 30
     assert {"name": "PORT", "value": "9000"} in main["env"]
+    assert {"name": "PROMENADE_LISTEN_HOST", "value": "0.0.0.0"} in main["env"]
 
 
 def test_tmp_is_a_bounded_memory_volume_or_absent() -> None:

@@ -336,6 +336,9 @@ def _pod_spec(
     ]
     env += [
         {"name": "PORT", "value": str(settings.port)},
+        # Probes and the Service reach the pod's address: an instance that listens on its
+        # loopback only (as LOCAL_PROCESS and CONTAINER instances do) is never ready.
+        {"name": "PROMENADE_LISTEN_HOST", "value": "0.0.0.0"},
         {"name": "PROMENADE_CONFIG_FILE", "value": f"{MOUNT_POINT}/{CONFIG_FILE}"},
         {"name": "PROMENADE_FILES_DIR", "value": f"{MOUNT_POINT}/{FILES_DIR}"},
         {"name": "PROMENADE_SECRETS_DIR", "value": f"{MOUNT_POINT}/{SECRETS_DIR}"},
