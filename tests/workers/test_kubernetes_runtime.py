@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from app.models import RuntimeKind
 from app.services.dataplane_settings import kubernetes_settings
+from app.services.dataplanes import ServedDataPlane
+from app.settings import Settings
+from workers.planes import CannotServe, Runtimes
 from workers.runtimes.kubernetes.runtime import (
     ClusterUnavailable,
     connect,
@@ -39,7 +43,7 @@ def test_label_selectors() -> None:
     )
 
 
-def kubeconfig(path: Path) -> Path:
+def kubeconfig(path: Path, *, server: str = "https://dev.example.invalid:6443") -> Path:
     def cluster(name: str, server: str) -> dict[str, object]:
         return {"name": name, "cluster": {"server": server, "insecure-skip-tls-verify": True}}
 
@@ -47,7 +51,7 @@ def kubeconfig(path: Path) -> Path:
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
-            cluster("dev", "https://dev.example.invalid:6443"),
+            cluster("dev", server),
             cluster("prod", "https://prod.example.invalid:6443"),
         ],
         "users": [{"name": "worker", "user": {"token": "not-a-real-token"}}],
@@ -82,3 +86,30 @@ async def test_a_missing_kubeconfig_or_context_says_so(tmp_path: Path) -> None:
         await connect(
             kubernetes_settings({"context": "nowhere"}), kubeconfig=kubeconfig(tmp_path / "c")
         )
+
+
+def plane(**settings: str) -> ServedDataPlane:
+    return ServedDataPlane(
+        routing_key="dp_k8s", runtime=RuntimeKind.KUBERNETES, settings=settings, label="acme/k8s"
+    )
+
+
+async def test_a_data_plane_may_name_only_a_context_the_operator_allows(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, kubeconfig=kubeconfig(tmp_path / "config"))
+    with pytest.raises(CannotServe, match="which this worker may not use"):
+        await Runtimes(settings).runtime_for(plane(context="prod-eu"))
+    allowed = Settings(data_dir=tmp_path, kubernetes_contexts="prod-eu, dev")
+    assert allowed.allowed_kubernetes_contexts() == {"prod-eu", "dev"}
+
+
+async def test_a_worker_without_a_cluster_cannot_serve_the_data_plane(tmp_path: Path) -> None:
+    missing = Settings(data_dir=tmp_path, kubeconfig=tmp_path / "missing")
+    with pytest.raises(CannotServe, match="no Kubernetes configuration"):
+        await Runtimes(missing).runtime_for(plane())
+    # Nothing listens on port 1: the API does not answer (no API server runs here).
+    unreachable = kubeconfig(tmp_path / "config", server="https://127.0.0.1:1")
+    settings = Settings(data_dir=tmp_path, kubeconfig=unreachable)
+    with pytest.raises(CannotServe, match="does not answer"):
+        await Runtimes(settings).runtime_for(plane())
+    with pytest.raises(CannotServe, match=r"settings\.hostSuffix"):
+        await Runtimes(settings).runtime_for(plane(hostSuffix="Not A Host"))

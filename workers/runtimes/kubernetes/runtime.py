@@ -240,8 +240,8 @@ class KubernetesRuntime:
         """The cluster's version; ClusterUnavailable says why it cannot be used."""
         try:
             return await self.k8s.version()
-        except (ApiException, OSError) as exc:
-            raise ClusterUnavailable(f"the Kubernetes API does not answer: {exc}") from exc
+        except (ApiException, OSError, TimeoutError) as exc:
+            raise ClusterUnavailable(f"the Kubernetes API does not answer: {exc!r}") from exc
 
     # -- the Runtime interface ---------------------------------------------------------------
 
