@@ -20,7 +20,6 @@ outside with a kubeconfig (the data plane's ``context`` in it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -57,7 +56,7 @@ from workers.runtimes.kubernetes.rollout import (
     rolled_back,
     rollout_state,
 )
-from workers.runtimes.output import output_lines
+from workers.runtimes.output import MAX_READ_BYTES, output_lines
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +119,6 @@ class KubernetesApi:
         query: list[tuple[str, str]] | None = None,
         body: Any = None,
         content_type: str = "application/json",
-        raw: bool = False,
     ) -> Any:
         response = await self.api.call_api(
             path,
@@ -128,7 +126,7 @@ class KubernetesApi:
             query_params=query or [],
             header_params={"Content-Type": content_type, "Accept": "application/json"},
             body=body,
-            response_types_map={200: "str" if raw else "object", 201: "object"},
+            response_types_map={200: "object", 201: "object"},
             auth_settings=["BearerToken"],
             _return_http_data_only=True,
         )
@@ -187,20 +185,35 @@ class KubernetesApi:
         return list(found.get("items") or [])
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        with contextlib.suppress(ApiException):
-            await self._call("DELETE", object_path(api_version, kind, namespace, name))
-
-    async def pod_log(self, namespace: str, name: str, lines: int) -> str:
+        """Delete the object; one that is gone already is fine."""
         try:
-            text = await self._call(
-                "GET",
-                object_path("v1", "Pod", namespace, name) + "/log",
-                query=[("container", CONTAINER_NAME), ("tailLines", str(lines))],
-                raw=True,
-            )
-        except ApiException:
-            return ""
-        return str(text or "")
+            await self._call("DELETE", object_path(api_version, kind, namespace, name))
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def pod_log(self, namespace: str, name: str, lines: int) -> bytes:
+        """The pod's last ``lines`` lines, as bytes: read raw, since the client would parse a
+        log that happens to be one JSON document into an object."""
+        response = await self.api.call_api(
+            object_path("v1", "Pod", namespace, name) + "/log",
+            "GET",
+            query_params=[
+                ("container", CONTAINER_NAME),
+                ("tailLines", str(lines)),
+                ("limitBytes", str(MAX_READ_BYTES)),
+            ],
+            header_params={"Accept": "text/plain"},
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+        )
+        try:
+            if response.status != 200:
+                return b""
+            data: bytes = await response.read()
+            return data
+        finally:
+            response.release()
 
 
 async def connect(settings: KubernetesSettings, *, kubeconfig: Path | None) -> k8s.ApiClient:
@@ -279,8 +292,11 @@ class KubernetesRuntime:
     async def stop(self, deployment_id: str, route: str) -> None:
         namespace, name = namespace_of(route, self.settings), name_of(route)
         await self.k8s.delete("networking.k8s.io/v1", "Ingress", namespace, name)
-        with contextlib.suppress(ApiException):
+        try:
             await self.k8s.merge_patch("apps/v1", "Deployment", namespace, name, scaled(0))
+        except ApiException as exc:
+            if exc.status != 404:  # never started: nothing to stop
+                raise
 
     async def logs(self, deployment_id: str, lines: int = 100) -> list[str]:
         if lines <= 0:
@@ -293,7 +309,7 @@ class KubernetesRuntime:
             text = await self.k8s.pod_log(
                 metadata["namespace"], metadata["name"], lines - len(collected)
             )
-            collected = output_lines(text.encode(), lines - len(collected)) + collected
+            collected = output_lines(text, lines - len(collected)) + collected
             if len(collected) >= lines:
                 break
         return collected[-lines:]
@@ -349,7 +365,7 @@ class KubernetesRuntime:
         for pod in pods:
             text = await self.k8s.pod_log(namespace, pod["metadata"]["name"], OUTPUT_TAIL_LINES)
             if text:
-                return output_lines(text.encode(), OUTPUT_TAIL_LINES)
+                return output_lines(text, OUTPUT_TAIL_LINES)
         return []
 
     async def _collect(self, deployment_id: str) -> None:
