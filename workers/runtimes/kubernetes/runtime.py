@@ -66,6 +66,7 @@ OUTPUT_TAIL_LINES = 20
 # ConfigMaps and Secrets nothing mounts are removed once they are this old (a start applies
 # them a moment before the Deployment that mounts them).
 CONFIGURATION_GRACE_S = 300.0
+GARBAGE_INTERVAL_S = 60.0
 # Beyond the Deployment's own progress deadline: how long a worker waits for the controller to
 # say anything at all before it gives the rollout up.
 DEADLINE_MARGIN_S = 60.0
@@ -248,6 +249,7 @@ class KubernetesRuntime:
         self.k8s = api
         self.data_plane = data_plane
         self.settings = settings
+        self._collected_at = float("-inf")
 
     async def check(self) -> str:
         """The cluster's version; ClusterUnavailable says why it cannot be used."""
@@ -287,7 +289,7 @@ class KubernetesRuntime:
 
     async def retire_others(self, deployment_id: str, keep_change_id: str) -> None:
         # The rolling update retired the old pods; their configuration goes once unused.
-        await self._collect(deployment_id)
+        await self._collect(self._labels(deployment_id))
 
     async def stop(self, deployment_id: str, route: str) -> None:
         namespace, name = namespace_of(route, self.settings), name_of(route)
@@ -324,8 +326,11 @@ class KubernetesRuntime:
         }
 
     async def collect_garbage(self) -> None:
-        for deployment in await self._everywhere("apps/v1", "Deployment", self._labels()):
-            await self._collect(deployment["metadata"]["labels"][LABEL_DEPLOYMENT])
+        # Four lists per namespace: once a minute is enough for what only frees space.
+        if time.monotonic() - self._collected_at < GARBAGE_INTERVAL_S:
+            return
+        self._collected_at = time.monotonic()
+        await self._collect(self._labels())
 
     # -- rollouts ----------------------------------------------------------------------------
 
@@ -368,22 +373,24 @@ class KubernetesRuntime:
                 return output_lines(text, OUTPUT_TAIL_LINES)
         return []
 
-    async def _collect(self, deployment_id: str) -> None:
-        """The deployment's ConfigMaps and Secrets that nothing mounts any more."""
-        labels = self._labels(deployment_id)
-        deployments = await self._everywhere("apps/v1", "Deployment", labels)
-        replica_sets = await self._everywhere("apps/v1", "ReplicaSet", labels)
-        in_use: set[str] = set()
-        templates_of: list[dict[str, Any] | None] = [*deployments] or [None]
-        for deployment in templates_of:
-            in_use |= configuration_in_use(deployment, replica_sets)
+    async def _collect(self, labels: Mapping[str, str]) -> None:
+        """The ConfigMaps and Secrets with ``labels`` (a deployment's, or the data plane's)
+        that nothing mounts any more, namespace by namespace."""
         now = datetime.now(UTC)
-        for kind in ("ConfigMap", "Secret"):
-            objects = await self._everywhere("v1", kind, labels)
-            for obj in removable(objects, in_use, now=now, grace_s=CONFIGURATION_GRACE_S):
-                metadata = obj["metadata"]
-                log.info("removing %s %s/%s", kind, metadata["namespace"], metadata["name"])
-                await self.k8s.delete("v1", kind, metadata["namespace"], metadata["name"])
+        for namespace in await self.k8s.list("v1", "Namespace", None, self._labels()):
+            where = namespace["metadata"]["name"]
+            deployments = await self.k8s.list("apps/v1", "Deployment", where, labels)
+            replica_sets = await self.k8s.list("apps/v1", "ReplicaSet", where, labels)
+            in_use: set[str] = set()
+            for deployment in deployments:
+                in_use |= configuration_in_use(deployment, replica_sets)
+            in_use |= configuration_in_use(None, replica_sets)
+            for kind in ("ConfigMap", "Secret"):
+                objects = await self.k8s.list("v1", kind, where, labels)
+                for obj in removable(objects, in_use, now=now, grace_s=CONFIGURATION_GRACE_S):
+                    name = obj["metadata"]["name"]
+                    log.info("removing %s %s/%s: nothing mounts it", kind, where, name)
+                    await self.k8s.delete("v1", kind, where, name)
 
     async def _everywhere(
         self, api_version: str, kind: str, labels: Mapping[str, str]
