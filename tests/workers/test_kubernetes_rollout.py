@@ -21,10 +21,12 @@ from workers.runtimes.kubernetes.rollout import (
     Failed,
     Progressing,
     configuration_in_use,
+    is_rolling_out,
     previous_template,
     removable,
     rolled_back,
     rollout_state,
+    template_change,
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "kubernetes"
@@ -206,3 +208,16 @@ def test_the_undo_puts_the_serving_template_back_into_a_valid_apply() -> None:
     assert applied["metadata"]["labels"]["promenade.dev/change"] == "chg_new"  # not changed
     for version in KUBERNETES_VERSIONS:
         kubernetes_validate.validate(back, version, strict=True)
+
+
+def test_a_start_rolls_out_until_the_rollout_is_recorded() -> None:
+    assert is_rolling_out(None, "chg_new")  # the deployment's first change
+    complete = fixture("deployment-complete")
+    assert template_change(complete) == "chg_new"
+    # Applied, not recorded yet (a worker killed before): still rolling out, so undone on
+    # failure.
+    assert is_rolling_out(complete, "chg_new")
+    complete["metadata"]["annotations"]["promenade.dev/rolled-out"] = "chg_new"
+    # Recorded: a failure now is the running instance's (the supervisor's start): not undone.
+    assert not is_rolling_out(complete, "chg_new")
+    assert is_rolling_out(complete, "chg_next")

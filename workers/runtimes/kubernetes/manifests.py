@@ -49,6 +49,8 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "promenade"
 ANNOTATION_ROUTE = "promenade.dev/route"
 ANNOTATION_CONFIG_DIGEST = "promenade.dev/config-digest"
+# On the Deployment, once a change's rollout completed (a merge patch, not part of the apply).
+ANNOTATION_ROLLED_OUT = "promenade.dev/rolled-out"
 
 CONTAINER_NAME = "instance"
 PORT_NAME = "http"
@@ -266,6 +268,11 @@ def manifests_of(spec: InstanceSpec, settings: KubernetesSettings, *, data_plane
         deployment=deployment,
         ingress=ingress,
     )
+
+
+def rolled_out(change_id: str) -> dict[str, Any]:
+    """The merge patch that records on the Deployment that ``change_id``'s rollout completed."""
+    return {"metadata": {"annotations": {ANNOTATION_ROLLED_OUT: change_id}}}
 
 
 def scaled(replicas: int) -> dict[str, Any]:

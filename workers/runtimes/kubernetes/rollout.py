@@ -18,7 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from workers.runtimes.kubernetes.manifests import CONTAINER_NAME, LABEL_CHANGE
+from workers.runtimes.kubernetes.manifests import (
+    ANNOTATION_ROLLED_OUT,
+    CONTAINER_NAME,
+    LABEL_CHANGE,
+)
 
 REVISION = "deployment.kubernetes.io/revision"
 POD_TEMPLATE_HASH = "pod-template-hash"
@@ -65,11 +69,9 @@ def rollout_state(
     spec = deployment.get("spec") or {}
     status = deployment.get("status") or {}
     metadata = deployment.get("metadata") or {}
-    template_change = (
-        ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-    ).get(LABEL_CHANGE)
-    if template_change != change_id:
-        return Failed(f"the Deployment runs change {template_change} now, not {change_id}")
+    running = template_change(deployment)
+    if running != change_id:
+        return Failed(f"the Deployment runs change {running} now, not {change_id}")
     ours = [pod for pod in pods if _labels(pod).get(LABEL_CHANGE) == change_id]
     hopeless = pod_failure(ours, memory_limit=memory_limit)
     if hopeless is not None:
@@ -152,6 +154,25 @@ def pod_waiting(pods: Sequence[Mapping[str, Any]]) -> str:
                     what = f"{waiting.get('reason', '')} {waiting.get('message', '')}".strip()
                     said.append(f"pod {name} waits: {what}")
     return "; ".join(said)
+
+
+def is_rolling_out(deployment: Mapping[str, Any] | None, change_id: str) -> bool:
+    """Whether a start of ``change_id`` rolls the Deployment out (so that its failure is
+    undone) rather than finds it rolled out already (so that a failure is the running
+    instance's, reported and left to Kubernetes' restarts: a crash of what serves is no reason
+    to go back to an older change behind the step machine's back). A worker killed before the
+    rollout was recorded leaves it rolling out: the next start's failure is undone too."""
+    if deployment is None:
+        return True
+    annotations = (deployment.get("metadata") or {}).get("annotations") or {}
+    return bool(annotations.get(ANNOTATION_ROLLED_OUT) != change_id)
+
+
+def template_change(deployment: Mapping[str, Any]) -> str | None:
+    """The change the Deployment's pod template is of."""
+    template = (deployment.get("spec") or {}).get("template") or {}
+    change = ((template.get("metadata") or {}).get("labels") or {}).get(LABEL_CHANGE)
+    return str(change) if change is not None else None
 
 
 def previous_template(

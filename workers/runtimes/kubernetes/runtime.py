@@ -42,8 +42,7 @@ from workers.runtimes.kubernetes.manifests import (
     LABEL_DEPLOYMENT,
     endpoint_url,
     manifests_of,
-    name_of,
-    namespace_of,
+    rolled_out,
     scaled,
     service_address,
 )
@@ -51,10 +50,12 @@ from workers.runtimes.kubernetes.rollout import (
     Complete,
     Failed,
     configuration_in_use,
+    is_rolling_out,
     previous_template,
     removable,
     rolled_back,
     rollout_state,
+    template_change,
 )
 from workers.runtimes.output import MAX_READ_BYTES, output_lines
 
@@ -193,7 +194,9 @@ class KubernetesApi:
             if exc.status != 404:
                 raise
 
-    async def pod_log(self, namespace: str, name: str, lines: int) -> bytes:
+    async def pod_log(
+        self, namespace: str, name: str, lines: int, *, previous: bool = False
+    ) -> bytes:
         """The pod's last ``lines`` lines, as bytes: read raw, since the client would parse a
         log that happens to be one JSON document into an object."""
         response = await self.api.call_api(
@@ -203,6 +206,7 @@ class KubernetesApi:
                 ("container", CONTAINER_NAME),
                 ("tailLines", str(lines)),
                 ("limitBytes", str(MAX_READ_BYTES)),
+                *([("previous", "true")] if previous else []),
             ],
             header_params={"Accept": "text/plain"},
             auth_settings=["BearerToken"],
@@ -265,6 +269,8 @@ class KubernetesRuntime:
         namespace = manifests.namespace["metadata"]["name"]
         name = manifests.deployment["metadata"]["name"]
         try:
+            current = await self.k8s.get("apps/v1", "Deployment", namespace, name)
+            rolling_out = is_rolling_out(current, spec.change_id)
             for manifest in manifests.in_order():
                 await self.k8s.apply(manifest)
         except ApiException as exc:
@@ -274,8 +280,13 @@ class KubernetesRuntime:
         state = await self._wait_rollout(namespace, name, spec.change_id)
         if isinstance(state, Failed):
             tail = await self._failing_output(namespace, spec)
-            await self._undo(namespace, name, manifests.deployment)
+            if rolling_out:
+                await self._undo(namespace, name, manifests.deployment, spec.change_id)
             raise StartFailed(with_output(state.reason, tail))
+        if rolling_out:
+            await self.k8s.merge_patch(
+                "apps/v1", "Deployment", namespace, name, rolled_out(spec.change_id)
+            )
         return Instance(
             change_id=spec.change_id, address=service_address(spec.route, self.settings)
         )
@@ -292,13 +303,15 @@ class KubernetesRuntime:
         await self._collect(self._labels(deployment_id))
 
     async def stop(self, deployment_id: str, route: str) -> None:
-        namespace, name = namespace_of(route, self.settings), name_of(route)
-        await self.k8s.delete("networking.k8s.io/v1", "Ingress", namespace, name)
-        try:
-            await self.k8s.merge_patch("apps/v1", "Deployment", namespace, name, scaled(0))
-        except ApiException as exc:
-            if exc.status != 404:  # never started: nothing to stop
-                raise
+        # Found by its labels: the supervisor stops what should run nothing without a route.
+        for deployment in await self._everywhere(
+            "apps/v1", "Deployment", self._labels(deployment_id)
+        ):
+            namespace = deployment["metadata"]["namespace"]
+            name = deployment["metadata"]["name"]
+            await self.k8s.delete("networking.k8s.io/v1", "Ingress", namespace, name)
+            if int((deployment.get("spec") or {}).get("replicas") or 0) > 0:
+                await self.k8s.merge_patch("apps/v1", "Deployment", namespace, name, scaled(0))
 
     async def logs(self, deployment_id: str, lines: int = 100) -> list[str]:
         if lines <= 0:
@@ -350,11 +363,14 @@ class KubernetesRuntime:
                 return Failed(f"the rollout did not finish: {state.detail}")
             await asyncio.sleep(POLL_S)
 
-    async def _undo(self, namespace: str, name: str, applied: Mapping[str, Any]) -> None:
+    async def _undo(
+        self, namespace: str, name: str, applied: Mapping[str, Any], change_id: str
+    ) -> None:
         """``kubectl rollout undo``: the template of the ReplicaSet that still serves, applied
-        by the same field manager; none (the deployment's first change): zero replicas."""
+        by the same field manager; none (the deployment's first change): zero replicas. Only
+        while the Deployment is the change's: a newer change's rollout is left alone."""
         deployment = await self.k8s.get("apps/v1", "Deployment", namespace, name)
-        if deployment is None:
+        if deployment is None or template_change(deployment) != change_id:
             return
         labels = {LABEL_DEPLOYMENT: deployment["metadata"]["labels"][LABEL_DEPLOYMENT]}
         replica_sets = await self.k8s.list("apps/v1", "ReplicaSet", namespace, labels)
@@ -368,9 +384,13 @@ class KubernetesRuntime:
         labels = {LABEL_DEPLOYMENT: spec.deployment_id, LABEL_CHANGE: spec.change_id}
         pods = await self.k8s.list("v1", "Pod", namespace, labels)
         for pod in pods:
-            text = await self.k8s.pod_log(namespace, pod["metadata"]["name"], OUTPUT_TAIL_LINES)
-            if text:
-                return output_lines(text, OUTPUT_TAIL_LINES)
+            # A container waiting to be restarted has no output of its own: its last run has.
+            for previous in (False, True):
+                text = await self.k8s.pod_log(
+                    namespace, pod["metadata"]["name"], OUTPUT_TAIL_LINES, previous=previous
+                )
+                if text:
+                    return output_lines(text, OUTPUT_TAIL_LINES)
         return []
 
     async def _collect(self, labels: Mapping[str, str]) -> None:
