@@ -88,7 +88,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy app workers tests bench
 
 pytest: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m 'not kubernetes' $(PYTEST_ARGS)
 
 schema: $(STAMP)
 	$(BIN)/strawberry export-schema app.graphql.schema:schema --output schema.graphql

@@ -8,10 +8,13 @@ state of its own: it keeps none on disk.
 
 A change: apply the Namespace, the change's ConfigMap and Secret, the Service, the Deployment
 (the new template rolls it), the Ingress; then wait for the rollout (``rollout.rollout_state``).
-Complete: the instance is the Service's address. Failed: the Deployment's template goes back to
-the ReplicaSet that still serves (``kubectl rollout undo``), or to zero replicas when the change
-was the deployment's first, and StartFailed says why with the failing pod's last lines.
-Suspend scales the Deployment to zero and removes the Ingress.
+Complete: the rollout is recorded on the Deployment (``promenade.dev/rolled-out``) and the
+instance is the Service's address. Failed while rolling out: the Deployment's template goes back
+to the ReplicaSet that still serves (``kubectl rollout undo``), or to zero replicas when the
+change was the deployment's first, and StartFailed says why with the failing pod's last lines.
+Failed once rolled out (the supervisor's start of what runs, whose pod crash-loops now): only
+StartFailed; Kubernetes keeps restarting the pod and nothing goes back behind the step machine.
+Suspend scales the Deployment to zero and removes the Ingress, found by the deployment's label.
 
 The worker runs inside the cluster (its ServiceAccount, ``deploy/kubernetes/rbac.yaml``) or
 outside with a kubeconfig (the data plane's ``context`` in it).
