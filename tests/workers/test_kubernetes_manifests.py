@@ -241,6 +241,7 @@ def test_the_namespace_template() -> None:
         ({"values": {"../x": "1"}, "file_keys": frozenset({"../x"})}, "not a path inside"),
         ({"deployment_id": "bad id"}, "cannot be a Kubernetes label value"),
         ({"route": "/acme/staging"}, "is not /<organization>"),
+        ({"values": {"BIG": "x" * (1 << 20)}}, "needs a ConfigMap of"),
     ],
 )
 def test_what_cannot_run_fails_to_start(changes: dict[str, Any], says: str) -> None:

@@ -59,6 +59,8 @@ MOUNT_POINT = "/run/promenade"
 # Old ReplicaSets kept for a rollback (kubectl rollout undo reads them too).
 REVISION_HISTORY = 5
 PROBE_PERIOD_S = 5
+# What the API accepts in one ConfigMap's or Secret's data (1 MiB).
+MAX_DATA_BYTES = 1 << 20
 
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 _CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,200}$")
@@ -175,6 +177,13 @@ def manifests_of(spec: InstanceSpec, settings: KubernetesSettings, *, data_plane
     }
     of_change = {**identity, LABEL_CHANGE: _label(spec.change_id)}
     layout = _layout(spec)
+    for kind, data in (("ConfigMap", layout.config_data), ("Secret", layout.secret_data)):
+        size = sum(len(key) + len(value.encode()) for key, value in data.items())
+        if size > MAX_DATA_BYTES:
+            raise StartFailed(
+                f"the configuration needs a {kind} of {size} bytes; Kubernetes takes at most "
+                f"{MAX_DATA_BYTES} (1 MiB) in one"
+            )
     digest = config_digest(layout.config_data)
     config_name = f"{name}-config-{digest}"
     secret_name = f"{name}-secrets-{_dns(spec.change_id)}"
