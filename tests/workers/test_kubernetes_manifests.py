@@ -247,3 +247,12 @@ def test_the_namespace_template() -> None:
 def test_what_cannot_run_fails_to_start(changes: dict[str, Any], says: str) -> None:
     with pytest.raises(StartFailed, match=says):
         made(spec(**changes))
+
+
+def test_a_value_named_like_the_runtimes_variables_does_not_repeat_them() -> None:
+    manifests = made(spec(values={"PORT": "1", "PROMENADE_LISTEN_HOST": "127.0.0.1"}))
+    env = container(manifests)["env"]
+    names = [variable["name"] for variable in env]
+    assert len(names) == len(set(names))  # server-side apply refuses a name twice
+    assert {"name": "PORT", "value": "8080"} in env
+    assert "PORT" in manifests.config_map["data"]["config.toml"]

@@ -343,22 +343,26 @@ def _pod_spec(
     config_name: str,
     secret_name: str,
 ) -> dict[str, Any]:
+    ours = {
+        "PORT": str(settings.port),
+        # Probes and the Service reach the pod's address: an instance that listens on its
+        # loopback only (as LOCAL_PROCESS and CONTAINER instances do) is never ready.
+        "PROMENADE_LISTEN_HOST": "0.0.0.0",
+        "PROMENADE_CONFIG_FILE": f"{MOUNT_POINT}/{CONFIG_FILE}",
+        "PROMENADE_FILES_DIR": f"{MOUNT_POINT}/{FILES_DIR}",
+        "PROMENADE_SECRETS_DIR": f"{MOUNT_POINT}/{SECRETS_DIR}",
+    }
+    # A value under one of these names is in config.toml only: the runtime's win, as with
+    # CONTAINER, and an apply with one name twice in env is refused.
     env: list[dict[str, Any]] = [
         {
             "name": variable,
             "valueFrom": {"configMapKeyRef": {"name": config_name, "key": data_key}},
         }
         for variable, data_key in sorted(layout.env_keys.items())
+        if variable not in ours
     ]
-    env += [
-        {"name": "PORT", "value": str(settings.port)},
-        # Probes and the Service reach the pod's address: an instance that listens on its
-        # loopback only (as LOCAL_PROCESS and CONTAINER instances do) is never ready.
-        {"name": "PROMENADE_LISTEN_HOST", "value": "0.0.0.0"},
-        {"name": "PROMENADE_CONFIG_FILE", "value": f"{MOUNT_POINT}/{CONFIG_FILE}"},
-        {"name": "PROMENADE_FILES_DIR", "value": f"{MOUNT_POINT}/{FILES_DIR}"},
-        {"name": "PROMENADE_SECRETS_DIR", "value": f"{MOUNT_POINT}/{SECRETS_DIR}"},
-    ]
+    env += [{"name": variable, "value": value} for variable, value in ours.items()]
     sources: list[dict[str, Any]] = [
         {"configMap": {"name": config_name, "items": layout.config_items}}
     ]
