@@ -3,6 +3,9 @@
 #   make up      run the control plane on embedded defaults (SQLite in ./.promenade, in-process bus)
 #   make test    the services the tests need (scripts/test-services), then ruff check,
 #                ruff format --check, mypy --strict, pytest: stops at the first failure
+#   make test-kubernetes  the KUBERNETES runtime against a real cluster (tests/kubernetes: marker
+#                kubernetes, which make test and make test-fast leave out); needs
+#                PROMENADE_TEST_KUBECONFIG, a kubeconfig of a cluster the tests may use
 #   make test-fast  the tests that need nothing but Python (SQLite, in-process bus): no
 #                PostgreSQL, RabbitMQ, Docker, Node.js or `promenade` processes; two pytest workers
 #   make schema  rewrite schema.graphql from the code (tests/test_schema.py fails when it drifts)
@@ -34,7 +37,7 @@ export PROMENADE_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export PROMENADE_TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
 .DEFAULT_GOAL := help
-.PHONY: help up test test-fast services lint typecheck pytest schema install docker-stop contract
+.PHONY: help up test test-fast test-kubernetes services lint typecheck pytest schema install docker-stop contract
 
 help:
 	@sed -n 's/^#   make /make /p' $(MAKEFILE_LIST)
@@ -48,16 +51,25 @@ test: $(STAMP) services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app workers tests bench
-	$(BIN)/pytest --durations=30 $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=30 -m 'not kubernetes' $(PYTEST_ARGS)
 
 # What a test needs is a marker derived from its fixtures and folder (tests/conftest.py).
-FAST := not postgres and not rabbitmq and not docker and not processes
+FAST := not postgres and not rabbitmq and not docker and not processes and not kubernetes
 
 # Bytecode is written even where the environment says not to (PYTHONDONTWRITEBYTECODE, as in
 # many container images): without it each of the two workers compiles and assertion-rewrites
 # every module again, some 5 s a run.
 test-fast: $(STAMP)
 	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n 2 -m '$(FAST)' $(PYTEST_ARGS)
+
+# Against the cluster of PROMENADE_TEST_KUBECONFIG, with the image PROMENADE_TEST_KUBERNETES_IMAGE
+# (default greeter:1.0.0, examples/greeter) already on its nodes: tests/kubernetes/conftest.py.
+test-kubernetes: $(STAMP)
+	@if [ -z "$$PROMENADE_TEST_KUBECONFIG" ]; then \
+		echo "make test-kubernetes: set PROMENADE_TEST_KUBECONFIG to the kubeconfig of a cluster the tests may use (they create and delete namespaces promtest-*), e.g. kind get kubeconfig > /tmp/kind.kubeconfig; and load the greeter image into it: docker build -t greeter:1.0.0 examples/greeter && kind load docker-image greeter:1.0.0" >&2; \
+		exit 2; \
+	fi
+	$(BIN)/pytest -m kubernetes tests/kubernetes $(PYTEST_ARGS)
 
 services:
 	scripts/test-services
@@ -76,7 +88,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy app workers tests bench
 
 pytest: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m 'not kubernetes' $(PYTEST_ARGS)
 
 schema: $(STAMP)
 	$(BIN)/strawberry export-schema app.graphql.schema:schema --output schema.graphql

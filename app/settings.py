@@ -138,6 +138,16 @@ class Settings(BaseSettings):
         description="Other Docker Engines (unix:// sockets, separated by commas) that a data "
         "plane's dockerHost may name; the worker's own DOCKER_HOST is always allowed.",
     )
+    kubeconfig: Path | None = Field(
+        default=None,
+        description="The kubeconfig of KUBERNETES data planes' clusters (default: the worker's "
+        "ServiceAccount when it runs in a cluster, else $KUBECONFIG or ~/.kube/config).",
+    )
+    kubernetes_contexts: str = Field(
+        default="",
+        description="The kubeconfig contexts (separated by commas) that a KUBERNETES data "
+        "plane's context may name; a data plane that names none uses the current one.",
+    )
     pause_after_step: str | None = Field(
         default=None,
         description="Crash testing only: a worker stops forever after this step of a change "
@@ -164,6 +174,9 @@ class Settings(BaseSettings):
     def containers_dir(self) -> Path:
         """Where the CONTAINER runtime keeps what it knows of its containers' relays."""
         return self.data_dir / "containers"
+
+    def allowed_kubernetes_contexts(self) -> frozenset[str]:
+        return frozenset(c.strip() for c in self.kubernetes_contexts.split(",") if c.strip())
 
     def allowed_docker_hosts(self) -> frozenset[str]:
         """The engines a worker may use: its own, and the operator's list."""

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from app.models import RuntimeKind
-from app.services.dataplane_settings import container_settings
+from app.services.dataplane_settings import container_settings, kubernetes_settings
 from app.services.dataplanes import ServedDataPlane
 from app.services.errors import InvalidInput
 from app.settings import Settings
@@ -99,9 +99,50 @@ class Runtimes:
                 "data plane %s: Docker Engine %s at %s", plane.label, version, container.docker_host
             )
             runtime = container
+        elif plane.runtime is RuntimeKind.KUBERNETES:
+            runtime = await self._kubernetes(plane)
         else:
             raise CannotServe(
                 f"data plane {plane.label}: no worker runtime for {plane.runtime.value} yet"
             )
         self._made[plane.routing_key] = runtime
+        return runtime
+
+    async def _kubernetes(self, plane: ServedDataPlane) -> Runtime:
+        # Imported here: the Kubernetes client takes 0.46 s to import, which only the workers
+        # that serve a KUBERNETES data plane pay.
+        from workers.runtimes.kubernetes.runtime import (
+            ClusterUnavailable,
+            KubernetesApi,
+            KubernetesRuntime,
+            connect,
+        )
+
+        try:
+            options = kubernetes_settings(plane.settings)
+        except InvalidInput as exc:
+            raise CannotServe(f"data plane {plane.label}: {exc}") from None
+        # As with dockerHost: an organization's ADMIN must not point the operator's worker at
+        # another cluster of its kubeconfig (another organization's, say).
+        if options.context is not None and (
+            options.context not in self.settings.allowed_kubernetes_contexts()
+        ):
+            raise CannotServe(
+                f"data plane {plane.label} names the kubeconfig context {options.context}, "
+                "which this worker may not use (the operator allows contexts with "
+                "PROMENADE_KUBERNETES_CONTEXTS)"
+            )
+        try:
+            client = await connect(options, kubeconfig=self.settings.kubeconfig)
+        except ClusterUnavailable as exc:
+            raise CannotServe(f"data plane {plane.label}: {exc}") from None
+        runtime = KubernetesRuntime(
+            KubernetesApi(client), data_plane=plane.routing_key, settings=options
+        )
+        try:
+            version = await runtime.check()
+        except ClusterUnavailable as exc:
+            await client.close()
+            raise CannotServe(f"data plane {plane.label}: {exc}") from None
+        log.info("data plane %s: Kubernetes %s", plane.label, version)
         return runtime

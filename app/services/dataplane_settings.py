@@ -24,12 +24,29 @@ must not point the operator's root worker at a socket of its own choosing.
 The engine must be on the worker's machine: the worker mounts each instance's files from its
 own disk and reaches instances through their network namespaces (see
 ``workers/runtimes/container/``), so a TCP engine address is refused rather than half working.
+
+KUBERNETES (every key optional, unknown keys refused):
+
+- ``context``: the kubeconfig context the worker uses (default: the kubeconfig's current one;
+  a worker inside the cluster uses its ServiceAccount and ignores it).
+- ``namespaceTemplate`` (``promenade-{organization}-{environment}``): the namespace of an
+  environment's instances, from the organization's slug and the environment's DNS prefix (both
+  placeholders required: one namespace per organization and environment).
+- ``ingressClass`` and ``hostSuffix``: with a ``hostSuffix`` each deployment gets an Ingress (of
+  that class, else the cluster's default) at ``<integration>.<project>.<dnsPrefix>.
+  <organization>.<hostSuffix>``; without one the endpoint is the Service's cluster address.
+- ``memoryMb``, ``cpus``, ``tmpfsMb``, ``port``, ``user``: as for CONTAINER, the requests and
+  limits of each instance's container (requests equal limits), its ``/tmp``, its port and the
+  uid:gid it runs as (never root).
+- ``progressDeadlineSeconds`` (180, 10 to 3600): how long a rollout may make no progress before
+  it fails (the Deployment's ``progressDeadlineSeconds``).
+- ``stopGraceSeconds``: the pods' ``terminationGracePeriodSeconds``.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -75,15 +92,7 @@ class ContainerSettings(BaseModel):
     @field_validator("user")
     @classmethod
     def _non_root(cls, value: str) -> str:
-        if not _USER.match(value):
-            raise ValueError("must be a numeric uid or uid:gid, e.g. 65534:65534")
-        uid, _, gid = value.partition(":")
-        if int(uid) == 0 or (gid and int(gid) == 0):
-            raise ValueError("instances never run as root (uid or gid 0)")
-        for number in (uid, gid or uid):
-            if not LOWEST_ID <= int(number) <= HIGHEST_ID:
-                raise ValueError(f"uid and gid must be between {LOWEST_ID} and {HIGHEST_ID}")
-        return value
+        return _non_root_user(value)
 
     @property
     def uid(self) -> int:
@@ -95,17 +104,112 @@ class ContainerSettings(BaseModel):
         return int(gid or uid)
 
 
-def container_settings(settings: dict[str, Any]) -> ContainerSettings:
-    """The CONTAINER settings, or InvalidInput on ``settings`` that names what is wrong."""
+def _non_root_user(value: str) -> str:
+    if not _USER.match(value):
+        raise ValueError("must be a numeric uid or uid:gid, e.g. 65534:65534")
+    uid, _, gid = value.partition(":")
+    if int(uid) == 0 or (gid and int(gid) == 0):
+        raise ValueError("instances never run as root (uid or gid 0)")
+    for number in (uid, gid or uid):
+        if not LOWEST_ID <= int(number) <= HIGHEST_ID:
+            raise ValueError(f"uid and gid must be between {LOWEST_ID} and {HIGHEST_ID}")
+    return value
+
+
+# A DNS-1123 subdomain made of labels: an Ingress host's suffix.
+_HOST_SUFFIX = re.compile(
+    r"^(?=.{1,200}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
+)
+_NAMESPACE_PLACEHOLDERS = ("{organization}", "{environment}")
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+class KubernetesSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    context: str | None = Field(default=None, min_length=1, max_length=253)
+    namespace_template: str = Field(
+        default="promenade-{organization}-{environment}",
+        alias="namespaceTemplate",
+        max_length=63,
+    )
+    ingress_class: str | None = Field(
+        default=None,
+        alias="ingressClass",
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+    )
+    host_suffix: str | None = Field(default=None, alias="hostSuffix", max_length=200)
+    memory_mb: int = Field(default=256, alias="memoryMb", ge=16, le=MAX_MEMORY_MB)
+    cpus: float = Field(default=1.0, ge=0.01, le=MAX_CPUS)
+    tmpfs_mb: int = Field(default=64, alias="tmpfsMb", ge=0, le=MAX_TMPFS_MB)
+    port: int = Field(default=8080, ge=1, le=65_535)
+    user: str = Field(default="65534:65534", max_length=21)
+    progress_deadline_seconds: int = Field(
+        default=180, alias="progressDeadlineSeconds", ge=10, le=3600
+    )
+    stop_grace_seconds: float = Field(default=10.0, alias="stopGraceSeconds", ge=0, le=120)
+
+    @field_validator("namespace_template")
+    @classmethod
+    def _per_organization_and_environment(cls, value: str) -> str:
+        missing = [p for p in _NAMESPACE_PLACEHOLDERS if p not in value]
+        if missing:
+            raise ValueError(f"must contain {' and '.join(missing)}")
+        rest = value
+        for placeholder in _NAMESPACE_PLACEHOLDERS:
+            rest = rest.replace(placeholder, "a")
+        if not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", rest):
+            raise ValueError(
+                "must be lower-case letters, digits and '-' around {organization} and "
+                "{environment} (a namespace name)"
+            )
+        return value
+
+    @field_validator("host_suffix")
+    @classmethod
+    def _host_suffix(cls, value: str | None) -> str | None:
+        if value is not None and not _HOST_SUFFIX.match(value):
+            raise ValueError("must be a lower-case DNS name, e.g. apps.example.com")
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _non_root(cls, value: str) -> str:
+        return _non_root_user(value)
+
+    @property
+    def uid(self) -> int:
+        return int(self.user.partition(":")[0])
+
+    @property
+    def gid(self) -> int:
+        uid, _, gid = self.user.partition(":")
+        return int(gid or uid)
+
+
+def _validated(model: type[_Model], settings: dict[str, Any]) -> _Model:
     try:
-        return ContainerSettings.model_validate(settings)
+        return model.model_validate(settings)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "settings"
         raise InvalidInput(f"settings.{where}: {first['msg']}", field="settings") from None
 
 
+def container_settings(settings: dict[str, Any]) -> ContainerSettings:
+    """The CONTAINER settings, or InvalidInput on ``settings`` that names what is wrong."""
+    return _validated(ContainerSettings, settings)
+
+
+def kubernetes_settings(settings: dict[str, Any]) -> KubernetesSettings:
+    """The KUBERNETES settings, or InvalidInput on ``settings`` that names what is wrong."""
+    return _validated(KubernetesSettings, settings)
+
+
 def check_settings(runtime: RuntimeKind, settings: dict[str, Any]) -> None:
     """Refuse settings the runtime cannot use (raises InvalidInput on ``settings``)."""
     if runtime is RuntimeKind.CONTAINER:
         container_settings(settings)
+    elif runtime is RuntimeKind.KUBERNETES:
+        kubernetes_settings(settings)

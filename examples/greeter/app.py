@@ -1,7 +1,8 @@
 """Greeter: a sample integration for Promenade (Python 3.11, stdlib only), as a command line
 (LOCAL_PROCESS) or as a container image (CONTAINER: the Dockerfile beside it).
 
-It listens on 127.0.0.1:$PORT and answers ``GET /`` with values from its configuration:
+It listens on 127.0.0.1:$PORT ($PROMENADE_LISTEN_HOST instead, when set: a KUBERNETES data
+plane sets 0.0.0.0) and answers ``GET /`` with values from its configuration:
 GREETING, ENVIRONMENT_NAME, REPEAT, whether API_KEY is set (never its value: from the
 environment, or from the file $PROMENADE_SECRETS_DIR/API_KEY, where the CONTAINER runtime puts
 secrets), the keys of the TOML file at $PROMENADE_CONFIG_FILE and the names of the files in
@@ -107,7 +108,9 @@ def main() -> int:
         print("greeter: REPEAT must be an integer", flush=True)
         return 2
     port = int(os.environ["PORT"])
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    # A KUBERNETES data plane's probes and Service reach the pod's address, not its loopback.
+    host = os.environ.get("PROMENADE_LISTEN_HOST") or "127.0.0.1"
+    server = ThreadingHTTPServer((host, port), Handler)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         # shutdown() waits for serve_forever() to return: it cannot run on the thread that

@@ -14,6 +14,8 @@ NEEDS = {
     "docker": "needs a Docker Engine",
     "processes": "runs the promenade command, its servers and workers as processes, or Node.js "
     "clients",
+    "kubernetes": "needs a Kubernetes cluster (PROMENADE_TEST_KUBECONFIG): run by make "
+    "test-kubernetes, never by make test",
 }
 # Fixtures that bring a service or run the `promenade` command, and the marker each one means.
 SERVICE_FIXTURES = {
@@ -27,6 +29,8 @@ SERVICE_PARAMS = {"postgres": "postgres", "rabbit": "rabbitmq"}
 # tests/client/test_cli_client.py runs `promenade up` and a `promenade` process per client
 # command: a quarter of the fast tier's time (81 of 310 s of test time on 2 loaded cores).
 PROCESS_PATHS = {"e2e", "live", "test_cli.py", "test_walkthrough.py", "test_cli_client.py"}
+# The folder of the tests against a real Kubernetes cluster.
+KUBERNETES_PATH = "kubernetes"
 
 
 def needs(item: pytest.Item) -> set[str]:
@@ -38,6 +42,9 @@ def needs(item: pytest.Item) -> set[str]:
     callspec = getattr(item, "callspec", None)
     params = list(callspec.params.values()) if callspec is not None else []
     found.update(marker for param, marker in SERVICE_PARAMS.items() if param in params)
-    if PROCESS_PATHS & set(item.path.relative_to(TESTS).parts):
+    parts = item.path.relative_to(TESTS).parts
+    if PROCESS_PATHS & set(parts):
         found.add("processes")
+    if parts[0] == KUBERNETES_PATH:
+        found.add("kubernetes")
     return found

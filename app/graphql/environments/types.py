@@ -191,8 +191,10 @@ class CreateDataPlaneInput:
     runtime: RuntimeKind
     settings: JSON | None = strawberry.field(
         default=None,
-        description="Runtime settings: for KUBERNETES the context and namespace "
-        "prefix; for LOCAL_PROCESS the host that endpoint URLs use.",
+        description="Runtime settings: for KUBERNETES the kubeconfig context, "
+        "namespaceTemplate, ingressClass, hostSuffix and the instances' limits; for CONTAINER "
+        "the engine and the instances' limits; for LOCAL_PROCESS the host that endpoint URLs "
+        "use.",
     )
 
 
