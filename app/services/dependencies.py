@@ -97,7 +97,13 @@ async def release_order(
     sorter: TopologicalSorter[str] = TopologicalSorter()
     for integration_id in integration_ids:
         sorter.add(integration_id, *(_reached(graph, integration_id) & members))
-    sorter.prepare()
+    try:
+        sorter.prepare()
+    except CycleError:
+        # Two edits at once may each have passed the check: say so, as that check does.
+        raise InvalidInput(
+            "the members' dependencies make a cycle: change them first", field="members"
+        ) from None
     order: list[str] = []
     position = {integration_id: i for i, integration_id in enumerate(integration_ids)}
     while sorter.is_active():

@@ -26,6 +26,7 @@ from app.models import (
     Promotion,
     PromotionEvent,
     PromotionStatus,
+    RequestKind,
     User,
 )
 from app.models.base import utcnow
@@ -157,7 +158,12 @@ async def move_promotion(
 ) -> PromotionEvent:
     """The promotion's new status, its event, the event's outbox row and, for a move in
     PROMOTION_AUDIT, its audit entry (by ``actor``, with ``audited`` as its detail)."""
-    if not promotion_may_move(promotion.status, status):
+    if not promotion_may_move(promotion.status, status) or (
+        # Only a release's request SUCCEEDS without running: approved, its members run.
+        promotion.status is P.PENDING_APPROVAL
+        and status is P.SUCCEEDED
+        and promotion.kind is not RequestKind.RELEASE
+    ):
         raise IllegalTransition("request", promotion.status.value, status.value)
     now = utcnow()
     promotion.status = status

@@ -273,14 +273,16 @@ async def promote(
     retry_of: Promotion | None = None,
     release: Release | None = None,
     release_build_id: str | None = None,
+    release_config_version: int | None = None,
 ) -> Promotion:
     """Queue a promotion (or schedule it, see ``PromotionRequest.not_before``), or refuse it
     naming every blocker; nothing is written on refusal.
 
     ``retry_of``: the FAILED promotion this one retries; the source must still run its build.
     ``release``: the running release this promotion is a member of (releases.py), whose build
-    ``release_build_id`` the source must still run; it was reviewed as a whole, so no request
-    is filed for it, and it starts now.
+    ``release_build_id`` the source must still run, into a target whose configuration is still
+    at ``release_config_version`` (what the release was planned, and reviewed, with); it was
+    reviewed as a whole, so no request is filed for it, and it starts now.
     """
     now = utcnow()
     validate_not_before(request.not_before, now=now)
@@ -326,6 +328,14 @@ async def promote(
         if emergency or release is not None
         else earliest_start(plan.target.deployment_windows, wanted, now)
     )
+    if (
+        release_config_version is not None
+        and plan.target_deployment.config_version != release_config_version
+    ):
+        raise Conflict(
+            f"the configuration of {plan.integration.name} in {plan.target.name} changed after "
+            "the release was made: it would run what the release's plan did not show"
+        )
     if release_build_id is not None and plan.build.id != release_build_id:
         raise Conflict(
             f"{plan.source.name} now runs {plan.build.version}, not the build the release "
@@ -363,6 +373,8 @@ async def promote(
         not_before=not_before,
         retry_of_id=retry_of.id if retry_of is not None else None,
         release_id=release.id if release is not None else None,
+        # A member runs only with the configuration its release was planned with.
+        config_version=release_config_version,
     )
     session.add(promotion)
     await session.flush()

@@ -9,10 +9,13 @@ half-released.
   expires.
 - A running release promotes its members one at a time, each through the normal lifecycle (a
   promotion of its own, with ``release_id``): the next starts when the one before SUCCEEDED,
-  and the release SUCCEEDED when the last did. When one fails (or cannot start), the release
-  FAILED and the members it had already changed are rolled back to the revision they ran
-  before (ROLLBACK changes with the failure as their reason; a member the release deployed for
-  the first time is suspended), unless the release keeps them (``keep_on_failure``).
+  and the release SUCCEEDED when the last did. A member runs only with the target configuration
+  the release was planned (and reviewed) with; a freeze or a closed deployment window holds it
+  back; a policy added since the release started fails the release. When one fails (or cannot
+  start), the release FAILED and the members it had already changed are rolled back to the
+  revision they ran before (a member the release deployed for the first time is suspended),
+  unless the release keeps them (``keep_on_failure``); those changes wait for a freeze like any
+  other, and none is queued behind someone else's change.
 
 ``advance`` moves a release on; the release sweep (app/sweeps.py) runs it in the API process,
 for every release that waits for something, so that no worker needs to know of releases and a
@@ -50,9 +53,10 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.services import audit, change_requests
+from app.services.approval_policies import policy_of
 from app.services.auth import get_owned
-from app.services.change_queue import queue_change
-from app.services.configuration import ConfigEntry
+from app.services.change_queue import pending_change, queue_change
+from app.services.configuration import ConfigChangeKind, ConfigEntry
 from app.services.dependencies import release_order
 from app.services.errors import (
     Blocker,
@@ -63,6 +67,7 @@ from app.services.errors import (
 )
 from app.services.outbox import enqueue
 from app.services.promotions import Plan, PromotionRequest, plan_promotion, promote
+from app.services.windows import earliest_start
 
 MAX_MEMBERS = 20
 WAITING = (ReleaseStatus.PENDING_APPROVAL, ReleaseStatus.RUNNING)
@@ -189,7 +194,15 @@ async def create_release(
     members = []
     for member in plan.members:
         assert member.build is not None  # the source is ACTIVE
-        members.append({"integration_id": member.integration.id, "build_id": member.build.id})
+        members.append(
+            {
+                "integration_id": member.integration.id,
+                "build_id": member.build.id,
+                # What the plan (and, where protected, the reviewers) saw of the target's
+                # configuration: the member runs only if nothing was stored there since.
+                "config_version": member.target_deployment.config_version,
+            }
+        )
     release = Release(
         organization_id=plan.target.organization_id,
         name=request.name.strip(),
@@ -226,7 +239,7 @@ async def create_release(
     detail = f"{versions} from {plan.source.name} to {plan.target.name}"
     if plan.policy is not None:
         await _record(session, release, detail=f"{detail}: waiting for reviews")
-        await _file_request(session, box, release, plan)
+        await _file_request(session, box, release, plan, versions)
         return release
     await _record(session, release, detail=detail)
     await _start_next(session, box, release)
@@ -234,7 +247,7 @@ async def create_release(
 
 
 async def _file_request(
-    session: AsyncSession, box: SecretBox, release: Release, plan: ReleasePlan
+    session: AsyncSession, box: SecretBox, release: Release, plan: ReleasePlan, versions: str
 ) -> None:
     """The release's one request for review, under the target's policy. It stands for the
     whole set: its integration and build are the first member's, its plan every member's."""
@@ -249,11 +262,20 @@ async def _file_request(
         deployment_id=first.target_deployment.id,
         status=PromotionStatus.PENDING_APPROVAL,
         kind=RequestKind.RELEASE,
-        message=f"release {release.name}" + (f": {release.message}" if release.message else ""),
+        message=f"release {release.name} ({versions})"
+        + (f": {release.message}" if release.message else ""),
         requested_by_id=release.requested_by_id,
         release_id=release.id,
+        # Each member's changes, its keys named "<integration>/<KEY>", in the order they run.
         overrides_sealed=box.seal_json(
-            {"changes": [dataclasses.asdict(c) for m in plan.members for c in m.changes]}
+            {
+                "changes": [
+                    dataclasses.asdict(dataclasses.replace(c, key=f"{m.integration.name}/{c.key}"))
+                    for m in plan.members
+                    for c in m.changes
+                    if c.kind is not ConfigChangeKind.UNCHANGED
+                ]
+            }
         ),
     )
     session.add(request)
@@ -286,10 +308,10 @@ async def advance(session: AsyncSession, *, box: SecretBox, release_id: str) -> 
             return False
         if not await _hold(session, release):
             return False
-        ending = REQUEST_ENDINGS.get(request.status)
-        if ending is not None:
-            release.error = request.error
-            await _move(session, release, ending, detail=request.error)
+        if request.status is not PromotionStatus.SUCCEEDED:
+            ending = REQUEST_ENDINGS.get(request.status, ReleaseStatus.FAILED)
+            release.error = request.error or f"its request ended {request.status.value}"
+            await _move(session, release, ending, detail=release.error)
             return True
         await _move(session, release, ReleaseStatus.RUNNING, detail="approved")
         await _start_next(session, box, release)
@@ -322,6 +344,20 @@ async def _start_next(session: AsyncSession, box: SecretBox, release: Release) -
     assert actor is not None
     overrides = box.open_json(release.overrides_sealed).get(member["integration_id"], [])
     name = await _integration_name(session, member["integration_id"])
+    target = await session.get(Environment, release.target_environment_id)
+    assert target is not None
+    # A freeze, or a time outside the target's deployment windows, holds the next member
+    # back: the sweep starts it once the target thaws or its window opens.
+    if target.frozen or earliest_start(target.deployment_windows, None, utcnow()) is not None:
+        return
+    if await policy_of(session, target.id) is not None and not await _reviewed(session, release):
+        await _fail(
+            session,
+            release,
+            f"{target.name} is protected by an approval policy since the release started: "
+            f"{name} would run without a review; make a new release",
+        )
+        return
     try:
         promotion = await promote(
             session,
@@ -336,6 +372,7 @@ async def _start_next(session: AsyncSession, box: SecretBox, release: Release) -
             ),
             release=release,
             release_build_id=member["build_id"],
+            release_config_version=member.get("config_version"),
         )
     except DomainError as refused:
         await _fail(session, release, f"{name} could not start: {refused}")
@@ -376,7 +413,9 @@ async def _roll_back(
     ).first()
     if revision is None or deployment.revision != revision.revision:
         return False
-    why = f"release {release.name} failed: {reason}"[:2000]
+    if await pending_change(session, deployment.id) is not None:
+        # Someone else's change waits to run there: undoing the release's would undo theirs.
+        return False
     previous = (
         await session.exec(
             select(DeploymentRevision).where(
@@ -393,7 +432,7 @@ async def _roll_back(
             deployment=deployment,
             kind=ChangeKind.SUSPEND,
             actor=None,
-            detail=f"release {release.name} failed: suspend queued",
+            detail=f"release {release.name} failed ({reason[:200]}): suspend queued",
         )
     else:
         change = await queue_change(
@@ -401,15 +440,14 @@ async def _roll_back(
             deployment=deployment,
             kind=ChangeKind.ROLLBACK,
             actor=None,
-            detail=f"release {release.name} failed: rollback to revision {previous.revision} "
-            "queued",
+            detail=f"release {release.name} failed ({reason[:200]}): rollback to revision "
+            f"{previous.revision} queued",
             build_id=previous.build_id,
             rollback_to_revision=previous.revision,
         )
-    # A change with a reason is the platform's own: a freeze does not hold it back.
-    change.reason = why
-    session.add(change)
-    return True
+    # No reason on it: a freeze holds it back as any change asked for (a change with a reason
+    # is the platform's own restoration after a failed verification, which passes a freeze).
+    return change is not None
 
 
 # ---- rows -----------------------------------------------------------------------------------
@@ -431,6 +469,12 @@ async def _hold(session: AsyncSession, release: Release) -> bool:
         return True
     await session.refresh(release)
     return False
+
+
+async def _reviewed(session: AsyncSession, release: Release) -> bool:
+    """Whether the release's one request was approved."""
+    request = await _request_of(session, release)
+    return request is not None and request.status is PromotionStatus.SUCCEEDED
 
 
 async def _request_of(session: AsyncSession, release: Release) -> Promotion | None:

@@ -25,7 +25,8 @@ PLAN = """query($input: CreateReleaseInput!) { releasePlan(input: $input) {
 CREATE = mutation(
     "$input: CreateReleaseInput!",
     "createRelease(input: $input)",
-    """... on Release { id name status request { id kind status } members { position
+    """... on Release { id name status request { id kind status message release { id }
+        configurationChanges { key } } members { position
         integration { name } promotion { id } } }
     ... on ValidationError { field }
     ... on PromotionBlockedError { blockers }""",
@@ -80,6 +81,10 @@ async def test_one_plan_and_into_a_protected_environment_one_request(
     )
     assert made["status"] == "PENDING_APPROVAL"
     assert made["request"]["kind"] == "RELEASE"
+    # The reviewers see the whole release: its members' builds, each member's keys by name.
+    assert made["request"]["release"] == {"id": made["id"]}
+    assert world.payments.name in made["request"]["message"]
+    assert world.invoices.name in made["request"]["message"]
     assert [m["promotion"] for m in made["members"]] == [None, None]  # nothing runs yet
     pending = await api.execute(PENDING_APPROVALS, {"slug": world.org.slug}, as_user=world.approver)
     ids = [e["node"]["id"] for e in pending["organization"]["pendingApprovals"]["edges"]]

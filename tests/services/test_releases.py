@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -21,6 +22,7 @@ from app.models import (
     DeploymentChange,
     DeploymentRevision,
     DeploymentStatus,
+    Environment,
     Promotion,
     PromotionStatus,
     Release,
@@ -31,6 +33,7 @@ from app.models import (
     User,
 )
 from app.services.approvals import approve
+from app.services.changes import restart
 from app.services.configuration import ConfigEntry
 from app.services.dependencies import release_order, set_dependencies
 from app.services.errors import (
@@ -40,7 +43,9 @@ from app.services.errors import (
     NotFound,
     PromotionBlocked,
 )
+from app.services.lifecycle import IllegalTransition, move_promotion
 from app.services.projects import create_build, create_integration
+from app.services.promotions import PromotionRequest, promote
 from app.services.releases import (
     MemberRequest,
     ReleaseRequest,
@@ -293,7 +298,9 @@ async def test_a_failed_member_rolls_back_the_members_already_changed(engine: As
             )
         ).all()
     assert (rollback.kind, rollback.rollback_to_revision) == (ChangeKind.ROLLBACK, 1)
-    assert rollback.reason is not None and "release spring failed" in rollback.reason
+    # Asked for by the platform, but no restoration past a freeze: it has no reason, so a
+    # freeze holds it back as it holds any change.
+    assert rollback.reason is None
 
 
 async def test_a_release_may_keep_what_it_changed(
@@ -403,3 +410,132 @@ async def test_into_a_protected_environment_one_request_is_reviewed_for_the_whol
     # Reviewed as a whole: its members are promotions that run, not requests of their own.
     [ledger] = await members(shop, release.id)
     assert ledger.status is PromotionStatus.QUEUED
+
+
+async def started_member(shop: Shop, release_id: str) -> Promotion:
+    [member] = await members(shop, release_id)
+    return member
+
+
+async def test_a_member_runs_only_with_the_configuration_the_release_was_planned_with(
+    engine: AsyncEngine,
+) -> None:
+    shop = await set_up_shop(engine)
+    acme = shop.acme
+    await acme.protect("Staging")
+    release = await acme.run(
+        "developer", creating(shop, release_of(shop, acme.integration_id, shop.ledger))
+    )
+    async with acme.session() as session:
+        [request] = (
+            await session.exec(select(Promotion).where(Promotion.release_id == release.id))
+        ).all()
+    await acme.run(
+        "approver", lambda session, user: approve(session, actor=user, promotion_id=request.id)
+    )
+    await advancing(shop, release.id)
+    ledger = await started_member(shop, release.id)
+    await finish(shop, ledger, PromotionStatus.SUCCEEDED)
+    # After the review, a value is stored in Staging for the greeter: the greeter would run
+    # what nobody reviewed, so the release fails instead (and Ledger is undone).
+    await acme.configure("Staging", {"GREETING": "unreviewed"})
+    await advancing(shop, release.id)
+    failed = await release_row(shop, release.id)
+    assert failed.status is ReleaseStatus.FAILED
+    assert failed.error is not None and "changed after the release was made" in failed.error
+    assert len(await members(shop, release.id)) == 1
+
+
+async def test_a_member_waits_for_a_freeze_and_a_window_and_not_for_a_policy(
+    engine: AsyncEngine,
+) -> None:
+    shop = await set_up_shop(engine)
+    acme = shop.acme
+    release = await acme.run(
+        "developer", creating(shop, release_of(shop, acme.integration_id, shop.ledger))
+    )
+    ledger = await started_member(shop, release.id)
+    await finish(shop, ledger, PromotionStatus.SUCCEEDED)
+    await acme.freeze("Staging")
+    # Frozen: the greeter waits (the release is not failed, nothing is rolled back).
+    assert await advancing(shop, release.id)
+    row = await release_row(shop, release.id)
+    assert (row.status, row.started) == (ReleaseStatus.RUNNING, 1)
+    async with acme.session() as session:
+        await session.exec(
+            update(Environment)
+            .where(col(Environment.id) == acme.environments["Staging"])
+            .values(frozen=False, freeze_reason=None)
+        )
+        await session.commit()
+    # Protected since the release started: the rest would run unreviewed; it fails.
+    await acme.protect("Staging")
+    await advancing(shop, release.id)
+    failed = await release_row(shop, release.id)
+    assert failed.status is ReleaseStatus.FAILED
+    assert failed.error is not None and "protected by an approval policy since" in failed.error
+
+
+async def test_a_rollback_is_not_queued_behind_someone_elses_change(engine: AsyncEngine) -> None:
+    shop = await set_up_shop(engine)
+    acme = shop.acme
+    await record_run(
+        acme, "Staging", "1.0", integration_id=shop.ledger, build_id=shop.builds[shop.ledger]
+    )
+    release = await acme.run(
+        "developer", creating(shop, release_of(shop, acme.integration_id, shop.ledger))
+    )
+    ledger = await started_member(shop, release.id)
+    await finish(shop, ledger, PromotionStatus.SUCCEEDED)
+    await advancing(shop, release.id)
+    # Someone queues a restart of Ledger in Staging; then the greeter fails.
+    async with acme.session() as session:
+        deployment = (
+            await session.exec(
+                select(Deployment).where(
+                    Deployment.integration_id == shop.ledger,
+                    Deployment.environment_id == acme.environments["Staging"],
+                )
+            )
+        ).one()
+    await acme.run(
+        "developer2",
+        lambda session, user: restart(
+            session, actor=user, box=acme.box, deployment_id=deployment.id
+        ),
+    )
+    _, greeter = await members(shop, release.id)
+    await finish(shop, greeter, PromotionStatus.FAILED)
+    await advancing(shop, release.id)
+    failed = await release_row(shop, release.id)
+    assert (failed.status, failed.rolled_back) == (ReleaseStatus.FAILED, [])
+    async with acme.session() as session:
+        kinds = (
+            await session.exec(
+                select(DeploymentChange.kind).where(
+                    DeploymentChange.deployment_id == deployment.id,
+                    DeploymentChange.status == ChangeStatus.QUEUED,
+                )
+            )
+        ).all()
+    assert list(kinds) == [ChangeKind.RESTART]
+
+
+async def test_only_a_release_request_succeeds_without_running(engine: AsyncEngine) -> None:
+    shop = await set_up_shop(engine)
+    acme = shop.acme
+    await acme.protect("Staging")
+    request = await acme.run(
+        "developer",
+        lambda session, developer: promote(
+            session,
+            actor=developer,
+            box=acme.box,
+            request=PromotionRequest(acme.integration_id, acme.environments["Development"]),
+        ),
+    )
+    async with acme.session() as session:
+        row = await session.get(Promotion, request.id)
+        assert row is not None
+        with pytest.raises(IllegalTransition):
+            await move_promotion(session, row, PromotionStatus.SUCCEEDED, detail=None)

@@ -19,6 +19,7 @@ from app.graphql.identity import types as identity_types
 from app.graphql.objects import Node, related, snapshot
 from app.graphql.projects import LazyBuild, LazyIntegration
 from app.graphql.projects import types as project_types
+from app.graphql.releases import LazyRelease
 from app.models import PromotionStatus, RequestKind, ReviewDecision
 from app.services import approval_rules, change_requests, promotions
 from app.services.configuration import ConfigChangeKind, ConfigDiff, schema_of
@@ -96,6 +97,20 @@ class Promotion(Node):
     @classmethod
     def from_model(cls, row: models.Promotion) -> Promotion:
         return snapshot(cls, row, row=row)
+
+    @strawberry.field(
+        description="The release it belongs to: a member's promotion, or (kind RELEASE) the "
+        "release's one request for review, whose configurationChanges name each member's keys "
+        "as <integration>/<KEY>."
+    )
+    async def release(self, info: Info) -> LazyRelease | None:
+        # Imported here: the release types name this module's PromotionPlan.
+        from app.graphql.releases import types as release_types
+
+        if self.row.release_id is None:
+            return None
+        row = await info.context.session.get(models.Release, self.row.release_id)
+        return release_types.Release.from_model(row) if row is not None else None
 
     @strawberry.field(description="Set when an ADMIN promoted past a freeze or the reviews.")
     def emergency(self) -> Emergency | None:
