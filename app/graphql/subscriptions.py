@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from datetime import datetime
+from typing import Any, TypeVar
 
 import strawberry
 from sqlmodel import col, select
@@ -77,32 +78,36 @@ async def _member_of(ctx: Context, organization_id: str) -> bool:
     return organization_id in await ctx.current_roles()
 
 
+Event = TypeVar("Event", models.PromotionEvent, models.ReleaseEvent)
+
+
 async def _events_after(
-    ctx: Context, promotion_id: str, after: tuple[datetime, str] | None
-) -> list[models.PromotionEvent]:
+    ctx: Context,
+    model: type[Event],
+    parent: Any,
+    parent_id: str,
+    after: tuple[datetime, str] | None,
+) -> list[Event]:
+    """The events of one promotion or release (``parent``: the column naming it), oldest
+    first, after the one at ``after`` (all of them without it)."""
     async with ctx.sessions() as session:
-        query = (
-            select(models.PromotionEvent)
-            .where(models.PromotionEvent.promotion_id == promotion_id)
-            .order_by(col(models.PromotionEvent.at), col(models.PromotionEvent.id))
-        )
-        rows = list((await session.exec(query)).all())
-    if after is None:
-        return rows
-    return [row for row in rows if (row.at, row.id) > after]
-
-
-async def _release_events_after(
-    ctx: Context, release_id: str, after: tuple[datetime, str] | None
-) -> list[models.ReleaseEvent]:
-    async with ctx.sessions() as session:
-        query = (
-            select(models.ReleaseEvent)
-            .where(models.ReleaseEvent.release_id == release_id)
-            .order_by(col(models.ReleaseEvent.at), col(models.ReleaseEvent.id))
-        )
+        query = select(model).where(parent == parent_id).order_by(col(model.at), col(model.id))
         rows = list((await session.exec(query)).all())
     return rows if after is None else [row for row in rows if (row.at, row.id) > after]
+
+
+async def _promotion_events(
+    ctx: Context, promotion_id: str, after: tuple[datetime, str] | None
+) -> list[models.PromotionEvent]:
+    column = col(models.PromotionEvent.promotion_id)
+    return await _events_after(ctx, models.PromotionEvent, column, promotion_id, after)
+
+
+async def _release_events(
+    ctx: Context, release_id: str, after: tuple[datetime, str] | None
+) -> list[models.ReleaseEvent]:
+    column = col(models.ReleaseEvent.release_id)
+    return await _events_after(ctx, models.ReleaseEvent, column, release_id, after)
 
 
 @strawberry.type
@@ -123,7 +128,7 @@ class Subscription:
         # the loop. The database is the record; an event only says "look again", so none is
         # lost or reordered, whatever order the bus delivers them in.
         with ctx.hub.wakeups(lambda message: message.routing_key == key) as wakeup:
-            events = await _events_after(ctx, id, None)
+            events = await _promotion_events(ctx, id, None)
             if not events:
                 raise _not_found("promotion", id)
             current = events[-1]
@@ -135,7 +140,7 @@ class Subscription:
                 # A member removed meanwhile sees no more of it.
                 if not await _member_of(ctx, organization):
                     raise _not_found("promotion", id)
-                for event in await _events_after(ctx, id, last):
+                for event in await _promotion_events(ctx, id, last):
                     yield PromotionEvent.from_model(event, organization)
                     last = (event.at, event.id)
                     final = event.status.is_final
@@ -155,7 +160,7 @@ class Subscription:
         key = release_routing_key(id)
         # As promotionStatus: listen first, then read; the database is the record.
         with ctx.hub.wakeups(lambda message: message.routing_key == key) as wakeup:
-            events = await _release_events_after(ctx, id, None)
+            events = await _release_events(ctx, id, None)
             if not events:
                 raise _not_found("release", id)
             current = events[-1]
@@ -166,7 +171,7 @@ class Subscription:
                 await wakeup.wait(min(POLL_INTERVAL_S, ctx.recheck_s))
                 if not await _member_of(ctx, organization):
                     raise _not_found("release", id)
-                for event in await _release_events_after(ctx, id, last):
+                for event in await _release_events(ctx, id, last):
                     yield ReleaseEvent.from_model(event)
                     last = (event.at, event.id)
                     final = event.status.is_final
