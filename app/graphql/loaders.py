@@ -25,7 +25,6 @@ from app.models import (
     DeploymentRevision,
     DeploymentStatus,
     Environment,
-    GroupLinkMode,
     Integration,
     Membership,
     Organization,
@@ -39,6 +38,7 @@ from app.models import (
     User,
 )
 from app.models.base import utcnow
+from app.services import configuration_groups
 from app.services.delivery_metrics import DeliveryMetrics, Window, delivery_metrics
 
 M = TypeVar("M", bound=SQLModel)
@@ -178,29 +178,8 @@ class GroupKeysByDeployment(_PerRequest[str, frozenset[str]]):
         session = loaders.session
 
         async def load(ids: Sequence[str]) -> list[frozenset[str]]:
-            rows = await session.exec(
-                select(Deployment.id, ConfigurationGroupValue.key)
-                .join(
-                    ConfigurationGroupLink,
-                    col(ConfigurationGroupLink.integration_id) == col(Deployment.integration_id),
-                )
-                .join(
-                    ConfigurationGroupValue,
-                    (col(ConfigurationGroupValue.group_id) == col(ConfigurationGroupLink.group_id))
-                    & (
-                        col(ConfigurationGroupValue.environment_id)
-                        == col(Deployment.environment_id)
-                    ),
-                )
-                .where(
-                    col(Deployment.id).in_(list(ids)),
-                    col(ConfigurationGroupLink.mode) == GroupLinkMode.ENVIRONMENT,
-                )
-            )
-            found: dict[str, set[str]] = {}
-            for deployment_id, key in rows.all():
-                found.setdefault(deployment_id, set()).add(key)
-            return [frozenset(found.get(i, ())) for i in ids]
+            found = await configuration_groups.group_keys(session, ids)
+            return [found[i] for i in ids]
 
         return load
 

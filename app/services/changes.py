@@ -56,9 +56,7 @@ async def require_configuration(
 ) -> None:
     have = {
         *(await stored_values(session, deployment.id)),
-        *await group_keys(
-            session, integration_id=integration.id, environment_id=deployment.environment_id
-        ),
+        *(await group_keys(session, [deployment.id]))[deployment.id],
     }
     missing = missing_keys(schema_of(integration), have)
     if missing:

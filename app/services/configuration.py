@@ -385,7 +385,7 @@ async def effective_configuration_unopened(
     stored: dict[str, dict[str, ConfigValue]] = {deployment_id: {} for deployment_id in ids}
     for row in rows:
         stored[row.deployment_id][row.key] = row
-    grouped = await _group_values_unopened(session, deployments)
+    grouped = await group_values_unopened(session, deployments)
     result: dict[str, dict[str, EffectiveValue]] = {}
     for integration, deployment in deployments:
         schema = schema_of(integration)
@@ -421,7 +421,7 @@ def group_file_key(group_name: str) -> str:
     return f"groups/{group_name}.toml"
 
 
-async def _group_values_unopened(
+async def group_values_unopened(
     session: AsyncSession, deployments: Sequence[tuple[Integration, Deployment]]
 ) -> dict[str, dict[str, EffectiveValue]]:
     """What the configuration groups linked to each deployment's integration give it in its

@@ -50,6 +50,7 @@ from app.services.configuration import (
     ConfigEntry,
     bump_config_version,
     group_file_key,
+    group_values_unopened,
     parse_value,
     plaintext_values,
     schema_of,
@@ -553,58 +554,42 @@ async def effective_configuration(
 
 
 async def group_keys(
-    session: AsyncSession, *, integration_id: str, environment_id: str
-) -> set[str]:
-    """The keys the linked groups set in the environment as values of their own (for the
-    required-configuration checks; nothing is decrypted)."""
+    session: AsyncSession, deployment_ids: Sequence[str]
+) -> dict[str, frozenset[str]]:
+    """The keys each deployment's linked groups set in its environment as values of their own
+    (what counts as set for the required-configuration checks; nothing is decrypted), by
+    deployment id, in one statement."""
     rows = await session.exec(
-        select(ConfigurationGroupValue.key)
+        select(Deployment.id, ConfigurationGroupValue.key)
         .join(
             ConfigurationGroupLink,
-            col(ConfigurationGroupLink.group_id) == col(ConfigurationGroupValue.group_id),
+            col(ConfigurationGroupLink.integration_id) == col(Deployment.integration_id),
+        )
+        .join(
+            ConfigurationGroupValue,
+            (col(ConfigurationGroupValue.group_id) == col(ConfigurationGroupLink.group_id))
+            & (col(ConfigurationGroupValue.environment_id) == col(Deployment.environment_id)),
         )
         .where(
-            ConfigurationGroupLink.integration_id == integration_id,
-            ConfigurationGroupLink.mode == GroupLinkMode.ENVIRONMENT,
-            ConfigurationGroupValue.environment_id == environment_id,
+            col(Deployment.id).in_(list(deployment_ids)),
+            col(ConfigurationGroupLink.mode) == GroupLinkMode.ENVIRONMENT,
         )
     )
-    return set(rows.all())
+    found: dict[str, set[str]] = {}
+    for deployment_id, key in rows.all():
+        found.setdefault(deployment_id, set()).add(key)
+    return {i: frozenset(found.get(i, ())) for i in deployment_ids}
 
 
 async def plain_group_keys(session: AsyncSession, deployment: Deployment) -> set[str]:
     """The keys outside the deployment's schema that its configuration groups give, or gave
     what runs now, as plain (not secret) values: in a plan, every other such key is masked."""
-    plain = {
-        key
-        for key, layout in (await _current_layout(session, deployment)).items()
-        if not layout["secret"]
-    }
+    integration = await session.get(Integration, deployment.integration_id)
+    assert integration is not None
+    now = (await group_values_unopened(session, [(integration, deployment)])).get(deployment.id, {})
+    plain = {key for key, value in now.items() if not value.secret}
     if deployment.running_change_id is not None:
         change = await session.get(DeploymentChange, deployment.running_change_id)
         running = (change.snapshot_groups if change is not None else None) or {}
         plain |= {key for key, layout in running.items() if not layout.get("secret")}
     return plain
-
-
-async def _current_layout(
-    session: AsyncSession, deployment: Deployment
-) -> dict[str, dict[str, Any]]:
-    """Which keys the linked groups give the deployment now (nothing is decrypted)."""
-    layout: dict[str, dict[str, Any]] = {}
-    for link, group in await _links_of_integration(session, deployment.integration_id):
-        rows = (
-            await session.exec(
-                select(ConfigurationGroupValue).where(
-                    ConfigurationGroupValue.group_id == group.id,
-                    ConfigurationGroupValue.environment_id == deployment.environment_id,
-                )
-            )
-        ).all()
-        if not rows:
-            continue
-        if link.mode is GroupLinkMode.FILE:
-            layout[file_key(group.name)] = {"secret": any(row.secret for row in rows)}
-        else:
-            layout.update({row.key: {"secret": row.secret} for row in rows})
-    return layout

@@ -210,9 +210,9 @@ async def plan_promotion(
                 after[key] = value
                 copied.append(ConfigEntry(key=key, value=value))
     # Keys the target's linked configuration groups set count as set.
-    grouped = await configuration_groups.group_keys(
-        session, integration_id=integration.id, environment_id=target.id
-    )
+    grouped = (await configuration_groups.group_keys(session, [target_deployment.id]))[
+        target_deployment.id
+    ]
     missing = missing_keys(schema, [*after, *grouped])
     if missing:
         blockers.append(Blocker.MISSING_CONFIGURATION)
