@@ -385,7 +385,7 @@ async def effective_configuration_unopened(
     stored: dict[str, dict[str, ConfigValue]] = {deployment_id: {} for deployment_id in ids}
     for row in rows:
         stored[row.deployment_id][row.key] = row
-    grouped = await group_values_unopened(session, deployments)
+    grouped = await group_values_unopened(session, [deployment for _, deployment in deployments])
     result: dict[str, dict[str, EffectiveValue]] = {}
     for integration, deployment in deployments:
         schema = schema_of(integration)
@@ -421,12 +421,21 @@ def group_file_key(group_name: str) -> str:
     return f"groups/{group_name}.toml"
 
 
-async def group_values_unopened(
-    session: AsyncSession, deployments: Sequence[tuple[Integration, Deployment]]
-) -> dict[str, dict[str, EffectiveValue]]:
-    """What the configuration groups linked to each deployment's integration give it in its
-    environment (configuration_groups.py), secrets unopened: by deployment id."""
-    integration_ids = {integration.id for integration, _ in deployments}
+@dataclass(frozen=True)
+class LinkedGroup:
+    """A configuration group linked to a deployment's integration, with its values (sealed
+    where secret) in the deployment's environment, in key order."""
+
+    group: ConfigurationGroup
+    mode: GroupLinkMode
+    rows: list[ConfigurationGroupValue]
+
+
+async def linked_groups(
+    session: AsyncSession, deployments: Sequence[Deployment]
+) -> dict[str, list[LinkedGroup]]:
+    """By deployment id, the groups linked to its integration that hold values in its
+    environment, in name order (two statements, whatever the number of deployments)."""
     links = (
         await session.exec(
             select(ConfigurationGroupLink, ConfigurationGroup)
@@ -434,40 +443,56 @@ async def group_values_unopened(
                 ConfigurationGroup,
                 col(ConfigurationGroup.id) == col(ConfigurationGroupLink.group_id),
             )
-            .where(col(ConfigurationGroupLink.integration_id).in_(integration_ids))
+            .where(
+                col(ConfigurationGroupLink.integration_id).in_(
+                    {deployment.integration_id for deployment in deployments}
+                )
+            )
             .order_by(col(ConfigurationGroup.name))
         )
     ).all()
-    if not links:
-        return {}
     rows = (
-        await session.exec(
-            select(ConfigurationGroupValue).where(
-                col(ConfigurationGroupValue.group_id).in_({group.id for _, group in links}),
-                col(ConfigurationGroupValue.environment_id).in_(
-                    {deployment.environment_id for _, deployment in deployments}
-                ),
+        (
+            await session.exec(
+                select(ConfigurationGroupValue)
+                .where(
+                    col(ConfigurationGroupValue.group_id).in_({group.id for _, group in links}),
+                    col(ConfigurationGroupValue.environment_id).in_(
+                        {deployment.environment_id for deployment in deployments}
+                    ),
+                )
+                .order_by(col(ConfigurationGroupValue.key))
             )
-        )
-    ).all()
-    found: dict[str, dict[str, EffectiveValue]] = {}
-    for integration, deployment in deployments:
-        values: dict[str, EffectiveValue] = {}
+        ).all()
+        if links
+        else []
+    )
+    found: dict[str, list[LinkedGroup]] = {}
+    for deployment in deployments:
+        found[deployment.id] = []
         for link, group in links:
-            if link.integration_id != integration.id:
+            if link.integration_id != deployment.integration_id:
                 continue
-            mine = sorted(
-                (
-                    r
-                    for r in rows
-                    if r.group_id == group.id and r.environment_id == deployment.environment_id
-                ),
-                key=lambda r: r.key,
-            )
-            if not mine:
-                continue
-            if link.mode is GroupLinkMode.FILE:
-                path = group_file_key(group.name)
+            here = deployment.environment_id
+            mine = [r for r in rows if r.group_id == group.id and r.environment_id == here]
+            if mine:
+                found[deployment.id].append(LinkedGroup(group=group, mode=link.mode, rows=mine))
+    return found
+
+
+async def group_values_unopened(
+    session: AsyncSession, deployments: Sequence[Deployment]
+) -> dict[str, dict[str, EffectiveValue]]:
+    """What the configuration groups linked to each deployment's integration give it in its
+    environment (configuration_groups.py), secrets unopened: by deployment id."""
+    linked = await linked_groups(session, deployments)
+    found: dict[str, dict[str, EffectiveValue]] = {}
+    for deployment_id, groups in linked.items():
+        values: dict[str, EffectiveValue] = {}
+        for linked_group in groups:
+            mine = linked_group.rows
+            if linked_group.mode is GroupLinkMode.FILE:
+                path = group_file_key(linked_group.group.name)
                 secret = any(r.secret for r in mine)
                 document = None if secret else tomli_w.dumps({r.key: r.value for r in mine})
                 values[path] = EffectiveValue(key=path, secret=secret, value=document)
@@ -476,7 +501,7 @@ async def group_values_unopened(
                     values[r.key] = EffectiveValue(
                         key=r.key, secret=r.secret, value=None if r.secret else r.value
                     )
-        found[deployment.id] = values
+        found[deployment_id] = values
     return found
 
 

@@ -51,6 +51,7 @@ from app.services.configuration import (
     bump_config_version,
     group_file_key,
     group_values_unopened,
+    linked_groups,
     parse_value,
     plaintext_values,
     schema_of,
@@ -499,31 +500,19 @@ class Effective:
         return {k: v for k, v in self.values.items() if k not in self.groups}
 
 
-async def group_values(
-    session: AsyncSession, box: SecretBox, *, integration_id: str, environment_id: str
-) -> Effective:
-    """The values the groups linked to the integration give in the environment."""
+async def group_values(session: AsyncSession, box: SecretBox, deployment: Deployment) -> Effective:
+    """The values the groups linked to the deployment's integration give in its environment,
+    secrets opened."""
     values: dict[str, str] = {}
     layout: dict[str, dict[str, Any]] = {}
-    for link, group in await _links_of_integration(session, integration_id):
-        rows = (
-            await session.exec(
-                select(ConfigurationGroupValue)
-                .where(
-                    ConfigurationGroupValue.group_id == group.id,
-                    ConfigurationGroupValue.environment_id == environment_id,
-                )
-                .order_by(col(ConfigurationGroupValue.key))
-            )
-        ).all()
-        if not rows:
-            continue
+    for linked in (await linked_groups(session, [deployment]))[deployment.id]:
+        rows, name = linked.rows, linked.group.name
         opened = {row.key: box.open(row.value) if row.secret else row.value for row in rows}
-        if link.mode is GroupLinkMode.FILE:
-            path = file_key(group.name)
+        if linked.mode is GroupLinkMode.FILE:
+            path = file_key(name)
             values[path] = tomli_w.dumps(opened)
             layout[path] = {
-                "group": group.name,
+                "group": name,
                 "secret": any(row.secret for row in rows),
                 "file": True,
                 # Masked one by one in the instance's output, as well as the file as a whole.
@@ -532,7 +521,7 @@ async def group_values(
             continue
         for row in rows:
             values[row.key] = opened[row.key]
-            layout[row.key] = {"group": group.name, "secret": row.secret, "file": False}
+            layout[row.key] = {"group": name, "secret": row.secret, "file": False}
     return Effective(values=values, groups=layout)
 
 
@@ -540,12 +529,7 @@ async def effective_configuration(
     session: AsyncSession, box: SecretBox, deployment: Deployment
 ) -> Effective:
     """The deployment's own values over its linked groups' values for its environment."""
-    groups = await group_values(
-        session,
-        box,
-        integration_id=deployment.integration_id,
-        environment_id=deployment.environment_id,
-    )
+    groups = await group_values(session, box, deployment)
     own = await plaintext_values(session, box=box, deployment_id=deployment.id)
     return Effective(
         values={**groups.values, **own},
@@ -584,9 +568,7 @@ async def group_keys(
 async def plain_group_keys(session: AsyncSession, deployment: Deployment) -> set[str]:
     """The keys outside the deployment's schema that its configuration groups give, or gave
     what runs now, as plain (not secret) values: in a plan, every other such key is masked."""
-    integration = await session.get(Integration, deployment.integration_id)
-    assert integration is not None
-    now = (await group_values_unopened(session, [(integration, deployment)])).get(deployment.id, {})
+    now = (await group_values_unopened(session, [deployment]))[deployment.id]
     plain = {key for key, value in now.items() if not value.secret}
     if deployment.running_change_id is not None:
         change = await session.get(DeploymentChange, deployment.running_change_id)
