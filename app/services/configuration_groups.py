@@ -74,10 +74,6 @@ def keys_of(group: ConfigurationGroup) -> list[GroupKey]:
     return [GroupKey(key=k["key"], secret=bool(k.get("secret"))) for k in group.keys]
 
 
-# The snapshot key of a group linked as a file: its path under the instance's files.
-file_key = group_file_key
-
-
 # ---- who edits ----------------------------------------------------------------------------
 
 
@@ -509,7 +505,7 @@ async def group_values(session: AsyncSession, box: SecretBox, deployment: Deploy
         rows, name = linked.rows, linked.group.name
         opened = {row.key: box.open(row.value) if row.secret else row.value for row in rows}
         if linked.mode is GroupLinkMode.FILE:
-            path = file_key(name)
+            path = group_file_key(name)
             values[path] = tomli_w.dumps(opened)
             layout[path] = {
                 "group": name,

@@ -36,7 +36,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.crypto import SecretBox
 from app.models import (
     ApprovalPolicy,
-    Build,
     ChangeKind,
     Deployment,
     DeploymentRevision,
@@ -549,8 +548,3 @@ async def _record(session: AsyncSession, release: Release, *, detail: str | None
         "status": release.status.value,
     }
     await enqueue(session, exchange="event", routing_key=release_routing_key(release.id), body=body)
-
-
-async def build_version(session: AsyncSession, build_id: str) -> str:
-    build = await session.get(Build, build_id)
-    return build.version if build is not None else build_id
