@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from app import migrate
+from app.console import Console
 from app.crypto import SecretBox
 from app.database_metrics import database_refresher
 from app.db import RequestSession, create_engine, create_session_factory
@@ -150,6 +151,7 @@ def create_app(
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             *ide_routes(enabled=not settings.production),
+            *Console().routes(),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route(
