@@ -2,7 +2,12 @@
 #
 #   make up      run the control plane on embedded defaults (SQLite in ./.promenade, in-process bus)
 #   make test    the services the tests need (scripts/test-services), then ruff check,
-#                ruff format --check, mypy --strict, pytest: stops at the first failure
+#                ruff format --check, mypy --strict, the console's checks (make console-test),
+#                pytest: stops at the first failure
+#   make console the web console (console/, TypeScript): npm ci, then build it into
+#                app/console/dist, which is committed (the API serves it at /)
+#   make console-test  the console's type check (tsc), unit tests (vitest), and that the committed
+#                build is the build of its sources
 #   make test-kubernetes  the KUBERNETES runtime against a real cluster (tests/kubernetes: marker
 #                kubernetes, which make test and make test-fast leave out); needs
 #                PROMENADE_TEST_KUBECONFIG, a kubeconfig of a cluster the tests may use
@@ -37,7 +42,7 @@ export PROMENADE_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export PROMENADE_TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
 .DEFAULT_GOAL := help
-.PHONY: help up test test-fast test-kubernetes services lint typecheck pytest schema install docker-stop contract
+.PHONY: help up test test-fast test-kubernetes services lint typecheck pytest schema install docker-stop contract console console-test
 
 help:
 	@sed -n 's/^#   make /make /p' $(MAKEFILE_LIST)
@@ -51,6 +56,7 @@ test: $(STAMP) services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app workers tests bench
+	$(MAKE) --no-print-directory console-test
 	$(BIN)/pytest --durations=30 -m 'not kubernetes' $(PYTEST_ARGS)
 
 # What a test needs is a marker derived from its fixtures and folder (tests/conftest.py).
@@ -94,6 +100,25 @@ schema: $(STAMP)
 	$(BIN)/strawberry export-schema app.graphql.schema:schema --output schema.graphql
 
 install: $(STAMP)
+
+# The console's packages (console/package-lock.json), installed again when the lock changes.
+CONSOLE_MODULES := console/node_modules/.package-lock.json
+
+$(CONSOLE_MODULES): console/package-lock.json
+	cd console && npm ci --no-audit --no-fund
+
+console: $(CONSOLE_MODULES)
+	cd console && npm run build
+
+# The build is reproducible: built again into a scratch folder, it must equal what is committed.
+console-test: $(CONSOLE_MODULES)
+	cd console && npm run check && npm test
+	@scratch=$$(mktemp -d) && \
+	(cd console && npx vite build --logLevel warn --outDir "$$scratch" --emptyOutDir) && \
+	if diff -r "$$scratch" app/console/dist; then rm -rf "$$scratch"; else \
+		rm -rf "$$scratch"; \
+		echo "app/console/dist is not the build of console/src: run make console and commit it" >&2; \
+		exit 1; fi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

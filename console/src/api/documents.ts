@@ -7,7 +7,6 @@ fragment Problem on Error {
   code
   message
   ... on ValidationError { field }
-  ... on NotFoundError { id }
   ... on MissingConfigurationError { missingKeys environment { id name } }
   ... on PromotionBlockedError { blockers }
 }`;
@@ -22,7 +21,7 @@ fragment DeploymentCard on Deployment {
 
 const PROMOTION = `
 fragment PromotionSummary on Promotion {
-  id status kind message requestedAt requiredApprovals error
+  id status kind note: message requestedAt requiredApprovals error
   integration { id name project { id name } }
   build { version }
   sourceEnvironment { id name }
@@ -104,7 +103,7 @@ subscription PromotionStatus($id: ID!) {
   promotionStatus(id: $id) { promotionId status at detail }
 }`;
 
-const DEPLOYMENT_RESULT = `{ __typename ... on Deployment { id status } ... on Promotion { id status } ...Problem }`;
+const DEPLOYMENT_RESULT = `{ __typename ... on Deployment { id } ... on Promotion { id } ...Problem }`;
 
 export const DEPLOY = `
 mutation Deploy($input: DeployInput!) { deploy(input: $input) ${DEPLOYMENT_RESULT} }

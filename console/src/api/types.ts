@@ -146,7 +146,8 @@ export interface Promotion {
   id: string;
   status: PromotionStatus;
   kind: string;
-  message: string | null;
+  /** The requester's message (aliased: an error's `message` is non-null). */
+  note: string | null;
   requestedAt: string;
   requiredApprovals: number;
   error: string | null;

@@ -84,7 +84,7 @@ function ApprovalCard(props: { promotion: Promotion; onDone: () => void }): prea
         Requested by {promotion.requestedBy.name} ({promotion.requestedBy.email}) {when(promotion.requestedAt)}, in{' '}
         {promotion.integration.project.name}.
       </p>
-      {promotion.message ? <blockquote>{promotion.message}</blockquote> : null}
+      {promotion.note ? <blockquote>{promotion.note}</blockquote> : null}
       <ul class="rules" aria-label="Approval rules">
         {promotion.approvalRules.map((progress) => (
           <li key={progress.rule.name} class={progress.met ? 'rule-met' : ''}>
