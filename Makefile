@@ -13,6 +13,8 @@
 #                PROMENADE_TEST_KUBECONFIG, a kubeconfig of a cluster the tests may use
 #   make test-fast  the tests that need nothing but Python (SQLite, in-process bus): no
 #                PostgreSQL, RabbitMQ, Docker, Node.js or `promenade` processes; two pytest workers
+#   make screenshots  the README's pictures of the console (docs/console-*.png), taken by its
+#                browser test (tests/console) in Chromium
 #   make schema  rewrite schema.graphql from the code (tests/test_schema.py fails when it drifts)
 #   make docker-stop  stop the Docker Engine that make test started (scripts/docker-engine)
 #   make contract     copy the design's API contract (../shared) into tests/contract/
@@ -42,7 +44,7 @@ export PROMENADE_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export PROMENADE_TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
 .DEFAULT_GOAL := help
-.PHONY: help up test test-fast test-kubernetes services lint typecheck pytest schema install docker-stop contract console console-test
+.PHONY: help up test test-fast test-kubernetes services lint typecheck pytest schema install docker-stop contract console console-test screenshots
 
 help:
 	@sed -n 's/^#   make /make /p' $(MAKEFILE_LIST)
@@ -95,6 +97,9 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest -m 'not kubernetes' $(PYTEST_ARGS)
+
+screenshots: $(STAMP) services
+	PROMENADE_SCREENSHOT_DIR=docs $(BIN)/pytest -q tests/console/test_console.py -k promote_with_an_override
 
 schema: $(STAMP)
 	$(BIN)/strawberry export-schema app.graphql.schema:schema --output schema.graphql

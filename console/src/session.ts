@@ -1,7 +1,8 @@
 // The API token, kept for this browser tab's session only (sessionStorage): not in
 // localStorage, where it would outlive the session, nor in the URL, where history keeps it.
 
-const KEY = 'promenade.console.token';
+// The same key as GraphiQL's page (app/graphql/ide_assets): one sign-in per tab serves both.
+const KEY = 'promenade.token';
 
 export interface TokenStore {
   getItem(key: string): string | null;

@@ -14,6 +14,8 @@ NEEDS = {
     "docker": "needs a Docker Engine",
     "processes": "runs the promenade command, its servers and workers as processes, or Node.js "
     "clients",
+    "browser": "drives Debian's Chromium (/usr/bin/chromium) with Playwright: tests/console "
+    "(scripts/test-services installs it as root)",
     "kubernetes": "needs a Kubernetes cluster (PROMENADE_TEST_KUBECONFIG): run by make "
     "test-kubernetes, never by make test",
 }
@@ -23,12 +25,25 @@ SERVICE_FIXTURES = {
     "amqp_url": "rabbitmq",
     "docker_engine": "docker",
     "promenade_command": "processes",
+    "browser": "browser",
+    # tests/console: one `promenade up` whose console the browser tests open.
+    "console": "processes",
 }
 SERVICE_PARAMS = {"postgres": "postgres", "rabbit": "rabbitmq"}
 # Folders and modules whose tests run the `promenade` command itself, its servers and workers.
 # tests/client/test_cli_client.py runs `promenade up` and a `promenade` process per client
 # command: a quarter of the fast tier's time (81 of 310 s of test time on 2 loaded cores).
-PROCESS_PATHS = {"e2e", "live", "test_cli.py", "test_walkthrough.py", "test_cli_client.py"}
+# tests/console drives the web console of one `promenade up` in a browser.
+PROCESS_PATHS = {
+    "e2e",
+    "live",
+    "console",
+    "test_cli.py",
+    "test_walkthrough.py",
+    "test_cli_client.py",
+}
+# The folder of the tests in a real browser (Playwright and Debian's Chromium).
+BROWSER_PATH = "console"
 # The folder of the tests against a real Kubernetes cluster.
 KUBERNETES_PATH = "kubernetes"
 
@@ -47,4 +62,6 @@ def needs(item: pytest.Item) -> set[str]:
         found.add("processes")
     if parts[0] == KUBERNETES_PATH:
         found.add("kubernetes")
+    if parts[0] == BROWSER_PATH:
+        found.add("browser")
     return found

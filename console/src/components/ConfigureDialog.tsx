@@ -94,7 +94,7 @@ export function ConfigureDialog(props: {
                 error={error}
                 onValue={(value) => setTyped({ ...typed, [key.key]: value })}
               />
-              {isSet.has(key.key) ? (
+              {isSet.has(key.key) && !key.required ? (
                 <label class="inline-check">
                   <input
                     type="checkbox"

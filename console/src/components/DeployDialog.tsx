@@ -2,10 +2,12 @@ import { useState } from 'preact/hooks';
 
 import { DEPLOY } from '../api/documents';
 import type { Build, Environment, Integration } from '../api/types';
-import { isProblem, showProblem, type Problem } from '../errors';
+import { entryField, isProblem, showProblem, type Problem, type Shown } from '../errors';
 import { when } from '../format';
 import { useSession } from '../hooks';
+import { overrideEntries } from '../overrides';
 import { describedBy, Dialog, ErrorSummary, FieldError } from './ui';
+import { ValuesFieldset } from './ValuesFieldset';
 
 type Result = { __typename: 'Deployment' | 'Promotion'; id: string } | Problem;
 
@@ -14,28 +16,35 @@ export function DeployDialog(props: {
   integration: Integration;
   environment: Environment;
   builds: Build[];
+  /** Whether it runs there already (its values stay unless typed anew). */
+  deployed: boolean;
+  /** The required keys the environment has no value for. */
+  missing: string[];
   onClose: (changed: boolean) => void;
 }): preact.JSX.Element {
   const { api } = useSession();
   const [buildId, setBuildId] = useState(props.builds[0]?.id ?? '');
-  const [problem, setProblem] = useState<{ summary: string; build?: string | undefined }>({ summary: '' });
+  const [values, setValues] = useState<Record<string, string>>({});
+  const [problem, setProblem] = useState<Shown>({ summary: '', fields: {} });
   const [busy, setBusy] = useState(false);
 
   const deploy = async (): Promise<void> => {
     setBusy(true);
-    setProblem({ summary: '' });
+    setProblem({ summary: '', fields: {} });
+    const configuration = overrideEntries(values);
     try {
       const data = await api.request<{ deploy: Result }>(DEPLOY, {
-        input: { integrationId: props.integration.id, environmentId: props.environment.id, buildId },
+        input: { integrationId: props.integration.id, environmentId: props.environment.id, buildId, configuration },
       });
       if (isProblem(data.deploy)) {
-        const shown = showProblem(data.deploy);
-        setProblem({ summary: shown.summary, build: shown.fields.buildId });
+        const rows = configuration.map((entry) => entry.key);
+        setProblem(showProblem(data.deploy, entryField('configuration', rows, (key) => key)));
       } else {
+        setValues({});
         props.onClose(true);
       }
     } catch (error) {
-      setProblem({ summary: error instanceof Error ? error.message : String(error) });
+      setProblem({ summary: error instanceof Error ? error.message : String(error), fields: {} });
     } finally {
       setBusy(false);
     }
@@ -57,7 +66,7 @@ export function DeployDialog(props: {
             <select
               id="deploy-build"
               value={buildId}
-              aria-describedby={describedBy('deploy-build', problem.build)}
+              aria-describedby={describedBy('deploy-build', problem.fields.buildId)}
               onChange={(event) => setBuildId(event.currentTarget.value)}
             >
               {props.builds.map((build) => (
@@ -67,9 +76,23 @@ export function DeployDialog(props: {
                 </option>
               ))}
             </select>
-            <FieldError id="deploy-build" message={problem.build} />
+            <FieldError id="deploy-build" message={problem.fields.buildId} />
           </div>
         )}
+        <ValuesFieldset
+          idPrefix="deploy"
+          legend={`Values for ${props.environment.name}`}
+          hint={
+            props.deployed
+              ? `Leave a field empty to keep ${props.environment.name}'s own value.`
+              : 'Required values must be set before the first deploy. Secret values are never shown.'
+          }
+          schema={props.integration.configSchema}
+          values={values}
+          onValues={setValues}
+          missing={new Set(props.missing)}
+          errors={problem.fields}
+        />
         <ErrorSummary message={problem.summary} />
         <div class="dialog-actions">
           <button type="button" onClick={() => props.onClose(false)}>

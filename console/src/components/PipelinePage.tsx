@@ -149,13 +149,33 @@ function IntegrationPipeline(props: { org: string; integration: Integration; pip
         />
       ) : null}
       {opened?.dialog === 'deploy' ? (
-        <DeployDialog integration={props.integration} environment={opened.environment} builds={builds} onClose={close} />
+        <DeployDialog
+          integration={props.integration}
+          environment={opened.environment}
+          builds={builds}
+          {...deployTarget(props.integration, deploymentIn(deployments, opened.environment.id))}
+          onClose={close}
+        />
       ) : null}
       {opened?.dialog === 'history' ? (
         <HistoryDialog environment={opened.environment} deployment={opened.deployment} writer={writer} onClose={close} />
       ) : null}
     </>
   );
+}
+
+/** What the deploy dialog asks for: every required key without a default, on a first deploy. */
+function deployTarget(integration: Integration, deployment: Deployment | undefined): { deployed: boolean; missing: string[] } {
+  if (deployment && deployment.status !== 'NOT_DEPLOYED') {
+    return { deployed: true, missing: deployment.missingConfiguration };
+  }
+  const have = new Set(deployment?.configuration.map((value) => value.key) ?? []);
+  return {
+    deployed: false,
+    missing: integration.configSchema
+      .filter((key) => key.required && key.defaultValue === null && !have.has(key.key))
+      .map((key) => key.key),
+  };
 }
 
 function EnvironmentCard(props: {
@@ -184,7 +204,7 @@ function EnvironmentCard(props: {
           </span>
         ) : null}
       </p>
-      {deployment ? (
+      {deployed ? (
         <dl class="facts">
           <dt>Build</dt>
           <dd class="build">{deployment.build ? deployment.build.version : '—'}</dd>

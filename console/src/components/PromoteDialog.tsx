@@ -9,7 +9,8 @@ import { isFinished, PROMOTION_STATUS as STATUS_TEXT, when } from '../format';
 import { useSession, useSubscription } from '../hooks';
 import { overrideEntries } from '../overrides';
 import { ChangesTable } from './ChangesTable';
-import { describedBy, Dialog, ErrorSummary, FieldError, PromotionBadge, ValueInput } from './ui';
+import { describedBy, Dialog, ErrorSummary, FieldError, PromotionBadge } from './ui';
+import { ValuesFieldset } from './ValuesFieldset';
 
 export function PromoteDialog(props: {
   integration: Integration;
@@ -97,6 +98,8 @@ function PlanAndPromote(props: {
   };
 
   const missing = new Set(plan?.missingConfiguration ?? []);
+  // Missing values are not a blocker of this form: the fields below are where they are set.
+  const blockers = (plan?.blockers ?? []).filter((blocker) => blocker !== 'MISSING_CONFIGURATION');
   return (
     <form
       onSubmit={(event) => {
@@ -115,18 +118,18 @@ function PlanAndPromote(props: {
               {props.target.name}, unchanged.
               {plan.requiresApproval ? ' It waits for approval before it starts.' : ''}
             </p>
-            {plan.blockers.length > 0 ? (
-              <div class="notice notice-error blockers" role="alert">
+            {blockers.length > 0 ? (
+              <div class="notice notice-error blockers">
                 <p>It cannot start yet:</p>
                 <ul>
-                  {describeBlockers(plan.blockers).map((text) => (
+                  {describeBlockers(blockers).map((text) => (
                     <li key={text}>{text}</li>
                   ))}
                 </ul>
               </div>
-            ) : (
+            ) : plan.missingConfiguration.length === 0 ? (
               <p class="notice notice-ok">Nothing blocks it.</p>
-            )}
+            ) : null}
             {plan.missingConfiguration.length > 0 ? (
               <p class="notice notice-warning plan-missing">
                 {props.target.name} is missing: <strong>{plan.missingConfiguration.join(', ')}</strong>. Set them below.
@@ -139,32 +142,18 @@ function PlanAndPromote(props: {
         ) : null}
       </section>
 
+      <ValuesFieldset
+        idPrefix="override"
+        legend={`Values for ${props.target.name}`}
+        hint={`Leave a field empty to keep ${props.target.name}'s own value. Secret values are never shown.`}
+        schema={schema}
+        values={values}
+        onValues={setValues}
+        missing={missing}
+        errors={shown.fields}
+      />
       <fieldset>
-        <legend>Values for {props.target.name}</legend>
-        <p class="hint">Leave a field empty to keep {props.target.name}'s own value. Secret values are never shown.</p>
-        {schema.map((key) => {
-          const id = `override-${key.key}`;
-          const error = shown.fields[key.key];
-          return (
-            <div class="field" key={key.key}>
-              <label for={id}>
-                <code>{key.key}</code>
-                {key.secret ? ' (secret)' : ''}
-                {missing.has(key.key) ? <span class="required"> required, missing</span> : null}
-              </label>
-              {key.description ? <p class="hint">{key.description}</p> : null}
-              <ValueInput
-                id={id}
-                name={key.key}
-                secret={key.secret}
-                value={values[key.key] ?? ''}
-                error={error}
-                onValue={(value) => setValues({ ...values, [key.key]: value })}
-              />
-              <FieldError id={id} message={error} />
-            </div>
-          );
-        })}
+        <legend>Request</legend>
         <div class="field field-check">
           <input
             id="copy-source"

@@ -31,7 +31,7 @@ export function Dialog(props: {
     >
       <header class="dialog-header">
         <h2 id={titleId}>{props.title}</h2>
-        <button type="button" class="button-quiet" onClick={props.onClose} aria-label="Close">
+        <button type="button" class="button-quiet" onClick={props.onClose} aria-label="Close the dialog">
           ✕
         </button>
       </header>
