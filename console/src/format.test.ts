@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
 import type { Environment } from './api/types';
-import { canChange, changeRow, detailText, isFinished, MASK, nextEnvironment, when } from './format';
+import { canChange, changeRow, detailText, isFinished, MASK, nextEnvironment, safeLink, when } from './format';
 
 const environment = (id: string): Environment => ({
   id,
@@ -75,4 +75,17 @@ describe('detailText', () => {
     );
   });
   it('is empty without a detail', () => expect(detailText(null)).toBe(''));
+});
+
+describe('safeLink', () => {
+  it('keeps http and https', () => {
+    expect(safeLink('http://127.0.0.1:8080/default/dev/shop/greeter/')).toBe('http://127.0.0.1:8080/default/dev/shop/greeter/');
+    expect(safeLink('https://greeter.example/')).toBe('https://greeter.example/');
+  });
+  it('refuses what would run or is not a URL', () => {
+    expect(safeLink('javascript:alert(1)')).toBeNull();
+    expect(safeLink('data:text/html,<script>alert(1)</script>')).toBeNull();
+    expect(safeLink('/relative')).toBeNull();
+    expect(safeLink(null)).toBeNull();
+  });
 });

@@ -108,3 +108,15 @@ export function detailText(detail: unknown): string {
     })
     .join('; ');
 }
+
+/** An endpoint URL as a link only when it is http(s): a data plane reports it, and a link to
+ * ``javascript:`` or ``data:`` would run in the console's origin. */
+export function safeLink(url: string | null): string | null {
+  if (url === null) return null;
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === 'http:' || parsed.protocol === 'https:' ? parsed.href : null;
+  } catch {
+    return null;
+  }
+}

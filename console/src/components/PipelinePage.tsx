@@ -4,7 +4,7 @@ import { useState } from 'preact/hooks';
 
 import { DEPLOYMENT_EVENTS, INTEGRATION_DEPLOYMENTS, PROJECT } from '../api/documents';
 import type { Build, Deployment, DeploymentEvent, Environment, Integration, ProjectDetail } from '../api/types';
-import { canChange, DEPLOYMENT_STATUS, deploymentIn, nextEnvironment, when } from '../format';
+import { canChange, DEPLOYMENT_STATUS, deploymentIn, nextEnvironment, safeLink, when } from '../format';
 import { useQuery, useRole, useSession, useSubscription } from '../hooks';
 import { formatRoute } from '../route';
 import { ConfigureDialog } from './ConfigureDialog';
@@ -164,6 +164,16 @@ function IntegrationPipeline(props: { org: string; integration: Integration; pip
   );
 }
 
+function EndpointLink(props: { url: string | null }): preact.JSX.Element {
+  const href = safeLink(props.url);
+  if (href === null) return <>{props.url ?? '—'}</>;
+  return (
+    <a href={href} target="_blank" rel="noopener noreferrer">
+      {props.url}
+    </a>
+  );
+}
+
 /** What the deploy dialog asks for: every required key without a default, on a first deploy. */
 function deployTarget(integration: Integration, deployment: Deployment | undefined): { deployed: boolean; missing: string[] } {
   if (deployment && deployment.status !== 'NOT_DEPLOYED') {
@@ -212,13 +222,7 @@ function EnvironmentCard(props: {
           <dd class="revision">{deployment.revision}</dd>
           <dt>Endpoint</dt>
           <dd>
-            {deployment.endpointUrl ? (
-              <a href={deployment.endpointUrl} target="_blank" rel="noopener noreferrer">
-                {deployment.endpointUrl}
-              </a>
-            ) : (
-              '—'
-            )}
+            <EndpointLink url={deployment.endpointUrl} />
           </dd>
           <dt>Updated</dt>
           <dd>{when(deployment.updatedAt)}</dd>
