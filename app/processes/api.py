@@ -49,6 +49,7 @@ async def serve(settings: Settings, args: argparse.Namespace, app: Starlette) ->
     await server.start()
     freeze_startup_heap()
     print(f"Promenade GraphQL at http://{host}:{port}/graphql", file=sys.stderr)
+    print(f"Promenade console at http://{host}:{port}/", file=sys.stderr)
     try:
         await stop.wait()
     finally:

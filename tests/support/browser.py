@@ -108,7 +108,9 @@ class Recorded:
 
 class Pages:
     """``page_for(token)``: a new page in a context of its own (1280x800) whose console is
-    signed in with ``token`` (none: signed out). Every context is closed at the test's end."""
+    signed in with ``token`` (none: signed out); ``page_for(token, bypass_csp=True)``: one whose
+    context does not enforce the page's Content-Security-Policy. Every context is closed at the
+    test's end."""
 
     def __init__(self, browser: Browser, console_url: str) -> None:
         self.browser = browser
@@ -116,8 +118,12 @@ class Pages:
         self._contexts: list[BrowserContext] = []
         self._recorded: dict[int, Recorded] = {}
 
-    def __call__(self, token: str | None = None) -> Page:
-        context = self.browser.new_context(viewport={"width": 1280, "height": 800})
+    def __call__(self, token: str | None = None, *, bypass_csp: bool = False) -> Page:
+        # ``bypass_csp``: the page's Content-Security-Policy is not enforced, so that a test may
+        # add a script of its own (the accessibility checks inject axe-core).
+        context = self.browser.new_context(
+            viewport={"width": 1280, "height": 800}, bypass_csp=bypass_csp
+        )
         self._contexts.append(context)
         page = context.new_page()
         if token is not None:
