@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
-import type { Environment } from './api/types';
-import { canChange, changeRow, detailText, isFinished, MASK, nextEnvironment, safeLink, when } from './format';
+import type { Deployment, Environment, OpenRequest } from './api/types';
+import { canChange, changeRow, detailText, isFinished, MASK, nextEnvironment, pollDelay, safeLink, when } from './format';
 
 const environment = (id: string): Environment => ({
   id,
@@ -88,4 +88,19 @@ describe('safeLink', () => {
     expect(safeLink('/relative')).toBeNull();
     expect(safeLink(null)).toBeNull();
   });
+});
+
+describe('pollDelay', () => {
+  const deployment = (status: Deployment['status']): Deployment =>
+    ({ status }) as Deployment;
+  const request = (status: OpenRequest['status']): OpenRequest =>
+    ({ status }) as OpenRequest;
+  it('is soon while a change is under way', () => {
+    expect(pollDelay([deployment('IN_PROGRESS')], [])).toBe(3000);
+    expect(pollDelay([deployment('ACTIVE')], [request('RESTARTING')])).toBe(3000);
+  });
+  it('is seldom while a request only waits', () => {
+    expect(pollDelay([deployment('ACTIVE')], [request('PENDING_APPROVAL')])).toBe(30000);
+  });
+  it('is never when nothing is open', () => expect(pollDelay([deployment('ACTIVE')], [])).toBeNull());
 });

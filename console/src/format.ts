@@ -4,6 +4,7 @@ import type {
   Deployment,
   DeploymentStatus,
   Environment,
+  OpenRequest,
   PromotionStatus,
   Role,
 } from './api/types';
@@ -120,3 +121,13 @@ export function safeLink(url: string | null): string | null {
     return null;
   }
 }
+
+/** How long until the cards are read again without an event, if at all. */
+export function pollDelay(deployments: readonly Deployment[], requests: readonly OpenRequest[]): number | null {
+  const waiting: ReadonlySet<PromotionStatus> = new Set(['PENDING_APPROVAL', 'SCHEDULED']);
+  if (deployments.some((d) => d.status === 'IN_PROGRESS') || requests.some((r) => !waiting.has(r.status))) {
+    return 3000;
+  }
+  return requests.length > 0 ? 30000 : null;
+}
+

@@ -67,7 +67,9 @@ def deployed(console: ConsoleServer) -> str:
 
 def open_pipeline(page: Page, console: ConsoleServer, integration_id: str) -> None:
     page.goto(pipeline_url(console, integration_id))
-    expect(card(page, "Development").locator(".badge")).to_have_text("Active", timeout=LIVE_MS)
+    expect(card(page, "Development").locator(".card-status")).to_have_text(
+        "Active", timeout=LIVE_MS
+    )
     expect(card(page, "Production")).to_be_visible()
 
 

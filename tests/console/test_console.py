@@ -7,6 +7,7 @@ the page or in anything the browser received. The screenshots in the README come
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -90,7 +91,7 @@ def test_deploy_promote_with_an_override_and_approve_live(
     dialog.get_by_label("API_KEY (secret)").fill(secret)
     dialog.get_by_role("button", name="Deploy", exact=True).click()
     expect(dialog).to_be_hidden()
-    expect(development.locator(".badge")).to_have_text("Active", timeout=LIVE_MS)
+    expect(development.locator(".card-status")).to_have_text("Active", timeout=LIVE_MS)
     expect(development.locator(".build")).to_have_text("1.0.0")
     expect(development.get_by_role("link", name="/dev/")).to_be_visible()
 
@@ -117,7 +118,8 @@ def test_deploy_promote_with_an_override_and_approve_live(
     expect(dialog.locator(".follow-status")).to_contain_text("Waiting for approval")
     assert dialog.get_by_label("API_KEY (secret)").count() == 0  # the form and its values gone
     dialog.get_by_role("button", name="Close", exact=True).click()
-    expect(production.locator(".badge")).to_have_text("Not deployed")
+    expect(production.locator(".card-status")).to_have_text("Not deployed")
+    expect(production.locator(".requests")).to_have_text("Promotion of 1.0.0: Waiting for approval")
 
     # A reviewer, in a browser of their own, approves it.
     reviewer = page_for(console.approver_token)
@@ -131,9 +133,20 @@ def test_deploy_promote_with_an_override_and_approve_live(
     expect(request).to_be_hidden(timeout=LIVE_MS)
 
     # The admin's card changes live, on the same page.
-    expect(production.locator(".badge")).to_have_text("Active", timeout=LIVE_MS)
+    expect(production.locator(".card-status")).to_have_text("Active", timeout=LIVE_MS)
     expect(production.locator(".build")).to_have_text("1.0.0")
+    expect(production.locator(".requests")).to_have_count(0, timeout=LIVE_MS)
     assert_not_reloaded(admin)
+    # Told over the websocket (the page also reads again now and then, for what events miss).
+    frames = page_for.recorded(admin).frames
+    events = [
+        message["payload"]["data"]["deploymentEvents"]
+        for message in map(json.loads, frames)
+        if message.get("type") == "next" and "deploymentEvents" in message["payload"]["data"]
+    ]
+    assert {"environmentId": console.environments["Production"], "status": "ACTIVE"} in [
+        {"environmentId": e["environmentId"], "status": e["status"]} for e in events
+    ], events
     endpoint = production.get_by_role("link", name="/prod/").get_attribute("href")
     assert endpoint is not None
     answer = httpx.get(endpoint, timeout=10, trust_env=False).json()
@@ -152,7 +165,7 @@ def test_configuration_keeps_secrets_write_only_and_errors_by_their_field(
     deploy(console, integration_id, build_id, GREETING="Hi", API_KEY=old)
     admin.goto(pipeline_url(console, integration_id))
     development = card(admin, "Development")
-    expect(development.locator(".badge")).to_have_text("Active", timeout=LIVE_MS)
+    expect(development.locator(".card-status")).to_have_text("Active", timeout=LIVE_MS)
     expect(development.locator(".revision")).to_have_text("1")
 
     development.get_by_role("button", name="Configure").click()
@@ -178,7 +191,7 @@ def test_configuration_keeps_secrets_write_only_and_errors_by_their_field(
 
     endpoint = development.get_by_role("link", name="/dev/").get_attribute("href")
     assert endpoint is not None
-    expect(development.locator(".badge")).to_have_text("Active", timeout=LIVE_MS)
+    expect(development.locator(".card-status")).to_have_text("Active", timeout=LIVE_MS)
     assert httpx.get(endpoint, timeout=10, trust_env=False).json()["repeat"] == 2
     for secret in (old, new):
         assert_secret_never_seen(page_for, admin, secret)
@@ -189,12 +202,12 @@ def test_suspend_resume_and_rollback_from_the_history(console: ConsoleServer, ad
     deployment_id = deploy(console, integration_id, build_id, GREETING="One", API_KEY="k")
     admin.goto(pipeline_url(console, integration_id))
     development = card(admin, "Development")
-    expect(development.locator(".badge")).to_have_text("Active", timeout=LIVE_MS)
+    expect(development.locator(".card-status")).to_have_text("Active", timeout=LIVE_MS)
 
     development.get_by_role("button", name="Suspend in Development").click()
-    expect(development.locator(".badge")).to_have_text("Suspended", timeout=LIVE_MS)
+    expect(development.locator(".card-status")).to_have_text("Suspended", timeout=LIVE_MS)
     development.get_by_role("button", name="Resume in Development").click()
-    expect(development.locator(".badge")).to_have_text("Active", timeout=LIVE_MS)
+    expect(development.locator(".card-status")).to_have_text("Active", timeout=LIVE_MS)
 
     console.graphql(
         """mutation($input: SetConfigurationInput!) { setConfiguration(input: $input) {
@@ -218,7 +231,7 @@ def test_suspend_resume_and_rollback_from_the_history(console: ConsoleServer, ad
     dialog.get_by_role("button", name="Roll back to 1").click()
     expect(dialog).to_be_hidden()
     expect(revision).to_have_text(str(current + 1), timeout=LIVE_MS)
-    expect(development.locator(".badge")).to_have_text("Active", timeout=LIVE_MS)
+    expect(development.locator(".card-status")).to_have_text("Active", timeout=LIVE_MS)
     history = console.graphql(
         """query($id: ID!) { deployment(id: $id) { history(first: 1) {
             edges { node { cause } } } } }""",
@@ -258,7 +271,7 @@ def test_admins_freeze_and_the_plan_says_it_is_frozen(
     admin.goto(pipeline_url(console, integration_id))
     development, production = card(admin, "Development"), card(admin, "Production")
     expect(production).to_contain_text("Frozen: quarter close")
-    expect(development.locator(".badge")).to_have_text("Active", timeout=LIVE_MS)
+    expect(development.locator(".card-status")).to_have_text("Active", timeout=LIVE_MS)
     # By keyboard: the dialog takes the focus, Escape closes it.
     development.get_by_role("button", name="Promote to Production").focus()
     admin.keyboard.press("Enter")

@@ -19,6 +19,14 @@ fragment DeploymentCard on Deployment {
   configuration { key value secret }
 }`;
 
+// The requests of an integration that have not ended, shown on their target's card.
+const OPEN_STATUSES = `PENDING_APPROVAL, SCHEDULED, QUEUED, APPLYING_CONFIGURATION, RESTARTING, VERIFYING`;
+
+const OPEN_REQUEST = `
+fragment OpenRequest on Promotion {
+  id status kind build { version } targetEnvironment { id }
+}`;
+
 const PROMOTION = `
 fragment PromotionSummary on Promotion {
   id status kind note: message requestedAt requiredApprovals error
@@ -46,7 +54,7 @@ query Projects($slug: String!) {
 }`;
 
 export const PROJECT = `
-query Project($id: ID!) {
+query Project($id: ID!, $open: [PromotionStatus!] = [${OPEN_STATUSES}]) {
   project(id: $id) {
     id name slug description
     pipeline { id name environments { id name position critical frozen freezeReason approvalPolicy { requiredApprovals } } }
@@ -56,21 +64,25 @@ query Project($id: ID!) {
         configSchema { key type required secret defaultValue description }
         deployments { ...DeploymentCard }
         builds(first: 20) { edges { node { id version commit createdAt } } }
+        promotions(first: 20, status: $open) { edges { node { ...OpenRequest } } }
       } }
     }
   }
 }
-${DEPLOYMENT}`;
+${DEPLOYMENT}
+${OPEN_REQUEST}`;
 
 export const INTEGRATION_DEPLOYMENTS = `
-query IntegrationDeployments($id: ID!) {
+query IntegrationDeployments($id: ID!, $open: [PromotionStatus!] = [${OPEN_STATUSES}]) {
   integration(id: $id) {
     id
     deployments { ...DeploymentCard }
     builds(first: 20) { edges { node { id version commit createdAt } } }
+    promotions(first: 20, status: $open) { edges { node { ...OpenRequest } } }
   }
 }
-${DEPLOYMENT}`;
+${DEPLOYMENT}
+${OPEN_REQUEST}`;
 
 export const DEPLOYMENT_EVENTS = `
 subscription DeploymentEvents($integrationId: ID!) {

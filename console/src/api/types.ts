@@ -96,6 +96,16 @@ export interface Integration {
   configSchema: ConfigKey[];
   deployments: Deployment[];
   builds: { edges: { node: Build }[] };
+  promotions: { edges: { node: OpenRequest }[] };
+}
+
+/** A request (promotion, deploy, restart, ...) of an integration that has not ended yet. */
+export interface OpenRequest {
+  id: string;
+  status: PromotionStatus;
+  kind: string;
+  build: { version: string };
+  targetEnvironment: { id: string };
 }
 
 export interface Project {

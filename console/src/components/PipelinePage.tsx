@@ -1,10 +1,10 @@
 // A project's pipeline: one card per environment, in the pipeline's order, for the chosen
 // integration; each card follows the integration's deployment events live.
-import { useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 
 import { DEPLOYMENT_EVENTS, INTEGRATION_DEPLOYMENTS, PROJECT } from '../api/documents';
-import type { Build, Deployment, DeploymentEvent, Environment, Integration, ProjectDetail } from '../api/types';
-import { canChange, DEPLOYMENT_STATUS, deploymentIn, nextEnvironment, safeLink, when } from '../format';
+import type { Build, Deployment, DeploymentEvent, Environment, Integration, OpenRequest, ProjectDetail } from '../api/types';
+import { canChange, DEPLOYMENT_STATUS, deploymentIn, nextEnvironment, pollDelay, safeLink, when } from '../format';
 import { useQuery, useRole, useSession, useSubscription } from '../hooks';
 import { formatRoute } from '../route';
 import { ConfigureDialog } from './ConfigureDialog';
@@ -12,7 +12,16 @@ import { DeployDialog } from './DeployDialog';
 import { HistoryDialog } from './HistoryDialog';
 import { OperationButton } from './OperationButton';
 import { PromoteDialog } from './PromoteDialog';
-import { DeploymentBadge, LoadError, Loading } from './ui';
+import { DeploymentBadge, LoadError, Loading, PromotionBadge } from './ui';
+
+const REQUEST_KIND: Record<string, string> = {
+  PROMOTION: 'Promotion',
+  DEPLOY: 'Deploy',
+  CONFIGURATION: 'Configuration change',
+  RESTART: 'Restart',
+  ROLLBACK: 'Rollback',
+  RELEASE: 'Release',
+};
 
 interface Data {
   project: ProjectDetail | null;
@@ -66,19 +75,26 @@ function IntegrationPipeline(props: { org: string; integration: Integration; pip
   const role = useRole(props.org);
   const [deployments, setDeployments] = useState(props.integration.deployments);
   const [builds, setBuilds] = useState<Build[]>(props.integration.builds.edges.map((edge) => edge.node));
+  const [requests, setRequests] = useState<OpenRequest[]>(props.integration.promotions.edges.map((edge) => edge.node));
   const [lastEvent, setLastEvent] = useState<Record<string, DeploymentEvent>>({});
   const [announcement, setAnnouncement] = useState('');
   const [opened, setOpened] = useState<Opened | null>(null);
   const [live, setLive] = useState<'connecting' | 'live' | 'lost'>('connecting');
 
+  // Events come in bursts and each one asks again: only the answer to the latest question is
+  // shown, so that an earlier, slower answer cannot put an older state back on the cards.
+  const asked = useRef(0);
   const refresh = async (): Promise<void> => {
-    const data = await api.request<{ integration: Pick<Integration, 'deployments' | 'builds'> | null }>(
+    const question = ++asked.current;
+    const data = await api.request<{ integration: Pick<Integration, 'deployments' | 'builds' | 'promotions'> | null }>(
       INTEGRATION_DEPLOYMENTS,
       { id: props.integration.id },
     );
+    if (question !== asked.current) return;
     if (data.integration) {
       setDeployments(data.integration.deployments);
       setBuilds(data.integration.builds.edges.map((edge) => edge.node));
+      setRequests(data.integration.promotions.edges.map((edge) => edge.node));
     }
   };
 
@@ -96,6 +112,17 @@ function IntegrationPipeline(props: { org: string; integration: Integration; pip
     },
     () => setLive('lost'),
   );
+
+  // The events say when to look again; a look now and then covers what they cannot: an event
+  // sent before this page subscribed, and a request rejected or cancelled (which changes no
+  // deployment). Soon while something is under way, seldom while a request waits.
+  const delay = pollDelay(deployments, requests);
+  useEffect(() => {
+    if (delay === null) return undefined;
+    const timer = window.setTimeout(() => void refresh(), delay);
+    return () => window.clearTimeout(timer);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [deployments, requests, delay]);
 
   const close = (changed: boolean): void => {
     setOpened(null);
@@ -122,6 +149,7 @@ function IntegrationPipeline(props: { org: string; integration: Integration; pip
                 environment={environment}
                 deployment={deployment}
                 event={lastEvent[environment.id]}
+                requests={requests.filter((request) => request.targetEnvironment.id === environment.id)}
                 writer={writer}
                 first={index === 0}
                 next={next}
@@ -192,6 +220,7 @@ function EnvironmentCard(props: {
   environment: Environment;
   deployment: Deployment | undefined;
   event: DeploymentEvent | undefined;
+  requests: OpenRequest[];
   writer: boolean;
   first: boolean;
   next: Environment | undefined;
@@ -204,7 +233,9 @@ function EnvironmentCard(props: {
     <>
       <header class="card-header">
         <h3 id={`env-${environment.id}`}>{environment.name}</h3>
-        <DeploymentBadge status={deployment?.status ?? 'NOT_DEPLOYED'} />
+        <span class="card-status">
+          <DeploymentBadge status={deployment?.status ?? 'NOT_DEPLOYED'} />
+        </span>
       </header>
       <p class="card-flags">
         {environment.approvalPolicy ? <span class="flag">Protected</span> : null}
@@ -239,6 +270,16 @@ function EnvironmentCard(props: {
         </p>
       ) : null}
       {deployment?.lastError ? <p class="notice notice-error">Last error: {deployment.lastError}</p> : null}
+      {props.requests.length > 0 ? (
+        <ul class="requests" aria-label={`Open requests for ${environment.name}`}>
+          {props.requests.map((request) => (
+            <li key={request.id}>
+              {REQUEST_KIND[request.kind] ?? request.kind} of {request.build.version}:{' '}
+              <PromotionBadge status={request.status} />
+            </li>
+          ))}
+        </ul>
+      ) : null}
       {props.event?.detail ? <p class="event-detail">{props.event.detail}</p> : null}
       {props.writer ? (
         <div class="actions">
