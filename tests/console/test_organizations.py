@@ -37,6 +37,16 @@ def test_the_switcher_shows_each_organizations_own_projects(
     assert page.get_by_role("button", name="Configure").count() == 0
     assert page.get_by_role("button", name="Deploy a build").count() == 0
 
+    # A link naming the organization where they are ADMIN, with this project's id: the page
+    # goes to the project's own organization, where they are a VIEWER, and offers no more.
+    page.goto(f"{console.url}/#/harbour/projects/{console.project_id}")
+    expect(page).to_have_url(
+        f"{console.url}/#/{console.organization}/projects/{console.project_id}"
+    )
+    expect(page.locator('li.card[data-environment="Production"]')).to_be_visible()
+    assert page.get_by_role("button", name="Configure").count() == 0
+    expect(page.locator(".role")).to_have_text(" · viewer")
+
 
 def test_another_organizations_member_sees_nothing_of_it(
     page_for: Pages, console: ConsoleServer

@@ -57,6 +57,7 @@ export const PROJECT = `
 query Project($id: ID!, $open: [PromotionStatus!] = [${OPEN_STATUSES}]) {
   project(id: $id) {
     id name slug description
+    organization { id slug }
     pipeline { id name environments { id name position critical frozen freezeReason approvalPolicy { requiredApprovals } } }
     integrations(first: 100) {
       edges { node {

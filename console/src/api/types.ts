@@ -116,6 +116,7 @@ export interface Project {
 }
 
 export interface ProjectDetail extends Project {
+  organization: { id: string; slug: string };
   pipeline: { id: string; name: string; environments: Environment[] };
   integrations: { edges: { node: Integration }[] };
 }

@@ -39,6 +39,15 @@ export function PipelinePage(props: { org: string; projectId: string; integratio
   if (!data) return <Loading what="the pipeline" />;
   const project = data.project;
   if (!project) return <p role="alert">This project does not exist, or you may not see it.</p>;
+  if (project.organization.slug !== props.org) {
+    // A link that names another organization than the project's: the viewer's role (what the
+    // page offers) is the one in the project's organization, so go there.
+    return (
+      <Redirect
+        to={formatRoute({ page: 'project', org: project.organization.slug, projectId: project.id })}
+      />
+    );
+  }
   const integrations = project.integrations.edges.map((edge) => edge.node);
   const chosen = integrations.find((i) => i.id === props.integrationId) ?? integrations[0];
   return (
@@ -68,6 +77,11 @@ export function PipelinePage(props: { org: string; projectId: string; integratio
       )}
     </section>
   );
+}
+
+function Redirect(props: { to: string }): preact.JSX.Element {
+  useEffect(() => window.location.replace(props.to), [props.to]);
+  return <Loading what="the project's organization" />;
 }
 
 function IntegrationPipeline(props: { org: string; integration: Integration; pipeline: Environment[] }): preact.JSX.Element {
